@@ -1,0 +1,435 @@
+"""Class schemas: names, display colours, source codes or mask colours, and what to ignore.
+
+One ``ClassSchema`` flows from reading masks (``decode``) to colouring predictions (``colorize``) and
+labelling reports, so a class is named and coloured the same everywhere.
+
+Masks come in two kinds:
+- *code* masks: one band whose values are class codes (``0..K-1``, or e.g. 10/30/50 in s2_korea);
+- *colour* masks: RGB images where each class has a colour (DeepGlobe, Dubai).
+Both decode to an index mask: ``uint8`` values ``0..K-1`` and ``IGNORE_INDEX`` for pixels that carry no
+label (no-data codes, ignore colours, and, when asked for, values the schema does not know).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal
+
+import numpy as np
+import yaml
+
+from landseg.errors import ConfigError, DataError
+
+IGNORE_INDEX = 255
+RGB = tuple[int, int, int]
+UnknownPolicy = Literal["error", "ignore"]
+
+
+def parse_color(value: str | Iterable[int]) -> RGB:
+    """``"#3C1098"`` or ``[60, 16, 152]`` to an RGB tuple."""
+    if isinstance(value, str):
+        text = value.strip().lstrip("#")
+        if len(text) != 6:
+            raise ConfigError(f"colour {value!r} is not #RRGGBB")
+        try:
+            return (int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16))
+        except ValueError:
+            raise ConfigError(f"colour {value!r} is not #RRGGBB") from None
+    rgb = tuple(int(v) for v in value)
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise ConfigError(f"colour {value!r} is not three values in 0..255")
+    return rgb  # type: ignore[return-value]
+
+
+def color_hex(rgb: RGB) -> str:
+    return "#{:02X}{:02X}{:02X}".format(*rgb)
+
+
+@dataclass(frozen=True)
+class LandClass:
+    name: str
+    color: RGB
+    """Display colour for maps, legends and reports."""
+    code: int | None = None
+    """Value of this class in code masks."""
+    mask_color: RGB | None = None
+    """Colour of this class in RGB masks."""
+
+
+@dataclass(frozen=True)
+class ClassSchema:
+    name: str
+    classes: tuple[LandClass, ...]
+    ignore_codes: tuple[int, ...] = ()
+    ignore_colors: tuple[RGB, ...] = ()
+    description: str = ""
+    _lut_cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    def __post_init__(self):
+        if not self.classes:
+            raise ConfigError(f"class schema {self.name!r} has no classes")
+        if len(self.classes) >= IGNORE_INDEX:
+            raise ConfigError(f"class schema {self.name!r} has {len(self.classes)} classes; at most 254")
+        names = [c.name for c in self.classes]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"class schema {self.name!r} repeats a class name: {names}")
+        codes = [c.code for c in self.classes if c.code is not None]
+        if len(set(codes)) != len(codes) or set(codes) & set(self.ignore_codes):
+            raise ConfigError(f"class schema {self.name!r}: codes must be unique and not ignored")
+        colors = [c.mask_color for c in self.classes if c.mask_color is not None]
+        if len(set(colors)) != len(colors) or set(colors) & set(self.ignore_colors):
+            raise ConfigError(f"class schema {self.name!r}: mask colours must be unique and not ignored")
+
+    # -- basic views -------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def palette(self) -> np.ndarray:
+        """``(K, 3) uint8`` display colours, row ``i`` for class index ``i``."""
+        return np.array([c.color for c in self.classes], dtype=np.uint8)
+
+    @property
+    def has_codes(self) -> bool:
+        return all(c.code is not None for c in self.classes)
+
+    @property
+    def has_mask_colors(self) -> bool:
+        return all(c.mask_color is not None for c in self.classes)
+
+    # -- decoding masks ----------------------------------------------------------------------------
+    def decode(self, mask: np.ndarray, *, unknown: UnknownPolicy = "error", source: str | None = None) -> np.ndarray:
+        """Raw mask (``H x W`` codes or ``H x W x 3`` colours) to a ``uint8`` index mask.
+
+        Unknown values raise ``DataError`` naming ``source`` and listing the values with pixel counts,
+        or become ``IGNORE_INDEX`` with ``unknown="ignore"``.
+        """
+        if mask.ndim == 3 and mask.shape[-1] in (3, 4):
+            return self.decode_colors(mask[..., :3], unknown=unknown, source=source)
+        if mask.ndim == 3 and mask.shape[-1] == 1:
+            mask = mask[..., 0]
+        if mask.ndim != 2:
+            raise DataError(f"mask has shape {mask.shape}; expected H x W codes or H x W x 3 colours", source)
+        return self.decode_codes(mask, unknown=unknown, source=source)
+
+    def decode_codes(self, mask: np.ndarray, *, unknown: UnknownPolicy = "error", source: str | None = None) -> np.ndarray:
+        if not self.has_codes:
+            raise DataError(f"mask has one band, but schema {self.name!r} defines colours, not codes", source)
+        if not np.issubdtype(mask.dtype, np.integer):
+            if not np.all(np.isfinite(mask)) or not np.all(mask == np.round(mask)):
+                bad = mask[~np.isfinite(mask) | (mask != np.round(mask))]
+                raise DataError(f"mask holds non-integer values, e.g. {bad[:5].tolist()}", source)
+            mask = mask.astype(np.int64)
+        values, inverse, counts = np.unique(mask, return_inverse=True, return_counts=True)
+        code_to_index = {c.code: i for i, c in enumerate(self.classes)}
+        mapped = np.full(len(values), IGNORE_INDEX, dtype=np.uint8)
+        unknown_values = []
+        for j, value in enumerate(values.tolist()):
+            if value in code_to_index:
+                mapped[j] = code_to_index[value]
+            elif value not in self.ignore_codes:
+                unknown_values.append((value, int(counts[j])))
+        if unknown_values and unknown == "error":
+            raise DataError(self._unknown_message("codes", unknown_values), source)
+        return mapped[inverse.reshape(mask.shape)]
+
+    def decode_colors(self, rgb: np.ndarray, *, unknown: UnknownPolicy = "error", source: str | None = None) -> np.ndarray:
+        if not self.has_mask_colors:
+            raise DataError(f"mask is RGB, but schema {self.name!r} defines codes, not colours", source)
+        if rgb.dtype != np.uint8:
+            raise DataError(f"RGB mask has dtype {rgb.dtype}; expected uint8 colours", source)
+        packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+        values, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+        color_to_index = {_pack(c.mask_color): i for i, c in enumerate(self.classes)}  # type: ignore[arg-type]
+        ignored = {_pack(c) for c in self.ignore_colors}
+        mapped = np.full(len(values), IGNORE_INDEX, dtype=np.uint8)
+        unknown_values = []
+        for j, value in enumerate(values.tolist()):
+            if value in color_to_index:
+                mapped[j] = color_to_index[value]
+            elif value not in ignored:
+                unknown_values.append((color_hex(_unpack(value)), int(counts[j])))
+        if unknown_values and unknown == "error":
+            raise DataError(self._unknown_message("colours", unknown_values), source)
+        return mapped[inverse.reshape(packed.shape)]
+
+    def _unknown_message(self, kind: str, values: list[tuple]) -> str:
+        values = sorted(values, key=lambda v: -v[1])
+        shown = ", ".join(f"{v} ({n} px)" for v, n in values[:10])
+        more = f" and {len(values) - 10} more" if len(values) > 10 else ""
+        return (
+            f"mask has {kind} that schema {self.name!r} does not define: {shown}{more}; "
+            f"add them to the schema or set data.unknown_labels: ignore"
+        )
+
+    # -- colouring ---------------------------------------------------------------------------------
+    def colorize(self, index: np.ndarray, ignore_color: RGB = (0, 0, 0)) -> np.ndarray:
+        """``uint8`` index mask to an ``H x W x 3`` RGB image in display colours."""
+        lut = np.zeros((256, 3), dtype=np.uint8)
+        lut[:] = ignore_color
+        lut[: self.num_classes] = self.palette
+        return lut[index.astype(np.uint8)]
+
+    def colormap(self) -> dict[int, tuple[int, int, int, int]]:
+        """GDAL colour table for an index raster (class index to RGBA; ignore transparent)."""
+        table = {i: (*c.color, 255) for i, c in enumerate(self.classes)}
+        table[IGNORE_INDEX] = (0, 0, 0, 0)
+        return table
+
+    # -- (de)serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        classes = []
+        for c in self.classes:
+            entry: dict = {"name": c.name, "color": color_hex(c.color)}
+            if c.code is not None:
+                entry["code"] = c.code
+            if c.mask_color is not None:
+                entry["mask_color"] = color_hex(c.mask_color)
+            classes.append(entry)
+        return {
+            "name": self.name,
+            "description": self.description,
+            "classes": classes,
+            "ignore_codes": list(self.ignore_codes),
+            "ignore_colors": [color_hex(c) for c in self.ignore_colors],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str | None = None) -> "ClassSchema":
+        allowed = {"name", "description", "classes", "ignore_codes", "ignore_colors"}
+        extra = set(data) - allowed
+        if extra:
+            raise ConfigError(f"class schema has unknown keys {sorted(extra)}; allowed: {sorted(allowed)}", source)
+        try:
+            classes = tuple(
+                LandClass(
+                    name=str(c["name"]),
+                    color=parse_color(c["color"]),
+                    code=None if c.get("code") is None else int(c["code"]),
+                    mask_color=None if c.get("mask_color") is None else parse_color(c["mask_color"]),
+                )
+                for c in data["classes"]
+            )
+            return cls(
+                name=str(data.get("name", "custom")),
+                classes=classes,
+                ignore_codes=tuple(int(v) for v in data.get("ignore_codes", ())),
+                ignore_colors=tuple(parse_color(v) for v in data.get("ignore_colors", ())),
+                description=str(data.get("description", "")),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"class schema is malformed: missing or wrong field {exc}", source) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "ClassSchema":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read class schema: {exc}", path) from None
+        if not isinstance(data, dict):
+            raise ConfigError("class schema must be a mapping with a 'classes' list", path)
+        return cls.from_dict(data, source=str(path))
+
+
+def _pack(rgb: RGB) -> int:
+    return (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
+
+
+def _unpack(value: int) -> RGB:
+    return ((value >> 16) & 255, (value >> 8) & 255, value & 255)
+
+
+# -- built-in schemas ------------------------------------------------------------------------------
+def _schema(name: str, description: str, rows: list[tuple], ignore_codes=(), ignore_colors=()) -> ClassSchema:
+    """rows: (name, display colour, code or None, mask colour or None)."""
+    return ClassSchema(
+        name=name,
+        description=description,
+        classes=tuple(
+            LandClass(n, parse_color(c), code, None if mc is None else parse_color(mc)) for n, c, code, mc in rows
+        ),
+        ignore_codes=tuple(ignore_codes),
+        ignore_colors=tuple(parse_color(c) for c in ignore_colors),
+    )
+
+
+BUILTIN_SCHEMAS: dict[str, ClassSchema] = {
+    s.name: s
+    for s in [
+        _schema(
+            "dubai",
+            "Dubai aerial imagery (Humans in the Loop, seed 004). RGB masks; the dataset's classes.json "
+            "colours are wrong, these are the colours the masks use.",
+            [
+                ("Building", "#D62728", None, "#3C1098"),
+                ("Land", "#C9A66B", None, "#8429F6"),
+                ("Road", "#7F7F7F", None, "#6EC1E4"),
+                ("Vegetation", "#2CA02C", None, "#FEDD3A"),
+                ("Water", "#1F77B4", None, "#E2A929"),
+            ],
+            ignore_colors=["#9B9B9B", "#000000"],
+        ),
+        _schema(
+            "deepglobe",
+            "DeepGlobe 2018 land cover (seed 002, Table 1); Unknown (black) is ignored.",
+            [
+                ("Urban land", "#00FFFF", None, "#00FFFF"),
+                ("Agriculture land", "#FFFF00", None, "#FFFF00"),
+                ("Rangeland", "#FF00FF", None, "#FF00FF"),
+                ("Forest land", "#00FF00", None, "#00FF00"),
+                ("Water", "#0000FF", None, "#0000FF"),
+                ("Barren land", "#FFFFFF", None, "#FFFFFF"),
+            ],
+            ignore_colors=["#000000"],
+        ),
+        _schema(
+            "landcoverai",
+            "LandCover.ai (seed 003): index masks 0-4.",
+            [
+                ("Background", "#D9D9D9", 0, None),
+                ("Building", "#5000A5", 1, None),
+                ("Woodland", "#FFCC00", 2, None),
+                ("Water", "#00F4F4", 3, None),
+                ("Road", "#696969", 4, None),
+            ],
+        ),
+        _schema(
+            "loveda",
+            "LoveDA: index masks 1-7, 0 = no-data.",
+            [
+                ("Background", "#FFFFFF", 1, None),
+                ("Building", "#FF0000", 2, None),
+                ("Road", "#FFFF00", 3, None),
+                ("Water", "#0000FF", 4, None),
+                ("Barren", "#9F81B7", 5, None),
+                ("Forest", "#00FF00", 6, None),
+                ("Agriculture", "#FFC380", 7, None),
+            ],
+            ignore_codes=[0],
+        ),
+        _schema(
+            "potsdam",
+            "ISPRS Potsdam (RGB), index masks 0-5 as converted by mmsegmentation; 255 = ignore.",
+            [
+                ("Impervious surfaces", "#FFFFFF", 0, None),
+                ("Building", "#0000FF", 1, None),
+                ("Low vegetation", "#00FFFF", 2, None),
+                ("Tree", "#00FF00", 3, None),
+                ("Car", "#FFFF00", 4, None),
+                ("Clutter", "#FF0000", 5, None),
+            ],
+            ignore_codes=[255],
+        ),
+        _schema(
+            "vaihingen",
+            "ISPRS Vaihingen (IRRG), index masks 0-5 as converted by mmsegmentation; 255 = ignore.",
+            [
+                ("Impervious surfaces", "#FFFFFF", 0, None),
+                ("Building", "#0000FF", 1, None),
+                ("Low vegetation", "#00FFFF", 2, None),
+                ("Tree", "#00FF00", 3, None),
+                ("Car", "#FFFF00", 4, None),
+                ("Clutter", "#FF0000", 5, None),
+            ],
+            ignore_codes=[255],
+        ),
+        _schema(
+            "alpine",
+            "Swisstopo alpine land cover, Dents du Midi (seed 000): 8 classes, index masks 0-7.",
+            [
+                ("Grass and other", "#B5D98F", 0, None),
+                ("Forest", "#1B7837", 1, None),
+                ("Bushes and woods", "#7FBC41", 2, None),
+                ("Water and wetlands", "#2166AC", 3, None),
+                ("Glaciers and snow", "#E0F3F8", 4, None),
+                ("Sparse rocks", "#BFAF9F", 5, None),
+                ("Loose rocks", "#8C7B6B", 6, None),
+                ("Bedrock", "#4D4D4D", 7, None),
+            ],
+        ),
+        _schema(
+            "catalonia",
+            "Catalonia land cover from Sentinel-2 (seed 001): codes 1-12, 0 = no-data.",
+            [
+                ("Herbaceous crops", "#F5E35A", 1, None),
+                ("Woody crops", "#C98A2E", 2, None),
+                ("Forest", "#1A7A2E", 3, None),
+                ("Scrub, meadows and grasslands", "#9ACD62", 4, None),
+                ("Bare soil", "#D2B48C", 5, None),
+                ("Urban area", "#D62728", 6, None),
+                ("Isolated urban areas", "#F08080", 7, None),
+                ("Green areas", "#66CDAA", 8, None),
+                ("Industrial, commercial and leisure", "#9467BD", 9, None),
+                ("Mining or landfills", "#8C564B", 10, None),
+                ("Transport network", "#555555", 11, None),
+                ("Watercourses and water bodies", "#1F77B4", 12, None),
+            ],
+            ignore_codes=[0],
+        ),
+        _schema(
+            "landcovernet",
+            "LandCoverNet (seed 003, Table I): codes 1-7 or RGB masks, 0/black = unknown. The seed's table "
+            "gives two classes code 7; the dataset numbers Cultivated 6.",
+            [
+                ("Water", "#0000FF", 1, "#0000FF"),
+                ("Artificial bareground", "#888888", 2, "#888888"),
+                ("Natural bareground", "#D1A46D", 3, "#D1A46D"),
+                ("Permanent snow/ice", "#F5F5FF", 4, "#F5F5FF"),
+                ("Woody vegetation", "#D64C2B", 5, "#D64C2B"),
+                ("Cultivated vegetation", "#186818", 6, "#186818"),
+                ("(Semi) natural vegetation", "#00FF00", 7, "#00FF00"),
+            ],
+            ignore_codes=[0],
+            ignore_colors=["#000000"],
+        ),
+        _schema(
+            "s2_korea",
+            "Sentinel-2 Korea chips: codes 10 Building, 30 Road, 50 Field, 70 Forest, 100 Background.",
+            [
+                ("Building", "#D62728", 10, None),
+                ("Road", "#555555", 30, None),
+                ("Field", "#F5E35A", 50, None),
+                ("Forest", "#1A7A2E", 70, None),
+                ("Background", "#D9D9D9", 100, None),
+            ],
+        ),
+        _schema(
+            "synthetic",
+            "landseg's own procedural scenes (demo and tests): codes 0-4, 255 = no-data.",
+            [
+                ("Field", "#E6C84F", 0, None),
+                ("Forest", "#1A7A2E", 1, None),
+                ("Water", "#1F77B4", 2, None),
+                ("Road", "#555555", 3, None),
+                ("Building", "#D62728", 4, None),
+            ],
+            ignore_codes=[255],
+        ),
+    ]
+}
+
+
+def get_schema(name_or_path: str | Path | dict | ClassSchema) -> ClassSchema:
+    """A built-in schema by name, a user schema from a YAML file, or an inline mapping."""
+    if isinstance(name_or_path, ClassSchema):
+        return name_or_path
+    if isinstance(name_or_path, dict):
+        return ClassSchema.from_dict(name_or_path)
+    key = str(name_or_path)
+    if key in BUILTIN_SCHEMAS:
+        return BUILTIN_SCHEMAS[key]
+    path = Path(key)
+    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+        return ClassSchema.from_yaml(path)
+    import difflib
+
+    close = difflib.get_close_matches(key, BUILTIN_SCHEMAS, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown class schema {key!r}; built-in: {', '.join(BUILTIN_SCHEMAS)}.{hint}")

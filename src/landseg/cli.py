@@ -1,0 +1,195 @@
+"""The ``landseg`` command line: thin wrappers that parse, call and print."""
+
+from __future__ import annotations
+
+import functools
+import glob
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from landseg.errors import LandsegError
+
+app = typer.Typer(
+    help="Land-cover maps from satellite and aerial imagery: train, evaluate, predict.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+_state = {"debug": False}
+
+IMAGE_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt"}
+
+
+def friendly_errors(command):
+    """User mistakes become one red line and exit code 1; ``--debug`` shows the traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except LandsegError as exc:
+            if _state["debug"]:
+                raise
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False):
+    _state["debug"] = debug
+
+
+@app.command()
+@friendly_errors
+def datasets():
+    """List the built-in class schemas (names, colours, codes)."""
+    from landseg.classes import BUILTIN_SCHEMAS, color_hex
+
+    table = Table(title="Built-in class schemas (use as data.schema, or give a YAML file)")
+    table.add_column("schema", style="bold")
+    table.add_column("masks")
+    table.add_column("classes")
+    table.add_column("ignored")
+    for schema in BUILTIN_SCHEMAS.values():
+        kind = "codes" if schema.has_codes else "RGB colours"
+        classes = ", ".join(
+            f"[{color_hex(c.color)}]■[/] {c.name}" + (f" ={c.code}" if c.code is not None and schema.has_codes else "")
+            for c in schema.classes
+        )
+        ignored = ", ".join([str(c) for c in schema.ignore_codes] + [color_hex(c) for c in schema.ignore_colors])
+        table.add_row(schema.name, kind, classes, ignored or "-")
+    Console().print(table)
+
+
+@app.command()
+@friendly_errors
+def train(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder for checkpoints and logs.")] = Path("runs/latest"),
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: dotted.key=value.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop training after this many minutes.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.ckpt.")] = False,
+):
+    """Train a model; writes OUT/checkpoints/{best,last}.ckpt, history.csv and TensorBoard logs."""
+    from landseg.config import load_config
+    from landseg.report import plot_training_curves
+    from landseg.train.run import train as run_training
+
+    experiment = load_config(config, set_ or [])
+    result = run_training(experiment, out, resume=resume, max_minutes=max_minutes)
+    if result.history.exists():
+        plot_training_curves(result.history, out / "training_curves.png")
+    console.print(
+        f"[green]trained[/] {result.epochs} epochs in {result.minutes:.1f} min; best validation mIoU "
+        f"{result.best_miou:.4f}\n  best: {result.best_checkpoint}\n  last: {result.last_checkpoint}"
+    )
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option(help="A landseg checkpoint (.ckpt).")],
+    config: Annotated[Path, typer.Option(help="Experiment YAML naming the data and its split.")],
+    split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "val",
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json, plots and report.")] = Path("evaluation"),
+    tile: Annotated[Optional[int], typer.Option(help="Sliding-window tile (default: the checkpoint's).")] = None,
+    overlap: Annotated[float, typer.Option(help="Tile overlap fraction.")] = 0.5,
+    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flips or d4.")] = None,
+):
+    """Per-class IoU, F1, precision and recall of a checkpoint on whole images of a split."""
+    from landseg.config import load_config
+    from landseg.evaluate import evaluate as run_evaluation
+    from landseg.report import metrics_table
+
+    result = run_evaluation(checkpoint, load_config(config), split, out, tile=tile, overlap=overlap, tta=tta)
+    Console().print(metrics_table(result.metrics, title=f"{split}: {result.metrics['images']} images"))
+    console.print(f"metrics: {result.metrics_path}\nreport:  {result.report_path}")
+
+
+@app.command()
+@friendly_errors
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    checkpoint: Annotated[Path, typer.Option(help="A landseg checkpoint (.ckpt).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("predictions"),
+    tile: Annotated[Optional[int], typer.Option(help="Sliding-window tile (default: the checkpoint's).")] = None,
+    overlap: Annotated[float, typer.Option(help="Tile overlap fraction.")] = 0.5,
+    blend: Annotated[str, typer.Option(help="Blending of overlapping tiles: uniform, hann or gaussian.")] = "hann",
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
+    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flips or d4.")] = None,
+):
+    """Land-cover maps: class raster (GeoTIFF when georeferenced), colour PNG with legend, area CSV."""
+    from landseg.checkpoint import load_checkpoint
+    from landseg.io.raster import read_image
+    from landseg.predict import Predictor, write_prediction
+
+    paths = expand_inputs(inputs)
+    predictor = Predictor(
+        load_checkpoint(checkpoint), tile=tile, overlap=overlap, blend=blend, batch_size=batch_size, tta=tta,
+        progress=True,
+    )
+    failed = []
+    for path in paths:
+        try:
+            image = read_image(path)
+            written = write_prediction(predictor.predict_image(image), image, predictor.schema, out, path.stem)
+        except LandsegError as exc:
+            if len(paths) == 1:
+                raise
+            failed.append(exc)
+            console.print(f"[red]skipped[/] {exc}")
+            continue
+        console.print(f"[green]{path.name}[/] -> " + ", ".join(str(p) for p in written.values()))
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(paths)} inputs failed[/]")
+        raise typer.Exit(1)
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    from landseg.errors import DataError
+
+    paths: list[Path] = []
+    for item in inputs:
+        candidate = Path(item)
+        if candidate.is_dir():
+            found = sorted(p for p in candidate.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError("folder holds no images (.tif, .jpg, .png, ...)", candidate)
+            paths += found
+        elif candidate.exists():
+            paths.append(candidate)
+        else:
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            if not matches:
+                raise DataError("no such file, and no file matches it as a pattern", item)
+            paths += matches
+    return list(dict.fromkeys(paths))
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo data, run and report.")] = Path("landseg-demo"),
+    minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 4.0,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic scenes and the training.")] = 0,
+):
+    """Generate a synthetic georeferenced scene set, train, evaluate, predict and write a report."""
+    from landseg.demo import run_demo
+
+    report = run_demo(out, minutes=minutes, seed=seed)
+    console.print(f"[bold green]demo report:[/] {report}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

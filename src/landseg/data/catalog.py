@@ -1,0 +1,178 @@
+"""Catalogs of image/mask pairs: found by path templates, split by field, ratio or file list.
+
+A pairing rule is two templates under a root folder, e.g. ``{tile}/images/{name}.jpg`` and
+``{tile}/masks/{name}.png`` (images/ + masks/ folders), ``{name}_sat.jpg`` and ``{name}_mask.png``
+(suffixes), or ``images/patch_{id}.tif`` and ``labels/mask_{id}.tif``. Each ``{field}`` matches one
+path component part; the fields captured from an image path fill the mask template and can drive the
+split (``split: {field: tile, train: [...], val: [...]}``).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from landseg.classes import IGNORE_INDEX, ClassSchema, UnknownPolicy
+from landseg.config import DataConfig, SplitConfig
+from landseg.errors import ConfigError, DataError
+from landseg.io.raster import RasterImage, read_image, read_mask
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    mask: Path | None
+    fields: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.image.stem
+
+
+def _template_regex(template: str) -> re.Pattern:
+    parts, last = [], 0
+    for match in _FIELD.finditer(template):
+        parts.append(re.escape(template[last : match.start()]))
+        parts.append(f"(?P<{match.group(1)}>[^/]+)")
+        last = match.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("".join(parts) + r"\Z")
+
+
+def find_pairs(root: Path, images: str, masks: str | None) -> list[Sample]:
+    """Every image under ``root`` matching ``images``, with its mask from ``masks`` (None: no masks)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("data folder does not exist", root)
+    pattern = _template_regex(images)
+    glob = _FIELD.sub("*", images)
+    samples, missing = [], []
+    for path in sorted(root.glob(glob)):
+        match = pattern.match(path.relative_to(root).as_posix())
+        if not match or not path.is_file():
+            continue
+        fields = match.groupdict()
+        mask = None
+        if masks is not None:
+            try:
+                mask = root / masks.format(**fields)
+            except KeyError as exc:
+                raise ConfigError(f"mask template {masks!r} uses {exc} which the image template does not capture")
+            if not mask.is_file():
+                missing.append(path)
+                continue
+        samples.append(Sample(image=path, mask=mask, fields=fields))
+    if missing:
+        shown = ", ".join(str(p.relative_to(root)) for p in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise DataError(f"{len(missing)} images have no mask at {masks!r}: {shown}{more}", root)
+    if not samples:
+        raise DataError(f"no images match {images!r}", root)
+    by_mask: dict[Path, Path] = {}
+    for s in samples:
+        if s.mask is not None and s.mask in by_mask:
+            raise DataError(f"images {by_mask[s.mask].name} and {s.image.name} both pair with this mask", s.mask)
+        if s.mask is not None:
+            by_mask[s.mask] = s.image
+    return samples
+
+
+def split_samples(samples: list[Sample], split: SplitConfig, root: Path) -> dict[str, list[Sample]]:
+    names = ("train", "val", "test")
+    if split.field is not None:
+        result = {}
+        for name in names:
+            wanted = getattr(split, name)
+            if wanted is None:
+                continue
+            values = {str(v) for v in wanted}
+            chosen = [s for s in samples if s.fields.get(split.field) in values]
+            unknown = values - {s.fields.get(split.field) for s in samples}
+            if unknown:
+                raise ConfigError(f"split.{name}: no images have {split.field} = {sorted(unknown)}", root)
+            result[name] = chosen
+        return result
+    if split.files is not None:
+        by_path = {s.image.relative_to(root).as_posix(): s for s in samples}
+        result = {}
+        for name, list_file in split.files.items():
+            list_path = Path(list_file) if Path(list_file).is_absolute() else root / list_file
+            try:
+                lines = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
+            except OSError as exc:
+                raise ConfigError(f"cannot read split file ({exc.strerror})", list_path) from None
+            unknown = [ln for ln in lines if ln not in by_path]
+            if unknown:
+                raise ConfigError(f"lists images not in the catalog: {unknown[:5]}", list_path)
+            result[name] = [by_path[ln] for ln in lines]
+        return result
+    ratios = split.ratios or {"train": 1.0}
+    order = list(samples)
+    random.Random(split.seed).shuffle(order)
+    result, start = {}, 0
+    cumulative = 0.0
+    for name, ratio in ratios.items():
+        cumulative += ratio
+        end = len(order) if cumulative >= 1 - 1e-9 else round(cumulative * len(order))
+        result[name] = sorted(order[start:end], key=lambda s: s.image)
+        start = end
+    return result
+
+
+@dataclass
+class Catalog:
+    root: Path
+    samples: list[Sample]
+    splits: dict[str, list[Sample]]
+
+    def split(self, name: str) -> list[Sample]:
+        if name not in self.splits or not self.splits[name]:
+            raise ConfigError(f"split {name!r} is empty or not defined; defined: {sorted(self.splits)}", self.root)
+        return self.splits[name]
+
+
+def build_catalog(data: DataConfig) -> Catalog:
+    samples = find_pairs(data.root, data.images, data.masks)
+    return Catalog(root=data.root, samples=samples, splits=split_samples(samples, data.split, data.root))
+
+
+def reconcile_mask(mask: np.ndarray, shape: tuple[int, int], tolerance: int, source: Path, image: Path) -> np.ndarray:
+    """Crop or pad (with ignore) a mask that is off by a pixel or two; refuse larger mismatches."""
+    if mask.shape == tuple(shape):
+        return mask
+    dh, dw = mask.shape[0] - shape[0], mask.shape[1] - shape[1]
+    if abs(dh) > tolerance or abs(dw) > tolerance:
+        raise DataError(
+            f"mask is {mask.shape[1]}x{mask.shape[0]} but its image {image.name} is {shape[1]}x{shape[0]} "
+            f"(tolerance {tolerance} px)",
+            source,
+        )
+    out = np.full(shape, IGNORE_INDEX, dtype=mask.dtype)
+    h, w = min(shape[0], mask.shape[0]), min(shape[1], mask.shape[1])
+    out[:h, :w] = mask[:h, :w]
+    return out
+
+
+def load_pair(
+    sample: Sample,
+    schema: ClassSchema,
+    bands: list[int] | None = None,
+    tolerance: int = 2,
+    unknown: UnknownPolicy = "error",
+    nodata: float | None = None,
+) -> tuple[RasterImage, np.ndarray]:
+    """Image and decoded index mask on the image's grid; no-data image pixels become ignore."""
+    image = read_image(sample.image, bands=bands, nodata=nodata)
+    if sample.mask is None:
+        raise DataError("has no mask", sample.image)
+    mask = read_mask(sample.mask, schema, unknown=unknown)
+    mask = reconcile_mask(mask, image.shape, tolerance, sample.mask, sample.image)
+    if image.valid is not None:
+        mask = np.where(image.valid, mask, IGNORE_INDEX).astype(np.uint8)
+    return image, mask

@@ -1,0 +1,96 @@
+"""``landseg evaluate``: a checkpoint against a labelled split, with honest per-class metrics.
+
+Every image is predicted whole, at native resolution, by the same ``Predictor`` that ``landseg
+predict`` uses; ONE confusion matrix accumulates all labelled pixels and every score comes from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.progress import track
+
+from landseg.checkpoint import load_checkpoint
+from landseg.classes import IGNORE_INDEX
+from landseg.config import ExperimentConfig
+from landseg.data.catalog import build_catalog, load_pair
+from landseg.errors import CheckpointError
+from landseg.io.write import atomic_output
+from landseg.metrics import ConfusionMatrix, metrics_dict
+from landseg.predict import Predictor
+from landseg.report import plot_confusion_matrix, plot_per_class, render_comparison, write_report
+from landseg.report.display import display_rgb
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    confusion: ConfusionMatrix
+    metrics_path: Path
+    report_path: Path
+
+
+def evaluate(
+    checkpoint: Path,
+    config: ExperimentConfig,
+    split: str,
+    out_dir: Path,
+    tile: int | None = None,
+    overlap: float = 0.5,
+    batch_size: int = 4,
+    tta: str | None = None,
+    overlays: int = 6,
+    progress: bool = True,
+) -> Evaluation:
+    loaded = load_checkpoint(checkpoint)
+    predictor = Predictor(loaded, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta)
+    schema = predictor.schema
+    config_schema_names = None
+    try:
+        from landseg.classes import get_schema
+
+        config_schema_names = get_schema(config.data.schema_).names
+    except Exception:  # noqa: BLE001 - a config without a usable schema still evaluates with the card's
+        pass
+    if config_schema_names is not None and config_schema_names != schema.names:
+        raise CheckpointError(
+            f"model predicts classes {schema.names} but the config's schema has {config_schema_names}", checkpoint
+        )
+    samples = build_catalog(config.data).split(split)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    confusion = ConfusionMatrix(schema.num_classes, ignore_index=IGNORE_INDEX)
+    figures: list[tuple[str, Path]] = []
+    for number, sample in enumerate(track(samples, description=f"Evaluating {split}", disable=not progress)):
+        image, truth = load_pair(
+            sample, schema, tolerance=config.data.size_tolerance, unknown=config.data.unknown_labels,
+            nodata=config.data.nodata,
+        )
+        prediction = predictor.predict_image(image)
+        labelled = truth != IGNORE_INDEX
+        confusion.update(prediction.index[labelled], truth[labelled])
+        if number < overlays:
+            rgb_bands = [b - 1 for b in loaded.card.bands[:3]] if len(loaded.card.bands) >= 3 else None
+            path = render_comparison(
+                display_rgb(image.data, rgb_bands, image.valid), truth, prediction.index, schema,
+                out_dir / f"overlay_{number:02d}_{sample.name}.png", title=sample.name,
+            )
+            figures.append((f"{sample.name}: image, truth, prediction, errors", path))
+    metrics = metrics_dict(confusion, schema.names)
+    metrics["split"] = split
+    metrics["images"] = len(samples)
+    metrics["checkpoint"] = str(checkpoint)
+    metrics_path = out_dir / "metrics.json"
+    with atomic_output(metrics_path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2))
+    plots = [
+        ("Confusion matrix (rows: truth, normalized)", plot_confusion_matrix(confusion, schema, out_dir / "confusion_matrix.png")),
+        ("Per-class scores", plot_per_class(metrics, schema, out_dir / "per_class.png")),
+    ]
+    report = write_report(
+        out_dir, f"Evaluation on {split} ({len(samples)} images)", metrics, plots + figures, schema=schema,
+        sections={"Checkpoint": str(checkpoint)},
+    )
+    return Evaluation(metrics=metrics, confusion=confusion, metrics_path=metrics_path, report_path=report)

@@ -1,0 +1,104 @@
+"""Callbacks and plugins around Lightning's trainer: history CSV, time-budget cosine, atomic saves."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written to a temporary file, fsynced, then renamed: a kill never leaves a
+    half-written ``last.ckpt`` where a good one used to be."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class HistoryCSV(L.Callback):
+    """One row per validated epoch: epoch, train_loss, val_loss, val_miou, lr, per-class IoU."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "minutes": round((time.monotonic() - pl_module._fit_started) / 60, 3)
+            if hasattr(pl_module, "_fit_started")
+            else "",
+            "train_loss": _value(metrics.get("train_loss_epoch")),
+            "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else "",
+        }
+        row.update({k: round(v, 6) for k, v in getattr(pl_module, "last_val_metrics", {}).items()})
+        rows = []
+        if self.path.exists():
+            with self.path.open(newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < row["epoch"]]
+        rows.append(row)
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        pl_module._fit_started = time.monotonic()
+
+
+class TimeBudgetCosine(L.Callback):
+    """Cosine learning-rate decay over a wall-clock budget rather than a step count.
+
+    A fixed-time benchmark cannot know how many steps fit in it; decaying by elapsed time reaches the
+    small learning rate exactly when the budget ends, whatever the machine's speed.
+    """
+
+    def __init__(self, budget_seconds: float, min_lr: float = 1e-6, warmup_fraction: float = 0.02):
+        self.budget = budget_seconds
+        self.min_lr = min_lr
+        self.warmup = warmup_fraction
+        self.start: float | None = None
+        self.base_lrs: list[float] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = time.monotonic()
+        self.base_lrs = [g.get("initial_lr", g["lr"]) for g in trainer.optimizers[0].param_groups]
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        fraction = min((time.monotonic() - self.start) / self.budget, 1.0)
+        if fraction < self.warmup:
+            factor = max(fraction / self.warmup, 0.05)
+        else:
+            factor = 0.5 * (1 + math.cos(math.pi * (fraction - self.warmup) / (1 - self.warmup)))
+        for group, base in zip(trainer.optimizers[0].param_groups, self.base_lrs):
+            group["lr"] = self.min_lr + (base - self.min_lr) * factor
+
+
+def _value(x):
+    if x is None:
+        return ""
+    return round(float(x), 6)

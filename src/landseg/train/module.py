@@ -1,0 +1,136 @@
+"""The Lightning module: a segmentation network, its loss, its optimizer, and honest validation.
+
+Validation predicts each whole validation image with the same sliding-window predictor that
+``landseg evaluate`` uses, at the image's native resolution, and accumulates ONE confusion matrix over
+all of them; ``val_miou`` (what picks the best checkpoint) comes from that matrix alone.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from landseg.checkpoint import CARD_KEY, ModelCard
+from landseg.classes import IGNORE_INDEX
+from landseg.config import TrainConfig
+from landseg.losses import build_loss
+from landseg.metrics import ConfusionMatrix
+from landseg.models import ModelSpec, build_model
+from landseg.predict.sliding import predict_probabilities
+
+
+class SegmentationModule(L.LightningModule):
+    def __init__(self, card: dict, train: dict, class_weights: list[float] | None = None):
+        super().__init__()
+        # Stored in every checkpoint: the card is all that prediction needs.
+        self.save_hyperparameters({CARD_KEY: card, "train": train, "class_weights": class_weights})
+        self.card = ModelCard.from_dict(card)
+        self.train_config = TrainConfig.model_validate(train)
+        self.model = build_model(ModelSpec.from_dict(card["model"]))
+        self.class_names = [c["name"] for c in card["schema"]["classes"]]
+        self.num_classes = len(self.class_names)
+        weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        loss = self.train_config.loss
+        self.criterion = build_loss(loss.name, label_smoothing=loss.label_smoothing, class_weights=weights)
+        self.val_confusion = ConfusionMatrix(self.num_classes, ignore_index=IGNORE_INDEX)
+        self.val_loss_sum = 0.0
+        self.val_loss_pixels = 0
+        self.last_val_metrics: dict = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        images, masks = batch
+        logits = self.model(images)
+        loss = self.criterion(logits, masks)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
+        return loss
+
+    # -- validation on whole images ---------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self.val_confusion.reset()
+        self.val_loss_sum, self.val_loss_pixels = 0.0, 0
+
+    def validation_step(self, batch, batch_idx):
+        image, mask = batch
+        cfg = self.train_config
+        probabilities = predict_scaled(
+            self.model, image[0], self.num_classes, self.card.input_scale, cfg.val_tile, cfg.val_overlap, self.device
+        )
+        target = mask[0].to(probabilities.device)
+        labelled = target != IGNORE_INDEX
+        if labelled.any():
+            picked = probabilities.gather(0, target.clamp(max=self.num_classes - 1)[None])[0][labelled]
+            self.val_loss_sum += float(-torch.log(picked.clamp_min(1e-7)).sum())
+            self.val_loss_pixels += int(labelled.sum())
+        self.val_confusion.update(probabilities.argmax(0), target)
+
+    def on_validation_epoch_end(self) -> None:
+        cm = self.val_confusion
+        self.last_val_metrics = {
+            "val_miou": float(np.nan_to_num(cm.miou)),
+            "val_pixel_accuracy": float(np.nan_to_num(cm.pixel_accuracy)),
+            "val_loss": self.val_loss_sum / max(self.val_loss_pixels, 1),
+        }
+        for name, iou in zip(self.class_names, cm.iou):
+            self.last_val_metrics[f"val_iou/{name}"] = float(np.nan_to_num(iou))
+        self.log_dict(self.last_val_metrics, prog_bar=False, sync_dist=True)
+        self.log("val_miou", self.last_val_metrics["val_miou"], prog_bar=True, sync_dist=True)
+
+    # -- optimization ------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        cfg = self.train_config
+        opt = cfg.optimizer
+        params = self.model.parameters()
+        if opt.name == "sgd":
+            optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+        elif opt.name == "adam":
+            optimizer = torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
+        scheduler = build_scheduler(optimizer, cfg)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def build_scheduler(optimizer, cfg: TrainConfig):
+    s = cfg.scheduler
+    total_steps = max(cfg.epochs * cfg.steps_per_epoch, 1)
+    if s.name == "none" or (s.name == "cosine" and cfg.max_minutes):
+        # A time budget drives the cosine through TimeBudgetCosine instead (see callbacks).
+        return None
+    if s.name == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=s.min_lr)
+        return {"scheduler": sched, "interval": "step"}
+    if s.name == "step":
+        return {"scheduler": torch.optim.lr_scheduler.StepLR(optimizer, s.step_size, gamma=s.gamma), "interval": "epoch"}
+    if s.name == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=s.factor, patience=s.patience)
+        return {"scheduler": sched, "monitor": "val_loss", "interval": "epoch", "frequency": cfg.val_every}
+    if s.name == "onecycle":
+        max_lr = cfg.optimizer.lr
+        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps)
+        return {"scheduler": sched, "interval": "step"}
+    if s.name == "poly":
+        sched = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total_steps, power=s.power)
+        return {"scheduler": sched, "interval": "step"}
+    raise ValueError(f"unknown scheduler {s.name!r}")
+
+
+def predict_scaled(network, image: torch.Tensor, num_classes: int, scale: float, tile: int, overlap: float, device):
+    """Probabilities ``(K, H, W)`` at the image's own size for a network trained at ``scale``."""
+    height, width = image.shape[-2:]
+    if scale != 1.0:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=scale < 1)[0]
+    probabilities = predict_probabilities(
+        network, image.cpu().numpy(), num_classes, tile=tile, overlap=overlap, device=device
+    )
+    probabilities = torch.as_tensor(probabilities)
+    if scale != 1.0:
+        probabilities = F.interpolate(probabilities[None], size=(height, width), mode="bilinear")[0]
+    return probabilities

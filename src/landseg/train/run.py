@@ -1,0 +1,213 @@
+"""``landseg train``: from an experiment config to ``RUN_DIR/checkpoints/{best,last}.ckpt``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import yaml
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from landseg import __version__
+from landseg.checkpoint import ModelCard
+from landseg.classes import ClassSchema, get_schema
+from landseg.config import ExperimentConfig
+from landseg.data.catalog import build_catalog
+from landseg.data.dataset import EpochSampler, LabelledImage, RandomCropDataset, WholeImageDataset, load_labelled_images
+from landseg.errors import ConfigError
+from landseg.io.raster import raster_info
+from landseg.models import ModelSpec
+from landseg.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization
+from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, TimeBudgetCosine
+from landseg.train.module import SegmentationModule
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_miou: float
+    epochs: int
+    minutes: float
+    history: Path
+
+
+def resolve_normalization(config: ExperimentConfig, dtype: str, items: list[LabelledImage], bands: int) -> Normalization:
+    norm = config.data.normalization
+    mode = norm.mode
+    if mode == "explicit":
+        if norm.mean is None or norm.std is None:
+            raise ConfigError("data.normalization.mode explicit needs mean and std")
+        return Normalization(tuple(norm.mean), tuple(norm.std))
+    max_value = norm.max_value or (float(np.iinfo(dtype).max) if np.issubdtype(np.dtype(dtype), np.integer) else None)
+    if mode == "auto":
+        if config.model.encoder_weights == "imagenet" and bands == 3 and max_value:
+            mode = "imagenet"
+        elif dtype == "uint8":
+            mode = "symmetric"
+        else:
+            mode = "stats"
+    if mode == "imagenet":
+        if bands != 3:
+            raise ConfigError(f"data.normalization imagenet needs 3 bands, the data has {bands}")
+        return Normalization.from_unit_stats(IMAGENET_MEAN, IMAGENET_STD, max_value or 255.0)
+    if mode == "symmetric":
+        if max_value is None:
+            raise ConfigError("data.normalization symmetric needs max_value for float data")
+        return Normalization.symmetric(bands, max_value)
+    return band_statistics(items)
+
+
+def band_statistics(items: list[LabelledImage]) -> Normalization:
+    """Exact per-band mean and std over every valid pixel of the training images."""
+    count = 0
+    total = None
+    total_sq = None
+    for item in items:
+        data = item.image.reshape(item.image.shape[0], -1).astype(np.float64)
+        data = data[:, np.isfinite(data).all(axis=0)]
+        total = data.sum(axis=1) if total is None else total + data.sum(axis=1)
+        total_sq = (data**2).sum(axis=1) if total_sq is None else total_sq + (data**2).sum(axis=1)
+        count += data.shape[1]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0)) + 1e-6
+    return Normalization(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+
+def train(
+    config: ExperimentConfig,
+    run_dir: Path,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    run_dir = Path(run_dir)
+    checkpoints = run_dir / "checkpoints"
+    last = checkpoints / "last.ckpt"
+    if resume and not last.exists():
+        raise ConfigError("--resume: no checkpoints/last.ckpt to resume from", run_dir)
+    if not resume and last.exists():
+        raise ConfigError("run folder already holds a training run; use --resume or another --out", run_dir)
+    if max_minutes is not None:
+        config.train.max_minutes = max_minutes
+    tc = config.train
+    L.seed_everything(tc.seed, workers=True, verbose=False)
+
+    schema: ClassSchema = get_schema(config.data.schema_)
+    catalog = build_catalog(config.data)
+    train_samples, val_samples = catalog.split("train"), catalog.splits.get("val", [])
+    info = raster_info(train_samples[0].image)
+    bands = config.data.bands or list(range(1, info.count + 1))
+    common = dict(
+        schema=schema, bands=bands, tolerance=config.data.size_tolerance,
+        unknown=config.data.unknown_labels, nodata=config.data.nodata, progress=progress,
+    )
+    train_items = load_labelled_images(
+        train_samples, scale=config.data.input_scale, description="Reading training images", **common
+    )
+    val_items = load_labelled_images(val_samples, description="Reading validation images", **common)
+    normalization = resolve_normalization(config, info.dtype, train_items, len(bands))
+
+    spec = ModelSpec(
+        arch=config.model.arch, encoder=config.model.encoder, encoder_weights=config.model.encoder_weights,
+        in_channels=len(bands), num_classes=schema.num_classes, widths=config.model.widths,
+        dropout=config.model.dropout, extra=dict(config.model.extra),
+    )
+    card = ModelCard(
+        model=spec.to_dict(),
+        schema=schema.to_dict(),
+        normalization=normalization.to_dict(),
+        bands=bands,
+        band_names=[d or f"band {b}" for b, d in zip(bands, [info.descriptions[b - 1] for b in bands])],
+        input_scale=config.data.input_scale,
+        tile_size=max(tc.val_tile, tc.crop_size),
+        training={
+            "experiment": config.name,
+            "data_root": str(catalog.root),
+            "train_images": len(train_samples),
+            "val_images": len(val_samples),
+            "landseg_version": __version__,
+        },
+    )
+    module = SegmentationModule(card.to_dict(), tc.model_dump(mode="json"))
+
+    train_set = RandomCropDataset(
+        train_items, tc.crop_size, normalization, length=tc.steps_per_epoch * tc.batch_size, seed=tc.seed,
+        flips=tc.augment.flips, rotate90=tc.augment.rotate90,
+    )
+    loader_options = dict(num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0)
+    train_loader = DataLoader(
+        train_set, batch_size=tc.batch_size, sampler=EpochSampler(len(train_set)), drop_last=True, **loader_options
+    )
+    val_loader = DataLoader(WholeImageDataset(val_items, normalization), batch_size=1, **loader_options) if val_items else None
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+    history = run_dir / "history.csv"
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(
+            dirpath=checkpoints, filename="best", monitor="val_miou" if val_loader else None, mode="max",
+            save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+        ),
+        HistoryCSV(history),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    if progress:
+        callbacks.append(RichProgressBar(leave=True))
+    if tc.max_minutes and tc.scheduler.name == "cosine":
+        callbacks.append(TimeBudgetCosine(tc.max_minutes * 60, min_lr=tc.scheduler.min_lr))
+    trainer = L.Trainer(
+        max_epochs=tc.epochs,
+        max_time={"minutes": tc.max_minutes} if tc.max_minutes else None,
+        accelerator=tc.accelerator,
+        devices=tc.devices,
+        precision=tc.precision,
+        deterministic=tc.deterministic,
+        default_root_dir=run_dir,
+        logger=[CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="tensorboard", version="")],
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        check_val_every_n_epoch=tc.val_every,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        log_every_n_steps=min(10, tc.steps_per_epoch),
+        limit_val_batches=1.0 if val_loader else 0,
+    )
+    started = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    minutes = (time.monotonic() - started) / 60
+    if trainer.is_global_zero:
+        # Lightning only saves at validation; a time limit may stop between two.
+        trainer.save_checkpoint(last)
+    checkpoint_cb = callbacks[0]
+    best = Path(checkpoint_cb.best_model_path) if checkpoint_cb.best_model_path else last
+    best_score = checkpoint_cb.best_model_score
+    result = TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=best,
+        last_checkpoint=last,
+        best_miou=float(best_score) if best_score is not None else float("nan"),
+        epochs=trainer.current_epoch,
+        minutes=minutes,
+        history=history,
+    )
+    summary = {
+        "best_checkpoint": str(best), "last_checkpoint": str(last), "best_val_miou": result.best_miou,
+        "epochs": result.epochs, "train_minutes": round(minutes, 2), "normalization": card.normalization,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return result
