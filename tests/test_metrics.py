@@ -214,7 +214,8 @@ def test_metrics_dict_shape_and_json_nulls():
     cm.update(np.array([0, 0, 0, 0, 3, 3]), np.array([0, 0, 1, 1, 3, 3]))  # class 2 absent
     names = ["Field", "Forest", "Water", "Road"]
     result = metrics_dict(cm, names)
-    assert set(result) == {"miou", "mean_f1", "pixel_accuracy", "fw_iou", "per_class", "confusion_matrix", "class_names"}
+    keys = {"miou", "mean_f1", "pixel_accuracy", "fw_iou", "per_class", "confusion_matrix", "class_names"}
+    assert set(result) == keys
     assert list(result["per_class"]) == names
     assert result["per_class"]["Water"] == {"iou": None, "f1": None, "precision": None, "recall": None, "support": 0}
     assert result["per_class"]["Forest"]["precision"] is None

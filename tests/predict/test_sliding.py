@@ -96,10 +96,13 @@ def test_tta_averages_softmax_over_transformed_inputs(mode, count):
     # Brute force: every transform of the square image, forward, transformed back by hand.
     x = torch.from_numpy(square)
     views = [(x, lambda p: p)]
-    views += [(x.flip(-1), lambda p: p.flip(-1)), (x.flip(-2), lambda p: p.flip(-2)), (x.flip(-2, -1), lambda p: p.flip(-2, -1))]
+    views += [(x.flip(dims), lambda p, dims=dims: p.flip(dims)) for dims in [(-1,), (-2,), (-2, -1)]]
     if mode == "d4":
         views = [(x.rot90(k, (-2, -1)), lambda p, k=k: p.rot90(-k, (-2, -1))) for k in range(4)]
-        views += [(x.transpose(-2, -1).rot90(k, (-2, -1)), lambda p, k=k: p.rot90(-k, (-2, -1)).transpose(-2, -1)) for k in range(4)]
+        transposed = x.transpose(-2, -1)
+        views += [
+            (transposed.rot90(k, (-2, -1)), lambda p, k=k: p.rot90(-k, (-2, -1)).transpose(-2, -1)) for k in range(4)
+        ]
     assert len(views) == count
     with torch.no_grad():
         expected = sum(undo(torch.softmax(net(view[None]), dim=1)[0]) for view, undo in views) / count
@@ -147,3 +150,11 @@ def test_coarse_logits_are_upsampled_to_the_tile():
 def test_progress_bar_runs(image, capsys):
     result = predict_probabilities(conv_net(1), image, CLASSES, tile=16, progress=True)
     assert result.shape == (CLASSES, *image.shape[1:])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(image):
+    net = conv_net(3)
+    on_cpu = predict_probabilities(net, image, CLASSES, tile=16, tta="d4")
+    on_gpu = predict_probabilities(net.to("cuda"), image, CLASSES, tile=16, tta="d4", device="cuda")
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-4)

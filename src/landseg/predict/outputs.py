@@ -44,7 +44,9 @@ def class_areas(
     labelled = index[index != IGNORE_INDEX]
     counts = np.bincount(labelled.ravel(), minlength=schema.num_classes)
     if counts.size > schema.num_classes:
-        raise ValueError(f"class map holds index {counts.size - 1}, but schema {schema.name!r} has {schema.num_classes} classes")
+        raise ValueError(
+            f"class map holds index {counts.size - 1}, but schema {schema.name!r} has {schema.num_classes} classes"
+        )
     valid = int(counts.sum())
     area_per_pixel = pixel_area_m2(transform, crs)
     rows = []

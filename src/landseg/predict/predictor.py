@@ -18,8 +18,8 @@ from landseg.classes import IGNORE_INDEX
 from landseg.errors import ConfigError, DataError
 from landseg.io.raster import RasterImage, read_image
 from landseg.predict.sliding import predict_probabilities
-from landseg.predict.tiling import BlendKind
-from landseg.predict.tta import TTAMode
+from landseg.predict.tiling import BlendKind, blend_weights, tile_stride
+from landseg.predict.tta import TTAMode, tta_transforms
 
 
 @dataclass
@@ -65,6 +65,10 @@ class Predictor:
         self.device = device
         self.keep_probabilities = keep_probabilities
         self.progress = progress
+        # Bad options fail here, before any image is read.
+        tile_stride(self.tile, overlap)
+        blend_weights(1, blend)
+        tta_transforms(tta)
 
     def predict_path(self, path: str | Path) -> Prediction:
         return self.predict_image(read_image(path))

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 from landseg.classes import ClassSchema, color_hex
 from landseg.errors import DataError
-from landseg.report._atomic import atomic_path
+from landseg.io.write import atomic_output
 from landseg.report.tables import format_score, support_shares
 
 PathLike = str | os.PathLike
@@ -152,6 +152,7 @@ def write_report(
     """
     document = render_report(title, metrics, images, sections, schema)
     target = Path(out_dir) / REPORT_NAME
-    with atomic_path(target) as temp:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as temp:
         temp.write_text(document, encoding="utf-8")
     return target

@@ -16,7 +16,8 @@ from matplotlib.patches import Patch
 from PIL import Image
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, color_hex
-from landseg.report._atomic import atomic_path, save_figure
+from landseg.io.write import atomic_output
+from landseg.report._figure import save_figure
 
 PathLike = str | os.PathLike
 ERROR_COLOR = (230, 0, 0)
@@ -155,7 +156,8 @@ def save_colorized_png(index: np.ndarray, schema: ClassSchema, path: PathLike, l
     index = _check_index(index, schema, "class map")
     target = Path(path)
     if not legend:
-        with atomic_path(target) as temp:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(target) as temp:
             Image.fromarray(_rgba(index, schema), mode="RGBA").save(temp, format="PNG")
         return target
     counts = np.bincount(index[index != IGNORE_INDEX].ravel().astype(np.int64), minlength=schema.num_classes)
@@ -167,7 +169,8 @@ def save_colorized_png(index: np.ndarray, schema: ClassSchema, path: PathLike, l
     # Draw the map near one screen pixel per preview pixel, but never so small the legend dwarfs it.
     map_width = min(max(width / dpi, 4.0), 14.0)
     map_height = map_width * height / width
-    fig = Figure(figsize=(map_width + 2.8, max(map_height, 0.35 * schema.num_classes + 0.8)), dpi=dpi, layout="constrained")
+    fig_height = max(map_height, 0.35 * schema.num_classes + 0.8)
+    fig = Figure(figsize=(map_width + 2.8, fig_height), dpi=dpi, layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(preview, interpolation="nearest")
     ax.set_xticks([])

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from landseg.classes import ClassSchema
 from landseg.errors import DataError
 from landseg.metrics import ConfusionMatrix
-from landseg.report._atomic import save_figure
+from landseg.report._figure import save_figure
 
 PathLike = str | os.PathLike
 SCORE_NAMES = ("iou", "f1", "precision", "recall")
@@ -45,10 +45,14 @@ def _text_color(rgb: Sequence[float]) -> str:
     return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "white"
 
 
-def plot_confusion_matrix(cm: ConfusionMatrix, schema: ClassSchema, path: PathLike, *, title: str | None = None) -> Path:
+def plot_confusion_matrix(
+    cm: ConfusionMatrix, schema: ClassSchema, path: PathLike, *, title: str | None = None
+) -> Path:
     """Row-normalized confusion matrix (share of each true class), annotated with share and pixel count."""
     if cm.num_classes != schema.num_classes:
-        raise ValueError(f"{cm.num_classes}-class confusion matrix for schema {schema.name!r} with {schema.num_classes}")
+        raise ValueError(
+            f"{cm.num_classes}-class confusion matrix for schema {schema.name!r} with {schema.num_classes} classes"
+        )
     k = cm.num_classes
     shares = cm.normalized("true")
     counts = cm.matrix
@@ -87,7 +91,7 @@ def plot_per_class(metrics: Mapping, schema: ClassSchema, path: PathLike, *, tit
     colors = class_colors(schema, names)
     hatches = {"iou": "", "f1": "//", "precision": "..", "recall": "xx"}
     width = 0.2
-    fig = Figure(figsize=(max(6.0, 1.3 * len(names) + 2), 4.5))
+    fig = Figure(figsize=(max(6.0, 1.3 * len(names) + 2), 4.5), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(names))
     for s, score in enumerate(SCORE_NAMES):
@@ -111,7 +115,7 @@ def plot_per_class(metrics: Mapping, schema: ClassSchema, path: PathLike, *, tit
     if metrics.get("miou") is not None:
         ax.axhline(metrics["miou"], color="black", linestyle="--", linewidth=1)
         handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1, label=f"mIoU {metrics['miou']:.3f}"))
-    ax.legend(handles=handles, ncols=len(handles), loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(names) <= 6 else -0.25), frameon=False)
+    fig.legend(handles=handles, ncols=len(handles), loc="outside lower center", frameon=False)
     ax.set_title(title or "Per-class scores", fontsize=10)
     return save_figure(fig, path)
 
@@ -168,6 +172,8 @@ def plot_training_curves(csv_path: PathLike, path: PathLike, *, title: str | Non
         "val_miou": ("validation mIoU", "tab:green"),
         "lr": ("learning rate", "tab:purple"),
     }
+    first = min(float(epochs[0]) for epochs, _ in curves.values())
+    last = max(float(epochs[-1]) for epochs, _ in curves.values())
     for ax, group in zip(axes, panels):
         for name in group:
             if name not in curves:
@@ -182,7 +188,11 @@ def plot_training_curves(csv_path: PathLike, path: PathLike, *, title: str | Non
         if group == ("lr",) and np.all(curves["lr"][1] > 0) and curves["lr"][1].max() / curves["lr"][1].min() > 20:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if last - first < 4:  # MaxNLocator falls back to fractional ticks on a range this short
+            ax.set_xticks(np.arange(math.ceil(first), math.floor(last) + 1))
+            ax.set_xlim(first - 0.5, last + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if group != ("val_miou",):
             ax.set_title("loss" if "train_loss" in group else "learning rate", fontsize=10)
         ax.grid(alpha=0.3)
@@ -194,7 +204,11 @@ def plot_training_curves(csv_path: PathLike, path: PathLike, *, title: str | Non
 
 
 def plot_class_distribution(
-    counts: Sequence[int] | np.ndarray | Mapping[str, int], schema: ClassSchema, path: PathLike, *, title: str | None = None
+    counts: Sequence[int] | np.ndarray | Mapping[str, int],
+    schema: ClassSchema,
+    path: PathLike,
+    *,
+    title: str | None = None,
 ) -> Path:
     """Horizontal bars of pixels per class (class colours), labelled with counts and shares.
 

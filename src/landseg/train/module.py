@@ -77,7 +77,8 @@ class SegmentationModule(L.LightningModule):
         }
         for name, iou in zip(self.class_names, cm.iou):
             self.last_val_metrics[f"val_iou/{name}"] = float(np.nan_to_num(iou))
-        self.log_dict(self.last_val_metrics, prog_bar=False, sync_dist=True)
+        others = {k: v for k, v in self.last_val_metrics.items() if k != "val_miou"}
+        self.log_dict(others, prog_bar=False, sync_dist=True)
         self.log("val_miou", self.last_val_metrics["val_miou"], prog_bar=True, sync_dist=True)
 
     # -- optimization ------------------------------------------------------------------------------

@@ -165,6 +165,9 @@ def train(
         callbacks.append(RichProgressBar(leave=True))
     if tc.max_minutes and tc.scheduler.name == "cosine":
         callbacks.append(TimeBudgetCosine(tc.max_minutes * 60, min_lr=tc.scheduler.min_lr))
+    # Lightning's start-up banners (GPU/TPU availability, tips) are noise in a CLI that has its own output.
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
         max_epochs=tc.epochs,
         max_time={"minutes": tc.max_minutes} if tc.max_minutes else None,
@@ -187,7 +190,7 @@ def train(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-        logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
     minutes = (time.monotonic() - started) / 60
     if trainer.is_global_zero:
