@@ -14,19 +14,19 @@ or more detail) while textures stay at pixel scale, so class shares hold at ever
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 from scipy import ndimage
 
 from landseg.classes import IGNORE_INDEX, get_schema
 from landseg.errors import ConfigError
+from landseg.io.write import GEOTIFF_BLOCK, atomic_output, write_index_geotiff
 
 SCHEMA = get_schema("synthetic")
 _CODES = {c.name: c.code for c in SCHEMA.classes}
@@ -293,7 +293,8 @@ def _buildings(rng: np.random.Generator, scale: float, target: float, labels: np
     (yy, xx), villages = np.divmod(candidates, shape[1]), candidates[rng.integers(candidates.size, size=rng.integers(1, 4))]
     vy, vx = np.divmod(villages, shape[1])
     closeness = np.exp(-((yy[:, None] - vy) ** 2 + (xx[:, None] - vx) ** 2) / (2 * (70 * size + 10) ** 2)).max(axis=1)
-    picks = rng.choice(candidates, size=3000, p=(closeness + 0.1) / (closeness + 0.1).sum())
+    weights = (closeness + 0.1) * np.exp(-roads.edge_distance.ravel()[candidates] / (20 * size + 3))  # front rows first
+    picks = rng.choice(candidates, size=3000, p=weights / weights.sum())
     blocked, wanted, covered, margin = labels != FIELD, target * labels.size, 0, 1.5 * size + 1
     for y0, x0 in zip(*np.divmod(picks, shape[1])):
         if covered >= wanted:
@@ -426,44 +427,24 @@ def _shadow(caster: np.ndarray, sun: float, length: float) -> np.ndarray:
 
 
 # -- files -----------------------------------------------------------------------------------------
-def _replace_atomically(path: Path, write) -> None:
-    """Call ``write(temporary_path)`` on a hidden name in ``path``'s folder, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_scene(scene: SyntheticScene, image_path: str | Path, mask_path: str | Path, crs: str = "EPSG:32632",
                 origin: tuple[float, float] = (500000.0, 5200000.0), resolution: float = 0.5) -> tuple[Path, Path]:
     """Write the image and its label mask as tiled, deflate-compressed GeoTIFFs; ``origin`` is the top-left
     corner (x, y) in ``crs`` units and ``resolution`` the pixel size. The mask carries the class colours."""
     (height, width), bands = scene.shape, scene.image.shape[0]
-    block = 256 if min(height, width) >= 256 else 16 * max(1, min(height, width) // 16)
-    common = dict(driver="GTiff", width=width, height=height, crs=crs, dtype="uint8", tiled=True,
-                  transform=from_origin(*origin, resolution, resolution), blockxsize=block, blockysize=block,
-                  compress="deflate")
-
-    def write_image(path: Path) -> None:
-        photometric = "RGB" if bands == 3 else "MINISBLACK"  # GDAL would take a 4th band of RGB for alpha
-        with rasterio.open(path, "w", count=bands, nodata=NODATA_VALUE, predictor=2, photometric=photometric,
-                           **common) as dst:
-            dst.write(scene.image)
-            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue] + [ColorInterp.undefined] * (bands - 3)
-            dst.descriptions = scene.band_names
-
-    def write_mask(path: Path) -> None:
-        with rasterio.open(path, "w", count=1, nodata=NODATA_LABEL, **common) as dst:
-            dst.write(scene.labels, 1)
-            dst.write_colormap(1, SCHEMA.colormap())
-            dst.update_tags(schema=SCHEMA.name, classes=",".join(SCHEMA.names))
-
+    transform = from_origin(*origin, resolution, resolution)
     image_path, mask_path = Path(image_path), Path(mask_path)
-    _replace_atomically(image_path, write_image)
-    _replace_atomically(mask_path, write_mask)
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    mask_path.parent.mkdir(parents=True, exist_ok=True)
+    profile = dict(driver="GTiff", width=width, height=height, count=bands, dtype="uint8", crs=crs,
+                   transform=transform, nodata=NODATA_VALUE, tiled=True, blockxsize=GEOTIFF_BLOCK,
+                   blockysize=GEOTIFF_BLOCK, compress="deflate", predictor=2,
+                   photometric="RGB" if bands == 3 else "MINISBLACK")  # GDAL makes a 4th band of RGB alpha
+    with atomic_output(image_path) as temporary, rasterio.open(temporary, "w", **profile) as dst:
+        dst.write(scene.image)
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue] + [ColorInterp.undefined] * (bands - 3)
+        dst.descriptions = scene.band_names
+    write_index_geotiff(mask_path, scene.labels, CRS.from_user_input(crs), transform, SCHEMA)
     return image_path, mask_path
 
 
@@ -495,5 +476,6 @@ forest 20-30 %, water 8-15 %, roads 3-8 %, buildings 3-8 %.
 No-data share in every second scene: {nodata_fraction}.
 Scene seeds for landseg.data.synthetic.generate_scene: {scene_seeds}
 """
-    _replace_atomically(out_dir / "README.txt", lambda path: path.write_text(readme))
+    with atomic_output(out_dir / "README.txt") as temporary:
+        temporary.write_text(readme)
     return out_dir

@@ -38,6 +38,7 @@ class SegmentationModule(L.LightningModule):
         self.val_loss_sum = 0.0
         self.val_loss_pixels = 0
         self.last_val_metrics: dict = {}
+        self.validated_at_step = -1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -70,6 +71,7 @@ class SegmentationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         cm = self.val_confusion
+        self.validated_at_step = self.global_step
         self.last_val_metrics = {
             "val_miou": float(np.nan_to_num(cm.miou)),
             "val_pixel_accuracy": float(np.nan_to_num(cm.pixel_accuracy)),

@@ -192,13 +192,19 @@ def train(
         warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
         warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
-    minutes = (time.monotonic() - started) / 60
+        minutes = (time.monotonic() - started) / 60
+        checkpoint_cb = callbacks[0]
+        best_score = checkpoint_cb.best_model_score
+        if val_loader is not None and module.validated_at_step != trainer.global_step:
+            # A time limit stops training between two validations: score the final weights too.
+            final = trainer.validate(module, val_loader, verbose=False)[0]["val_miou"]
+            if best_score is None or final > float(best_score):
+                trainer.save_checkpoint(checkpoints / "best.ckpt")
+                checkpoint_cb.best_model_path, best_score = str(checkpoints / "best.ckpt"), final
     if trainer.is_global_zero:
         # Lightning only saves at validation; a time limit may stop between two.
         trainer.save_checkpoint(last)
-    checkpoint_cb = callbacks[0]
     best = Path(checkpoint_cb.best_model_path) if checkpoint_cb.best_model_path else last
-    best_score = checkpoint_cb.best_model_score
     result = TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,
