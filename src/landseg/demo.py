@@ -29,7 +29,13 @@ def demo_config(data_root: Path, seed: int, minutes: float) -> dict:
             "masks": "masks/scene_{id}.tif",
             "split": {"field": "id", "train": ids[:7], "val": ids[7:9], "test": ids[9:]},
         },
-        "model": {"arch": "unet", "encoder": "tu-tf_efficientnet_lite0", "encoder_weights": "offline"},
+        "model": {
+            "arch": "unet",
+            "encoder": "tu-tf_efficientnet_lite0",
+            "encoder_weights": "offline",
+            # A slimmer decoder halves the CPU step time at little cost on these scenes.
+            "extra": {"decoder_channels": [128, 64, 32, 16, 16]},
+        },
         "train": {
             "crop_size": 192,
             "batch_size": 8,

@@ -22,7 +22,9 @@ from landseg.errors import ConfigError
 
 SCHEMA = get_schema("synthetic")
 # The shares the generator promises, per class code.
-SHARE_RANGES = {FIELD: (0.40, 0.55), FOREST: (0.20, 0.30), WATER: (0.08, 0.15), ROAD: (0.03, 0.08), BUILDING: (0.03, 0.08)}
+SHARE_RANGES = {
+    FIELD: (0.40, 0.55), FOREST: (0.20, 0.30), WATER: (0.08, 0.15), ROAD: (0.03, 0.08), BUILDING: (0.03, 0.08)
+}
 
 
 def test_class_constants_are_the_synthetic_schema_codes():

@@ -8,7 +8,7 @@ whole scene gets blur, uneven illumination and sensor noise. Class colours overl
 use texture and shape as well as colour.
 
 The layout scales with the scene size (96 px and 512 px scenes show the same kind of landscape, in less
-or more detail) while textures stay at pixel scale, so class shares hold at every size.
+or more detail) while textures stay at pixel scale, so class shares hold from about 96 px up.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ class _Roads:
     """``(2, H, W)`` unit vector from the nearest road's centre line towards the pixel."""
 
 
-def generate_scene(size: int | tuple[int, int], seed: int, bands: int = 3, nodata_fraction: float = 0.0) -> SyntheticScene:
+def generate_scene(size: int | tuple[int, int], seed: int, bands: int = 3,
+                   nodata_fraction: float = 0.0) -> SyntheticScene:
     """A procedural land-cover scene of ``size`` pixels (``(height, width)`` or a square's side).
 
     The same ``seed`` always gives the same scene. ``bands``: 3 gives RGB; a 4th band is NIR-like, a 5th
@@ -240,24 +241,37 @@ def _draw_lines(shape: tuple[int, int], lines: list[tuple[np.ndarray, float, int
     return distance[crop].astype(np.float32), width[near], attribute[near], normal
 
 
+def _road_line(rng: np.random.Generator, shape: tuple[int, int], earlier: list[tuple]) -> tuple:
+    """A road edge to edge, or from an edge to a point on an earlier road; ``(points, width, surface)``."""
+    side = int(rng.integers(4))
+    start = _edge_point(rng, shape, side)
+    if earlier and rng.random() < 0.5:
+        previous = earlier[int(rng.integers(len(earlier)))][0]
+        end = previous[int(rng.integers(len(previous) // 5, 4 * len(previous) // 5))]
+    else:
+        end = _edge_point(rng, shape, (side + int(rng.choice([1, 2, 2, 3]))) % 4)
+    bend = rng.uniform(0, 0.15) * _towards_centre(shape, start, end)
+    points, _ = _curve(start, end, bend, [(rng.uniform(0, 0.015), rng.uniform(0.5, 1.5), rng.uniform(0, 6.3))])
+    relative_width = rng.uniform(0.6, 0.9) if earlier else 1.0
+    return points, np.full(len(points), relative_width), int(rng.integers(len(_ROADS)))
+
+
 def _roads(rng: np.random.Generator, shape: tuple[int, int], target: float) -> _Roads:
-    """1-3 roads, edge to edge or ending on an earlier road, widened until they cover ``target``."""
-    lines, drawn = [], []
-    for i in range(int(rng.choice([1, 2, 3], p=[0.2, 0.4, 0.4]))):
-        side = int(rng.integers(4))
-        start = _edge_point(rng, shape, side)
-        if drawn and rng.random() < 0.5:
-            previous = drawn[int(rng.integers(len(drawn)))]
-            end = previous[int(rng.integers(len(previous) // 5, 4 * len(previous) // 5))]
+    """1-3 roads (more or fewer where widths alone cannot reach it), widened until they cover ``target``."""
+    narrowest, widest = 1.2, 0.025 * max(shape) + 1
+    lines: list[tuple] = []
+    for _ in range(int(rng.choice([1, 2, 3], p=[0.2, 0.4, 0.4]))):
+        lines.append(_road_line(rng, shape, lines))
+    for _ in range(4):
+        distance, relative_width, surface, normal = _draw_lines(shape, lines)
+        half_width = np.quantile(distance / relative_width, target)
+        if half_width > widest and len(lines) < 4:
+            lines.append(_road_line(rng, shape, lines))
+        elif half_width < narrowest and len(lines) > 1:
+            lines.pop()
         else:
-            end = _edge_point(rng, shape, (side + int(rng.choice([1, 2, 2, 3]))) % 4)
-        bend = rng.uniform(0, 0.15) * _towards_centre(shape, start, end)
-        points, _ = _curve(start, end, bend, [(rng.uniform(0, 0.015), rng.uniform(0.5, 1.5), rng.uniform(0, 6.3))])
-        drawn.append(points)
-        relative_width = 1.0 if i == 0 else rng.uniform(0.6, 0.9)
-        lines.append((points, np.full(len(points), relative_width), int(rng.integers(len(_ROADS)))))
-    distance, relative_width, surface, normal = _draw_lines(shape, lines)
-    half_width = np.clip(np.quantile(distance / relative_width, target), 1.2, 0.025 * max(shape) + 1) * relative_width
+            break
+    half_width = np.clip(half_width, narrowest, widest) * relative_width
     return _Roads(distance <= half_width, surface, distance - half_width, normal)
 
 
@@ -287,18 +301,20 @@ def _buildings(rng: np.random.Generator, scale: float, target: float, labels: np
     shape = labels.shape
     roofs, shade = np.full(shape, -1, dtype=np.int8), np.ones(shape, dtype=np.float32)
     size = max(scale, 0.35)
-    candidates = np.flatnonzero((labels == FIELD) & (roads.edge_distance > 1) & (roads.edge_distance < 60 * size + 4))
+    from_road = roads.edge_distance.ravel()
+    candidates = np.flatnonzero((labels.ravel() == FIELD) & (from_road > 1) & (from_road < 60 * size + 4))
     if candidates.size == 0:
         return roofs, shade
-    (yy, xx), villages = np.divmod(candidates, shape[1]), candidates[rng.integers(candidates.size, size=rng.integers(1, 4))]
+    (yy, xx), villages = np.divmod(candidates, shape[1]), rng.choice(candidates, size=rng.integers(1, 4))
     vy, vx = np.divmod(villages, shape[1])
-    closeness = np.exp(-((yy[:, None] - vy) ** 2 + (xx[:, None] - vx) ** 2) / (2 * (70 * size + 10) ** 2)).max(axis=1)
-    weights = (closeness + 0.1) * np.exp(-roads.edge_distance.ravel()[candidates] / (20 * size + 3))  # front rows first
-    picks = rng.choice(candidates, size=3000, p=weights / weights.sum())
+    closeness = np.exp(-((yy[:, None] - vy) ** 2 + (xx[:, None] - vx) ** 2) / (2 * (70 * size + 10) ** 2))
+    weights = (closeness.max(axis=1) + 0.1) * np.exp(-from_road[candidates] / (20 * size + 3))  # front rows first
+    near_road = rng.choice(candidates, size=3000, p=weights / weights.sum())
     blocked, wanted, covered, margin = labels != FIELD, target * labels.size, 0, 1.5 * size + 1
-    for y0, x0 in zip(*np.divmod(picks, shape[1])):
+    for pick in _then_farmsteads(rng, near_road, labels):
         if covered >= wanted:
             break
+        y0, x0 = divmod(int(pick), shape[1])
         depth, length, turn = rng.uniform(3.5, 6.5) * size, rng.uniform(4.5, 11) * size, rng.normal(0, 0.05)
         ny, nx = roads.normal[:, y0, x0]
         ny, nx = ny * math.cos(turn) - nx * math.sin(turn), ny * math.sin(turn) + nx * math.cos(turn)
@@ -321,7 +337,15 @@ def _buildings(rng: np.random.Generator, scale: float, target: float, labels: np
     return roofs, shade
 
 
-def _forest(rng: np.random.Generator, scale: float, target: float, labels: np.ndarray, parcels: np.ndarray) -> np.ndarray:
+def _then_farmsteads(rng: np.random.Generator, near_road: np.ndarray, labels: np.ndarray):
+    """Pixels to try as building centres: villages by the road first, then anywhere on the fields."""
+    yield from near_road
+    fields = np.flatnonzero(labels == FIELD)
+    yield from rng.choice(fields, size=min(2000, fields.size), replace=False) if fields.size else ()
+
+
+def _forest(rng: np.random.Generator, scale: float, target: float, labels: np.ndarray,
+            parcels: np.ndarray) -> np.ndarray:
     """Noisy blobs on the land left; whole parcels lean to forest or not, so woods partly follow field edges."""
     shape = labels.shape
     parcel_bias = rng.normal(0, 0.8, parcels.max() + 1).astype(np.float32)
@@ -460,8 +484,9 @@ def make_synthetic_dataset(out_dir: str | Path, n_scenes: int = 8, size: int | t
     for i, scene_seed in enumerate(scene_seeds):
         scene = generate_scene(size, scene_seed, bands, nodata_fraction if i % 2 else 0.0)
         (height, width), (row, column) = scene.shape, divmod(i, columns)
+        origin = (west + column * width * resolution, north - row * height * resolution)
         write_scene(scene, out_dir / "images" / f"scene_{i:03d}.tif", out_dir / "masks" / f"scene_{i:03d}.tif",
-                    origin=(west + column * width * resolution, north - row * height * resolution), resolution=resolution)
+                    origin=origin, resolution=resolution)
     classes = "\n".join(f"  {c.code}  {c.name}" for c in SCHEMA.classes)
     readme = f"""Synthetic land-cover scenes made by landseg.data.synthetic.make_synthetic_dataset, seed {seed}.
 

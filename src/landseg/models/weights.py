@@ -34,7 +34,8 @@ _HEAD_PREFIXES = ("conv_head.", "bn2.", "classifier.")
 """Classifier parts that segmentation encoders (timm ``features_only``) do not have."""
 
 _STEM_AND_HEAD = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-# efficientnet_pytorch numbers BatchNorms by position in the block; timm names them by the conv they follow.
+# Both number a block's BatchNorms in order, from 0 in efficientnet_pytorch and from 1 in timm; the first
+# block has no expansion conv, so timm calls its depthwise and projection convs conv_dw and conv_pw.
 _INVERTED_RESIDUAL = {
     "_expand_conv": "conv_pw", "_bn0": "bn1",
     "_depthwise_conv": "conv_dw", "_bn1": "bn2",
@@ -111,7 +112,7 @@ def weights_path(variant: str) -> Path:
     return Path(model_file.get_model_file_path())
 
 
-def _block_names(network: nn.Module) -> list[str]:
+def timm_block_names(network: nn.Module) -> list[str]:
     """timm block names (``blocks.3.1``) in the order efficientnet_pytorch numbers its blocks."""
     return [f"blocks.{s}.{b}" for s, stage in enumerate(network.blocks) for b in range(len(stage))]
 
@@ -157,7 +158,7 @@ def load_offline_classifier(variant: str = "lite0") -> nn.Module:
     """timm ``tf_efficientnet_<variant>`` with its 1000-class ImageNet head, weights loaded, in eval mode."""
     state, path = _read_state(variant)
     classifier = timm.create_model(timm_name(variant), pretrained=False)
-    classifier.load_state_dict(to_timm_keys(state, _block_names(classifier), path), strict=True)
+    classifier.load_state_dict(to_timm_keys(state, timm_block_names(classifier), path), strict=True)
     return classifier.eval()
 
 
@@ -172,7 +173,7 @@ def load_offline_encoder(encoder: nn.Module, encoder_name: str) -> None:
     if features is None or not hasattr(features, "blocks"):
         raise ConfigError(f"offline weights need smp's timm-universal encoder {encoder_name!r}, got {type(encoder).__name__}")
     state, path = _read_state(variant)
-    renamed = to_timm_keys(state, _block_names(features), path)
+    renamed = to_timm_keys(state, timm_block_names(features), path)
     renamed = {k: v for k, v in renamed.items() if not k.startswith(_HEAD_PREFIXES)}
     in_channels = features.conv_stem.weight.shape[1]
     renamed["conv_stem.weight"] = adapt_input_conv(in_channels, renamed["conv_stem.weight"])

@@ -39,17 +39,18 @@ class HistoryCSV(L.Callback):
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_validation_end runs after the module's on_validation_epoch_end has computed the scores.
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        metrics = trainer.callback_metrics
+        loss_sum, loss_count = getattr(pl_module, "epoch_loss", (0.0, 0))
         row = {
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
             "minutes": round((time.monotonic() - pl_module._fit_started) / 60, 3)
             if hasattr(pl_module, "_fit_started")
             else "",
-            "train_loss": _value(metrics.get("train_loss_epoch")),
+            "train_loss": round(loss_sum / loss_count, 6) if loss_count else "",
             "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else "",
         }
         row.update({k: round(v, 6) for k, v in getattr(pl_module, "last_val_metrics", {}).items()})
@@ -97,8 +98,3 @@ class TimeBudgetCosine(L.Callback):
         for group, base in zip(trainer.optimizers[0].param_groups, self.base_lrs):
             group["lr"] = self.min_lr + (base - self.min_lr) * factor
 
-
-def _value(x):
-    if x is None:
-        return ""
-    return round(float(x), 6)

@@ -39,6 +39,7 @@ class SegmentationModule(L.LightningModule):
         self.val_loss_pixels = 0
         self.last_val_metrics: dict = {}
         self.validated_at_step = -1
+        self.epoch_loss = [0.0, 0]  # sum and count of training losses this epoch, for the history CSV
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -47,8 +48,13 @@ class SegmentationModule(L.LightningModule):
         images, masks = batch
         logits = self.model(images)
         loss = self.criterion(logits, masks)
+        self.epoch_loss[0] += float(loss.detach())
+        self.epoch_loss[1] += 1
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_loss = [0.0, 0]
 
     # -- validation on whole images ---------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

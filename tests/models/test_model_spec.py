@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import segmentation_models_pytorch as smp
+
+from landseg.errors import ConfigError
+from landseg.models import ModelSpec, build_model, list_architectures
+
+
+def test_architectures_are_all_of_smp_and_the_classic_unet():
+    expected = {
+        "unet", "unetplusplus", "fpn", "deeplabv3", "deeplabv3plus", "segformer", "pspnet",
+        "linknet", "manet", "pan", "upernet", "dpt", "classic_unet",
+    }
+    assert set(list_architectures()) == expected
+    assert set(smp.MODEL_ARCHITECTURES_MAPPING) <= set(list_architectures())
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelSpec("classic_unet", 7, widths=(16, 32, 64, 128, 256), dropout=0.2, in_channels=4),
+        ModelSpec("deeplabv3plus", 3, encoder="tu-tf_efficientnet_lite0", encoder_weights="offline",
+                  extra={"decoder_atrous_rates": (6, 12, 18), "encoder_output_stride": 16}),
+        ModelSpec("segformer", 2, encoder="mit_b0", encoder_weights="imagenet", in_channels=10),
+    ],
+    ids=["classic_unet", "deeplabv3plus", "segformer"],
+)
+def test_spec_survives_a_json_round_trip(spec: ModelSpec):
+    stored = json.dumps(spec.to_dict())
+    assert ModelSpec.from_dict(json.loads(stored)) == spec
+
+
+def test_spec_normalizes_what_json_would_change():
+    spec = ModelSpec("UNet", 3, extra={"decoder_channels": (32, 16, 16, 8, 8)})
+    assert spec.arch == "unet"
+    assert spec.extra == {"decoder_channels": [32, 16, 16, 8, 8]}
+
+
+def test_classic_unet_has_no_encoder_to_fill():
+    # Config files name an encoder by default; the classic U-Net must not trip over it.
+    spec = ModelSpec("classic_unet", 3, encoder="tu-tf_efficientnet_lite0", encoder_weights="offline")
+    assert (spec.encoder, spec.encoder_weights, spec.widths) == (None, None, None)
+    assert spec.to_dict()["encoder"] is None
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"arch": "unet", "num_classes": 3, "encoders": "resnet18"}, "unknown model setting 'encoders' (did you mean 'encoder'?)"),
+        ({"arch": "unet"}, "lack num_classes"),
+        ({"arch": "uper_net", "num_classes": 3}, "did you mean 'upernet'"),
+        ({"arch": "unet", "num_classes": 3, "encoder": "resnet-18"}, "did you mean 'resnet18'"),
+        ({"arch": "fpn", "num_classes": 3, "encoder": "tu-tf_efficientnet_lite_0"}, "did you mean 'tu-tf_efficientnet_lite0'"),
+        ({"arch": "unet", "num_classes": 3, "encoder": None}, "needs an encoder"),
+        ({"arch": "unet", "num_classes": 0}, "num_classes must be a positive integer"),
+        ({"arch": "unet", "num_classes": True}, "num_classes must be a positive integer"),
+        ({"arch": "unet", "num_classes": 3, "in_channels": 2.5}, "in_channels must be a positive integer"),
+        ({"arch": "classic_unet", "num_classes": 3, "dropout": 1.0}, "dropout must be in"),
+        ({"arch": "classic_unet", "num_classes": 3, "widths": [64]}, "two or more positive integers"),
+        ({"arch": "classic_unet", "num_classes": 3, "extra": {"depth": 3}}, "not extra arguments"),
+        ({"arch": "unet", "num_classes": 3, "widths": [8, 16]}, "classic_unet only"),
+        ({"arch": "fpn", "num_classes": 3, "dropout": 0.2}, "classic_unet only"),
+        ({"arch": "unet", "num_classes": 3, "extra": {"activation": "softmax"}}, "raw logits"),
+        ({"arch": "unet", "num_classes": 3, "extra": {"classes": 4}}, "set 'num_classes'"),
+        ({"arch": "unet", "num_classes": 3, "extra": {"decoder_channel": [8]}}, "did you mean 'decoder_channels'"),
+        ({"arch": "dpt", "num_classes": 3, "encoder": "resnet18"}, "timm ViT encoder"),
+    ],
+)
+def test_bad_settings_are_config_errors_that_say_what_to_write(settings, message):
+    with pytest.raises(ConfigError) as error:
+        ModelSpec.from_dict(settings)
+    assert message in str(error.value)
+
+
+def test_constructor_errors_from_smp_become_config_errors():
+    # FPN's GroupNorm needs segmentation channels divisible by 32: only smp knows.
+    spec = ModelSpec("fpn", 3, extra={"decoder_segmentation_channels": 20})
+    with pytest.raises(ConfigError, match="cannot build fpn with encoder 'resnet18'"):
+        build_model(spec)
+
+
+def test_timm_encoders_take_timm_arguments():
+    spec = ModelSpec("unet", 3, encoder="tu-tf_efficientnet_lite0", extra={"drop_path_rate": 0.1})
+    model = build_model(spec)
+    assert model.net.encoder.model.blocks[1][0].drop_path.drop_prob > 0
