@@ -113,7 +113,7 @@ def evaluate(
     from landseg.report import metrics_table
 
     result = run_evaluation(checkpoint, load_config(config), split, out, tile=tile, overlap=overlap, tta=tta)
-    Console().print(metrics_table(result.metrics, title=f"{split}: {result.metrics['images']} images"))
+    Console().print(metrics_table(result.metrics, schema=result.schema, title=f"{split}: {result.metrics['images']} images"))
     console.print(f"metrics: {result.metrics_path}\nreport:  {result.report_path}")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.progress import track
 
 from landseg.checkpoint import load_checkpoint
-from landseg.classes import IGNORE_INDEX
+from landseg.classes import IGNORE_INDEX, ClassSchema, get_schema
 from landseg.config import ExperimentConfig
 from landseg.data.catalog import build_catalog, load_pair
 from landseg.errors import CheckpointError
@@ -30,6 +30,7 @@ class Evaluation:
     confusion: ConfusionMatrix
     metrics_path: Path
     report_path: Path
+    schema: ClassSchema
 
 
 def evaluate(
@@ -47,16 +48,11 @@ def evaluate(
     loaded = load_checkpoint(checkpoint)
     predictor = Predictor(loaded, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta)
     schema = predictor.schema
-    config_schema_names = None
-    try:
-        from landseg.classes import get_schema
-
-        config_schema_names = get_schema(config.data.schema_).names
-    except Exception:  # noqa: BLE001 - a config without a usable schema still evaluates with the card's
-        pass
-    if config_schema_names is not None and config_schema_names != schema.names:
+    # Masks are decoded with the config's schema (its codes or colours); the model must predict the same classes.
+    mask_schema = get_schema(config.data.schema_)
+    if mask_schema.names != schema.names:
         raise CheckpointError(
-            f"model predicts classes {schema.names} but the config's schema has {config_schema_names}", checkpoint
+            f"model predicts classes {schema.names} but the config's schema has {mask_schema.names}", checkpoint
         )
     samples = build_catalog(config.data).split(split)
     out_dir = Path(out_dir)
@@ -65,7 +61,7 @@ def evaluate(
     figures: list[tuple[str, Path]] = []
     for number, sample in enumerate(track(samples, description=f"Evaluating {split}", disable=not progress)):
         image, truth = load_pair(
-            sample, schema, tolerance=config.data.size_tolerance, unknown=config.data.unknown_labels,
+            sample, mask_schema, tolerance=config.data.size_tolerance, unknown=config.data.unknown_labels,
             nodata=config.data.nodata,
         )
         prediction = predictor.predict_image(image)
@@ -93,4 +89,4 @@ def evaluate(
         out_dir, f"Evaluation on {split} ({len(samples)} images)", metrics, plots + figures, schema=schema,
         sections={"Checkpoint": str(checkpoint)},
     )
-    return Evaluation(metrics=metrics, confusion=confusion, metrics_path=metrics_path, report_path=report)
+    return Evaluation(metrics=metrics, confusion=confusion, metrics_path=metrics_path, report_path=report, schema=schema)

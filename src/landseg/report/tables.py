@@ -55,7 +55,7 @@ def metrics_table(metrics: Mapping, schema: ClassSchema | None = None, title: st
             style="dim" if scores["support"] == 0 else None,
         )
     table.add_section()
-    table.add_row(Text("mean", style="bold"), Text(format_score(metrics["miou"]), style="bold"),
+    table.add_row(Text("mean (mIoU, mean F1)", style="bold"), Text(format_score(metrics["miou"]), style="bold"),
                   Text(format_score(metrics["mean_f1"]), style="bold"), "", "", "")
     table.add_row("pixel accuracy", format_score(metrics["pixel_accuracy"]), "", "", "", "")
     table.add_row("frequency-weighted IoU", format_score(metrics["fw_iou"]), "", "", "", "")
