@@ -12,7 +12,8 @@ label (no-data codes, ignore colours, and, when asked for, values the schema doe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -64,7 +65,6 @@ class ClassSchema:
     ignore_codes: tuple[int, ...] = ()
     ignore_colors: tuple[RGB, ...] = ()
     description: str = ""
-    _lut_cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self):
         if not self.classes:
@@ -247,173 +247,18 @@ def _unpack(value: int) -> RGB:
 
 
 # -- built-in schemas ------------------------------------------------------------------------------
-def _schema(name: str, description: str, rows: list[tuple], ignore_codes=(), ignore_colors=()) -> ClassSchema:
-    """rows: (name, display colour, code or None, mask colour or None)."""
-    return ClassSchema(
-        name=name,
-        description=description,
-        classes=tuple(
-            LandClass(n, parse_color(c), code, None if mc is None else parse_color(mc)) for n, c, code, mc in rows
-        ),
-        ignore_codes=tuple(ignore_codes),
-        ignore_colors=tuple(parse_color(c) for c in ignore_colors),
-    )
+# Each lives in landseg/schemas/NAME.yaml, in the same format a user writes for their own data.
+def _load_builtin_schemas() -> dict[str, ClassSchema]:
+    folder = resources.files("landseg") / "schemas"
+    schemas = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            schema = ClassSchema.from_dict(yaml.safe_load(entry.read_text()), source=entry.name)
+            schemas[schema.name] = schema
+    return schemas
 
 
-BUILTIN_SCHEMAS: dict[str, ClassSchema] = {
-    s.name: s
-    for s in [
-        _schema(
-            "dubai",
-            "Dubai aerial imagery (Humans in the Loop, seed 004). RGB masks; the dataset's classes.json "
-            "colours are wrong, these are the colours the masks use.",
-            [
-                ("Building", "#D62728", None, "#3C1098"),
-                ("Land", "#C9A66B", None, "#8429F6"),
-                ("Road", "#7F7F7F", None, "#6EC1E4"),
-                ("Vegetation", "#2CA02C", None, "#FEDD3A"),
-                ("Water", "#1F77B4", None, "#E2A929"),
-            ],
-            ignore_colors=["#9B9B9B", "#000000"],
-        ),
-        _schema(
-            "deepglobe",
-            "DeepGlobe 2018 land cover (seed 002, Table 1); Unknown (black) is ignored.",
-            [
-                ("Urban land", "#00FFFF", None, "#00FFFF"),
-                ("Agriculture land", "#FFFF00", None, "#FFFF00"),
-                ("Rangeland", "#FF00FF", None, "#FF00FF"),
-                ("Forest land", "#00FF00", None, "#00FF00"),
-                ("Water", "#0000FF", None, "#0000FF"),
-                ("Barren land", "#FFFFFF", None, "#FFFFFF"),
-            ],
-            ignore_colors=["#000000"],
-        ),
-        _schema(
-            "landcoverai",
-            "LandCover.ai (seed 003): index masks 0-4.",
-            [
-                ("Background", "#D9D9D9", 0, None),
-                ("Building", "#5000A5", 1, None),
-                ("Woodland", "#FFCC00", 2, None),
-                ("Water", "#00F4F4", 3, None),
-                ("Road", "#696969", 4, None),
-            ],
-        ),
-        _schema(
-            "loveda",
-            "LoveDA: index masks 1-7, 0 = no-data.",
-            [
-                ("Background", "#FFFFFF", 1, None),
-                ("Building", "#FF0000", 2, None),
-                ("Road", "#FFFF00", 3, None),
-                ("Water", "#0000FF", 4, None),
-                ("Barren", "#9F81B7", 5, None),
-                ("Forest", "#00FF00", 6, None),
-                ("Agriculture", "#FFC380", 7, None),
-            ],
-            ignore_codes=[0],
-        ),
-        _schema(
-            "potsdam",
-            "ISPRS Potsdam (RGB), index masks 0-5 as converted by mmsegmentation; 255 = ignore.",
-            [
-                ("Impervious surfaces", "#FFFFFF", 0, None),
-                ("Building", "#0000FF", 1, None),
-                ("Low vegetation", "#00FFFF", 2, None),
-                ("Tree", "#00FF00", 3, None),
-                ("Car", "#FFFF00", 4, None),
-                ("Clutter", "#FF0000", 5, None),
-            ],
-            ignore_codes=[255],
-        ),
-        _schema(
-            "vaihingen",
-            "ISPRS Vaihingen (IRRG), index masks 0-5 as converted by mmsegmentation; 255 = ignore.",
-            [
-                ("Impervious surfaces", "#FFFFFF", 0, None),
-                ("Building", "#0000FF", 1, None),
-                ("Low vegetation", "#00FFFF", 2, None),
-                ("Tree", "#00FF00", 3, None),
-                ("Car", "#FFFF00", 4, None),
-                ("Clutter", "#FF0000", 5, None),
-            ],
-            ignore_codes=[255],
-        ),
-        _schema(
-            "alpine",
-            "Swisstopo alpine land cover, Dents du Midi (seed 000): 8 classes, index masks 0-7.",
-            [
-                ("Grass and other", "#B5D98F", 0, None),
-                ("Forest", "#1B7837", 1, None),
-                ("Bushes and woods", "#7FBC41", 2, None),
-                ("Water and wetlands", "#2166AC", 3, None),
-                ("Glaciers and snow", "#E0F3F8", 4, None),
-                ("Sparse rocks", "#BFAF9F", 5, None),
-                ("Loose rocks", "#8C7B6B", 6, None),
-                ("Bedrock", "#4D4D4D", 7, None),
-            ],
-        ),
-        _schema(
-            "catalonia",
-            "Catalonia land cover from Sentinel-2 (seed 001): codes 1-12, 0 = no-data.",
-            [
-                ("Herbaceous crops", "#F5E35A", 1, None),
-                ("Woody crops", "#C98A2E", 2, None),
-                ("Forest", "#1A7A2E", 3, None),
-                ("Scrub, meadows and grasslands", "#9ACD62", 4, None),
-                ("Bare soil", "#D2B48C", 5, None),
-                ("Urban area", "#D62728", 6, None),
-                ("Isolated urban areas", "#F08080", 7, None),
-                ("Green areas", "#66CDAA", 8, None),
-                ("Industrial, commercial and leisure", "#9467BD", 9, None),
-                ("Mining or landfills", "#8C564B", 10, None),
-                ("Transport network", "#555555", 11, None),
-                ("Watercourses and water bodies", "#1F77B4", 12, None),
-            ],
-            ignore_codes=[0],
-        ),
-        _schema(
-            "landcovernet",
-            "LandCoverNet (seed 003, Table I): codes 1-7 or RGB masks, 0/black = unknown. The seed's table "
-            "gives two classes code 7; the dataset numbers Cultivated 6.",
-            [
-                ("Water", "#0000FF", 1, "#0000FF"),
-                ("Artificial bareground", "#888888", 2, "#888888"),
-                ("Natural bareground", "#D1A46D", 3, "#D1A46D"),
-                ("Permanent snow/ice", "#F5F5FF", 4, "#F5F5FF"),
-                ("Woody vegetation", "#D64C2B", 5, "#D64C2B"),
-                ("Cultivated vegetation", "#186818", 6, "#186818"),
-                ("(Semi) natural vegetation", "#00FF00", 7, "#00FF00"),
-            ],
-            ignore_codes=[0],
-            ignore_colors=["#000000"],
-        ),
-        _schema(
-            "s2_korea",
-            "Sentinel-2 Korea chips: codes 10 Building, 30 Road, 50 Field, 70 Forest, 100 Background.",
-            [
-                ("Building", "#D62728", 10, None),
-                ("Road", "#555555", 30, None),
-                ("Field", "#F5E35A", 50, None),
-                ("Forest", "#1A7A2E", 70, None),
-                ("Background", "#D9D9D9", 100, None),
-            ],
-        ),
-        _schema(
-            "synthetic",
-            "landseg's own procedural scenes (demo and tests): codes 0-4, 255 = no-data.",
-            [
-                ("Field", "#E6C84F", 0, None),
-                ("Forest", "#1A7A2E", 1, None),
-                ("Water", "#1F77B4", 2, None),
-                ("Road", "#555555", 3, None),
-                ("Building", "#D62728", 4, None),
-            ],
-            ignore_codes=[255],
-        ),
-    ]
-}
+BUILTIN_SCHEMAS: dict[str, ClassSchema] = _load_builtin_schemas()
 
 
 def get_schema(name_or_path: str | Path | dict | ClassSchema) -> ClassSchema:
