@@ -71,6 +71,19 @@ def open_raster(path: str | Path):
         raise DataError(f"not a readable raster image ({_short(exc)})", path) from None
 
 
+def _check_png_complete(path: Path) -> None:
+    """GDAL's PNG driver returns zeros for a truncated PNG instead of failing; PIL's chunk check does not."""
+    if path.suffix.lower() != ".png":
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as png:
+            png.verify()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"PNG is truncated or corrupt ({_short(exc)})", path) from None
+
+
 def raster_info(path: str | Path) -> RasterInfo:
     with open_raster(path) as src:
         return RasterInfo(
@@ -94,6 +107,7 @@ def read_image(
 ) -> RasterImage:
     """Read ``bands`` (1-based, default all) of ``path``; ``nodata`` overrides the file's value."""
     path = Path(path)
+    _check_png_complete(path)
     with open_raster(path) as src:
         if bands is None:
             bands = list(range(1, src.count + 1))
@@ -135,6 +149,7 @@ def _valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray | None:
 def read_mask_raw(path: str | Path) -> np.ndarray:
     """A mask as stored: ``(H, W)`` codes or ``(H, W, 3)`` colours (palette files expanded to colours)."""
     path = Path(path)
+    _check_png_complete(path)
     with open_raster(path) as src:
         try:
             with warnings.catch_warnings():
