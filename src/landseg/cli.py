@@ -191,5 +191,10 @@ def demo(
     console.print(f"[bold green]demo report:[/] {report}")
 
 
+from landseg.serve.command import serve as _serve  # noqa: E402 - imports only typer
+
+app.command(name="serve")(friendly_errors(_serve))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

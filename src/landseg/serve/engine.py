@@ -127,6 +127,7 @@ def run_prediction(
     outputs: dict[str, Path] = {"color_png": written["color"], "areas_csv": written["areas"]}
     if image.georeferenced:
         outputs["classes_tif"] = write_cog(written["classes"], out_dir / f"{OUTPUT_STEM}_classes_cog.tif")
+        written["classes"].unlink()
         outputs["classes_png"] = write_index_png(out_dir / f"{OUTPUT_STEM}_classes.png", prediction.index, schema)
     else:
         outputs["classes_png"] = written["classes"]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import rasterio
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from landseg.checkpoint import ModelCard
 from landseg.errors import LandsegError
@@ -92,10 +93,13 @@ def inspect_upload(path: Path, card: ModelCard, max_pixels: int) -> tuple[Path, 
     os.replace(path, named)
     kind = FORMAT_NAMES[driver]
     try:
-        with rasterio.Env(**GDAL_OPTIONS), rasterio.open(named, driver=driver) as src:
-            width, height, bands, dtype = src.width, src.height, src.count, src.dtypes[0]
+        with rasterio.Env(**GDAL_OPTIONS), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(named, driver=driver) as src:
+                width, height, bands, dtype = src.width, src.height, src.count, src.dtypes[0]
     except RasterioError as exc:
-        raise UploadRejected(422, f"the file looks like {kind} but cannot be opened ({scrub_paths(str(exc))})") from None
+        problem = scrub_paths(str(exc))
+        raise UploadRejected(422, f"the file looks like {kind} but cannot be opened ({problem})") from None
     if width * height > max_pixels:
         raise UploadRejected(
             413,
