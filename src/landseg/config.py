@@ -115,14 +115,139 @@ class SchedulerConfig(Section):
     min_lr: float = 1e-6
 
 
+ClassWeighting = Literal["median_frequency", "inverse_frequency", "inverse_share"]
+"""Class weights computed from the training masks (see ``landseg.losses.statistical_class_weights``)."""
+
+_LOSS_OPTIONS: dict[str, set[str]] = {
+    "ce": {"label_smoothing", "class_weights"},
+    "focal": {"gamma", "alpha"},
+    "dice": {"class_weights", "log_loss", "smooth"},
+    "soft_jaccard": {"class_weights", "log_loss", "smooth"},
+    "lovasz": {"per_image"},
+    "sum": {"terms"},
+}
+
+
 class LossConfig(Section):
-    name: Literal["ce"] = "ce"
-    label_smoothing: float = 0.0
+    """One loss, or a weighted sum of losses: ``{name: sum, terms: [{name: ce, weight: 0.5}, ...]}``.
+
+    Every loss skips ``IGNORE_INDEX`` pixels. An option that the chosen loss does not take is an error
+    rather than silently unused.
+    """
+
+    name: Literal["ce", "focal", "dice", "soft_jaccard", "lovasz", "sum"] = "ce"
+    weight: float = Field(1.0, ge=0)
+    """Factor of this loss in a sum (seed 002: ``(1 - alpha) * CE + alpha * L'``)."""
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: ClassWeighting | list[float] | None = None
+    """ce, dice, soft_jaccard: one weight per class, or a statistic of the training masks."""
+    gamma: float = Field(2.0, ge=0)
+    """focal: the focusing exponent."""
+    alpha: ClassWeighting | list[float] | None = None
+    """focal: per-class alpha_t (a list, or a statistic of the training masks); None = 1 for all."""
+    log_loss: bool = False
+    """dice, soft_jaccard: ``-log(score)`` instead of ``1 - score``."""
+    smooth: float = Field(0.0, ge=0)
+    per_image: bool = False
+    """lovasz: average the loss over images instead of computing it over the whole batch."""
+    terms: list["LossConfig"] = []
+
+    @model_validator(mode="after")
+    def _options_fit_the_loss(self) -> "LossConfig":
+        allowed = _LOSS_OPTIONS[self.name] | {"name", "weight"}
+        for option, field in type(self).model_fields.items():
+            if option not in allowed and getattr(self, option) != field.default:
+                users = sorted(n for n, opts in _LOSS_OPTIONS.items() if option in opts)
+                raise ValueError(f"loss {self.name!r} does not take {option!r} (it belongs to {' and '.join(users)})")
+        if self.name == "sum" and not self.terms:
+            raise ValueError("loss 'sum' needs terms, e.g. [{name: ce, weight: 0.5}, {name: lovasz, weight: 0.5}]")
+        for weights in (self.class_weights, self.alpha):
+            if isinstance(weights, list) and (not weights or any(w < 0 for w in weights)):
+                raise ValueError(f"class weights must be non-negative numbers, one per class, got {weights}")
+        return self
 
 
 class AugmentConfig(Section):
+    """Training-crop augmentation. Photometric jitter works in raw units scaled by the data's maximum
+    (``data.normalization.max_value``, or the integer dtype's maximum), so it suits any band count."""
+
     flips: bool = True
     rotate90: bool = True
+    brightness: float = Field(0.0, ge=0, lt=1)
+    """One gain for all bands, drawn from ``[1 - brightness, 1 + brightness]``."""
+    color: float = Field(0.0, ge=0, lt=1)
+    """An independent gain per band, drawn from ``[1 - color, 1 + color]``."""
+    gamma: float = Field(0.0, ge=0, lt=1)
+    """Gamma drawn from ``[1 - gamma, 1 + gamma]``, applied to values divided by the data's maximum."""
+    scale: tuple[float, float] | None = None
+    """Random zoom range, e.g. ``[0.75, 1.33]``: a window of ``crop_size / s`` pixels is resized to the
+    crop (image bilinear, mask nearest), ``s`` log-uniform in the range."""
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> "AugmentConfig":
+        if self.scale is not None and not 0 < self.scale[0] <= self.scale[1] <= 8:
+            raise ValueError(f"augment.scale must be [low, high] with 0 < low <= high <= 8, got {list(self.scale)}")
+        return self
+
+
+class SamplingConfig(Section):
+    """Where training crops come from.
+
+    ``random``: an image with probability proportional to its labelled pixels, a uniform position.
+    ``equibatch`` (seed 002): crop ``i`` contains a pixel of class ``i mod |C|``, so every class is
+    visited at least once every ``|C|`` crops. ``oversample`` (seeds 000, 001): crops containing a rare
+    class are drawn ``1 + copies`` times as often as others, each draw with its own D4 transform.
+    """
+
+    name: Literal["random", "equibatch", "oversample"] = "random"
+    rare_classes: list[str] | None = None
+    """oversample: names of the rare classes; default every class whose share of the training pixels
+    is below ``rare_below``."""
+    rare_below: float | None = Field(None, gt=0, le=1)
+    """oversample: share of the training pixels under which a class is rare; default ``1 / |C|``."""
+    min_share: float = Field(0.0, ge=0, lt=1)
+    """oversample: a crop holds a rare class when the class covers more than this share of its
+    labelled pixels (0: a single pixel; seed 001 used 0.05)."""
+    copies: int = Field(3, ge=1)
+    """oversample: extra copies of each rare crop (seed 000: 3, seed 001: 5)."""
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> "SamplingConfig":
+        if self.name != "oversample":
+            for option in ("rare_classes", "rare_below", "min_share", "copies"):
+                if getattr(self, option) != type(self).model_fields[option].default:
+                    raise ValueError(f"sampling {self.name!r} does not take {option!r} (it belongs to oversample)")
+        if self.rare_classes is not None and self.rare_below is not None:
+            raise ValueError("give rare_classes or rare_below, not both")
+        return self
+
+
+class SWAConfig(Section):
+    """Stochastic weight averaging with a cyclical learning rate (seed 002, after Izmailov et al.):
+    from ``start_epoch`` on, each cycle of ``cycle_epochs`` decreases the learning rate linearly from
+    ``max_lr`` to ``min_lr``; the weights at the end of each cycle are averaged, and batch-norm
+    statistics are recomputed for the averaged weights when training ends."""
+
+    start_epoch: int = Field(ge=0)
+    """0-based epoch at which the cycles start (seed 002: 100)."""
+    cycle_epochs: int = Field(6, ge=1)
+    max_lr: float = Field(1e-4, gt=0)
+    min_lr: float = Field(1e-5, ge=0)
+    bn_batches: int | None = Field(None, ge=1)
+    """Training batches used to recompute batch-norm statistics; default one epoch."""
+
+    @model_validator(mode="after")
+    def _lr_order(self) -> "SWAConfig":
+        if self.min_lr > self.max_lr:
+            raise ValueError(f"swa.min_lr ({self.min_lr}) must not exceed swa.max_lr ({self.max_lr})")
+        return self
+
+
+class EarlyStoppingConfig(Section):
+    monitor: Literal["val_miou", "val_loss"] = "val_miou"
+    patience: int = Field(10, ge=1)
+    """Validations without an improvement larger than ``min_delta`` before training stops."""
+    min_delta: float = Field(0.0, ge=0)
 
 
 class TrainConfig(Section):
@@ -135,6 +260,13 @@ class TrainConfig(Section):
     scheduler: SchedulerConfig = SchedulerConfig()
     loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    swa: SWAConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    gradient_clip: float | None = Field(None, gt=0)
+    """Clip gradients to this norm (or value, see ``gradient_clip_algorithm``) before each step."""
+    gradient_clip_algorithm: Literal["norm", "value"] = "norm"
+    channels_last: bool = False
     num_workers: int = 0
     seed: int = 0
     deterministic: bool = False
@@ -145,6 +277,15 @@ class TrainConfig(Section):
     """Validate every N epochs on whole validation images (sliding windows at native resolution)."""
     val_tile: int = 512
     val_overlap: float = 0.25
+
+    @model_validator(mode="after")
+    def _swa_fits(self) -> "TrainConfig":
+        if self.swa is not None and self.swa.start_epoch + self.swa.cycle_epochs > self.epochs:
+            raise ValueError(
+                f"swa: training stops after epoch {self.epochs} before the first cycle ends "
+                f"(start_epoch {self.swa.start_epoch} + cycle_epochs {self.swa.cycle_epochs})"
+            )
+        return self
 
 
 class ExperimentConfig(Section):

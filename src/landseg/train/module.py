@@ -22,18 +22,20 @@ from landseg.predict.sliding import predict_probabilities
 
 
 class SegmentationModule(L.LightningModule):
-    def __init__(self, card: dict, train: dict, class_weights: list[float] | None = None):
+    def __init__(self, card: dict, train: dict):
+        """``train``: a ``TrainConfig`` as a dict, its class-weight statistics already resolved to numbers
+        (``landseg.losses.resolve_class_weights``), so that the checkpoint records the weights used."""
         super().__init__()
         # Stored in every checkpoint: the card is all that prediction needs.
-        self.save_hyperparameters({CARD_KEY: card, "train": train, "class_weights": class_weights})
+        self.save_hyperparameters({CARD_KEY: card, "train": train})
         self.card = ModelCard.from_dict(card)
         self.train_config = TrainConfig.model_validate(train)
         self.model = build_model(ModelSpec.from_dict(card["model"]))
+        if self.train_config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.class_names = [c["name"] for c in card["schema"]["classes"]]
         self.num_classes = len(self.class_names)
-        weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
-        loss = self.train_config.loss
-        self.criterion = build_loss(loss.name, label_smoothing=loss.label_smoothing, class_weights=weights)
+        self.criterion = build_loss(self.train_config.loss, self.num_classes)
         self.val_confusion = ConfusionMatrix(self.num_classes, ignore_index=IGNORE_INDEX)
         self.val_loss_sum = 0.0
         self.val_loss_pixels = 0
@@ -46,8 +48,11 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images, masks = batch
+        if self.train_config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         logits = self.model(images)
-        loss = self.criterion(logits, masks)
+        # Losses in float32 even under mixed precision: sums over many pixels lose too much in 16 bits.
+        loss = self.criterion(logits.float(), masks)
         self.epoch_loss[0] += float(loss.detach())
         self.epoch_loss[1] += 1
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=images.shape[0])

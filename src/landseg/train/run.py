@@ -12,22 +12,27 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import yaml
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from landseg import __version__
 from landseg.checkpoint import ModelCard
 from landseg.classes import ClassSchema, get_schema
-from landseg.config import ExperimentConfig
+from landseg.config import ExperimentConfig, TrainConfig
+from landseg.data.augment import Augmentation
 from landseg.data.catalog import build_catalog
-from landseg.data.dataset import EpochSampler, LabelledImage, RandomCropDataset, WholeImageDataset, load_labelled_images
-from landseg.errors import ConfigError
+from landseg.data.dataset import EpochSampler, LabelledImage, WholeImageDataset, load_labelled_images
+from landseg.data.sampling import ClassStatistics, SampledCropDataset, crop_strategy, labelled_items
+from landseg.errors import ConfigError, DataError
 from landseg.io.raster import raster_info
+from landseg.io.write import atomic_output
+from landseg.losses import build_loss, resolve_class_weights
 from landseg.models import ModelSpec
 from landseg.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization
 from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, TimeBudgetCosine
 from landseg.train.module import SegmentationModule
+from landseg.train.swa import CyclicSWA
 
 
 @dataclass
@@ -48,7 +53,7 @@ def resolve_normalization(config: ExperimentConfig, dtype: str, items: list[Labe
         if norm.mean is None or norm.std is None:
             raise ConfigError("data.normalization.mode explicit needs mean and std")
         return Normalization(tuple(norm.mean), tuple(norm.std))
-    max_value = norm.max_value or (float(np.iinfo(dtype).max) if np.issubdtype(np.dtype(dtype), np.integer) else None)
+    max_value = data_max_value(config, dtype)
     if mode == "auto":
         if config.model.encoder_weights == "imagenet" and bands == 3 and max_value:
             mode = "imagenet"
@@ -65,6 +70,28 @@ def resolve_normalization(config: ExperimentConfig, dtype: str, items: list[Labe
             raise ConfigError("data.normalization symmetric needs max_value for float data")
         return Normalization.symmetric(bands, max_value)
     return band_statistics(items)
+
+
+def data_max_value(config: ExperimentConfig, dtype: str) -> float | None:
+    """``data.normalization.max_value``, else the integer dtype's maximum, else None (float data)."""
+    if config.data.normalization.max_value:
+        return config.data.normalization.max_value
+    return float(np.iinfo(dtype).max) if np.issubdtype(np.dtype(dtype), np.integer) else None
+
+
+def resolve_train_settings(tc: TrainConfig, statistics: ClassStatistics, num_classes: int) -> dict:
+    """``tc`` as the dict the module stores, class-weight statistics replaced by their numbers."""
+    try:
+        loss = resolve_class_weights(tc.loss, statistics.pixels, statistics.present_image_pixels)
+        build_loss(loss, num_classes)
+    except ValueError as exc:
+        raise ConfigError(f"train.loss: {exc}") from None
+    return {**tc.model_dump(mode="json"), "loss": loss.model_dump(mode="json")}
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_output(path) as temporary:
+        temporary.write_text(text)
 
 
 def band_statistics(items: list[LabelledImage]) -> Normalization:
@@ -115,7 +142,10 @@ def train(
         train_samples, scale=config.data.input_scale, description="Reading training images", **common
     )
     val_items = load_labelled_images(val_samples, description="Reading validation images", **common)
+    if tc.early_stopping is not None and not val_items:
+        raise ConfigError("train.early_stopping needs validation images (data.split has no val images)")
     normalization = resolve_normalization(config, info.dtype, train_items, len(bands))
+    statistics = ClassStatistics.from_masks((item.mask for item in train_items), schema.num_classes)
 
     spec = ModelSpec(
         arch=config.model.arch, encoder=config.model.encoder, encoder_weights=config.model.encoder_weights,
@@ -138,11 +168,17 @@ def train(
             "landseg_version": __version__,
         },
     )
-    module = SegmentationModule(card.to_dict(), tc.model_dump(mode="json"))
+    module = SegmentationModule(card.to_dict(), resolve_train_settings(tc, statistics, schema.num_classes))
 
-    train_set = RandomCropDataset(
-        train_items, tc.crop_size, normalization, length=tc.steps_per_epoch * tc.batch_size, seed=tc.seed,
-        flips=tc.augment.flips, rotate90=tc.augment.rotate90,
+    try:
+        crop_items = labelled_items(train_items)
+    except ValueError as exc:
+        raise DataError(str(exc), catalog.root) from None
+    train_set = SampledCropDataset(
+        crop_items, tc.crop_size, normalization, length=tc.steps_per_epoch * tc.batch_size,
+        strategy=crop_strategy(tc.sampling, crop_items, schema.names, statistics),
+        augmentation=Augmentation.from_config(tc.augment, data_max_value(config, info.dtype)),
+        seed=tc.seed,
     )
     loader_options = dict(num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0)
     train_loader = DataLoader(
@@ -151,7 +187,8 @@ def train(
     val_loader = DataLoader(WholeImageDataset(val_items, normalization), batch_size=1, **loader_options) if val_items else None
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+    write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+    write_text(run_dir / "class_statistics.json", json.dumps(statistics.to_dict(schema.names), indent=2))
     history = run_dir / "history.csv"
     callbacks: list[L.Callback] = [
         ModelCheckpoint(
@@ -165,6 +202,17 @@ def train(
         callbacks.append(RichProgressBar(leave=True))
     if tc.max_minutes and tc.scheduler.name == "cosine":
         callbacks.append(TimeBudgetCosine(tc.max_minutes * 60, min_lr=tc.scheduler.min_lr))
+    swa = None
+    if tc.swa is not None:
+        # After TimeBudgetCosine: from swa.start_epoch on, the cycles set the learning rate.
+        swa = CyclicSWA(tc.swa.start_epoch, tc.swa.cycle_epochs, tc.swa.max_lr, tc.swa.min_lr, tc.swa.bn_batches)
+        callbacks.append(swa)
+    if tc.early_stopping is not None:
+        stopping = tc.early_stopping
+        callbacks.append(EarlyStopping(
+            monitor=stopping.monitor, mode="max" if stopping.monitor == "val_miou" else "min",
+            patience=stopping.patience, min_delta=stopping.min_delta,
+        ))
     # Lightning's start-up banners (GPU/TPU availability, tips) are noise in a CLI that has its own output.
     for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -175,6 +223,8 @@ def train(
         devices=tc.devices,
         precision=tc.precision,
         deterministic=tc.deterministic,
+        gradient_clip_val=tc.gradient_clip,
+        gradient_clip_algorithm=tc.gradient_clip_algorithm if tc.gradient_clip else None,
         default_root_dir=run_dir,
         logger=[CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="tensorboard", version="")],
         callbacks=callbacks,
@@ -195,8 +245,10 @@ def train(
         minutes = (time.monotonic() - started) / 60
         checkpoint_cb = callbacks[0]
         best_score = checkpoint_cb.best_model_score
+        final = None
         if val_loader is not None and module.validated_at_step != trainer.global_step:
-            # A time limit stops training between two validations: score the final weights too.
+            # A time limit stops training between two validations, and SWA replaces the weights after
+            # the last one: score the final weights too.
             final = trainer.validate(module, val_loader, verbose=False)[0]["val_miou"]
             if best_score is None or final > float(best_score):
                 trainer.save_checkpoint(checkpoints / "best.ckpt")
@@ -218,5 +270,9 @@ def train(
         "best_checkpoint": str(best), "last_checkpoint": str(last), "best_val_miou": result.best_miou,
         "epochs": result.epochs, "train_minutes": round(minutes, 2), "normalization": card.normalization,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if final is not None:
+        summary["final_val_miou"] = final
+    if swa is not None:
+        summary["swa_cycles_averaged"] = swa.n_averaged
+    write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return result
