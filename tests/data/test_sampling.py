@@ -6,7 +6,7 @@ import pytest
 from landseg.classes import IGNORE_INDEX
 from landseg.config import SamplingConfig
 from landseg.data.augment import Augmentation
-from landseg.data.dataset import LabelledImage, RandomCropDataset
+from landseg.data.dataset import LabelledImage
 from landseg.data.sampling import (
     ClassStatistics,
     EquibatchCrops,
@@ -37,15 +37,6 @@ def scenes() -> list[LabelledImage]:
 
 def dataset(items, strategy, length=40, seed=5, crop=32, augmentation=Augmentation()):
     return SampledCropDataset(items, crop, NORM, length, strategy, augmentation, seed=seed)
-
-
-def test_random_strategy_gives_the_crops_random_crop_dataset_gives(scenes):
-    old = RandomCropDataset(scenes, 40, NORM, length=40, seed=5)
-    new = dataset(labelled_items(scenes), RandomCrops(labelled_items(scenes)), crop=40)
-    for key in range(25):
-        (old_image, old_mask), (new_image, new_mask) = old[key], new[key]
-        assert np.array_equal(old_image.numpy(), new_image.numpy())
-        assert np.array_equal(old_mask.numpy(), new_mask.numpy())
 
 
 def test_crops_depend_on_seed_and_key_only(scenes):

@@ -1,8 +1,9 @@
-"""Torch datasets: random training crops and whole validation images.
+"""Labelled images in memory, the epoch sampler, and whole validation images.
 
-Pairs are decoded once and kept in their raw dtype (uint8 stays uint8), normalization happens per
-crop. Crops are drawn from ``numpy.random.default_rng([seed, key])`` where the sampler hands out keys
-``epoch * length + i``: the same seed gives the same crops in any number of workers and after a resume.
+Pairs are decoded once and kept in their raw dtype (uint8 stays uint8); normalization happens per
+crop or image. Training crops (``data/sampling.py``) are keyed by ``epoch * length + i``, which
+``EpochSampler`` hands out, so the same seed gives the same crops in any number of workers and after
+a resume.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from torch.utils.data import Dataset, Sampler
 
 from landseg.classes import IGNORE_INDEX, ClassSchema
 from landseg.data.catalog import Sample, load_pair
-from landseg.data.transforms import random_d4
 from landseg.normalization import Normalization
 
 
@@ -82,59 +82,6 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.length
-
-
-class RandomCropDataset(Dataset):
-    def __init__(
-        self,
-        items: list[LabelledImage],
-        crop_size: int,
-        normalization: Normalization,
-        length: int,
-        seed: int = 0,
-        flips: bool = True,
-        rotate90: bool = True,
-        min_labelled: float = 0.05,
-    ):
-        self.items = [it for it in items if it.labelled_pixels > 0]
-        if not self.items:
-            raise ValueError("no training image has a single labelled pixel")
-        self.crop_size = crop_size
-        self.normalization = normalization
-        self.length = length
-        self.seed = seed
-        self.flips, self.rotate90 = flips, rotate90
-        self.min_labelled = min_labelled
-        weights = np.array([it.labelled_pixels for it in self.items], dtype=np.float64)
-        self.image_probability = weights / weights.sum()
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, key: int):
-        rng = np.random.default_rng([self.seed, int(key)])
-        for _ in range(10):
-            item = self.items[rng.choice(len(self.items), p=self.image_probability)]
-            image, mask = self._crop(item, rng)
-            if (mask != IGNORE_INDEX).mean() >= self.min_labelled:
-                break
-        image, mask = random_d4(image, mask[None], rng, rotate=self.rotate90, flip=self.flips)
-        image = self.normalization.apply(image)
-        return torch.from_numpy(image), torch.from_numpy(mask[0].astype(np.int64))
-
-    def _crop(self, item: LabelledImage, rng: np.random.Generator):
-        size = self.crop_size
-        h, w = item.mask.shape
-        top = int(rng.integers(0, max(h - size, 0) + 1))
-        left = int(rng.integers(0, max(w - size, 0) + 1))
-        image = item.image[:, top : top + size, left : left + size]
-        mask = item.mask[top : top + size, left : left + size]
-        ph, pw = size - mask.shape[0], size - mask.shape[1]
-        if ph or pw:
-            mode = "reflect" if min(mask.shape) > max(ph, pw) else "edge"
-            image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode=mode)
-            mask = np.pad(mask, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
-        return image, mask
 
 
 class WholeImageDataset(Dataset):

@@ -1,7 +1,6 @@
 """Where training crops come from: uniformly, cycling over the classes, or favouring rare classes.
 
 - ``random``: an image with probability proportional to its labelled pixels, a uniform position
-  (what ``RandomCropDataset`` does, crop for crop).
 - ``equibatch`` (seed 002, after Berman et al.): crop ``key`` is centred near a random pixel of class
   ``key mod |C|``, so every class is visited at least once every ``|C|`` crops and every batch of at
   least ``|C|`` crops holds every class.
