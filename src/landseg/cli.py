@@ -191,8 +191,10 @@ def demo(
     console.print(f"[bold green]demo report:[/] {report}")
 
 
+from landseg.data.prepare.cli import prepare_app  # noqa: E402 - imports only typer
 from landseg.serve.command import serve as _serve  # noqa: E402 - imports only typer
 
+app.add_typer(prepare_app, name="prepare")
 app.command(name="serve")(friendly_errors(_serve))
 
 

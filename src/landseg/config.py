@@ -66,6 +66,8 @@ class NormalizationConfig(Section):
     max_value: float | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
+    stats_file: Path | None = None
+    """A ``landseg prepare stats`` JSON whose per-band mean/std to use (relative to the config file)."""
 
 
 class DataConfig(Section):
@@ -327,10 +329,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     for assignment in overrides or []:
         set_dotted(data, assignment)
     config = parse_config(data, source=path)
-    root = config.data.root.expanduser()
-    if not root.is_absolute():
-        config.data.root = (path.parent / root).resolve()
+    config.data.root = _relative_to(path, config.data.root)
+    stats_file = config.data.normalization.stats_file
+    if stats_file is not None:
+        config.data.normalization.stats_file = _relative_to(path, stats_file)
+    schema = config.data.schema_
+    if isinstance(schema, str) and schema.lower().endswith((".yaml", ".yml")):
+        config.data.schema_ = str(_relative_to(path, Path(schema)))
     return config
+
+
+def _relative_to(config_path: Path, value: Path) -> Path:
+    """Paths in a config file are relative to the file's folder, not the working directory."""
+    value = value.expanduser()
+    return value if value.is_absolute() else (config_path.parent / value).resolve()
 
 
 def parse_config(data: dict, source: str | Path | None = None) -> ExperimentConfig:

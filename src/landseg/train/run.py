@@ -49,6 +49,15 @@ class TrainResult:
 def resolve_normalization(config: ExperimentConfig, dtype: str, items: list[LabelledImage], bands: int) -> Normalization:
     norm = config.data.normalization
     mode = norm.mode
+    if norm.stats_file is not None:
+        try:
+            stats = json.loads(Path(norm.stats_file).read_text())
+            normalization = Normalization.from_dict(stats["normalization"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"not a usable statistics file ({type(exc).__name__}: {exc})", norm.stats_file) from None
+        if normalization.bands != bands:
+            raise ConfigError(f"holds statistics of {normalization.bands} bands, the data has {bands}", norm.stats_file)
+        return normalization
     if mode == "explicit":
         if norm.mean is None or norm.std is None:
             raise ConfigError("data.normalization.mode explicit needs mean and std")

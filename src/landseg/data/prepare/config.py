@@ -160,7 +160,7 @@ class OversampleConfig(Section):
 
 
 class ChipSplitConfig(Section):
-    method: Literal["ratio", "blocks"] = "blocks"
+    method: Literal["ratio", "blocks"] = "ratio"
     """``ratio``: chips shuffled one by one; ``blocks``: whole spatial blocks go to one split."""
     ratios: dict[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
     block_chips: int | None = Field(None, ge=1)
@@ -198,7 +198,7 @@ class PrepareConfig(Section):
     align: AlignConfig = AlignConfig()
     tiling: TilingConfig = TilingConfig()
     filters: FilterConfig = FilterConfig()
-    split: ChipSplitConfig = ChipSplitConfig(method="ratio")
+    split: ChipSplitConfig = ChipSplitConfig()
     stats: StatsConfig = StatsConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)

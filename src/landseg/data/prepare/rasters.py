@@ -19,6 +19,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from landseg.errors import ConfigError, DataError
+from landseg.io.raster import open_raster
 
 UINT8_NODATA = 0
 """No-data value of chips scaled to uint8; valid pixels are scaled into 1..255 so it stays unambiguous."""
@@ -61,12 +62,28 @@ def valid_pixels(data: np.ndarray, nodata: float | None) -> np.ndarray:
     return valid
 
 
+class Unreadable(DataError):
+    """A file or window GDAL cannot read (missing, empty, truncated, corrupt): quarantined, the run goes on."""
+
+
+class UnreadableWindow(Unreadable):
+    pass
+
+
+def open_readable(path) -> rasterio.DatasetReader:
+    """``open_raster``, its failures marked as ``Unreadable``."""
+    try:
+        return open_raster(path)
+    except DataError as exc:
+        raise Unreadable(exc.problem, exc.path) from None
+
+
 def read_error_message(exc: BaseException) -> str:
     """GDAL's own explanation of a failed read (rasterio wraps it as the exception's cause)."""
     messages = []
     while exc is not None and len(messages) < 3:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "See previous exception" not in text:
+        if "See previous exception" not in text and text[:200] not in messages:
             messages.append(text[:200])
         exc = exc.__cause__ or exc.__context__
     return "; ".join(messages) or "read failed"
@@ -90,7 +107,8 @@ def read_window(
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             data = src.read(bands, window=window)
     except READ_ERRORS as exc:
-        raise DataError(f"cannot read window {window_text(window)}: {read_error_message(exc)}", src.name) from None
+        message = f"cannot read window {window_text(window)}: {read_error_message(exc)}"
+        raise UnreadableWindow(message, src.name) from None
     return data, valid_pixels(data, nodata)
 
 
@@ -124,7 +142,7 @@ class Scaling:
     def fixed(cls, low: float | Sequence[float], high: float | Sequence[float], bands: int) -> "Scaling":
         """``[low, high]`` to ``[0, 1]``; one value for all bands or one per band."""
         lows, highs = _per_band(low, bands, "min"), _per_band(high, bands, "max")
-        return cls(lows, tuple(h - l for l, h in zip(lows, highs)), "fixed")
+        return cls(lows, tuple(high - low for low, high in zip(lows, highs)), "fixed")
 
     @classmethod
     def mean_std(cls, mean: Sequence[float], std: Sequence[float]) -> "Scaling":

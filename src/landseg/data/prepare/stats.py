@@ -176,7 +176,8 @@ def band_percentiles(
                     if integer:
                         index = values.astype(np.int64) - int(lows[i])
                     else:
-                        index = ((values.astype(np.float64) - lows[i]) / max(span[i], 1e-12) * (bins[i] - 1)).astype(np.int64)
+                        relative = (values.astype(np.float64) - lows[i]) / max(span[i], 1e-12)
+                        index = (relative * (bins[i] - 1)).astype(np.int64)
                     histograms[i] += np.bincount(np.clip(index, 0, bins[i] - 1), minlength=int(bins[i]))
     result = []
     for q in (low, high):
@@ -194,8 +195,8 @@ def class_frequencies(
     counts_by_chip: dict[str, np.ndarray], statuses: dict[str, str], split_lists: dict[str, list[str]],
 ) -> dict[str, np.ndarray]:
     """Pixels per class at each stage: ``candidates`` (every readable chip, before filtering), ``kept``
-    (after filtering), each split as listed (``<split>``; oversampled chips counted once per listing)
-    and ``<split>_unique``."""
+    (after filtering), and each split as listed (``<split>``: oversampled chips counted once per
+    listing), with ``<split>_before_oversampling`` where chips are listed more than once."""
     some = next(iter(counts_by_chip.values()))
     zero = np.zeros_like(some)
     stages = {
@@ -203,7 +204,9 @@ def class_frequencies(
         "kept": sum((c for k, c in counts_by_chip.items() if statuses[k] == "kept"), zero),
     }
     for name, chips in split_lists.items():
-        stages[f"{name}_unique"] = sum((counts_by_chip[c] for c in dict.fromkeys(chips)), zero)
+        unique = list(dict.fromkeys(chips))
+        if len(unique) != len(chips):
+            stages[f"{name}_before_oversampling"] = sum((counts_by_chip[c] for c in unique), zero)
         stages[name] = sum((counts_by_chip[c] for c in chips), zero)
     return stages
 
@@ -218,7 +221,8 @@ def frequencies_payload(stages: dict[str, np.ndarray], schema: ClassSchema) -> d
     out = {"names": schema.names}
     for stage, counts in stages.items():
         total = int(counts.sum())
-        out[stage] = {"pixels": [int(v) for v in counts], "shares": [float(v) / total if total else 0.0 for v in counts]}
+        shares = [float(v) / total if total else 0.0 for v in counts]
+        out[stage] = {"pixels": [int(v) for v in counts], "shares": shares}
     return out
 
 

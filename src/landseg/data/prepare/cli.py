@@ -1,0 +1,206 @@
+"""``landseg prepare``: align, tile, split, stats, all. Thin wrappers that parse, call and print.
+
+Mounted on the main CLI with ``app.add_typer(prepare_app, name="prepare")``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from landseg.errors import ConfigError
+
+prepare_app = typer.Typer(
+    help="Raw scenes to a clean, documented training set: align labels, cut chips, filter, split, stats.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out_console = Console()
+
+ConfigArg = Annotated[Path, typer.Argument(help="Preparation YAML, or an output folder of an earlier run.")]
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: dotted.key=value.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace chips of an earlier run in the output.")]
+
+
+def friendly(command):
+    """The main CLI's error handling (one red line, exit 1), looked up at call time: no import cycle."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from landseg.cli import friendly_errors
+
+        return friendly_errors(command)(*args, **kwargs)
+
+    return wrapper
+
+
+@prepare_app.command("align")
+@friendly
+def align_command(
+    image: Annotated[Path, typer.Argument(help="Image raster whose grid the labels go onto.")],
+    label: Annotated[Path, typer.Argument(help="Label raster of class codes.")],
+    out: Annotated[Path, typer.Option("--out", help="Output GeoTIFF.")],
+    schema: Annotated[str, typer.Option(help="Class schema: built-in name or YAML file.")],
+    method: Annotated[str, typer.Option(help="Label resampling: mode (majority) or nearest.")] = "mode",
+    resample: Annotated[str, typer.Option(help="Which side moves: label (onto the image grid) or image.")] = "label",
+    image_method: Annotated[str, typer.Option(help="Image resampling with --resample image.")] = "average",
+    grid: Annotated[str, typer.Option(help="auto, geo (by coordinates) or pixel (same extent).")] = "auto",
+    label_nodata: Annotated[Optional[float], typer.Option(help="Label no-data value (default: the file's).")] = None,
+    unknown_labels: Annotated[str, typer.Option(help="Codes the schema lacks: error or ignore.")] = "error",
+    block: Annotated[int, typer.Option(help="Output window side in pixels.")] = 512,
+    threads: Annotated[int, typer.Option(help="GDAL warp threads.")] = 1,
+):
+    """Put a label raster on an image's grid (or the image on the label's), window by window."""
+    import time
+
+    import rasterio
+
+    from landseg.classes import get_schema
+    from landseg.data.prepare.align import align_labels, resample_image
+    from landseg.data.prepare.config import AlignConfig
+    from landseg.data.prepare.run import GDAL_CACHE_MB
+
+    options = _validated(AlignConfig, method=method, resample=resample, image_method=image_method, grid=grid,
+                         block=block, threads=threads)
+    if unknown_labels not in ("error", "ignore"):
+        raise ConfigError(f"--unknown-labels must be error or ignore, not {unknown_labels!r}")
+    started = time.perf_counter()
+    env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+    common = dict(grid=options.grid, block=options.block, max_source_pixels=options.max_source_pixels,
+                  threads=options.threads)
+    with env:
+        if options.resample == "label":
+            result = align_labels(image, label, out, get_schema(schema), method=options.method,
+                                  label_nodata=label_nodata, unknown=unknown_labels, **common)  # type: ignore[arg-type]
+        else:
+            result = resample_image(image, label, out, method=options.image_method, **common)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
+    console.print(f"[green]aligned[/] {result.path}: {result.windows} windows, "
+                  f"{result.source_bytes / 2**20:,.1f} MB read in {seconds:.1f} s")
+
+
+@prepare_app.command("tile")
+@friendly
+def tile_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False):
+    """Align where needed, cut chips, filter them; write chips, chips.csv and filters.json."""
+    from landseg.data.prepare.config import load_prepare_config
+    from landseg.data.prepare.run import tile
+
+    prepared = load_prepare_config(config, set_ or [])
+    with _progress(prepared) as progress:
+        result = tile(prepared, overwrite=overwrite, progress=progress)
+    print_filter_report(result.report.to_dict())
+    console.print(f"index: {result.index}\nreport: {result.report_path}")
+
+
+@prepare_app.command("split")
+@friendly
+def split_command(config: ConfigArg, set_: SetOption = None):
+    """Split the kept chips (seeded ratios or spatial blocks); write splits/<name>.txt."""
+    from landseg.data.prepare.config import load_prepare_config
+    from landseg.data.prepare.run import split
+
+    prepared = load_prepare_config(config, set_ or [])
+    print_split(split(prepared).to_dict())
+    console.print(f"split files: {prepared.out / 'splits'}")
+
+
+@prepare_app.command("stats")
+@friendly
+def stats_command(config: ConfigArg, set_: SetOption = None):
+    """Band mean/std of a split's chips and class frequencies by stage; stats.json and a bar plot."""
+    from landseg.data.prepare.config import load_prepare_config
+    from landseg.data.prepare.run import stats
+
+    prepared = load_prepare_config(config, set_ or [])
+    print_stats(stats(prepared), prepared.out)
+
+
+@prepare_app.command("all")
+@friendly
+def all_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False):
+    """Every stage: align, tile and filter, split, stats; reproduces a data set from one config."""
+    from landseg.data.prepare.config import load_prepare_config
+    from landseg.data.prepare.run import split, stats, tile
+
+    prepared = load_prepare_config(config, set_ or [])
+    with _progress(prepared) as progress:
+        result = tile(prepared, overwrite=overwrite, progress=progress)
+    print_filter_report(result.report.to_dict())
+    print_split(split(prepared).to_dict())
+    print_stats(stats(prepared), prepared.out)
+
+
+def _validated(model, **values):
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"--{'-'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+
+class _progress:
+    """A rich progress bar over the chips ``tile`` visits, as a ``(kind, n)`` callback."""
+
+    def __init__(self, config):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from landseg.data.prepare.run import count_chips
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            console=console, transient=True)
+        self.task = self.bar.add_task("cutting chips", total=count_chips(config))
+
+    def __enter__(self):
+        self.bar.start()
+        return lambda kind, n: self.bar.advance(self.task, n) if kind == "chips" else None
+
+    def __exit__(self, *exc):
+        self.bar.stop()
+
+
+def print_filter_report(report: dict) -> None:
+    table = Table(title=f"{report['candidates']} candidate chips, {report['kept']} kept")
+    table.add_column("rule")
+    table.add_column("chips", justify="right")
+    table.add_column("examples")
+    for rule, entry in report["dropped"].items():
+        table.add_row(rule, str(entry["count"]), ", ".join(entry["chips"][:3]))
+    quarantined = report["quarantined"]
+    table.add_row("[red]quarantined[/]", str(quarantined["count"]),
+                  "; ".join(f"{q['source']}: {q['error']}" for q in quarantined["items"][:2]))
+    out_console.print(table)
+
+
+def print_split(summary: dict) -> None:
+    table = Table(title="splits")
+    for column in ("split", "chips", "listed", "blocks", "dropped by overlap guard"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for name, chips in summary["chips"].items():
+        guard = summary["guard_dropped"].get(name, {"count": 0})["count"]
+        table.add_row(name, str(chips), str(summary["listed"][name]), str(summary["blocks"].get(name, "")), str(guard))
+    out_console.print(table)
+
+
+def print_stats(payload: dict, out: Path) -> None:
+    bands = payload["bands"]
+    table = Table(title=f"bands over {payload['chips']['count']} chips ({payload['chips']['split']})")
+    for column in ("band", "mean", "std", "min", "max"):
+        table.add_column(column, justify="right" if column != "band" else "left")
+    for i, name in enumerate(bands["names"]):
+        table.add_row(name, f"{bands['mean'][i]:.4f}", f"{bands['std'][i]:.4f}", f"{bands['min'][i]:g}",
+                      f"{bands['max'][i]:g}")
+    out_console.print(table)
+    snippet = yaml.safe_dump({"data": {"normalization": payload["normalization"]}}, default_flow_style=None,
+                             sort_keys=False)
+    out_console.print("Paste into the training config:\n" + snippet, highlight=False)
+    console.print(f"stats: {out / 'stats.json'}")

@@ -1,0 +1,248 @@
+"""``landseg prepare all``: raw scenes to chips, chip index, filter report, split files and statistics.
+
+Stages, each rerunnable on its own from the output folder:
+
+1. align: a label not on its image's grid is resampled onto it (or the image onto the label's grid)
+   into ``aligned/``; a label already on the grid is decoded on the fly;
+2. tile: chips into ``images/`` and ``masks/`` (masks hold class indices, 255 = ignore; their schema
+   is ``schema.yaml``), every candidate in ``chips.csv``, ``filters.json``;
+3. split: ``splits/<name>.txt`` and ``splits/splits.json``;
+4. stats: ``stats.json`` (band mean/std in the form of ``data.normalization``, class frequencies before
+   and after filtering and oversampling) and ``class_frequencies.png``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import rasterio
+import yaml
+
+from landseg.classes import ClassSchema, get_schema
+from landseg.data.catalog import find_pairs
+from landseg.errors import ConfigError, DataError
+from landseg.io.raster import open_raster
+from landseg.io.write import atomic_output
+from landseg.data.prepare.align import Grid, LabelDecoder, align_labels, index_decoder, resample_image
+from landseg.data.prepare.config import PrepareConfig, save_prepare_config
+from landseg.data.prepare.filters import ChipFilter, FilterReport
+from landseg.data.prepare.index import ChipRecord, find_index, index_path, read_index, write_index
+from landseg.data.prepare.rasters import Scaling, Unreadable, open_readable, resolve_bands
+from landseg.data.prepare.split import SplitResult, read_split_lists, split_chips, write_splits
+from landseg.data.prepare.stats import (
+    band_percentiles, band_statistics, class_frequencies, frequencies_payload, plot_class_frequencies,
+    write_stats_json,
+)
+from landseg.data.prepare.tiling import (
+    ChipWriter, SceneSource, chip_mask_schema, chip_windows, cut_scene, scene_class_totals,
+)
+
+GDAL_CACHE_MB = 256
+"""GDAL's block cache; bounded so memory stays flat whatever the scene size."""
+CHIP_SCHEMA_NAME = "schema.yaml"
+"""Schema of the chip masks (class indices), for the training config's ``data.schema``."""
+OWNED_OUTPUTS = ("aligned", "images", "masks", "splits", "chips.csv", "chips.parquet", "filters.json", "stats.json",
+                 "class_frequencies.png", CHIP_SCHEMA_NAME)
+"""What a run writes in its output folder (besides ``prepare.yaml``), and what ``--overwrite`` replaces."""
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class RawScene:
+    name: str
+    image: Path
+    label: Path
+
+
+@dataclass
+class TileResult:
+    records: list[ChipRecord]
+    report: FilterReport
+    index: Path
+    report_path: Path
+
+
+def raw_scenes(config: PrepareConfig) -> list[RawScene]:
+    scenes = [RawScene(s.name or s.image.stem, s.image, s.label) for s in config.input.scenes]
+    if config.input.root is not None:
+        for sample in find_pairs(config.input.root, config.input.images, config.input.labels):
+            scenes.append(RawScene(sample.image.stem, sample.image, sample.mask))  # type: ignore[arg-type]
+    names = [s.name for s in scenes]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"scene names repeat: {repeated}; give input.scenes[].name")
+    return scenes
+
+
+def align_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> SceneSource:
+    """The scene with image and label on one grid; resamples into ``out/aligned`` only when needed."""
+    with open_readable(scene.image) as image, open_readable(scene.label) as label:
+        same_grid = Grid.of(image).matches(Grid.of(label))
+        label_dtype, label_nodata = label.dtypes[0], label.nodata
+    options = config.align
+    nodata = config.input.label_nodata if config.input.label_nodata is not None else label_nodata
+    if same_grid:
+        decoder = LabelDecoder(schema, label_dtype, nodata, config.input.unknown_labels, str(scene.label))
+        return SceneSource(scene.name, scene.image, scene.label, decoder, scene.image, scene.label)
+    folder = config.out / "aligned"
+    common = dict(grid=options.grid, block=options.block, max_source_pixels=options.max_source_pixels,
+                  threads=options.threads)
+    if options.resample == "label":
+        aligned = align_labels(scene.image, scene.label, folder / f"{scene.name}_label.tif", schema,
+                               method=options.method, label_nodata=config.input.label_nodata,
+                               unknown=config.input.unknown_labels, **common)
+        return SceneSource(scene.name, scene.image, aligned.path, index_decoder(schema), scene.image, scene.label)
+    resampled = resample_image(scene.image, scene.label, folder / f"{scene.name}_image.tif",
+                               method=options.image_method, nodata=config.input.nodata, **common)
+    decoder = LabelDecoder(schema, label_dtype, nodata, config.input.unknown_labels, str(scene.label))
+    return SceneSource(scene.name, resampled.path, scene.label, decoder, scene.image, scene.label)
+
+
+def chip_scaling(config: PrepareConfig, scenes: list[SceneSource]) -> Scaling | None:
+    scale = config.tiling.scale
+    if scale.method == "none":
+        return None
+    paths = [s.image for s in scenes]
+    with open_raster(paths[0]) as src:
+        bands = len(resolve_bands(src, config.input.bands))
+    if scale.method == "fixed":
+        return Scaling.fixed(scale.min, scale.max, bands)  # type: ignore[arg-type]
+    if scale.method == "percentile":
+        low, high = band_percentiles(paths, config.input.bands, config.input.nodata, scale.low, scale.high)
+        return Scaling.fixed(low, high, bands)
+    overall = band_statistics(paths, config.input.bands, config.input.nodata)
+    return Scaling.mean_std(overall.mean, overall.std)
+
+
+def tile(config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None) -> TileResult:
+    """Align where needed, cut, filter and write chips; write the chip index and the filter report."""
+    schema = get_schema(config.schema_)
+    out = config.out
+    _claim_output(out, overwrite)
+    save_prepare_config(config, out)
+    report = FilterReport()
+    scenes = []
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        for scene in raw_scenes(config):
+            try:
+                scenes.append(align_scene(scene, config, schema))
+            except Unreadable as exc:
+                report.quarantine(exc.path or scene.image, exc.problem)
+            if progress:
+                progress("aligned", 1)
+        if not scenes:
+            raise DataError("no scene could be read; see the quarantine list", out / "filters.json")
+        tiling = config.tiling
+        chip_filter = ChipFilter.from_config(config.filters, schema)
+        if chip_filter.needs_class_totals:
+            totals = sum((scene_class_totals(s, tiling.size, tiling.step, schema.num_classes) for s in scenes),
+                         np.zeros(schema.num_classes, dtype=np.int64))
+            chip_filter = chip_filter.with_class_totals(totals)
+            report.frequent_classes = [schema.names[i] for i in chip_filter.frequent_classes]
+        _check_png(config, scenes[0])
+        writer = ChipWriter(out, schema, tiling.format, tiling.dtype, chip_scaling(config, scenes), tiling.compress)
+        for folder in ("images", "masks"):
+            (out / folder).mkdir(exist_ok=True)
+        records: list[ChipRecord] = []
+        for scene in scenes:
+            records += cut_scene(
+                scene, bands=config.input.bands, nodata=config.input.nodata, size=tiling.size, stride=tiling.step,
+                chip_filter=chip_filter, writer=writer, report=report,
+                on_chip=(lambda: progress("chips", 1)) if progress else None,
+            )
+    index = write_index(records, index_path(out, tiling.index), schema.names)
+    with atomic_output(out / CHIP_SCHEMA_NAME) as temporary:
+        temporary.write_text(yaml.safe_dump(chip_mask_schema(schema).to_dict(), sort_keys=False))
+    return TileResult(records, report, index, report.write(out / "filters.json"))
+
+
+def count_chips(config: PrepareConfig) -> int:
+    """How many candidate chips ``tile`` will visit (for progress bars); unreadable scenes count 0."""
+    total = 0
+    for scene in raw_scenes(config):
+        try:
+            with open_raster(scene.image) as src:
+                width, height = src.width, src.height
+            if config.align.resample == "image":
+                with open_raster(scene.label) as src:
+                    width, height = src.width, src.height
+        except DataError:
+            continue
+        total += len(chip_windows(width, height, config.tiling.size, config.tiling.step))
+    return total
+
+
+def split(config: PrepareConfig) -> SplitResult:
+    """Split the kept chips of the output folder's index; write ``splits/``."""
+    schema = get_schema(config.schema_)
+    records, _ = read_index(find_index(config.out))
+    result = split_chips(records, config.split, schema)
+    write_splits(result, records, config.out)
+    return result
+
+
+def stats(config: PrepareConfig) -> dict:
+    """Band statistics of one split's chips and class frequencies at every stage; ``stats.json`` + plot."""
+    schema = get_schema(config.schema_)
+    out = config.out
+    records, names = read_index(find_index(out))
+    if names != schema.names:
+        raise ConfigError(f"chip index classes {names} differ from schema {schema.names}", out)
+    lists = read_split_lists(out, records) if (out / "splits").is_dir() else {}
+    by_chip = {r.chip: r for r in records}
+    split_name = config.stats.split
+    if lists and split_name not in lists:
+        raise ConfigError(f"stats.split {split_name!r} has no split file; splits: {sorted(lists)}", out / "splits")
+    chosen = list(dict.fromkeys(lists[split_name])) if lists else [r.chip for r in records if r.kept]
+    if not chosen:
+        raise DataError(f"split {split_name!r} holds no chips", out)
+    bands = band_statistics(out / by_chip[c].image for c in chosen)
+    stages = class_frequencies({r.chip: r.counts for r in records}, {r.chip: r.status for r in records}, lists)
+    payload = {
+        "chips": {"split": split_name if lists else "all kept chips", "count": len(chosen)},
+        "bands": bands.to_dict(),
+        "normalization": bands.normalization(),
+        "classes": frequencies_payload(stages, schema),
+    }
+    write_stats_json(out / "stats.json", payload)
+    if config.stats.plot:
+        plot_class_frequencies(stages, schema, out / "class_frequencies.png", f"{config.name}: class shares by stage")
+    return payload
+
+
+def prepare_all(config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None) -> dict:
+    """Every stage; returns a summary (also printed by the CLI)."""
+    tiled = tile(config, overwrite=overwrite, progress=progress)
+    splits = split(config)
+    summary = stats(config)
+    return {"tile": tiled, "split": splits, "stats": summary}
+
+
+def _check_png(config: PrepareConfig, scene: SceneSource) -> None:
+    """PNG holds 3-band 8-bit chips only: say so before cutting, not at the first chip."""
+    if config.tiling.format != "png":
+        return
+    with open_raster(scene.image) as src:
+        bands = resolve_bands(src, config.input.bands)
+        dtype = "uint8" if config.tiling.dtype == "uint8" else (
+            src.dtypes[bands[0] - 1] if config.tiling.dtype == "source" else config.tiling.dtype)
+    if len(bands) != 3 or dtype != "uint8":
+        raise ConfigError(f"tiling.format png needs 3-band uint8 chips, these would be {len(bands)}-band {dtype}; "
+                          "select 3 bands (input.bands) and scale to uint8 (tiling.dtype, tiling.scale), or write tif")
+
+
+def _claim_output(out: Path, overwrite: bool) -> None:
+    """Refuse to mix chips of two runs: an earlier output is replaced only with ``overwrite``."""
+    existing = [out / name for name in OWNED_OUTPUTS if (out / name).exists()]
+    if existing and not overwrite:
+        raise ConfigError("already holds prepared chips; pass --overwrite to replace them", out)
+    for path in existing:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
