@@ -82,6 +82,12 @@ class SegmentationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         cm = self.val_confusion
+        if self.trainer.world_size > 1:
+            # Each rank saw some images: sum the matrices, never average per-rank scores.
+            counts = self.all_gather(torch.as_tensor(cm.matrix, device=self.device)).sum(0)
+            cm = ConfusionMatrix.from_matrix(counts.cpu().numpy(), ignore_index=IGNORE_INDEX)
+            totals = self.all_gather(torch.tensor([self.val_loss_sum, self.val_loss_pixels], device=self.device))
+            self.val_loss_sum, self.val_loss_pixels = float(totals[..., 0].sum()), int(totals[..., 1].sum())
         self.validated_at_step = self.global_step
         self.last_val_metrics = {
             "val_miou": float(np.nan_to_num(cm.miou)),
@@ -91,8 +97,9 @@ class SegmentationModule(L.LightningModule):
         for name, iou in zip(self.class_names, cm.iou):
             self.last_val_metrics[f"val_iou/{name}"] = float(np.nan_to_num(iou))
         others = {k: v for k, v in self.last_val_metrics.items() if k != "val_miou"}
-        self.log_dict(others, prog_bar=False, sync_dist=True)
-        self.log("val_miou", self.last_val_metrics["val_miou"], prog_bar=True, sync_dist=True)
+        # Every rank already holds the summed matrix, so the scores need no further reduction.
+        self.log_dict(others, prog_bar=False)
+        self.log("val_miou", self.last_val_metrics["val_miou"], prog_bar=True)
 
     # -- optimization ------------------------------------------------------------------------------
     def configure_optimizers(self):
