@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from landseg.errors import LandsegError
@@ -36,13 +37,25 @@ def friendly_errors(command):
         except LandsegError as exc:
             if _state["debug"]:
                 raise
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            # The system refused a file operation (a folder under a regular file, no permission, no
+            # space): the user's environment, not a bug, so one line naming the path.
+            if _state["debug"]:
+                raise
+            console.print(f"[bold red]error:[/] {escape(os_error_message(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def os_error_message(exc: OSError) -> str:
+    problem = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{exc.filename}: {problem}" if exc.filename else problem
 
 
 @app.callback()
@@ -115,6 +128,11 @@ def evaluate(
     result = run_evaluation(checkpoint, load_config(config), split, out, tile=tile, overlap=overlap, tta=tta)
     Console().print(metrics_table(result.metrics, schema=result.schema, title=f"{split}: {result.metrics['images']} images"))
     console.print(f"metrics: {result.metrics_path}\nreport:  {result.report_path}")
+    if result.quarantined:
+        for problem in result.quarantined:
+            console.print(f"[red]left out[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
+        console.print(f"[red]{len(result.quarantined)} images left out of the metrics[/]")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -148,7 +166,7 @@ def predict(
             if len(paths) == 1:
                 raise
             failed.append(exc)
-            console.print(f"[red]skipped[/] {exc}")
+            console.print(f"[red]skipped[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             continue
         console.print(f"[green]{path.name}[/] -> " + ", ".join(str(p) for p in written.values()))
     if failed:
@@ -157,7 +175,7 @@ def predict(
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    from landseg.errors import DataError
+    from landseg.errors import ConfigError, DataError
 
     paths: list[Path] = []
     for item in inputs:
@@ -174,7 +192,16 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
             if not matches:
                 raise DataError("no such file, and no file matches it as a pattern", item)
             paths += matches
-    return list(dict.fromkeys(paths))
+    unique = list(dict.fromkeys(paths))
+    by_stem: dict[str, Path] = {}
+    for path in unique:
+        if path.stem in by_stem:
+            raise ConfigError(
+                f"{by_stem[path.stem]} and {path} would write the same outputs ({path.stem}_*); predict them into "
+                "different --out folders"
+            )
+        by_stem[path.stem] = path
+    return unique
 
 
 @app.command()

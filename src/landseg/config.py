@@ -275,10 +275,29 @@ class TrainConfig(Section):
     precision: str = "32-true"
     accelerator: str = "auto"
     devices: int | str = 1
+    """Devices per node (GPUs, or CPU processes with ``accelerator: cpu``); ``auto`` takes all."""
+    num_nodes: int = Field(1, ge=1)
+    """Machines; with ``devices``, the number of DDP processes is ``devices * num_nodes``."""
+    strategy: str = "auto"
+    """Lightning's strategy: ``auto``, ``ddp`` (one process per device; under SLURM or torchrun), ``ddp_spawn``,
+    ``ddp_find_unused_parameters_true``, ... ``batch_size`` is per process (docs/DISTRIBUTED.md)."""
     val_every: int = 1
     """Validate every N epochs on whole validation images (sliding windows at native resolution)."""
     val_tile: int = 512
     val_overlap: float = 0.25
+
+    @model_validator(mode="after")
+    def _known_strategy(self) -> "TrainConfig":
+        if self.strategy == "auto":
+            return self  # no need to import Lightning to check the default
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        known = ["auto", *StrategyRegistry.available_strategies()]
+        if self.strategy not in known:
+            close = difflib.get_close_matches(self.strategy, known, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"strategy {self.strategy!r} is not one of Lightning's{hint}: {', '.join(known)}")
+        return self
 
     @model_validator(mode="after")
     def _swa_fits(self) -> "TrainConfig":

@@ -28,3 +28,10 @@ class ConfigError(LandsegError):
 
 class CheckpointError(LandsegError):
     """A checkpoint that cannot be loaded or does not fit the input."""
+
+
+class OutputError(LandsegError, OSError):
+    """An output that cannot be written: a full disk, a read-only or missing folder.
+
+    Also an ``OSError``, so callers that handle the operating system's error keep working.
+    """

@@ -7,7 +7,7 @@ predict`` uses; ONE confusion matrix accumulates all labelled pixels and every s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.progress import track
@@ -16,7 +16,7 @@ from landseg.checkpoint import load_checkpoint
 from landseg.classes import IGNORE_INDEX, ClassSchema, get_schema
 from landseg.config import ExperimentConfig
 from landseg.data.catalog import build_catalog, load_pair
-from landseg.errors import CheckpointError
+from landseg.errors import CheckpointError, DataError
 from landseg.io.write import atomic_output
 from landseg.metrics import ConfusionMatrix, metrics_dict
 from landseg.predict import Predictor
@@ -31,6 +31,8 @@ class Evaluation:
     metrics_path: Path
     report_path: Path
     schema: ClassSchema
+    quarantined: list[DataError] = field(default_factory=list)
+    """Images or masks that could not be used; the metrics leave them out and list them."""
 
 
 def evaluate(
@@ -59,11 +61,18 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     confusion = ConfusionMatrix(schema.num_classes, ignore_index=IGNORE_INDEX)
     figures: list[tuple[str, Path]] = []
-    for number, sample in enumerate(track(samples, description=f"Evaluating {split}", disable=not progress)):
-        image, truth = load_pair(
-            sample, mask_schema, tolerance=config.data.size_tolerance, unknown=config.data.unknown_labels,
-            nodata=config.data.nodata,
-        )
+    quarantined: list[DataError] = []
+    number = 0
+    for sample in track(samples, description=f"Evaluating {split}", disable=not progress):
+        try:
+            image, truth = load_pair(
+                sample, mask_schema, tolerance=config.data.size_tolerance, unknown=config.data.unknown_labels,
+                nodata=config.data.nodata,
+            )
+        except DataError as exc:
+            # One bad file must not cost the evaluation of all others; the metrics say what they lack.
+            quarantined.append(exc)
+            continue
         prediction = predictor.predict_image(image)
         labelled = truth != IGNORE_INDEX
         confusion.update(prediction.index[labelled], truth[labelled])
@@ -74,9 +83,14 @@ def evaluate(
                 out_dir / f"overlay_{number:02d}_{sample.name}.png", title=sample.name,
             )
             figures.append((f"{sample.name}: image, truth, prediction, errors", path))
+        number += 1
+    if len(quarantined) == len(samples):
+        raise DataError(f"no image of split {split!r} could be evaluated; the first: {quarantined[0]}",
+                        config.data.root)
     metrics = metrics_dict(confusion, schema.names)
     metrics["split"] = split
-    metrics["images"] = len(samples)
+    metrics["images"] = len(samples) - len(quarantined)
+    metrics["quarantined"] = [{"file": exc.path, "problem": exc.problem} for exc in quarantined]
     metrics["checkpoint"] = str(checkpoint)
     metrics_path = out_dir / "metrics.json"
     with atomic_output(metrics_path) as tmp:
@@ -85,8 +99,14 @@ def evaluate(
         ("Confusion matrix (rows: truth, normalized)", plot_confusion_matrix(confusion, schema, out_dir / "confusion_matrix.png")),
         ("Per-class scores", plot_per_class(metrics, schema, out_dir / "per_class.png")),
     ]
+    sections = {"Checkpoint": str(checkpoint)}
+    if quarantined:
+        sections["Left out (unreadable or unusable files)"] = "\n".join(str(exc) for exc in quarantined)
     report = write_report(
-        out_dir, f"Evaluation on {split} ({len(samples)} images)", metrics, plots + figures, schema=schema,
-        sections={"Checkpoint": str(checkpoint)},
+        out_dir, f"Evaluation on {split} ({metrics['images']} images)", metrics, plots + figures, schema=schema,
+        sections=sections,
     )
-    return Evaluation(metrics=metrics, confusion=confusion, metrics_path=metrics_path, report_path=report, schema=schema)
+    return Evaluation(
+        metrics=metrics, confusion=confusion, metrics_path=metrics_path, report_path=report, schema=schema,
+        quarantined=quarantined,
+    )

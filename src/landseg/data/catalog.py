@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio.coords
+from rasterio.transform import array_bounds
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, UnknownPolicy
 from landseg.config import DataConfig, SplitConfig
 from landseg.errors import ConfigError, DataError
-from landseg.io.raster import RasterImage, read_image, read_mask
+from landseg.io.raster import RasterImage, raster_info, read_image, read_mask
 
 _FIELD = re.compile(r"\{(\w+)\}")
 
@@ -159,6 +161,43 @@ def reconcile_mask(mask: np.ndarray, shape: tuple[int, int], tolerance: int, sou
     return out
 
 
+def check_mask_grid(image: RasterImage, mask_path: Path) -> None:
+    """Refuse a georeferenced mask that is not on its georeferenced image's grid: in another CRS, off the
+    image, shifted or at another resolution, it would give every pixel another place's label.
+
+    Plain masks (PNG, no georeferencing) pair by pixel position and pass. Offsets under a pixel pass too:
+    GeoTIFFs that differ only in pixel-is-point versus pixel-is-area are half a pixel apart.
+    """
+    if image.crs is None:
+        return
+    mask = raster_info(mask_path)
+    if mask.crs is None or mask.transform.is_identity:
+        return
+    where = "put the labels on the image grid with `landseg prepare align`"
+    if mask.crs != image.crs:
+        raise DataError(f"mask is in {mask.crs} but its image {image.path.name} is in {image.crs}; {where}", mask_path)
+    image_box = array_bounds(*image.shape, image.transform)
+    mask_box = array_bounds(mask.height, mask.width, mask.transform)
+    if not rasterio.coords.disjoint_bounds(image_box, mask_box):
+        size_ratio = abs(mask.transform.a / image.transform.a), abs(mask.transform.e / image.transform.e)
+        if max(abs(r - 1) for r in size_ratio) > 0.01:
+            raise DataError(f"mask pixels are {abs(mask.transform.a):g} x {abs(mask.transform.e):g} units, its image "
+                            f"{image.path.name}'s {abs(image.transform.a):g} x {abs(image.transform.e):g}; {where}",
+                            mask_path)
+        shift = ((mask.transform.c - image.transform.c) / image.transform.a + 0.0,  # + 0.0: no "-0.0"
+                 (mask.transform.f - image.transform.f) / image.transform.e + 0.0)
+        if max(abs(v) for v in shift) <= 1:
+            return
+        raise DataError(f"mask is shifted {shift[0]:+.1f}, {shift[1]:+.1f} pixels from its image {image.path.name}; "
+                        f"{where}", mask_path)
+    raise DataError(f"mask does not overlap its image {image.path.name} (mask bounds {_rounded(mask_box)}, image "
+                    f"bounds {_rounded(image_box)} in {image.crs})", mask_path)
+
+
+def _rounded(bounds: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
+
+
 def load_pair(
     sample: Sample,
     schema: ClassSchema,
@@ -171,6 +210,7 @@ def load_pair(
     image = read_image(sample.image, bands=bands, nodata=nodata)
     if sample.mask is None:
         raise DataError("has no mask", sample.image)
+    check_mask_grid(image, sample.mask)
     mask = read_mask(sample.mask, schema, unknown=unknown)
     mask = reconcile_mask(mask, image.shape, tolerance, sample.mask, sample.image)
     if image.valid is not None:

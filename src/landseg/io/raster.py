@@ -188,6 +188,12 @@ def read_mask(
     return schema.decode(raw, unknown=unknown, source=str(path))
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+def _short(exc: BaseException) -> str:
+    """The first line of the error, or of its cause where rasterio only says "See previous exception"."""
+    while exc is not None:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cause = exc.__cause__ or exc.__context__
+        if "See previous exception" not in text or cause is None:
+            return text[:200]
+        exc = cause
+    return "unknown error"

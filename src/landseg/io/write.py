@@ -17,26 +17,47 @@ import rasterio
 from PIL import Image
 
 from landseg.classes import IGNORE_INDEX, ClassSchema
+from landseg.errors import LandsegError, OutputError
 
 GEOTIFF_BLOCK = 256
 
 
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
+    """Yield a temporary path next to ``path``; fsync it and rename it to ``path`` if the block succeeds.
 
     The temporary name keeps the extension, since GDAL and Pillow choose their format from it. On any
     exception the partial file is removed and the exception propagates; an existing ``path`` is left
-    untouched.
+    untouched. The fsync before the rename means a crash or power cut leaves either the old file or the
+    complete new one, never a renamed file whose blocks never reached the disk.
     """
     path = Path(path)
     temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
     try:
         yield temporary
+        fsync_file(temporary)
         os.replace(temporary, path)
+    except LandsegError:
+        temporary.unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        # The message names the output the user asked for, not our hidden temporary name.
+        problem = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        problem = problem.replace(str(temporary), path.name)[:200]
+        raise OutputError(f"cannot write this file ({problem})", path) from exc
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a closed file's data to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_index_geotiff(

@@ -1,17 +1,23 @@
-"""Callbacks and plugins around Lightning's trainer: history CSV, time-budget cosine, atomic saves."""
+"""Callbacks and plugins around Lightning's trainer: history CSV, time-budget cosine, atomic saves,
+random states that survive a resume."""
 
 from __future__ import annotations
 
 import csv
 import math
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from landseg.errors import OutputError
+from landseg.io.write import atomic_output
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -28,9 +34,49 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:
+            # A full disk surfaces as OSError, or as torch's RuntimeError "PytorchStreamWriter failed writing".
+            Path(tmp).unlink(missing_ok=True)
+            problem = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise OutputError(
+                f"cannot write checkpoint ({problem[:200]}); an earlier one under this name is intact", path
+            ) from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+class RandomStateCheckpoint(L.Callback):
+    """Checkpoints carry the global random generators' states, so that after ``--resume`` dropout (and
+    anything else drawing from torch, numpy or Python's generators) continues as an uninterrupted run
+    would. Training crops need none of this: they are keyed by ``(seed, epoch * length + i)``.
+
+    States are stored as tensors and plain Python values, which Lightning's safe (``weights_only``)
+    checkpoint loading accepts.
+    """
+
+    def state_dict(self) -> dict:
+        kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        numpy_state = state_dict["numpy"]
+        keys = numpy_state["keys"].numpy().astype(np.uint32)
+        np.random.set_state((numpy_state["kind"], keys, numpy_state["position"], numpy_state["has_gauss"],
+                             numpy_state["cached_gaussian"]))
+        version, internal, gauss = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss))
+        if "cuda" in state_dict and torch.cuda.is_available() and len(state_dict["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
 class HistoryCSV(L.Callback):
@@ -60,12 +106,10 @@ class HistoryCSV(L.Callback):
                 rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < row["epoch"]]
         rows.append(row)
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as handle:
+        with atomic_output(self.path) as temporary, temporary.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
     def on_fit_start(self, trainer, pl_module) -> None:
         pl_module._fit_started = time.monotonic()

@@ -61,6 +61,13 @@ class SegmentationModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.epoch_loss = [0.0, 0]
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # After --resume, train() must still know whether the final weights were validated already.
+        checkpoint["validated_at_step"] = self.validated_at_step
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.validated_at_step = checkpoint.get("validated_at_step", -1)
+
     # -- validation on whole images ---------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self.val_confusion.reset()

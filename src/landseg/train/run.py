@@ -6,6 +6,7 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,20 +18,21 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from landseg import __version__
-from landseg.checkpoint import ModelCard
+from landseg.checkpoint import CARD_KEY, ModelCard, read_checkpoint
 from landseg.classes import ClassSchema, get_schema
 from landseg.config import ExperimentConfig, TrainConfig
 from landseg.data.augment import Augmentation
 from landseg.data.catalog import build_catalog
 from landseg.data.dataset import EpochSampler, LabelledImage, WholeImageDataset, load_labelled_images
 from landseg.data.sampling import ClassStatistics, SampledCropDataset, crop_strategy, labelled_items
-from landseg.errors import ConfigError, DataError
+from landseg.distributed.sampling import UnpaddedDistributedSampler
+from landseg.errors import CheckpointError, ConfigError, DataError
 from landseg.io.raster import raster_info
 from landseg.io.write import atomic_output
 from landseg.losses import build_loss, resolve_class_weights
 from landseg.models import ModelSpec
 from landseg.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization
-from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, TimeBudgetCosine
+from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, RandomStateCheckpoint, TimeBudgetCosine
 from landseg.train.module import SegmentationModule
 from landseg.train.swa import CyclicSWA
 
@@ -44,6 +46,8 @@ class TrainResult:
     epochs: int
     minutes: float
     history: Path
+    global_rank: int = 0
+    """This process's rank under DDP: only rank 0 should write reports and print."""
 
 
 def resolve_normalization(config: ExperimentConfig, dtype: str, items: list[LabelledImage], bands: int) -> Normalization:
@@ -119,13 +123,58 @@ def band_statistics(items: list[LabelledImage]) -> Normalization:
     return Normalization(tuple(float(m) for m in mean), tuple(float(s) for s in std))
 
 
+def check_resumable(path: Path, card: ModelCard) -> None:
+    """Refuse to resume from a checkpoint that is unreadable or was trained for other classes, bands or
+    another network: Lightning would fail deep inside with a traceback instead."""
+    stored = read_checkpoint(path)
+    previous = (stored.get("hyper_parameters") or {}).get(CARD_KEY) if isinstance(stored, dict) else None
+    if previous is None or "state_dict" not in stored:
+        raise CheckpointError("cannot resume: not a landseg training checkpoint", path)
+    names = [c["name"] for c in previous["schema"]["classes"]]
+    if names != card.class_schema().names:
+        raise CheckpointError(
+            f"cannot resume: trained for {len(names)} classes {names}, the config's schema has "
+            f"{card.class_schema().num_classes} {card.class_schema().names}", path,
+        )
+    if list(previous["bands"]) != list(card.bands):
+        raise CheckpointError(
+            f"cannot resume: trained on bands {previous['bands']}, the config reads {card.bands}", path
+        )
+    shape_keys = ("arch", "encoder", "in_channels", "num_classes", "widths", "extra")
+    before = {k: previous["model"].get(k) for k in shape_keys}
+    now = {k: card.model.get(k) for k in shape_keys}
+    if before != now:
+        changed = ", ".join(f"{k} {before[k]!r} -> {now[k]!r}" for k in shape_keys if before[k] != now[k])
+        raise CheckpointError(f"cannot resume: the config describes another network ({changed})", path)
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Half-written files of a killed run: never renamed into place, so never read; just litter."""
+    for pattern in (".*.partial*", "checkpoints/.*.tmp"):
+        for stale in run_dir.glob(pattern):
+            stale.unlink(missing_ok=True)
+
+
+def csv_log_version(run_dir: Path) -> str:
+    """Lightning's CSV logger deletes an existing metrics file: a resumed run logs into its own folder."""
+    logs = run_dir / "logs"
+    if not (logs / "metrics.csv").exists():
+        return ""
+    resumed = 1
+    while (logs / f"resumed_{resumed}").exists():
+        resumed += 1
+    return f"resumed_{resumed}"
+
+
 def train(
     config: ExperimentConfig,
     run_dir: Path,
     resume: bool = False,
     max_minutes: float | None = None,
     progress: bool = True,
+    extra_callbacks: Sequence[L.Callback] = (),
 ) -> TrainResult:
+    """Train ``config`` into ``run_dir``; ``extra_callbacks`` join the trainer's own (after them)."""
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     last = checkpoints / "last.ckpt"
@@ -177,23 +226,23 @@ def train(
             "landseg_version": __version__,
         },
     )
+    if resume:
+        check_resumable(last, card)
+        remove_stale_temporaries(run_dir)
     module = SegmentationModule(card.to_dict(), resolve_train_settings(tc, statistics, schema.num_classes))
 
     try:
         crop_items = labelled_items(train_items)
     except ValueError as exc:
         raise DataError(str(exc), catalog.root) from None
-    train_set = SampledCropDataset(
-        crop_items, tc.crop_size, normalization, length=tc.steps_per_epoch * tc.batch_size,
-        strategy=crop_strategy(tc.sampling, crop_items, schema.names, statistics),
-        augmentation=Augmentation.from_config(tc.augment, data_max_value(config, info.dtype)),
-        seed=tc.seed,
-    )
+    crops = crop_strategy(tc.sampling, crop_items, schema.names, statistics)
+    augmentation = Augmentation.from_config(tc.augment, data_max_value(config, info.dtype))
     loader_options = dict(num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0)
-    train_loader = DataLoader(
-        train_set, batch_size=tc.batch_size, sampler=EpochSampler(len(train_set)), drop_last=True, **loader_options
-    )
-    val_loader = DataLoader(WholeImageDataset(val_items, normalization), batch_size=1, **loader_options) if val_items else None
+    val_loader = None
+    if val_items:
+        # Under DDP each validation image goes to exactly one rank (Lightning's own sampler repeats some).
+        val_set = WholeImageDataset(val_items, normalization)
+        val_loader = DataLoader(val_set, batch_size=1, sampler=UnpaddedDistributedSampler(val_set), **loader_options)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
@@ -206,6 +255,7 @@ def train(
         ),
         HistoryCSV(history),
         LearningRateMonitor(logging_interval="epoch"),
+        RandomStateCheckpoint(),
     ]
     if progress:
         callbacks.append(RichProgressBar(leave=True))
@@ -222,6 +272,7 @@ def train(
             monitor=stopping.monitor, mode="max" if stopping.monitor == "val_miou" else "min",
             patience=stopping.patience, min_delta=stopping.min_delta,
         ))
+    callbacks.extend(extra_callbacks)
     # Lightning's start-up banners (GPU/TPU availability, tips) are noise in a CLI that has its own output.
     for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -230,12 +281,15 @@ def train(
         max_time={"minutes": tc.max_minutes} if tc.max_minutes else None,
         accelerator=tc.accelerator,
         devices=tc.devices,
+        num_nodes=tc.num_nodes,
+        strategy=tc.strategy,
         precision=tc.precision,
         deterministic=tc.deterministic,
         gradient_clip_val=tc.gradient_clip,
         gradient_clip_algorithm=tc.gradient_clip_algorithm if tc.gradient_clip else None,
         default_root_dir=run_dir,
-        logger=[CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="tensorboard", version="")],
+        logger=[CSVLogger(run_dir, name="logs", version=csv_log_version(run_dir)),
+                TensorBoardLogger(run_dir, name="tensorboard", version="")],
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         check_val_every_n_epoch=tc.val_every,
@@ -244,6 +298,15 @@ def train(
         enable_progress_bar=progress,
         log_every_n_steps=min(10, tc.steps_per_epoch),
         limit_val_batches=1.0 if val_loader else 0,
+    )
+    # steps_per_epoch counts optimizer steps: under DDP each of the world_size ranks draws its own batch
+    # of crops per step (Lightning shards the epoch's samples), so an epoch holds world_size times more.
+    train_set = SampledCropDataset(
+        crop_items, tc.crop_size, normalization, length=tc.steps_per_epoch * tc.batch_size * trainer.world_size,
+        strategy=crops, augmentation=augmentation, seed=tc.seed,
+    )
+    train_loader = DataLoader(
+        train_set, batch_size=tc.batch_size, sampler=EpochSampler(len(train_set)), drop_last=True, **loader_options
     )
     started = time.monotonic()
     with warnings.catch_warnings():
@@ -262,9 +325,9 @@ def train(
             if best_score is None or final > float(best_score):
                 trainer.save_checkpoint(checkpoints / "best.ckpt")
                 checkpoint_cb.best_model_path, best_score = str(checkpoints / "best.ckpt"), final
-    if trainer.is_global_zero:
-        # Lightning only saves at validation; a time limit may stop between two.
-        trainer.save_checkpoint(last)
+    # Lightning only saves at validation; a time limit may stop between two. Every rank calls it (it ends
+    # in a barrier); only rank 0 writes.
+    trainer.save_checkpoint(last)
     best = Path(checkpoint_cb.best_model_path) if checkpoint_cb.best_model_path else last
     result = TrainResult(
         run_dir=run_dir,
@@ -274,6 +337,7 @@ def train(
         epochs=trainer.current_epoch,
         minutes=minutes,
         history=history,
+        global_rank=trainer.global_rank,
     )
     summary = {
         "best_checkpoint": str(best), "last_checkpoint": str(last), "best_val_miou": result.best_miou,
@@ -283,5 +347,6 @@ def train(
         summary["final_val_miou"] = final
     if swa is not None:
         summary["swa_cycles_averaged"] = swa.n_averaged
-    write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    if trainer.is_global_zero:
+        write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return result

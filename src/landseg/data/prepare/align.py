@@ -27,10 +27,9 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, bounds as window_bounds, from_bounds
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, UnknownPolicy
-from landseg.errors import DataError
 from landseg.io.raster import open_raster
 from landseg.io.write import atomic_output
-from landseg.data.prepare.rasters import block_windows, read_window
+from landseg.data.prepare.rasters import Unusable, block_windows, read_window
 
 GridKind = Literal["auto", "geo", "pixel"]
 LabelMethod = Literal["mode", "nearest"]
@@ -74,22 +73,36 @@ def paired_grids(target: Grid, source: Grid, kind: GridKind, names: tuple[Path, 
     if kind == "auto":
         if target.georeferenced != source.georeferenced:
             plain = names[0] if not target.georeferenced else names[1]
-            raise DataError("is not georeferenced but its partner is; set align.grid: pixel to match the two "
-                            "by pixel position", plain)
+            raise Unusable("is not georeferenced but its partner is; set align.grid: pixel to match the two "
+                           "by pixel position", plain)
         kind = "geo" if target.georeferenced else "pixel"
     if kind == "geo":
         for grid, name in zip((target, source), names):
             if not grid.georeferenced:
-                raise DataError("has no georeferencing; use align.grid: pixel", name)
+                raise Unusable("has no georeferencing; use align.grid: pixel", name)
+        _check_overlap(target, source, names)
         return target, source
     rx, ry = target.width / source.width, target.height / source.height
     if abs(rx - ry) > 0.01 * max(rx, ry):
-        raise DataError(
+        raise Unusable(
             f"is {source.width}x{source.height} for a {target.width}x{target.height} partner: the two do not "
             "cover the same extent at one scale, so they cannot be matched by pixel position", names[1])
     target_pixels = Grid(PIXEL_GRID_CRS, from_origin(0, target.height, 1, 1), target.width, target.height)
     source_pixels = Grid(PIXEL_GRID_CRS, from_origin(0, target.height, rx, ry), source.width, source.height)
     return target_pixels, source_pixels
+
+
+def _check_overlap(target: Grid, source: Grid, names: tuple[Path, Path]) -> None:
+    """Refuse a pair whose extents do not meet: every pixel would end up without a label."""
+    left, bottom, right, top = source.bounds
+    if source.crs != target.crs:
+        left, bottom, right, top = transform_bounds(source.crs, target.crs, left, bottom, right, top, densify_pts=21)
+    t_left, t_bottom, t_right, t_top = target.bounds
+    if left >= t_right or right <= t_left or bottom >= t_top or top <= t_bottom:
+        raise Unusable(
+            f"does not overlap {names[0].name}: its extent ({left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}) lies "
+            f"outside ({t_left:.6g}, {t_bottom:.6g}, {t_right:.6g}, {t_top:.6g}) in {target.crs}", names[1],
+        )
 
 
 class LabelDecoder:
@@ -197,7 +210,7 @@ def align_labels(
         image_grid = Grid.of(image)
     with open_raster(label_path) as label:
         if label.count != 1:
-            raise DataError(f"label raster has {label.count} bands; expected 1 band of class codes", label_path)
+            raise Unusable(f"label raster has {label.count} bands; expected 1 band of class codes", label_path)
         nodata = label_nodata if label_nodata is not None else label.nodata
         decoder = LabelDecoder(schema, label.dtypes[0], nodata, unknown, str(label_path))
         target, source = paired_grids(image_grid, Grid.of(label), grid, (image_path, label_path))

@@ -100,6 +100,7 @@ def tile_command(config: ConfigArg, set_: SetOption = None, overwrite: Overwrite
         result = tile(prepared, overwrite=overwrite, progress=progress)
     print_filter_report(result.report.to_dict())
     console.print(f"index: {result.index}\nreport: {result.report_path}")
+    exit_if_quarantined(result.report.to_dict(), result.report_path)
 
 
 @prepare_app.command("split")
@@ -138,6 +139,7 @@ def all_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteO
     print_filter_report(result.report.to_dict())
     print_split(split(prepared).to_dict())
     print_stats(stats(prepared), prepared.out)
+    exit_if_quarantined(result.report.to_dict(), result.report_path)
 
 
 def _validated(model, **values):
@@ -179,6 +181,27 @@ def print_filter_report(report: dict) -> None:
     table.add_row("[red]quarantined[/]", str(quarantined["count"]),
                   "; ".join(f"{q['source']}: {q['error']}" for q in quarantined["items"][:2]))
     out_console.print(table)
+
+
+def exit_if_quarantined(report: dict, report_path: Path, shown: int = 10) -> None:
+    """One line per quarantined file and per scene that lost every chip; exit code 1 after quarantine,
+    once every stage has run on the other scenes."""
+    from rich.markup import escape
+
+    for scene in report["scenes_without_chips"]:
+        reasons = ", ".join(f"{rule}: {count}" for rule, count in scene["chips"].items())
+        console.print(f"[yellow]no chips kept[/] {escape(scene['image'])}: none of its chips passed ({reasons})",
+                      highlight=False, soft_wrap=True)
+    items = report["quarantined"]["items"]
+    for item in items[:shown]:
+        where = f" (chip {item['chip']}, {item['window']})" if item["chip"] else ""
+        console.print(f"[red]quarantined[/] {escape(item['source'])}: {escape(item['error'])}{escape(where)}",
+                      highlight=False, soft_wrap=True)
+    if items:
+        more = f"; {len(items) - shown} more in the report" if len(items) > shown else ""
+        console.print(f"[red]{len(items)} files or windows quarantined{more}:[/] {report_path}", highlight=False,
+                      soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def print_split(summary: dict) -> None:

@@ -106,6 +106,8 @@ class FilterReport:
     dropped: dict[str, list[str]] = field(default_factory=lambda: {rule: [] for rule in RULES})
     quarantined: list[dict] = field(default_factory=list)
     frequent_classes: list[str] = field(default_factory=list)
+    scenes_without_chips: list[dict] = field(default_factory=list)
+    """Scenes every chip of which was dropped or quarantined, with the rules that took them."""
 
     def keep(self) -> None:
         self.candidates += 1
@@ -120,6 +122,9 @@ class FilterReport:
             self.candidates += 1
         self.quarantined.append({"source": str(source), "chip": chip or "", "window": window, "error": error})
 
+    def scene_without_chips(self, scene: str, image: str | Path, reasons: dict[str, int]) -> None:
+        self.scenes_without_chips.append({"scene": scene, "image": str(image), "chips": reasons})
+
     def to_dict(self) -> dict:
         return {
             "candidates": self.candidates,
@@ -127,6 +132,7 @@ class FilterReport:
             "dropped": {rule: {"count": len(chips), "chips": chips} for rule, chips in self.dropped.items()},
             "quarantined": {"count": len(self.quarantined), "items": self.quarantined},
             "top_k_classes": self.frequent_classes,
+            "scenes_without_chips": self.scenes_without_chips,
         }
 
     def write(self, path: Path) -> Path:

@@ -70,6 +70,11 @@ class UnreadableWindow(Unreadable):
     pass
 
 
+class Unusable(DataError):
+    """A scene whose files read fine but cannot be paired (its label misses its image, the two grids
+    cannot be matched): quarantined, the run goes on."""
+
+
 def open_readable(path) -> rasterio.DatasetReader:
     """``open_raster``, its failures marked as ``Unreadable``."""
     try:

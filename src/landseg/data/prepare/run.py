@@ -14,6 +14,7 @@ Stages, each rerunnable on its own from the output folder:
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,7 +32,7 @@ from landseg.data.prepare.align import Grid, LabelDecoder, align_labels, index_d
 from landseg.data.prepare.config import PrepareConfig, save_prepare_config
 from landseg.data.prepare.filters import ChipFilter, FilterReport
 from landseg.data.prepare.index import ChipRecord, find_index, index_path, read_index, write_index
-from landseg.data.prepare.rasters import Scaling, Unreadable, open_readable, resolve_bands
+from landseg.data.prepare.rasters import Scaling, Unreadable, Unusable, open_readable, resolve_bands
 from landseg.data.prepare.split import SplitResult, read_split_lists, split_chips, write_splits
 from landseg.data.prepare.stats import (
     band_percentiles, band_statistics, class_frequencies, frequencies_payload, plot_class_frequencies,
@@ -74,7 +75,9 @@ def raw_scenes(config: PrepareConfig) -> list[RawScene]:
     names = [s.name for s in scenes]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ConfigError(f"scene names repeat: {repeated}; give input.scenes[].name")
+        # Their chips would overwrite each other: name every colliding image, not just the name.
+        images = ", ".join(str(s.image) for s in scenes if s.name == repeated[0])
+        raise ConfigError(f"scene names repeat: {repeated} ({repeated[0]!r}: {images}); give input.scenes[].name")
     return scenes
 
 
@@ -130,7 +133,7 @@ def tile(config: PrepareConfig, overwrite: bool = False, progress: Progress | No
         for scene in raw_scenes(config):
             try:
                 scenes.append(align_scene(scene, config, schema))
-            except Unreadable as exc:
+            except (Unreadable, Unusable) as exc:
                 report.quarantine(exc.path or scene.image, exc.problem)
             if progress:
                 progress("aligned", 1)
@@ -149,11 +152,16 @@ def tile(config: PrepareConfig, overwrite: bool = False, progress: Progress | No
             (out / folder).mkdir(exist_ok=True)
         records: list[ChipRecord] = []
         for scene in scenes:
-            records += cut_scene(
+            scene_records = cut_scene(
                 scene, bands=config.input.bands, nodata=config.input.nodata, size=tiling.size, stride=tiling.step,
                 chip_filter=chip_filter, writer=writer, report=report,
                 on_chip=(lambda: progress("chips", 1)) if progress else None,
             )
+            if scene_records and not any(r.status == "kept" for r in scene_records):
+                # Reported, never fatal: Raster Vision crashes on a scene that loses every chip to a filter.
+                reasons = Counter(r.reason if r.status == "dropped" else r.status for r in scene_records)
+                report.scene_without_chips(scene.name, scene.source_image, dict(reasons))
+            records += scene_records
     index = write_index(records, index_path(out, tiling.index), schema.names)
     with atomic_output(out / CHIP_SCHEMA_NAME) as temporary:
         temporary.write_text(yaml.safe_dump(chip_mask_schema(schema).to_dict(), sort_keys=False))
@@ -180,6 +188,9 @@ def split(config: PrepareConfig) -> SplitResult:
     """Split the kept chips of the output folder's index; write ``splits/``."""
     schema = get_schema(config.schema_)
     records, _ = read_index(find_index(config.out))
+    if not any(r.kept for r in records):
+        raise DataError("no chips were kept, nothing to split; the filter report says why, loosen the filters",
+                        config.out / "filters.json")
     result = split_chips(records, config.split, schema)
     write_splits(result, records, config.out)
     return result

@@ -1,0 +1,478 @@
+"""Benchmark 3: whole-scene prediction speed and memory (see ../shared/BENCHMARKS.md).
+
+Synthetic, georeferenced 3-band uint8 GeoTIFFs of N x N pixels (tiled, deflate; landseg's synthetic
+landscape mirrored out to the size) are generated once into a work folder, with a checkpoint of the
+default recipe's architecture (U-Net, EfficientNet-Lite0 encoder, 5 classes). Each measurement runs in
+a fresh process so its peak RSS (``VmHWM``) is its own:
+
+- ``peak``: matrix-multiply peak of this machine (fp32 and bf16 ``torch.mm``), GFLOP/s;
+- ``variants``: raw tiles/s of fp32, channels-last, bf16 autocast, ONNX Runtime (and ``--compile``);
+- ``raw``: batched forward passes on in-memory tiles by the very network the engine runs (same
+  engine, batch, precision and memory layout); tiles/s, and model FLOPs per tile from
+  ``torch.utils.flop_counter``. Measured right before and right after each scene on ``--raw-tiles``
+  tiles, so that drift in the machine's load hits both alike;
+- ``predict``: ``landseg predict`` end to end (``landseg.predict.command.run_predict``: load the model,
+  read, normalize, forward, blend, write the class COG, preview and areas);
+- ``naive``: the whole image in memory, one fp32 tile at a time, no blending (later tiles overwrite),
+  then one GeoTIFF; on the smallest scene (``--naive-tiles`` limits it and extrapolates).
+
+Efficiency = raw time for the scene's tile grid (tiles / raw tiles/s) over the end-to-end wall time;
+raw tiles/s is measured just before and just after each scene (their spread says how steady the
+machine was).
+
+With ``--agreement CKPT`` (a trained checkpoint) it also predicts real images (default: Dubai tile 4)
+in fp32, bf16 and with ONNX Runtime and reports argmax agreement with fp32, and how often the streamed
+fp32 map differs from one forward pass over the whole image near tile borders and away from them.
+
+    nice -n 19 python benchmarks/predict_speed.py                 # 4096, 8192, 16384 px: about an hour on 2 cores
+    python benchmarks/predict_speed.py --small --results /tmp/p.json  # smoke run, a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = 5
+MODEL = {"arch": "unet", "num_classes": CLASSES, "encoder": "tu-tf_efficientnet_lite0", "encoder_weights": "offline"}
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+def write_checkpoint(path: Path) -> Path:
+    import torch
+
+    from landseg.checkpoint import CARD_KEY, STATE_PREFIX, ModelCard
+    from landseg.classes import get_schema
+    from landseg.models import ModelSpec, build_model
+    from landseg.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization
+
+    if path.exists():
+        return path
+    torch.manual_seed(0)
+    spec = ModelSpec.from_dict(MODEL)
+    network = build_model(spec)
+    card = ModelCard(model=spec.to_dict(), schema=get_schema("dubai").to_dict(),
+                     normalization=Normalization.from_unit_stats(IMAGENET_MEAN, IMAGENET_STD).to_dict(),
+                     bands=[1, 2, 3], band_names=["red", "green", "blue"], tile_size=512)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    torch.save({"hyper_parameters": {CARD_KEY: card.to_dict()},
+                "state_dict": {STATE_PREFIX + k: v for k, v in network.state_dict().items()}}, temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def write_scene(folder: Path, size: int, seed: int = 0) -> Path:
+    """An N x N scene, written strip by strip from a 2048 px synthetic landscape mirrored outwards."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    from landseg.data.synthetic import generate_scene
+    from landseg.predict.blocks import reflect_indices
+
+    path = folder / f"scene_{size}.tif"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    pattern = generate_scene(min(size, 2048), seed=seed).image  # (3, s, s) uint8
+    side = pattern.shape[-1]
+    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32632",
+                   transform=from_origin(300_000.0, 5_200_000.0, 10.0, 10.0), tiled=True, blockxsize=512,
+                   blockysize=512, compress="deflate", predictor=2, interleave="pixel")
+    temporary = path.with_name(f".{path.stem}.partial.tif")
+    columns = reflect_indices(np.arange(size), side)
+    with rasterio.Env(GDAL_CACHEMAX=256), rasterio.open(temporary, "w", **profile) as dst:
+        for top in range(0, size, 512):
+            rows = reflect_indices(np.arange(top, min(top + 512, size)), side)
+            dst.write(pattern[:, rows][:, :, columns], window=Window(0, top, size, len(rows)))
+    os.replace(temporary, path)
+    return path
+
+
+# -- stages (each in its own process) ---------------------------------------------------------------
+def run_stage(stage: str, settings: dict) -> dict:
+    command = [sys.executable, __file__, "--stage", stage, "--settings", json.dumps(settings)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"stage {stage} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (``VmHWM``, which exec resets, unlike ``ru_maxrss``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def stage_peak(settings: dict) -> dict:
+    import torch
+
+    n, result = 2048, {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        torch.mm(a, b)
+        repeats, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 3.0:
+            torch.mm(a, b)
+            repeats += 1
+        result[f"matmul_{name}_gflops"] = round(2 * n**3 * repeats / (time.perf_counter() - started) / 1e9, 1)
+    return result
+
+
+def stage_raw(settings: dict) -> dict:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from landseg.checkpoint import load_checkpoint
+    from landseg.predict.ensemble import load_ensemble
+
+    loaded = load_checkpoint(settings["checkpoint"])
+    tile, batch = settings["tile"], settings["batch_size"]
+    member = load_ensemble([settings["checkpoint"]], engine=settings["engine"], precision=settings["precision"],
+                           tile=tile).members[0]
+    network = member.network
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        loaded.network(torch.zeros(1, 3, tile, tile))
+    tiles = torch.randn(batch, 3, tile, tile)
+    with torch.inference_mode():
+        network(tiles)  # warm-up: oneDNN picks its kernels on the first call
+        done, started = 0, time.perf_counter()
+        while done < settings["raw_tiles"]:
+            torch.softmax(network(tiles).float(), dim=1)
+            done += batch
+        seconds = time.perf_counter() - started
+    return {"tiles": done, "wall_s": round(seconds, 2), "tiles_per_s": round(done / seconds, 3),
+            "gflop_per_tile": round(counter.get_total_flops() / 1e9, 3), "engine": member.engine,
+            "precision": settings["precision"],
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def stage_variants(settings: dict) -> dict:
+    """Raw tiles/s of the ways to run the model on this CPU, the engine's choices among them."""
+    import torch
+
+    from landseg.checkpoint import load_checkpoint
+    from landseg.predict.ensemble import TorchNetwork
+
+    tile, batch = settings["tile"], settings["batch_size"]
+    tiles = torch.randn(batch, 3, tile, tile)
+    variants = {
+        "fp32": lambda net: TorchNetwork(net, precision="fp32", channels_last=False),
+        "fp32_channels_last": lambda net: TorchNetwork(net, precision="fp32", channels_last=True),
+        "bf16": lambda net: TorchNetwork(net, precision="bf16", channels_last=False),
+        "bf16_channels_last": lambda net: TorchNetwork(net, precision="bf16", channels_last=True),
+    }
+    if settings.get("compile"):
+        variants["bf16_channels_last_compiled"] = lambda net: TorchNetwork(net, precision="bf16", compile=True)
+    onnx_path = Path(settings["work"]) / f"unet_lite0_{tile}.onnx"
+    if _version("onnxruntime") and _version("onnxscript"):
+        from landseg.predict.onnx import OnnxNetwork, export_onnx
+
+        if not onnx_path.exists():
+            export_onnx(settings["checkpoint"], onnx_path, tile)
+        variants["onnxruntime_fp32"] = lambda net: OnnxNetwork(onnx_path)
+    result = {}
+    for name, make in variants.items():
+        network = make(load_checkpoint(settings["checkpoint"]).network)
+        with torch.inference_mode():
+            started = time.perf_counter()
+            network(tiles)
+            first = time.perf_counter() - started
+            done, started = 0, time.perf_counter()
+            while done < settings["raw_tiles"]:
+                network(tiles)
+                done += batch
+            result[name] = {"tiles_per_s": round(done / (time.perf_counter() - started), 3),
+                            "first_batch_s": round(first, 2)}
+    return result
+
+
+def stage_predict(settings: dict) -> dict:
+    from landseg.predict.command import run_predict
+    from landseg.predict.engine import PredictOptions
+
+    options = PredictOptions(tile=settings["tile"], overlap=settings["overlap"], batch_size=settings["batch_size"])
+    started = time.perf_counter()
+    summary = run_predict([settings["scene"]], [settings["checkpoint"]], settings["out"], options,
+                          engine=settings["engine"], precision=settings["precision"], overwrite=True)
+    seconds = time.perf_counter() - started
+    result = summary.done[0]
+    record = json.loads(result.paths["record"].read_text())
+    return {"wall_s": round(seconds, 2), "tiles_predicted": record["tiles_predicted"],
+            "tiles_in_grid": record["tiles_in_grid"], "stages_s": record["stages"],
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def stage_naive(settings: dict) -> dict:
+    import torch
+
+    from landseg.checkpoint import load_checkpoint
+    from landseg.io.raster import read_image
+    from landseg.io.write import write_index_geotiff
+    from landseg.predict.sliding import pad_to_tile
+    from landseg.predict.tiling import tile_windows
+
+    started = time.perf_counter()
+    loaded = load_checkpoint(settings["checkpoint"])
+    image = read_image(settings["scene"])
+    normalized = loaded.card.input_normalization().apply(image.data)
+    tile = settings["tile"]
+    padded = pad_to_tile(normalized, tile)
+    windows = tile_windows(*padded.shape[1:], tile, settings["overlap"])
+    limit = settings.get("naive_tiles") or len(windows)
+    classes = np.zeros(padded.shape[1:], dtype=np.uint8)
+    forward_started = time.perf_counter()
+    with torch.inference_mode():
+        for row, col in windows[:limit]:
+            logits = loaded.network(torch.from_numpy(padded[None, :, row : row + tile, col : col + tile]))
+            classes[row : row + tile, col : col + tile] = logits[0].argmax(0).numpy()
+    forward = time.perf_counter() - forward_started
+    out = Path(settings["out"]) / "naive_classes.tif"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_index_geotiff(out, classes[: image.shape[0], : image.shape[1]], image.crs, image.transform,
+                        loaded.card.class_schema())
+    measured = time.perf_counter() - started
+    # With a tile limit, the untimed tiles are charged at the timed tiles' mean forward time.
+    wall = measured + forward / limit * (len(windows) - limit)
+    return {"wall_s": round(wall, 2), "measured_s": round(measured, 2), "tiles": len(windows), "tiles_run": limit,
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def stage_agreement(settings: dict) -> dict:
+    """Class maps of real images from a trained checkpoint: bf16 and ONNX Runtime against fp32, and the
+    streamed fp32 map against one forward pass over the whole image, near tile borders and away from them."""
+    import tempfile
+
+    import rasterio
+    import torch
+
+    from landseg.io.raster import read_image
+    from landseg.predict.blocks import scene_grid
+    from landseg.predict.engine import PredictOptions, predict_scene
+    from landseg.predict.ensemble import load_ensemble
+
+    checkpoint, images = settings["checkpoint"], sorted(settings["images"])
+    engines = {"fp32": load_ensemble([checkpoint], engine="torch", precision="fp32"),
+               "bf16": load_ensemble([checkpoint], engine="torch", precision="bf16")}
+    if _version("onnxruntime") and _version("onnxscript"):
+        engines["onnxruntime"] = load_ensemble([checkpoint], engine="onnxruntime")
+    options = PredictOptions(overlap=settings["overlap"], preview=False, areas=False)
+    totals = {name: [0, 0] for name in engines if name != "fp32"}
+    seam = {"near": [0, 0], "away": [0, 0]}
+    with tempfile.TemporaryDirectory() as scratch:
+        for number, image in enumerate(images):
+            maps = {}
+            for name, ensemble in engines.items():
+                result = predict_scene(image, ensemble, Path(scratch) / f"{name}_{number}", options)
+                with rasterio.open(result.paths["classes"]) as src:
+                    maps[name] = src.read(1)
+            valid = maps["fp32"] != 255
+            for name in totals:
+                totals[name][0] += int((maps[name] == maps["fp32"])[valid].sum())
+                totals[name][1] += int(valid.sum())
+            member = engines["fp32"].members[0]
+            loaded = read_image(image, bands=member.card.bands)
+            with torch.inference_mode():
+                batch = torch.from_numpy(member.card.input_normalization().apply(loaded.data))[None]
+                one_pass = member.network(batch)[0].float().argmax(0).numpy()
+            height, width = one_pass.shape
+            grid = scene_grid(height, width, engines["fp32"].source_tile(), settings["overlap"])
+            near = _near_tile_borders(grid, height, width)
+            disagree = maps["fp32"] != one_pass
+            for key, mask in (("near", near & valid), ("away", ~near & valid)):
+                seam[key][0] += int(disagree[mask].sum())
+                seam[key][1] += int(mask.sum())
+    return {"images": [Path(p).name for p in images], "pixels": totals.get("bf16", [0, 0])[1],
+            "agreement_with_fp32": {name: round(a / n, 5) for name, (a, n) in totals.items()},
+            "one_pass_disagreement_near_tile_borders": round(seam["near"][0] / max(seam["near"][1], 1), 5),
+            "one_pass_disagreement_away_from_borders": round(seam["away"][0] / max(seam["away"][1], 1), 5)}
+
+
+def _near_tile_borders(grid, height: int, width: int) -> np.ndarray:
+    """Pixels within a quarter stride of a border of some tile covering them."""
+    near = np.zeros((height, width), dtype=bool)
+    band = max(1, grid.stride // 4)
+    for edges, axis in ((grid.rows, 0), (grid.cols, 1)):
+        for origin in edges:
+            for edge in (origin, origin + grid.tile):
+                low, high = max(edge - band, 0), min(edge + band, height if axis == 0 else width)
+                if low < high:
+                    if axis == 0:
+                        near[low:high] = True
+                    else:
+                        near[:, low:high] = True
+    return near
+
+
+STAGES = {"peak": stage_peak, "raw": stage_raw, "predict": stage_predict, "naive": stage_naive,
+          "agreement": stage_agreement, "variants": stage_variants}
+
+
+# -- report ------------------------------------------------------------------------------------------
+def environment() -> dict:
+    import rasterio
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout)
+    except OSError:
+        commit, dirty = "", False
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
+               platform.processor())
+    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
+    return {"git_commit": commit, "git_dirty": dirty, "cpu": cpu, "cpu_count": os.cpu_count(),
+            "cpu_bf16": [f for f in flags if "bf16" in f or f.startswith("amx")],
+            "load_average_start": os.getloadavg(), "python": platform.python_version(),
+            "torch": importlib.metadata.version("torch"), "onnxruntime": _version("onnxruntime"),
+            "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def table(rows: list[dict], naive: dict | None) -> str:
+    lines = ["| scene | tiles (grid / run) | raw forward s | predict s | efficiency | raw spread | "
+             "model GFLOP/s | peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['size']}² | {r['tiles_in_grid']} / {r['tiles_predicted']} | {r['raw_s']:.0f} | "
+                     f"{r['predict_s']:.0f} | {r['efficiency']:.3f} | {r['raw']['spread']:.0%} | "
+                     f"{r['gflops_end_to_end']:.0f} | {r['peak_rss_mb']:.0f} |")
+    if naive:
+        lines.append(f"| {naive['size']}² naive | {naive['tiles']} / {naive['tiles_run']} | - | "
+                     f"{naive['wall_s']:.0f} | - | - | {naive['gflops']:.0f} | {naive['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="Smoke run on small scenes (not a measurement).")
+    parser.add_argument("--sizes", default=None, help="Comma-separated scene sizes (default 4096,8192,16384).")
+    parser.add_argument("--tile", type=int, default=None, help="Tile (default 512; small: 128).")
+    parser.add_argument("--overlap", type=float, default=0.5)
+    parser.add_argument("--batch-size", type=int, default=2, help="Tiles per forward pass (the engine's default).")
+    parser.add_argument("--engine", default="auto", help="Engine: auto, torch or onnxruntime.")
+    parser.add_argument("--precision", default="fp32", help="Engine precision: fp32 or bf16 (torch).")
+    parser.add_argument("--raw-tiles", type=int, default=None, help="Tiles timed per raw measurement (default 64).")
+    parser.add_argument("--compile", action="store_true", help="Also time torch.compile (slow to compile).")
+    parser.add_argument("--naive-tiles", type=int, default=None, help="Limit the naive loop to this many tiles.")
+    parser.add_argument("--agreement", type=Path, default=None,
+                        help="A trained checkpoint: also compare bf16 and ONNX Runtime with fp32 on real images.")
+    parser.add_argument("--agreement-images", default=str(REPO.parent / "shared" / "datasets" / "dubai" / "tile_4"
+                                                          / "images" / "*.jpg"))
+    parser.add_argument("--agreement-only", action="store_true", help="Only the agreement check.")
+    parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "landseg-bench-predict")
+    parser.add_argument("--results", type=Path, default=None, help="JSON output (default benchmarks/results/...).")
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.stage:
+        print(json.dumps(STAGES[args.stage](json.loads(args.settings))))
+        return 0
+    sizes = [int(s) for s in (args.sizes or ("512,1024" if args.small else "4096,8192,16384")).split(",")]
+    tile = args.tile or (128 if args.small else 512)
+    raw_tiles = args.raw_tiles or (8 if args.small else 64)
+    results = args.results or REPO / "benchmarks" / "results" / (
+        "predict_speed_small.json" if args.small else "predict_speed.json")
+    env = environment()
+
+    def agreement_check() -> dict | None:
+        if not args.agreement:
+            return None
+        import glob
+
+        result = run_stage("agreement", {"checkpoint": str(args.agreement), "overlap": args.overlap,
+                                         "images": glob.glob(args.agreement_images)})
+        print(f"agreement: {result}", file=sys.stderr)
+        return {**result, "checkpoint": str(args.agreement)}
+
+    if args.agreement_only:
+        print(json.dumps(agreement_check(), indent=2))
+        return 0
+    checkpoint = write_checkpoint(args.work / "unet_lite0.ckpt")
+    base = {"checkpoint": str(checkpoint), "tile": tile, "overlap": args.overlap, "batch_size": args.batch_size,
+            "precision": args.precision, "engine": args.engine, "raw_tiles": raw_tiles}
+    peak = run_stage("peak", base)
+    print(f"matmul peak: {peak}", file=sys.stderr)
+    variants = run_stage("variants", {**base, "work": str(args.work), "compile": args.compile})
+    print(f"variants: {variants}", file=sys.stderr)
+    rows, naive = [], None
+    for size in sizes:
+        scene = write_scene(args.work, size)
+        before = run_stage("raw", base)
+        run = run_stage("predict", {**base, "scene": str(scene), "out": str(args.work / f"out_{size}")})
+        after = run_stage("raw", base)
+        # Raw speed is measured just before and just after the scene, and averaged per tile, so that a
+        # change in the machine's load during the run shows up as spread instead of as efficiency.
+        seconds_per_tile = (1 / before["tiles_per_s"] + 1 / after["tiles_per_s"]) / 2
+        raw = {**before, "tiles_per_s": round(1 / seconds_per_tile, 3), "before": before["tiles_per_s"],
+               "after": after["tiles_per_s"],
+               "spread": round(abs(before["tiles_per_s"] - after["tiles_per_s"]) * seconds_per_tile, 3),
+               "load_average": os.getloadavg()}
+        raw_s = run["tiles_in_grid"] / raw["tiles_per_s"]
+        rows.append({"size": size, "tiles_in_grid": run["tiles_in_grid"], "tiles_predicted": run["tiles_predicted"],
+                     "raw_tiles_per_s": raw["tiles_per_s"], "raw_s": round(raw_s, 2), "predict_s": run["wall_s"],
+                     "efficiency": round(raw_s / run["wall_s"], 4),
+                     "efficiency_per_tile_run": round(run["tiles_predicted"] / raw["tiles_per_s"] / run["wall_s"], 4),
+                     "gflops_raw": round(raw["gflop_per_tile"] * raw["tiles_per_s"], 1),
+                     "gflops_end_to_end": round(raw["gflop_per_tile"] * run["tiles_in_grid"] / run["wall_s"], 1),
+                     "peak_rss_mb": run["peak_rss_mb"], "stages_s": run["stages_s"], "raw": raw})
+        print(f"{size}²: {rows[-1]}", file=sys.stderr)
+        if naive is None:
+            naive_run = run_stage("naive", {**base, "scene": str(scene), "out": str(args.work / f"naive_{size}"),
+                                            "naive_tiles": args.naive_tiles})
+            naive = {"size": size, **naive_run,
+                     "gflops": round(raw["gflop_per_tile"] * naive_run["tiles"] / naive_run["wall_s"], 1),
+                     "speedup_of_predict": round(naive_run["wall_s"] / run["wall_s"], 2)}
+            print(f"naive {size}²: {naive}", file=sys.stderr)
+    rss_growth = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
+    load_after_timing = os.getloadavg()
+    agreement = agreement_check()  # last: it times nothing
+    payload = {
+        "benchmark": "3. Whole-scene prediction speed and memory", "small": args.small,
+        "command": "python benchmarks/predict_speed.py" + (" --small" if args.small else ""),
+        "config": {"sizes": sizes, "tile": tile, "overlap": args.overlap, "batch_size": args.batch_size,
+                   "precision": args.precision, "engine": args.engine, "raw_tiles": raw_tiles, "model": MODEL,
+                   "naive_tiles": args.naive_tiles},
+        "environment": {**env, "load_average_end": load_after_timing}, "matmul_peak": peak, "variants": variants,
+        "scenes": rows,
+        "naive": naive, "rss_growth_largest_over_smallest": round(rss_growth, 3), "agreement": agreement,
+    }
+    results.parent.mkdir(parents=True, exist_ok=True)
+    temporary = results.with_name(f".{results.name}.partial")
+    temporary.write_text(json.dumps(payload, indent=2))
+    os.replace(temporary, results)
+    print(table(rows, naive))
+    print("\n| model run as | tiles/s | vs fp32 |\n|---|---:|---:|")
+    for name, value in variants.items():
+        ratio = value["tiles_per_s"] / variants["fp32"]["tiles_per_s"]
+        print(f"| {name} | {value['tiles_per_s']:.2f} | {ratio:.2f}x |")
+    engine = f"{rows[0]['raw']['engine']} {rows[0]['raw']['precision']}"
+    print(f"\nengine {engine}; peak RSS largest over smallest scene {rss_growth:.2f}x; predict is "
+          f"{naive['speedup_of_predict']:.2f}x faster than the naive loop on {naive['size']}²; matmul peak "
+          f"{peak['matmul_fp32_gflops']:.0f} GFLOP/s fp32, {peak['matmul_bf16_gflops']:.0f} bf16. CPU: {env['cpu']} "
+          f"({env['cpu_count']} cores), torch {env['torch']}, commit {env['git_commit'][:10]}"
+          f"{' (dirty)' if env['git_dirty'] else ''}, load {env['load_average_start'][0]:.1f}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

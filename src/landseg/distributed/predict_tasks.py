@@ -1,0 +1,334 @@
+"""The worker side of ``landseg predict --dask/--workers``: scenes and their column blocks as Dask tasks.
+
+Each scene goes through three kinds of task (submitted by ``distributed.predict``):
+
+1. ``plan_scene``: open the raster, check its bands against the models, lay out the tile grid and its
+   column blocks exactly as the single-process engine does (``predict/blocks.py``);
+2. ``predict_block``, one per column block: stream the block's blended probabilities
+   (``predict/streaming.py``) and write its class indices (and probability / confidence bands) to a
+   compressed ``block-NNNN.tif`` in the scene's hidden work folder ``{out}/.{stem}.blocks-{digest}``;
+3. ``assemble_scene``: copy the blocks into the engine's scratch rasters and finish them exactly as
+   ``predict_scene`` does (minimum mapping unit, COG, areas, preview, polygons, run record).
+
+Every class index comes from the same tiles, batches and blending as in one process, so the COG is
+the same. A block file is written under a temporary name and renamed when complete; a block whose file
+exists is done, so a task rerun after its worker died (Dask reschedules it) or a whole job rerun after
+a crash redoes only the missing blocks, and no block is ever half-written or assembled twice. Task keys
+are derived from the scene, the models and the options, so the same block never runs twice at once.
+The models are loaded once per worker by ``cluster.EnsemblePlugin``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import shutil
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+
+from landseg import __version__
+from landseg.classes import IGNORE_INDEX
+from landseg.distributed.cluster import EnsembleSource, worker_ensemble
+from landseg.errors import DataError
+from landseg.io.raster import open_raster
+from landseg.io.write import atomic_output
+from landseg.predict import streaming
+from landseg.predict.blocks import ColumnBlock, TileGrid, column_blocks, scene_grid
+from landseg.predict.cog import PROBABILITY_STEPS, copy_to_cog, encode_probabilities, open_scratch, scratch_path
+from landseg.predict.engine import PredictOptions, SceneResult, is_finished, output_paths
+from landseg.predict.outputs import (
+    class_areas_from_counts, count_classes, pixel_area_m2, write_area_csv, write_area_json, write_preview,
+)
+from landseg.predict.postprocess import remove_small_regions_raster
+from landseg.predict.tiling import blend_weights
+from landseg.predict.vectors import write_polygons
+
+PROGRESS_TOPIC = "landseg-predict-tiles"
+PROGRESS_INTERVAL_S = 0.5
+"""A block reports its tiles to the client at most this often."""
+COPY_ROWS = 1024
+"""Rows of a block copied at a time during assembly: memory stays bounded by the block's width."""
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    source: Path
+    stem: str
+    work: Path
+    """Hidden folder of the block files, removed once the scene is assembled."""
+    grid: TileGrid
+    blocks: tuple[ColumnBlock, ...]
+    digest: str
+
+    def block_path(self, index: int) -> Path:
+        return self.work / f"block-{index:04d}.tif"
+
+    def block_tiles(self, index: int) -> int:
+        return len(self.grid.rows) * len(self.blocks[index].tile_cols)
+
+    def block_key(self, index: int) -> str:
+        return f"landseg-block-{self.stem}-{self.digest}-{index}"
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    index: int
+    path: Path
+    tiles: int
+    seconds: float
+    reused: bool = False
+    """Found complete from an earlier attempt or run: nothing was predicted."""
+
+
+def work_digest(source: Path, out_dir: Path, source_models: EnsembleSource, options: PredictOptions) -> str:
+    """Identifies the work: the input file as it is now, where it goes, the models as they are now, and
+    every option. Task keys carry it, so equal keys always mean equal work."""
+    def fingerprint(path: str | Path) -> list:
+        stat = Path(path).stat()
+        return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+
+    recipe = {"source": fingerprint(source), "out": str(Path(out_dir).resolve()),
+              "models": [fingerprint(c) for c in source_models.checkpoints],
+              "loading": {**asdict(source_models), "checkpoints": None, "threads": None},
+              "options": asdict(options)}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _gdal_environment(options: PredictOptions) -> Iterator[None]:
+    """The engine's GDAL settings: a bounded block cache, and no warning for files without a grid."""
+    with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb, GDAL_NUM_THREADS="ALL_CPUS"):
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
+# -- tasks (run on workers) ------------------------------------------------------------------------
+def plan_scene(source: Path, work: Path, stem: str, digest: str, models: EnsembleSource,
+               options: PredictOptions) -> ScenePlan:
+    """The scene's grid and column blocks; refuses a raster without the models' bands before any block runs."""
+    ensemble = worker_ensemble(models)
+    with _gdal_environment(options), open_raster(source) as dataset:
+        ensemble.plan(dataset.count, dataset.descriptions, source, options.bands)
+        grid = scene_grid(dataset.height, dataset.width, ensemble.source_tile(options.tile), options.overlap)
+    return ScenePlan(source, stem, work, grid, tuple(column_blocks(grid, options.block_width)), digest)
+
+
+def block_band_count(num_classes: int, options: PredictOptions) -> int:
+    """Bands of a block file: class index, then the class probabilities, then the confidence, as asked."""
+    return 1 + (num_classes if options.probabilities else 0) + (1 if options.confidence else 0)
+
+
+def predict_block(plan: ScenePlan, index: int, models: EnsembleSource, options: PredictOptions) -> BlockResult:
+    """Predict column block ``index`` of the scene into its block file, unless that file is complete."""
+    path = plan.block_path(index)
+    if path.exists():
+        return BlockResult(index, path, plan.block_tiles(index), 0.0, reused=True)
+    started = time.perf_counter()
+    ensemble = worker_ensemble(models)
+    block, grid = plan.blocks[index], plan.grid
+    plan.work.mkdir(parents=True, exist_ok=True)
+    report = _TileReporter(plan.block_key(index))
+    with _gdal_environment(options), open_raster(plan.source) as dataset, atomic_output(path) as temporary:
+        bands = ensemble.plan(dataset.count, dataset.descriptions, plan.source, options.bands)
+        nodata = options.nodata if options.nodata is not None else dataset.nodata
+        count = block_band_count(ensemble.num_classes, options)
+        with open_block_file(temporary, grid.height, block.stop - block.start, count) as written:
+            chunks = stream_block(dataset, ensemble, bands, grid, block, blend_weights(grid.tile, options.blend),
+                                  options.batch_size, nodata, report)
+            try:
+                for chunk in chunks:
+                    window = Window(chunk.cols[0] - block.start, chunk.rows[0], chunk.cols[1] - chunk.cols[0],
+                                    chunk.rows[1] - chunk.rows[0])
+                    written.write(chunk_bands(chunk, options), window=window)
+            except RasterioError as exc:
+                raise DataError(f"cannot read pixels, file is truncated or corrupt ({str(exc)[:200]})",
+                                plan.source) from None
+    report.flush()
+    return BlockResult(index, path, plan.block_tiles(index), time.perf_counter() - started)
+
+
+def open_block_file(path: Path, height: int, width: int, count: int) -> rasterio.io.DatasetWriter:
+    """A block's uint8 bands as a compressed GeoTIFF of one-row strips: the block's chunks arrive top to
+    bottom in whole rows, so every strip is compressed and written exactly once."""
+    return rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count, dtype="uint8",
+                         tiled=False, blockysize=1, compress="deflate", zlevel=1, interleave="pixel",
+                         BIGTIFF="IF_SAFER")
+
+
+def stream_block(dataset, ensemble, bands, grid: TileGrid, block: ColumnBlock, weights: np.ndarray, batch_size: int,
+                 nodata: float | None, on_tiles: Callable[[int], None] | None) -> Iterator[streaming.Chunk]:
+    """``streaming.stream_probabilities`` for one column block only.
+
+    Stands in for a ``blocks=`` argument of ``stream_probabilities``: the per-block loop is the
+    engine's own, so the tiles, batches and blending of the block are exactly the single-process ones.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="landseg-forward") as forward:
+        yield from streaming._stream_block(dataset, ensemble, bands, grid, block, weights, batch_size, nodata,
+                                           on_tiles, forward)
+
+
+def chunk_bands(chunk: streaming.Chunk, options: PredictOptions) -> np.ndarray:
+    """``(bands, h, w)`` uint8 of a chunk, as the engine writes its class, probability and confidence rasters."""
+    index = chunk.probabilities.argmax(axis=0).astype(np.uint8)
+    if chunk.valid is not None:
+        index[~chunk.valid] = IGNORE_INDEX
+    layers = [index[None]]
+    if options.probabilities:
+        layers.append(encode_probabilities(chunk.probabilities, chunk.valid))
+    if options.confidence:
+        layers.append(encode_probabilities(chunk.probabilities.max(axis=0), chunk.valid)[None])
+    return np.concatenate(layers) if len(layers) > 1 else layers[0]
+
+
+class _TileReporter:
+    """Tells the client, through Dask's event log, how many tiles of a block are done; throttled."""
+
+    def __init__(self, block_key: str):
+        from distributed import get_worker
+
+        self.worker = get_worker()
+        self.block_key = block_key
+        self.pending = 0
+        self.sent_at = time.monotonic()
+
+    def __call__(self, tiles: int) -> None:
+        self.pending += tiles
+        if time.monotonic() - self.sent_at >= PROGRESS_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.worker.log_event(PROGRESS_TOPIC, {"block": self.block_key, "tiles": self.pending})
+        self.pending, self.sent_at = 0, time.monotonic()
+
+
+def assemble_scene(plan: ScenePlan, out_dir: Path, models: EnsembleSource, options: PredictOptions,
+                   blocks: Sequence[BlockResult]) -> SceneResult:
+    """The scene's outputs from its block files, finished as ``engine.predict_scene`` finishes them."""
+    paths = output_paths(out_dir, plan.stem, options)
+    if is_finished(paths) and not all(b.path.exists() for b in blocks):
+        # An earlier attempt finished the scene and died while deleting its block files.
+        shutil.rmtree(plan.work, ignore_errors=True)
+        record = json.loads(paths["record"].read_text(encoding="utf-8"))
+        return SceneResult(plan.source, paths, record["height"], record["width"], record["tiles_predicted"],
+                           record["seconds"], stages=record["stages"])
+    started = time.perf_counter()
+    ensemble = worker_ensemble(models)
+    schema = ensemble.schema
+    stages = {"predict": sum(b.seconds for b in blocks)}
+    with _gdal_environment(options), open_raster(plan.source) as dataset, ExitStack() as cleanup:
+        crs = dataset.crs
+        transform = dataset.transform if crs is not None or not dataset.transform.is_identity else None
+        tags = {"landseg_version": __version__, "models": ",".join(m.path.name for m in ensemble.members)}
+
+        def new_scratch(kind: str, count: int, **kwargs) -> rasterio.io.DatasetWriter:
+            path = scratch_path(paths[kind], "raw")
+            cleanup.callback(path.unlink, missing_ok=True)
+            created = open_scratch(path, dataset.height, dataset.width, count, crs, transform, tags=tags, **kwargs)
+            cleanup.callback(created.close)
+            return created
+
+        scratches = {"classes": new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())}
+        if options.probabilities:
+            scratches["probabilities"] = new_scratch("probabilities", schema.num_classes, descriptions=schema.names,
+                                                     scale=1 / PROBABILITY_STEPS)
+        if options.confidence:
+            scratches["confidence"] = new_scratch("confidence", 1, descriptions=["confidence"],
+                                                  scale=1 / PROBABILITY_STEPS)
+        mark = time.perf_counter()
+        _copy_blocks(plan, blocks, scratches, schema.num_classes)
+        stages["assemble"] = time.perf_counter() - mark
+        for written in scratches.values():
+            written.close()
+        final_classes = Path(scratches["classes"].name)
+        if options.min_area > 1:
+            mark = time.perf_counter()
+            other = new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())
+            other.close()
+            final_classes = remove_small_regions_raster(final_classes, Path(other.name), schema.num_classes,
+                                                        options.min_area)
+            stages["min_area"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        counts = count_classes(final_classes, schema.num_classes) if options.areas else None
+        copy_to_cog(final_classes, paths["classes"], "MODE")
+        for kind in ("probabilities", "confidence"):
+            if kind in scratches:
+                copy_to_cog(Path(scratches[kind].name), paths[kind], "AVERAGE")
+        stages["cog"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        if counts is not None:
+            rows = class_areas_from_counts(counts, schema, transform, crs)
+            write_area_csv(paths["areas"], rows)
+            write_area_json(paths["areas_json"], rows, {
+                "source": str(plan.source), "height": dataset.height, "width": dataset.width,
+                "crs": None if crs is None else crs.to_string(), "pixel_area_m2": pixel_area_m2(transform, crs),
+            })
+        if options.preview:
+            write_preview(paths["classes"], schema, paths["color"])
+        if options.polygons:
+            write_polygons(final_classes, paths["polygons"], schema, options.simplify)
+        stages["extras"] = time.perf_counter() - mark
+    tiles = sum(b.tiles for b in blocks)
+    seconds = stages["predict"] + time.perf_counter() - started
+    _write_record(paths, plan, ensemble, options, tiles, seconds, stages, blocks)
+    shutil.rmtree(plan.work, ignore_errors=True)
+    remove_stale_temporaries(out_dir, plan.stem)
+    return SceneResult(plan.source, paths, plan.grid.height, plan.grid.width, tiles, seconds, stages=stages)
+
+
+def _copy_blocks(plan: ScenePlan, blocks: Sequence[BlockResult], scratches: dict, num_classes: int) -> None:
+    if sorted(b.index for b in blocks) != list(range(len(plan.blocks))):
+        raise RuntimeError(f"{plan.stem}: expected blocks 0..{len(plan.blocks) - 1}, got {[b.index for b in blocks]}")
+    layout = {"classes": slice(0, 1)}
+    after = 1
+    if "probabilities" in scratches:
+        layout["probabilities"], after = slice(1, 1 + num_classes), 1 + num_classes
+    if "confidence" in scratches:
+        layout["confidence"] = slice(after, after + 1)
+    for result in blocks:
+        block = plan.blocks[result.index]
+        with rasterio.open(result.path) as source:
+            for top in range(0, source.height, COPY_ROWS):
+                height = min(COPY_ROWS, source.height - top)
+                data = source.read(window=Window(0, top, source.width, height))
+                target = Window(block.start, top, block.stop - block.start, height)
+                for kind, bands in layout.items():
+                    scratches[kind].write(data[bands], window=target)
+
+
+def remove_stale_temporaries(out_dir: Path, stem: str) -> None:
+    """Hidden partial files of a scene's attempts that a dying worker could not clean up."""
+    for stale in out_dir.glob(f".{glob.escape(stem)}_*.partial*"):
+        stale.unlink(missing_ok=True)
+
+
+def _write_record(paths, plan: ScenePlan, ensemble, options, tiles, seconds, stages, blocks) -> None:
+    """The engine's run record, plus how the scene was cut into tasks."""
+    record = {
+        "source": str(plan.source),
+        "height": plan.grid.height,
+        "width": plan.grid.width,
+        "models": [str(m.path) for m in ensemble.members],
+        "engines": [m.engine for m in ensemble.members],
+        "options": asdict(options),
+        "tiles_predicted": tiles,
+        "tiles_in_grid": plan.grid.tile_count,
+        "seconds": round(seconds, 3),
+        "stages": {k: round(v, 3) for k, v in stages.items()},
+        "outputs": {k: p.name for k, p in paths.items() if k != "record"},
+        "landseg_version": __version__,
+        "distributed": {"blocks": len(plan.blocks), "reused_blocks": sum(b.reused for b in blocks)},
+    }
+    with atomic_output(paths["record"]) as temporary:
+        temporary.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")

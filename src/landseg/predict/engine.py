@@ -1,0 +1,251 @@
+"""One scene, any size, to finished output files: the streaming prediction engine.
+
+``predict_scene`` streams blended probabilities (``streaming.py``) into scratch rasters, applies the
+minimum mapping unit, turns them into COGs, and adds the optional preview, areas and polygons. Every
+file appears under its final name only once complete; the run record ``{stem}_prediction.json`` is
+written last, so a scene whose record and outputs all exist is finished and is skipped on a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+from landseg import __version__
+from landseg.classes import IGNORE_INDEX
+from landseg.errors import ConfigError, DataError
+from landseg.io.raster import open_raster
+from landseg.io.write import atomic_output
+from landseg.predict.blocks import DEFAULT_BLOCK_WIDTH, column_blocks, scene_grid
+from landseg.predict.cog import (
+    PROBABILITY_STEPS,
+    copy_to_cog,
+    encode_probabilities,
+    open_scratch,
+    scratch_path,
+    write_window,
+)
+from landseg.predict.ensemble import Ensemble
+from landseg.predict.outputs import (
+    class_areas_from_counts,
+    count_classes,
+    pixel_area_m2,
+    write_area_csv,
+    write_area_json,
+    write_preview,
+)
+from landseg.predict.postprocess import remove_small_regions_raster
+from landseg.predict.streaming import Chunk, stream_probabilities
+from landseg.predict.tiling import BLEND_KINDS, BlendKind, blend_weights, tile_stride
+from landseg.predict.vectors import VECTOR_FORMATS, write_polygons
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    tile: int | None = None
+    """Network tile side in pixels; default the checkpoint's."""
+    overlap: float = 0.5
+    blend: BlendKind = "hann"
+    batch_size: int = 2
+    """Tiles per forward pass. On CPU larger batches add memory (about 190 MB per 512 px tile for the
+    default U-Net under ONNX Runtime) and no speed; GPUs want 8 or more."""
+    block_width: int = DEFAULT_BLOCK_WIDTH
+    bands: tuple[int, ...] | None = None
+    """1-based raster bands in the model's order, overriding the card's."""
+    nodata: float | None = None
+    """Input no-data value, overriding the file's."""
+    probabilities: bool = False
+    confidence: bool = False
+    preview: bool = True
+    areas: bool = True
+    polygons: str | None = None
+    """``gpkg`` or ``geojson``."""
+    simplify: float = 0.0
+    """Polygon simplification tolerance in pixels."""
+    min_area: int = 0
+    """Regions smaller than this many pixels take their surroundings' class; 0 keeps everything."""
+    gdal_cache_mb: int = 64
+    """GDAL's block cache: bounded so that memory stays flat in scene size."""
+
+    def check(self) -> None:
+        """Refuse bad options before any scene is read."""
+        tile_stride(self.tile or 1, self.overlap)
+        if self.blend not in BLEND_KINDS:
+            raise ConfigError(f"unknown blend {self.blend!r}; choose one of {', '.join(BLEND_KINDS)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be positive, got {self.batch_size}")
+        if self.polygons is not None and self.polygons not in VECTOR_FORMATS:
+            raise ConfigError(f"unknown polygon format {self.polygons!r}; choose one of {', '.join(VECTOR_FORMATS)}")
+        if self.min_area < 0 or self.simplify < 0:
+            raise ConfigError("--min-area and --simplify must not be negative")
+
+
+def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str, Path]:
+    """Every file a scene's prediction leaves, by kind; ``record`` is written last."""
+    paths = {"classes": out_dir / f"{stem}_classes.tif"}
+    if options.probabilities:
+        paths["probabilities"] = out_dir / f"{stem}_probabilities.tif"
+    if options.confidence:
+        paths["confidence"] = out_dir / f"{stem}_confidence.tif"
+    if options.preview:
+        paths["color"] = out_dir / f"{stem}_color.png"
+    if options.areas:
+        paths["areas"] = out_dir / f"{stem}_areas.csv"
+        paths["areas_json"] = out_dir / f"{stem}_areas.json"
+    if options.polygons:
+        paths["polygons"] = out_dir / f"{stem}_polygons{VECTOR_FORMATS[options.polygons]}"
+    paths["record"] = out_dir / f"{stem}_prediction.json"
+    return paths
+
+
+def is_finished(paths: dict[str, Path]) -> bool:
+    return all(path.exists() for path in paths.values())
+
+
+@dataclass
+class SceneResult:
+    source: Path
+    paths: dict[str, Path]
+    height: int
+    width: int
+    tiles: int
+    seconds: float
+    skipped: bool = False
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _gdal_environment(options: PredictOptions) -> Iterator[None]:
+    """GDAL's block cache bounded; decompression on all cores; no warning for plain photos' missing grid."""
+    with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb, GDAL_NUM_THREADS="ALL_CPUS"):
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
+def predict_scene(
+    source: str | Path,
+    ensemble: Ensemble,
+    out_dir: str | Path,
+    options: PredictOptions = PredictOptions(),
+    stem: str | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_tiles: Callable[[int], None] | None = None,
+) -> SceneResult:
+    """Predict ``source`` into ``out_dir``; ``on_start(tiles)`` and ``on_tiles(n)`` report progress."""
+    options.check()
+    source, out_dir = Path(source), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(out_dir, stem or source.stem, options)
+    started = time.perf_counter()
+    stages: dict[str, float] = {}
+    schema = ensemble.schema
+    with _gdal_environment(options), open_raster(source) as dataset, ExitStack() as cleanup:
+        plan = ensemble.plan(dataset.count, dataset.descriptions, source, options.bands)
+        tile = ensemble.source_tile(options.tile)
+        grid = scene_grid(dataset.height, dataset.width, tile, options.overlap)
+        tiles = sum(len(grid.rows) * len(block.tile_cols) for block in column_blocks(grid, options.block_width))
+        crs = dataset.crs
+        transform = dataset.transform if crs is not None or not dataset.transform.is_identity else None
+        tags = {"landseg_version": __version__, "models": ",".join(m.path.name for m in ensemble.members)}
+
+        def new_scratch(kind: str, count: int, **kwargs) -> rasterio.io.DatasetWriter:
+            path = scratch_path(paths[kind], "raw")
+            cleanup.callback(path.unlink, missing_ok=True)
+            created = open_scratch(path, dataset.height, dataset.width, count, crs, transform, tags=tags, **kwargs)
+            cleanup.callback(created.close)
+            return created
+
+        scratches = {"classes": new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())}
+        if options.probabilities:
+            scratches["probabilities"] = new_scratch("probabilities", schema.num_classes, descriptions=schema.names,
+                                                     scale=1 / PROBABILITY_STEPS)
+        if options.confidence:
+            scratches["confidence"] = new_scratch("confidence", 1, descriptions=["confidence"],
+                                                  scale=1 / PROBABILITY_STEPS)
+        if on_start is not None:
+            on_start(tiles)
+        nodata = options.nodata if options.nodata is not None else dataset.nodata
+        chunks = stream_probabilities(dataset, ensemble, plan, grid, blend_weights(tile, options.blend),
+                                      options.batch_size, options.block_width, nodata, on_tiles)
+        try:
+            _write_chunks(chunks, scratches)
+        except RasterioError as exc:
+            raise DataError(f"cannot read pixels, file is truncated or corrupt ({str(exc)[:200]})", source) from None
+        stages["predict"] = time.perf_counter() - started
+        for written in scratches.values():
+            written.close()
+        final_classes = Path(scratches["classes"].name)
+        if options.min_area > 1:
+            mark = time.perf_counter()
+            other = new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())
+            other.close()
+            final_classes = remove_small_regions_raster(final_classes, Path(other.name), schema.num_classes,
+                                                        options.min_area)
+            stages["min_area"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        counts = count_classes(final_classes, schema.num_classes) if options.areas else None
+        copy_to_cog(final_classes, paths["classes"], "MODE")
+        for kind in ("probabilities", "confidence"):
+            if kind in scratches:
+                copy_to_cog(Path(scratches[kind].name), paths[kind], "AVERAGE")
+        stages["cog"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        if counts is not None:
+            rows = class_areas_from_counts(counts, schema, transform, crs)
+            write_area_csv(paths["areas"], rows)
+            write_area_json(paths["areas_json"], rows, {
+                "source": str(source), "height": dataset.height, "width": dataset.width,
+                "crs": None if crs is None else crs.to_string(), "pixel_area_m2": pixel_area_m2(transform, crs),
+            })
+        if options.preview:
+            write_preview(paths["classes"], schema, paths["color"])
+        if options.polygons:
+            write_polygons(final_classes, paths["polygons"], schema, options.simplify)
+        stages["extras"] = time.perf_counter() - mark
+        shape = (dataset.height, dataset.width)
+    seconds = time.perf_counter() - started
+    _write_record(paths, source, ensemble, options, shape, tiles, grid.tile_count, seconds, stages)
+    return SceneResult(source, paths, shape[0], shape[1], tiles, seconds, stages=stages)
+
+
+def _write_chunks(chunks: Iterable[Chunk], scratches: dict[str, rasterio.io.DatasetWriter]) -> None:
+    """Class indices (no-data 255) and the optional probability bands of each finished chunk."""
+    for chunk in chunks:
+        index = chunk.probabilities.argmax(axis=0).astype(np.uint8)
+        if chunk.valid is not None:
+            index[~chunk.valid] = IGNORE_INDEX
+        write_window(scratches["classes"], index, chunk.rows, chunk.cols)
+        if "probabilities" in scratches:
+            encoded = encode_probabilities(chunk.probabilities, chunk.valid)
+            write_window(scratches["probabilities"], encoded, chunk.rows, chunk.cols)
+        if "confidence" in scratches:
+            best = encode_probabilities(chunk.probabilities.max(axis=0), chunk.valid)
+            write_window(scratches["confidence"], best, chunk.rows, chunk.cols)
+
+
+def _write_record(paths, source, ensemble, options, shape, tiles, grid_tiles, seconds, stages) -> None:
+    record = {
+        "source": str(source),
+        "height": shape[0],
+        "width": shape[1],
+        "models": [str(m.path) for m in ensemble.members],
+        "engines": [m.engine for m in ensemble.members],
+        "options": {k: v for k, v in asdict(options).items()},
+        "tiles_predicted": tiles,
+        "tiles_in_grid": grid_tiles,
+        "seconds": round(seconds, 3),
+        "stages": {k: round(v, 3) for k, v in stages.items()},
+        "outputs": {k: p.name for k, p in paths.items() if k != "record"},
+        "landseg_version": __version__,
+    }
+    with atomic_output(paths["record"]) as temporary:
+        temporary.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")

@@ -1,0 +1,267 @@
+"""One or more trained models applied to raw tiles: bands, normalization, scale, TTA, averaging.
+
+Each member brings its own model card, so members may differ in architecture, band order,
+normalization and input scale, as long as they predict the same classes. The ensemble's answer is the
+mean of the members' softmax probabilities (each already averaged over its test-time augmentations).
+
+How the networks run is chosen here. ``engine="auto"`` (the default) runs checkpoints with ONNX Runtime
+on CPU when it is installed: on the benchmark machine it was 3-4x faster than PyTorch for the default
+U-Net with identical class maps (BENCHMARKS.md, section 3), and falls back to PyTorch otherwise, or for a
+network the exporter cannot handle. ``TorchNetwork`` uses channels-last memory (oneDNN's preferred
+convolution layout); bfloat16 autocast is opt-in (``precision="bf16"``): faster on CPUs with native bf16,
+but it changed 0.6 % of the pixels of a Dubai model, more than the 0.5 % this project accepts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from landseg.checkpoint import CARD_KEY, ModelCard, load_checkpoint, read_checkpoint
+from landseg.classes import ClassSchema
+from landseg.errors import CheckpointError, ConfigError
+from landseg.normalization import Normalization
+from landseg.predict.bands import match_bands
+from landseg.predict.tta import TTAMode, softmax_probabilities, tta_transforms
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+Engine = Literal["auto", "torch", "onnxruntime"]
+ENGINES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def onnxruntime_available() -> bool:
+    """ONNX Runtime and the exporter's packages are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx", "onnxscript"))
+
+
+def resolve_engine(engine: str, device: str | torch.device, precision: str = "fp32") -> str:
+    """``auto`` is ONNX Runtime for fp32 on CPU where it is installed, PyTorch otherwise."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine != "auto":
+        return engine
+    on_cpu = torch.device(device).type == "cpu"
+    return "onnxruntime" if on_cpu and precision == "fp32" and onnxruntime_available() else "torch"
+
+
+class TorchNetwork:
+    """A torch segmentation network set up for inference: ``(B, C, h, w)`` float32 to logits."""
+
+    fixed_side: int | None = None
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        precision: Precision = "fp32",
+        channels_last: bool = True,
+        compile: bool = False,
+    ):
+        self.device = torch.device(device)
+        self.precision = check_precision(precision)
+        self.channels_last = channels_last
+        network = network.to(self.device).eval()
+        if channels_last:
+            network = network.to(memory_format=torch.channels_last)
+        self.network = torch.compile(network) if compile else network
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.network(batch)
+
+
+@dataclass
+class Member:
+    card: ModelCard
+    network: Callable[[torch.Tensor], torch.Tensor]
+    """Maps a normalized ``(B, C, h, w)`` float32 batch on ``device`` to ``(B, K, h', w')`` logits."""
+    path: Path
+    device: torch.device = torch.device("cpu")
+    engine: str = "torch"
+
+    @property
+    def fixed_side(self) -> int | None:
+        """Tile side the network was exported for, when it takes no other (ONNX models)."""
+        return getattr(self.network, "fixed_side", None)
+
+
+@dataclass(frozen=True)
+class BandPlan:
+    """The raster bands read once per tile, and where each member finds its own bands among them."""
+
+    read: list[int]
+    positions: list[list[int]]
+
+
+class Ensemble:
+    def __init__(self, members: Sequence[Member], tta: TTAMode | None = None):
+        if not members:
+            raise ConfigError("no model given: pass at least one --checkpoint")
+        self.members = list(members)
+        self.schema: ClassSchema = self.members[0].card.class_schema()
+        for member in self.members[1:]:
+            if member.card.class_schema().names != self.schema.names:
+                raise CheckpointError(
+                    f"predicts classes {member.card.class_schema().names}, but {self.members[0].path.name} predicts "
+                    f"{self.schema.names}: ensemble members must share their classes",
+                    member.path,
+                )
+        for member in self.members:
+            if member.card.input_scale <= 0:
+                raise CheckpointError(
+                    f"model card has input_scale {member.card.input_scale}; it must be positive", member.path
+                )
+        self.transforms = tta_transforms(tta)
+
+    @property
+    def num_classes(self) -> int:
+        return self.schema.num_classes
+
+    def source_tile(self, tile: int | None = None) -> int:
+        """Tile side in input pixels: ``tile`` (default the first card's) at the first member's scale."""
+        first = self.members[0]
+        network_side = first.fixed_side or tile or first.card.tile_size
+        if tile is not None and first.fixed_side is not None and tile != first.fixed_side:
+            raise ConfigError(
+                f"{first.path.name} was exported for {first.fixed_side} px tiles; leave --tile out or export it "
+                f"again with --tile {tile}"
+            )
+        side = max(1, round(network_side / first.card.input_scale))
+        for member in self.members[1:]:
+            if member.fixed_side is not None and round(side * member.card.input_scale) != member.fixed_side:
+                raise ConfigError(
+                    f"{member.path.name} was exported for {member.fixed_side} px tiles but the ensemble cuts "
+                    f"{side} px tiles; export the members with matching --tile"
+                )
+        return side
+
+    def plan(
+        self,
+        band_count: int,
+        descriptions: Sequence[str | None],
+        source: str | Path,
+        bands: Sequence[int] | None = None,
+    ) -> BandPlan:
+        per_member = [
+            match_bands(m.card, band_count, descriptions, source, m.path.name, override=bands) for m in self.members
+        ]
+        read = list(dict.fromkeys(b for member_bands in per_member for b in member_bands))
+        return BandPlan(read, [[read.index(b) for b in member_bands] for member_bands in per_member])
+
+    def predict(self, raw_tiles: np.ndarray, plan: BandPlan) -> np.ndarray:
+        """``(B, len(plan.read), t, t)`` raw pixels to ``(B, K, t, t)`` float32 mean probabilities."""
+        side = raw_tiles.shape[-1]
+        total = None
+        with torch.inference_mode():
+            for member, positions in zip(self.members, plan.positions):
+                probabilities = self._member_probabilities(member, raw_tiles[:, positions], side)
+                total = probabilities if total is None else total.add_(probabilities)
+            if len(self.members) > 1:
+                total.div_(len(self.members))
+        return total.cpu().numpy()
+
+    def _member_probabilities(self, member: Member, raw: np.ndarray, side: int) -> torch.Tensor:
+        batch = normalize_batch(raw, member.card.input_normalization()).to(member.device)
+        network_side = member.fixed_side or max(1, round(side * member.card.input_scale))
+        if network_side != side:
+            batch = F.interpolate(batch, size=(network_side, network_side), mode="bilinear", align_corners=False,
+                                  antialias=network_side < side)
+        if len(self.transforms) == 1:
+            probabilities = _softmax(member.network(batch), self.num_classes, batch.shape[-2:])
+        else:
+            probabilities = softmax_probabilities(member.network, batch, self.num_classes, self.transforms)
+        if network_side != side:
+            probabilities = F.interpolate(probabilities, size=(side, side), mode="bilinear", align_corners=False)
+        return probabilities.float()
+
+
+def normalize_batch(raw: np.ndarray, normalization: Normalization) -> torch.Tensor:
+    """``Normalization.apply`` on a whole ``(B, C, h, w)`` batch at once, in place in one float32 copy."""
+    batch = torch.from_numpy(np.ascontiguousarray(raw)).to(torch.float32)
+    shape = (1, -1, 1, 1)
+    batch.sub_(torch.tensor(normalization.mean, dtype=torch.float32).view(shape))
+    batch.div_(torch.tensor(normalization.std, dtype=torch.float32).view(shape))
+    if not np.issubdtype(raw.dtype, np.integer):  # no-data as NaN or inf becomes the normalized mean
+        batch.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    return batch
+
+
+def _softmax(logits: torch.Tensor, num_classes: int, size: torch.Size) -> torch.Tensor:
+    """``tta.softmax_probabilities`` for the identity alone, without its averaging copy."""
+    if logits.ndim != 4 or logits.shape[1] != num_classes:
+        raise CheckpointError(
+            f"network returned shape {tuple(logits.shape)}; expected (batch, {num_classes} classes, H, W)"
+        )
+    logits = logits.float()
+    if logits.shape[-2:] != size:
+        logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+    return torch.softmax(logits, dim=1)
+
+
+def load_ensemble(
+    checkpoints: Sequence[str | Path],
+    engine: Engine = "auto",
+    tta: TTAMode | None = None,
+    device: str | torch.device = "cpu",
+    precision: Precision = "fp32",
+    channels_last: bool = True,
+    compile: bool = False,
+    threads: int | None = None,
+    tile: int | None = None,
+) -> Ensemble:
+    """Members from landseg checkpoints (``.ckpt``) or exported models (``.onnx``, always ONNX Runtime).
+
+    Checkpoints run by ONNX Runtime are exported for the network tile of ``tile`` (default: the first
+    card's tile size) at their own input scale, once, and cached (``onnx.cached_export``).
+    """
+    check_precision(precision)
+    chosen = resolve_engine(engine, device, precision)
+    members: list[Member] = []
+    source_side = None
+    for checkpoint in checkpoints:
+        path = Path(checkpoint)
+        if path.suffix.lower() == ".onnx":
+            from landseg.predict.onnx import load_onnx_member
+
+            members.append(load_onnx_member(path, threads=threads))
+            continue
+        loaded = None
+        card = read_card(path) if chosen == "onnxruntime" else (loaded := load_checkpoint(path)).card
+        if source_side is None:
+            source_side = max(1, round((tile or card.tile_size) / card.input_scale)) if card.input_scale > 0 else 1
+        if chosen == "onnxruntime":
+            from landseg.predict.onnx import onnx_member_from_checkpoint
+
+            side = max(1, round(source_side * card.input_scale))
+            member = onnx_member_from_checkpoint(path, card, side, threads=threads, fall_back=engine == "auto")
+            if member is not None:
+                members.append(member)
+                continue
+        loaded = loaded or load_checkpoint(path)
+        network = TorchNetwork(loaded.network, device, precision, channels_last, compile)
+        members.append(Member(loaded.card, network, path, network.device))
+    return Ensemble(members, tta)
+
+
+def read_card(path: Path) -> ModelCard:
+    """The model card of a landseg checkpoint, without building its network."""
+    raw = read_checkpoint(path)
+    card_data = raw.get("hyper_parameters", {}).get(CARD_KEY) if isinstance(raw, dict) else None
+    if card_data is None:
+        raise CheckpointError("not a landseg checkpoint (it carries no model card)", path)
+    return ModelCard.from_dict(card_data)

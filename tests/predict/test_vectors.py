@@ -1,0 +1,106 @@
+"""Polygons traced strip by strip equal those traced from the whole raster at once: no seams."""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio import features
+
+from landseg.classes import IGNORE_INDEX, get_schema
+from landseg.errors import ConfigError
+
+shapely = pytest.importorskip("shapely")
+from landseg.predict.vectors import strip_polygons, write_polygons  # noqa: E402
+
+SCHEMA = get_schema("synthetic")
+GRID = Affine(10.0, 0.0, 600_000.0, 0.0, -10.0, 5_200_000.0)
+
+
+def class_map(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, 3, size=(8, 9)).repeat(7, 0).repeat(6, 1).astype(np.uint8)  # 56 x 54
+    index[rng.random(index.shape) < 0.03] = 4
+    index[10:40, 20] = 3  # a thin line through several strips
+    index[:, 45:48] = 1  # a band from top to bottom
+    rr, cc = np.mgrid[:56, :54]
+    index[(rr - 30) ** 2 + (cc - 12) ** 2 < 40] = 2
+    index[(rr - 30) ** 2 + (cc - 12) ** 2 < 9] = 0  # a disc with a hole
+    index[50:, :5] = IGNORE_INDEX
+    return index
+
+
+def whole_raster_polygons(index: np.ndarray) -> list[tuple[int, object]]:
+    return [(int(v), shapely.geometry.shape(g)) for g, v in features.shapes(index, mask=index != IGNORE_INDEX)]
+
+
+def canonical(polygons) -> list[tuple[int, bytes]]:
+    """Order-free comparison: each polygon without redundant vertices, normalized, as WKB."""
+    return sorted((value, shapely.normalize(p.simplify(0)).wkb) for value, p in polygons)
+
+
+@pytest.mark.parametrize("strip", [1, 5, 13, 100])
+def test_strips_merge_into_exactly_the_whole_raster_polygons(strip):
+    index = class_map()
+    pieces = list(strip_polygons(lambda top, bottom: index[top:bottom], index.shape[0], strip))
+    expected = whole_raster_polygons(index)
+    assert len(pieces) == len(expected)
+    assert canonical(pieces) == canonical(expected)
+    # Areas add up to the labelled pixels of each class.
+    for value in range(5):
+        area = sum(p.area for v, p in pieces if v == value)
+        assert area == (index == value).sum()
+
+
+def test_written_geojson_is_georeferenced_and_complete(tmp_path):
+    index = class_map(seed=1)
+    raster = tmp_path / "classes.tif"
+    profile = dict(driver="GTiff", width=54, height=56, count=1, dtype="uint8", nodata=IGNORE_INDEX,
+                   crs="EPSG:32632", transform=GRID)
+    with rasterio.open(raster, "w", **profile) as dst:
+        dst.write(index, 1)
+    path = write_polygons(raster, tmp_path / "polygons.geojson", SCHEMA, strip=8)
+    collection = json.loads(path.read_text())
+    assert collection["crs"]["properties"]["name"].endswith("EPSG::32632")
+    features_ = collection["features"]
+    assert len(features_) == len(whole_raster_polygons(index))
+    pixels = {}
+    for feature in features_:
+        props = feature["properties"]
+        assert props["class_name"] == SCHEMA.names[props["class_index"]]
+        geometry = shapely.geometry.shape(feature["geometry"])
+        assert geometry.area == pytest.approx(props["pixels"] * 100.0)
+        assert props["area_m2"] == pytest.approx(props["pixels"] * 100.0)
+        minx, miny, maxx, maxy = geometry.bounds
+        assert 600_000 <= minx and maxx <= 600_000 + 540 and 5_200_000 - 560 <= miny and maxy <= 5_200_000
+        pixels[props["class_index"]] = pixels.get(props["class_index"], 0) + props["pixels"]
+    assert pixels == {v: int((index == v).sum()) for v in range(5) if (index == v).any()}
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_geopackage_round_trip_and_simplification(tmp_path):
+    pyogrio = pytest.importorskip("pyogrio")
+    index = class_map(seed=2)
+    raster = tmp_path / "classes.tif"
+    with rasterio.open(raster, "w", driver="GTiff", width=54, height=56, count=1, dtype="uint8",
+                       nodata=IGNORE_INDEX, crs="EPSG:32632", transform=GRID) as dst:
+        dst.write(index, 1)
+    exact = write_polygons(raster, tmp_path / "exact.gpkg", SCHEMA, strip=9, batch=7)
+    simple = write_polygons(raster, tmp_path / "simple.gpkg", SCHEMA, simplify=2.0, strip=9)
+    info = pyogrio.read_info(exact)
+    assert info["features"] == len(whole_raster_polygons(index))
+    assert info["crs"] == "EPSG:32632" and info["geometry_type"] == "Polygon"
+    meta, _, geometries, fields = pyogrio.raw.read(exact)
+    names = list(meta["fields"])
+    assert names[:3] == ["class_index", "class_name", "pixels"]
+    areas = shapely.area(shapely.from_wkb(geometries))
+    np.testing.assert_allclose(areas, fields[names.index("pixels")] * 100.0)
+    _, _, simple_geometries, _ = pyogrio.raw.read(simple)
+    vertices = lambda g: shapely.get_num_coordinates(shapely.from_wkb(g)).sum()  # noqa: E731
+    assert vertices(simple_geometries) < vertices(geometries)
+
+
+def test_unknown_format_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="gpkg"):
+        write_polygons(tmp_path / "x.tif", tmp_path / "polygons.shp", SCHEMA)
