@@ -173,13 +173,18 @@ def train_and_score(config, run_dir: Path, minutes: float | None, **evaluate_opt
     confusion matrix; ``evaluate_options`` such as ``overlap`` go to it). Wall times: training (the
     budget) with reading the data, and evaluation apart."""
     import time
+    import warnings
 
     from landseg.checkpoint import read_checkpoint
     from landseg.evaluate import evaluate
     from landseg.train.run import train
 
+    config = config.model_copy(deep=True)
+    config.train.max_minutes = minutes  # as train() would set it: the recorded config shows the budget
     started = time.perf_counter()
-    result = train(without_validation(config), run_dir / "train", max_minutes=minutes, progress=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*validation_step.*but have no .val_dataloader.*")
+        result = train(without_validation(config), run_dir / "train", progress=False)
     train_wall = time.perf_counter() - started
     steps = int(read_checkpoint(result.last_checkpoint).get("global_step", 0))
     started = time.perf_counter()

@@ -15,6 +15,8 @@ benchmark 3) are written once into a work folder. Then, in one run:
   extras) from the run records.
 
 Speed-up = wall(1 worker) / wall(2 workers), each 1 thread; per-worker efficiency = speed-up / 2.
+"Cores the workers got" is the workers' CPU time during the job over its wall time: on a shared
+machine it shows how much of the 2 cores the job actually had.
 The projection for a real cluster uses the measured worker-seconds per tile and the per-scene tail.
 
     nice -n 19 python benchmarks/distributed_predict.py            # 8 scenes of 2048 px, about 10 min on 2 cores
@@ -69,6 +71,14 @@ def raw_tile_seconds(models, tile: int, batch: int, tiles: int) -> float:
     return (time.perf_counter() - started) / done
 
 
+def cpu_seconds() -> float:
+    """This worker process's CPU time, all threads (run with ``Client.run``)."""
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
 def class_maps(out: Path, scenes: list[Path]) -> list[np.ndarray]:
     import rasterio
 
@@ -91,10 +101,13 @@ def run_dask(scenes, checkpoint, out, options, engine, workers, threads, referen
         started = time.perf_counter()
         register_ensemble(client, models)  # the job finds the models loaded, as on a warm cluster
         load_s = time.perf_counter() - started
+        cpu_before = client.run(cpu_seconds)
         started = time.perf_counter()
         summary = run_predict_distributed(scenes, [checkpoint], out, client, options, engine=engine, threads=threads,
                                           overwrite=True)
         job_s = time.perf_counter() - started
+        cpu_after = client.run(cpu_seconds)
+        worker_cpu_s = sum(cpu_after[w] - cpu_before[w] for w in cpu_after if w in cpu_before)
         raw = None
         if raw_tiles:
             raw = client.submit(raw_tile_seconds, models, options.tile, options.batch_size, raw_tiles,
@@ -106,7 +119,8 @@ def run_dask(scenes, checkpoint, out, options, engine, workers, threads, referen
     maps = class_maps(out, scenes)
     differing = sum(int((a != b).sum()) for a, b in zip(maps, reference))
     return {"workers": workers, "threads": threads, "cluster_start_s": round(cluster_s, 2),
-            "model_load_s": round(load_s, 2), "job_s": round(job_s, 2),
+            "model_load_s": round(load_s, 2), "job_s": round(job_s, 2), "worker_cpu_s": round(worker_cpu_s, 1),
+            "cores_used": round(worker_cpu_s / job_s, 2), "load_average": os.getloadavg(),
             "tiles": tiles, "block_worker_s": round(worker_s, 2), "tail_worker_s": round(tail_s, 2),
             "engines": sorted({e for r in records for e in r["engines"]}),
             "raw_s_per_tile": None if raw is None else round(raw, 4),
@@ -182,17 +196,18 @@ def main(argv: list[str] | None = None) -> int:
         "tail_worker_s_per_mpx": round(tail_s_per_mpx, 3), "projection": projection,
     }
     write_json(results, payload)
-    rows = [["single process (model load included)", "-", "-", "-", f"{single_s:.1f}", "-", "-"]]
+    rows = [["single process (model load included)", "-", "-", "-", f"{single_s:.1f}", "-", "-", "-"]]
     for shape, rs in runs.items():
         workers, threads = shape.split("x")
         rows.append([f"dask {workers} worker{'s' if workers != '1' else ''} x {threads} thread{'s' if threads != '1' else ''}",
                      f"{statistics.median(r['cluster_start_s'] for r in rs):.1f}",
                      f"{statistics.median(r['model_load_s'] for r in rs):.1f}",
                      " / ".join(f"{r['job_s']:.1f}" for r in rs), f"{best[shape]:.1f}",
-                     f"{best['1x1'] / best[shape]:.2f}", str(max(r["pixels_differing_from_single"] for r in rs))])
+                     f"{best['1x1'] / best[shape]:.2f}", " / ".join(f"{r['cores_used']:.2f}" for r in rs),
+                     str(max(r["pixels_differing_from_single"] for r in rs))])
     print(markdown_table(["run", "cluster start s", "model load s", "job s (each run)", "best job s",
-                          "speed-up over 1x1", "class pixels differing from single"], rows,
-                         [False, True, True, True, True, True, True]))
+                          "speed-up over 1x1", "cores the workers got (each run)", "class pixels differing from single"],
+                         rows, [False, True, True, True, True, True, True, True]))
     print(f"\nper-worker efficiency (2 workers): {speedup / 2:.2f}; {worker_s_per_tile:.3f} worker-s per tile "
           f"(network alone {raw_s_per_tile:.3f} s); tail {tail_s_per_mpx:.3f} worker-s per Mpx")
     print(f"projection: {json.dumps(projection)}")

@@ -415,6 +415,24 @@ def main(argv: list[str] | None = None) -> int:
     variants = run_stage("variants", {**base, "work": str(args.work), "compile": args.compile})
     print(f"variants: {variants}", file=sys.stderr)
     rows, naive = [], None
+
+    def save(complete: bool, agreement: dict | None = None) -> None:
+        """The results so far, rewritten after every scene so an interrupted run keeps its numbers."""
+        payload = {
+            "benchmark": "3. Whole-scene prediction speed and memory", "small": args.small, "complete": complete,
+            "command": "python benchmarks/predict_speed.py" + (" --small" if args.small else ""),
+            "config": {"sizes": sizes, "tile": tile, "overlap": args.overlap, "batch_size": args.batch_size,
+                       "precision": args.precision, "engine": args.engine, "raw_tiles": raw_tiles, "model": MODEL,
+                       "naive_tiles": args.naive_tiles},
+            "environment": {**env, "load_average_end": os.getloadavg()}, "matmul_peak": peak, "variants": variants,
+            "scenes": rows, "naive": naive, "agreement": agreement,
+            "rss_growth_largest_over_smallest": round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3),
+        }
+        results.parent.mkdir(parents=True, exist_ok=True)
+        temporary = results.with_name(f".{results.name}.partial")
+        temporary.write_text(json.dumps(payload, indent=2))
+        os.replace(temporary, results)
+
     for size in sizes:
         scene = write_scene(args.work, size)
         before = run_stage("raw", base)
@@ -443,23 +461,9 @@ def main(argv: list[str] | None = None) -> int:
                      "gflops": round(raw["gflop_per_tile"] * naive_run["tiles"] / naive_run["wall_s"], 1),
                      "speedup_of_predict": round(naive_run["wall_s"] / run["wall_s"], 2)}
             print(f"naive {size}²: {naive}", file=sys.stderr)
+        save(complete=False)
     rss_growth = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
-    load_after_timing = os.getloadavg()
-    agreement = agreement_check()  # last: it times nothing
-    payload = {
-        "benchmark": "3. Whole-scene prediction speed and memory", "small": args.small,
-        "command": "python benchmarks/predict_speed.py" + (" --small" if args.small else ""),
-        "config": {"sizes": sizes, "tile": tile, "overlap": args.overlap, "batch_size": args.batch_size,
-                   "precision": args.precision, "engine": args.engine, "raw_tiles": raw_tiles, "model": MODEL,
-                   "naive_tiles": args.naive_tiles},
-        "environment": {**env, "load_average_end": load_after_timing}, "matmul_peak": peak, "variants": variants,
-        "scenes": rows,
-        "naive": naive, "rss_growth_largest_over_smallest": round(rss_growth, 3), "agreement": agreement,
-    }
-    results.parent.mkdir(parents=True, exist_ok=True)
-    temporary = results.with_name(f".{results.name}.partial")
-    temporary.write_text(json.dumps(payload, indent=2))
-    os.replace(temporary, results)
+    save(complete=True, agreement=agreement_check())  # the agreement check comes last: it times nothing
     print(table(rows, naive))
     print("\n| model run as | tiles/s | vs fp32 |\n|---|---:|---:|")
     for name, value in variants.items():

@@ -20,17 +20,16 @@ can be compared across them: bounded memory means it does not grow with the scen
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import RESULTS, peak_rss_mb, write_json
+from common import environment as common_environment
 
 CHIP = 300
 BANDS = 10
@@ -38,7 +37,6 @@ FACTOR = 10
 CELL = 67
 """Parcel size in label pixels: not a multiple of FACTOR, so majority votes see mixed blocks."""
 NODATA_LABEL = 255
-REPO = Path(__file__).resolve().parents[1]
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -147,38 +145,14 @@ def stage_main(stage: str, inputs: dict, work: Path) -> dict:
             "mb_per_s": round(read_bytes / 2**20 / seconds, 1), "peak_rss_mb": round(peak, 1), **detail}
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. ``VmHWM`` is reset by exec, unlike ``ru_maxrss``, which on
-    Linux keeps the high-water mark of the parent that forked us."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # -- report ------------------------------------------------------------------------------------------
 def environment() -> dict:
+    """``common.environment`` (without importing torch: it would add its memory to every stage forked
+    after it) and the GDAL stack."""
     import rasterio
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout)
-    except OSError:
-        commit, dirty = "", False
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").exists():
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    try:  # the version only: importing torch would add its memory to every stage forked after it
-        torch_version = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        torch_version = None
-    return {"git_commit": commit, "git_dirty": dirty, "cpu": cpu, "cpu_count": os.cpu_count(),
-            "load_average": os.getloadavg(), "python": platform.python_version(), "numpy": np.__version__,
-            "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__, "torch": torch_version}
+    return {**common_environment(("numpy", "torch")), "rasterio": rasterio.__version__,
+            "gdal": rasterio.__gdal_version__}
 
 
 def table(rows: list[dict]) -> str:
@@ -203,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(stage_main(args.stage, json.loads(args.inputs), args.work)))
         return 0
     sizes = [int(s) for s in (args.sizes or ("128,256" if args.small else "4096,8192")).split(",")]
-    results = args.results or REPO / "benchmarks" / "results" / (
+    results = args.results or RESULTS / (
         "prepare_throughput_small.json" if args.small else "prepare_throughput.json")
     env, rows, inputs_by_size = environment(), [], {}
     for size in sizes:
@@ -226,10 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_growth_largest_over_smallest": round(rss_growth, 3),
         "label_in_memory_mb_largest": round((max(sizes) * FACTOR) ** 2 / 2**20, 1),
     }
-    results.parent.mkdir(parents=True, exist_ok=True)
-    temporary = results.with_name(f".{results.name}.partial")
-    temporary.write_text(json.dumps(payload, indent=2))
-    os.replace(temporary, results)
+    write_json(results, payload)
     print(table(rows))
     print(f"\npeak RSS, largest over smallest scene: {rss_growth:.2f}x; the largest label raster alone is "
           f"{payload['label_in_memory_mb_largest']:,.0f} MB uncompressed. "

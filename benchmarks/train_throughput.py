@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from common import RESULTS, environment, load_recipe, markdown_table, recipe_path, write_json
@@ -69,7 +70,9 @@ def measure_loop(config, run_dir: Path, warmup: int) -> tuple[dict, object]:
 
     clock = step_clock()
     started = time.perf_counter()
-    train(config, run_dir, progress=False, extra_callbacks=[clock])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*validation_step.*but have no .val_dataloader.*")
+        train(config, run_dir, progress=False, extra_callbacks=[clock])
     wall = time.perf_counter() - started
     ends, starts = clock.ends, clock.starts
     steps = [ends[i] - ends[i - 1] for i in range(warmup, len(ends))]
@@ -86,6 +89,8 @@ def measure_fixed(clock, steps: int, warmup: int) -> dict:
 
     model, criterion, optimizer = clock.module.model, clock.module.criterion, clock.optimizer
     images, masks = clock.batch
+    if clock.module.train_config.channels_last:  # as SegmentationModule.training_step does
+        images = images.contiguous(memory_format=torch.channels_last)
     model.train()
     times = []
     for _ in range(warmup + steps):

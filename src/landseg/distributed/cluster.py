@@ -47,7 +47,7 @@ def dask_client(address: str | None = None, workers: int | None = None) -> Itera
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     # One task slot per process: the networks are the parallel part, each process runs one at a time.
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0")
     try:
         client = Client(cluster)
         try:

@@ -8,7 +8,7 @@ previous one did not. Tiles are batched across tile-row borders; results are add
 The network runs one batch ahead on a worker thread, so reading, blending and writing overlap with it.
 
 Peak memory is a few ``bands x tile x block_width`` and ``classes x tile x block_width`` buffers plus
-one batch, whatever the scene size.
+two batches, whatever the scene size.
 """
 
 from __future__ import annotations
