@@ -95,6 +95,23 @@ def test_streamed_blocks_equal_the_whole_scene_in_memory(scene, blend, overlap, 
     np.testing.assert_allclose(result.sum(axis=0), 1.0, atol=1e-5)
 
 
+def test_blocks_streamed_separately_add_up_to_the_whole_scene(scene):
+    path, data = scene
+    net = conv_net(layers=2)
+    ensemble = ensemble_of(net, 16)
+    whole = streamed(path, ensemble, 16, 0.5, "hann", 3, 40)
+    with rasterio.open(path) as dataset:
+        plan = ensemble.plan(dataset.count, dataset.descriptions, path)
+        grid = scene_grid(dataset.height, dataset.width, 16, 0.5)
+        pieces = np.full_like(whole, np.nan)
+        for block in column_blocks(grid, 40)[::-1]:  # any order, one block at a time
+            for chunk in stream_probabilities(dataset, ensemble, plan, grid, blend_weights(16, "hann"), 3,
+                                              blocks=[block]):
+                (r0, r1), (c0, c1) = chunk.rows, chunk.cols
+                pieces[:, r0:r1, c0:c1] = chunk.probabilities
+    np.testing.assert_array_equal(pieces, whole)
+
+
 @pytest.mark.parametrize("height, width, tile, overlap", [(91, 107, 16, 0.5), (5, 300, 32, 0.25), (1, 1, 8, 0.5),
                                                           (40, 33, 40, 0.0), (64, 64, 16, 0.75)])
 def test_tiles_cover_the_padded_scene_exactly(height, width, tile, overlap):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -124,16 +124,19 @@ def stream_probabilities(
     block_width: int | None = None,
     nodata: float | None = None,
     on_tiles: Callable[[int], None] | None = None,
+    blocks: Sequence[ColumnBlock] | None = None,
 ) -> Iterator[Chunk]:
     """Finished chunks of the scene in ``dataset`` (an open rasterio dataset), block by block.
 
     ``weights`` are the ``(tile, tile)`` blend weights; ``on_tiles(n)`` is told of every batch run.
+    ``blocks`` limits the run to some of ``column_blocks(grid, block_width)`` (a worker's share).
     The network runs on a worker thread, one batch ahead: reading, blending and writing the previous
     batch's rows overlap with the forward pass instead of waiting for it.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
-    blocks = column_blocks(grid) if block_width is None else column_blocks(grid, block_width)
+    if blocks is None:
+        blocks = column_blocks(grid) if block_width is None else column_blocks(grid, block_width)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="landseg-forward") as forward:
         for block in blocks:
             yield from _stream_block(dataset, ensemble, plan, grid, block, weights, batch_size, nodata, on_tiles,
