@@ -7,6 +7,14 @@ import pytest
 from landseg.data.synthetic import SyntheticScene, generate_scene, make_synthetic_dataset
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_model_cache(tmp_path_factory):
+    """Exported ONNX models are cached per user; the tests keep theirs apart and leave nothing behind."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LANDSEG_CACHE", str(tmp_path_factory.mktemp("landseg_cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> Path:
     """Six 96 x 96 georeferenced scenes (seed 0): ``images/scene_000.tif`` ... and ``masks/scene_000.tif`` ...

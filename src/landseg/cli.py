@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import glob
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,9 +22,6 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 _state = {"debug": False}
-
-IMAGE_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt"}
-
 
 def friendly_errors(command):
     """User mistakes become one red line and exit code 1; ``--debug`` shows the traceback."""
@@ -137,75 +133,6 @@ def evaluate(
 
 @app.command()
 @friendly_errors
-def predict(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
-    checkpoint: Annotated[Path, typer.Option(help="A landseg checkpoint (.ckpt).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("predictions"),
-    tile: Annotated[Optional[int], typer.Option(help="Sliding-window tile (default: the checkpoint's).")] = None,
-    overlap: Annotated[float, typer.Option(help="Tile overlap fraction.")] = 0.5,
-    blend: Annotated[str, typer.Option(help="Blending of overlapping tiles: uniform, hann or gaussian.")] = "hann",
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
-    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flips or d4.")] = None,
-):
-    """Land-cover maps: class raster (GeoTIFF when georeferenced), colour PNG with legend, area CSV."""
-    from landseg.checkpoint import load_checkpoint
-    from landseg.io.raster import read_image
-    from landseg.predict import Predictor, write_prediction
-
-    paths = expand_inputs(inputs)
-    predictor = Predictor(
-        load_checkpoint(checkpoint), tile=tile, overlap=overlap, blend=blend, batch_size=batch_size, tta=tta,
-        progress=True,
-    )
-    failed = []
-    for path in paths:
-        try:
-            image = read_image(path)
-            written = write_prediction(predictor.predict_image(image), image, predictor.schema, out, path.stem)
-        except LandsegError as exc:
-            if len(paths) == 1:
-                raise
-            failed.append(exc)
-            console.print(f"[red]skipped[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            continue
-        console.print(f"[green]{path.name}[/] -> " + ", ".join(str(p) for p in written.values()))
-    if failed:
-        console.print(f"[red]{len(failed)} of {len(paths)} inputs failed[/]")
-        raise typer.Exit(1)
-
-
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    from landseg.errors import ConfigError, DataError
-
-    paths: list[Path] = []
-    for item in inputs:
-        candidate = Path(item)
-        if candidate.is_dir():
-            found = sorted(p for p in candidate.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise DataError("folder holds no images (.tif, .jpg, .png, ...)", candidate)
-            paths += found
-        elif candidate.exists():
-            paths.append(candidate)
-        else:
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
-            if not matches:
-                raise DataError("no such file, and no file matches it as a pattern", item)
-            paths += matches
-    unique = list(dict.fromkeys(paths))
-    by_stem: dict[str, Path] = {}
-    for path in unique:
-        if path.stem in by_stem:
-            raise ConfigError(
-                f"{by_stem[path.stem]} and {path} would write the same outputs ({path.stem}_*); predict them into "
-                "different --out folders"
-            )
-        by_stem[path.stem] = path
-    return unique
-
-
-@app.command()
-@friendly_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo data, run and report.")] = Path("landseg-demo"),
     minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 4.0,
@@ -219,8 +146,11 @@ def demo(
 
 
 from landseg.data.prepare.cli import prepare_app  # noqa: E402 - imports only typer
+from landseg.predict.command import export_command, predict_command  # noqa: E402 - heavy imports inside
 from landseg.serve.command import serve as _serve  # noqa: E402 - imports only typer
 
+app.command(name="predict")(friendly_errors(predict_command))
+app.command(name="export")(friendly_errors(export_command))
 app.add_typer(prepare_app, name="prepare")
 app.command(name="serve")(friendly_errors(_serve))
 

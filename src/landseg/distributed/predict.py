@@ -17,6 +17,7 @@ from typing import Sequence
 from distributed import Client, Future, as_completed
 from distributed.scheduler import KilledWorker
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from landseg.distributed.cluster import EnsembleSource, dask_client, local_threads, register_ensemble
@@ -24,8 +25,8 @@ from landseg.distributed.predict_tasks import (
     PROGRESS_TOPIC, ScenePlan, assemble_scene, plan_scene, predict_block, work_digest,
 )
 from landseg.errors import DataError, LandsegError
-from landseg.predict.command import PredictSummary, find_inputs
-from landseg.predict.engine import PredictOptions, SceneResult, is_finished, output_paths
+from landseg.predict.command import PredictSummary, plan_inputs
+from landseg.predict.engine import PredictOptions, SceneResult
 
 ASSEMBLY_PRIORITY = 10
 """Finishing a scene goes before starting more blocks: outputs appear early and block files go away."""
@@ -83,7 +84,7 @@ def run_predict_distributed(
     checkpoints: Sequence[str | Path],
     out_dir: str | Path,
     client: Client,
-    options: PredictOptions = PredictOptions(),
+    options: PredictOptions | None = None,
     engine: str = "auto",
     tta: str | None = None,
     precision: str = "fp32",
@@ -94,18 +95,12 @@ def run_predict_distributed(
 ) -> PredictSummary:
     """``run_predict`` with the scenes' blocks as tasks of ``client``'s cluster; files must be visible to
     every worker under the same paths (a shared file system). ``threads``: network threads per worker."""
+    options = options or PredictOptions()
     options.check()
     out_dir = Path(out_dir).resolve()
-    paths = [p.resolve() for p in find_inputs(inputs, out_dir)]
     console = console or Console(stderr=True)
-    summary = PredictSummary()
-    todo = []
-    for path in paths:
-        if not overwrite and is_finished(output_paths(out_dir, path.stem, options)):
-            summary.skipped.append(path)
-            console.print(f"[dim]{path.name}: finished earlier, skipped (--overwrite to redo)[/]")
-        else:
-            todo.append(path)
+    paths, todo, summary = plan_inputs(inputs, out_dir, options, overwrite, console)
+    todo = [path.resolve() for path in todo]
     if not todo:
         return summary
     models = EnsembleSource.of(checkpoints, engine=engine, tta=tta, device=device, precision=precision,
@@ -149,7 +144,7 @@ def _run(client, todo, out_dir, models, options, progress, summary, console, sin
             if single:
                 raise failure
             summary.failed.append(failure)
-            console.print(f"[red]failed[/] {failure}")
+            console.print(f"[red]failed[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
             continue
         if role == "plan":
             plan: ScenePlan = future.result()

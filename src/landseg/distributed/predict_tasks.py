@@ -41,7 +41,7 @@ from landseg import __version__
 from landseg.classes import IGNORE_INDEX
 from landseg.distributed.cluster import EnsembleSource, worker_ensemble
 from landseg.errors import DataError
-from landseg.io.raster import open_raster
+from landseg.io.raster import open_raster, read_error_message
 from landseg.io.write import atomic_output
 from landseg.predict import streaming
 from landseg.predict.blocks import ColumnBlock, TileGrid, column_blocks, scene_grid
@@ -152,7 +152,7 @@ def predict_block(plan: ScenePlan, index: int, models: EnsembleSource, options: 
                                     chunk.rows[1] - chunk.rows[0])
                     written.write(chunk_bands(chunk, options), window=window)
             except RasterioError as exc:
-                raise DataError(f"cannot read pixels, file is truncated or corrupt ({str(exc)[:200]})",
+                raise DataError(f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})",
                                 plan.source) from None
     report.flush()
     return BlockResult(index, path, plan.block_tiles(index), time.perf_counter() - started)

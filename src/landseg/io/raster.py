@@ -68,7 +68,7 @@ def open_raster(path: str | Path):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioIOError as exc:
-        raise DataError(f"not a readable raster image ({_short(exc)})", path) from None
+        raise DataError(f"not a readable raster image ({read_error_message(exc)})", path) from None
 
 
 def _check_png_complete(path: Path) -> None:
@@ -81,7 +81,7 @@ def _check_png_complete(path: Path) -> None:
         with Image.open(path) as png:
             png.verify()
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"PNG is truncated or corrupt ({_short(exc)})", path) from None
+        raise DataError(f"PNG is truncated or corrupt ({read_error_message(exc)})", path) from None
 
 
 def raster_info(path: str | Path) -> RasterInfo:
@@ -127,7 +127,7 @@ def read_image(
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 data = src.read(list(bands), window=window)
         except (RasterioIOError, rasterio.errors.RasterioError) as exc:
-            raise DataError(f"cannot read pixels, file is truncated or corrupt ({_short(exc)})", path) from None
+            raise DataError(f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})", path) from None
         nodata_value = nodata if nodata is not None else src.nodata
         transform = src.window_transform(window) if window is not None else src.transform
         crs = src.crs
@@ -156,7 +156,7 @@ def read_mask_raw(path: str | Path) -> np.ndarray:
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 data = src.read()
         except (RasterioIOError, rasterio.errors.RasterioError) as exc:
-            raise DataError(f"cannot read mask, file is truncated or corrupt ({_short(exc)})", path) from None
+            raise DataError(f"cannot read mask, file is truncated or corrupt ({read_error_message(exc)})", path) from None
         colormap = None
         if src.count == 1:
             try:
@@ -188,12 +188,13 @@ def read_mask(
     return schema.decode(raw, unknown=unknown, source=str(path))
 
 
-def _short(exc: BaseException) -> str:
-    """The first line of the error, or of its cause where rasterio only says "See previous exception"."""
-    while exc is not None:
+def read_error_message(exc: BaseException) -> str:
+    """GDAL's own explanation of a failed read: rasterio often says only "See previous exception" and
+    keeps GDAL's message as the cause, so the chain is walked (three messages at most)."""
+    messages: list[str] = []
+    while exc is not None and len(messages) < 3:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        cause = exc.__cause__ or exc.__context__
-        if "See previous exception" not in text or cause is None:
-            return text[:200]
-        exc = cause
-    return "unknown error"
+        if "See previous exception" not in text and text[:200] not in messages:
+            messages.append(text[:200])
+        exc = exc.__cause__ or exc.__context__
+    return "; ".join(messages) or "read failed"

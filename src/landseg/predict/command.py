@@ -11,16 +11,18 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Optional, Sequence
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from landseg.errors import ConfigError, DataError, LandsegError
 from landseg.predict.blocks import DEFAULT_BLOCK_WIDTH
-from landseg.predict.engine import PredictOptions, SceneResult, is_finished, output_paths, predict_scene
-from landseg.predict.ensemble import load_ensemble
+
+if TYPE_CHECKING:  # the engine imports PyTorch: only when a command runs, not for ``landseg --help``
+    from landseg.predict.engine import PredictOptions, SceneResult
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt", ".img"}
 
@@ -74,23 +76,12 @@ class PredictSummary:
     failed: list[LandsegError] = field(default_factory=list)
 
 
-def run_predict(
-    inputs: Sequence[str | Path],
-    checkpoints: Sequence[str | Path],
-    out_dir: str | Path,
-    options: PredictOptions = PredictOptions(),
-    engine: str = "auto",
-    tta: str | None = None,
-    precision: str = "fp32",
-    device: str = "cpu",
-    overwrite: bool = False,
-    console: Console | None = None,
-) -> PredictSummary:
-    """Predict every input into ``out_dir``; a single input's failure is raised, several are collected."""
-    options.check()
-    out_dir = Path(out_dir)
+def plan_inputs(inputs: Sequence[str | Path], out_dir: Path, options: PredictOptions, overwrite: bool,
+                console: Console) -> tuple[list[Path], list[Path], PredictSummary]:
+    """All inputs, those still to predict, and a summary that already lists the skipped ones."""
+    from landseg.predict.engine import is_finished, output_paths
+
     paths = find_inputs(inputs, out_dir)
-    console = console or Console(stderr=True)
     summary = PredictSummary()
     todo = []
     for path in paths:
@@ -99,6 +90,30 @@ def run_predict(
             console.print(f"[dim]{path.name}: finished earlier, skipped (--overwrite to redo)[/]")
         else:
             todo.append(path)
+    return paths, todo, summary
+
+
+def run_predict(
+    inputs: Sequence[str | Path],
+    checkpoints: Sequence[str | Path],
+    out_dir: str | Path,
+    options: PredictOptions | None = None,
+    engine: str = "auto",
+    tta: str | None = None,
+    precision: str = "fp32",
+    device: str = "cpu",
+    overwrite: bool = False,
+    console: Console | None = None,
+) -> PredictSummary:
+    """Predict every input into ``out_dir``; a single input's failure is raised, several are collected."""
+    from landseg.predict.engine import PredictOptions, predict_scene
+    from landseg.predict.ensemble import load_ensemble
+
+    options = options or PredictOptions()
+    options.check()
+    out_dir = Path(out_dir)
+    console = console or Console(stderr=True)
+    paths, todo, summary = plan_inputs(inputs, out_dir, options, overwrite, console)
     if not todo:
         return summary
     ensemble = load_ensemble(checkpoints, engine=engine, tta=tta, device=device, precision=precision, tile=options.tile)
@@ -118,7 +133,7 @@ def run_predict(
                 if len(paths) == 1:
                     raise
                 summary.failed.append(exc)
-                console.print(f"[red]failed[/] {exc}")
+                console.print(f"[red]failed[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
                 continue
             finally:
                 bar.remove_task(task)
@@ -146,6 +161,9 @@ ConfidenceOption = typer.Option("--confidence", help="Also write the winning cla
 EngineOption = typer.Option(help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime.")
 PrecisionOption = typer.Option(help="fp32, or bf16 autocast (torch engine; faster, less exact).")
 MinAreaOption = typer.Option(help="Regions under this many pixels take their surroundings' class.")
+DaskOption = typer.Option("--dask", help="Run on the Dask scheduler at this address (tcp://host:8786); inputs and "
+                          "--out must be on a file system every worker sees.")
+WorkersOption = typer.Option("--workers", help="Run on a local Dask cluster of N worker processes.")
 
 
 def predict_command(
@@ -171,15 +189,31 @@ def predict_command(
     areas: Annotated[bool, typer.Option(help="Write class areas (CSV and JSON).")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo scenes whose outputs already exist.")] = False,
     block_width: Annotated[int, typer.Option(help="Columns streamed at once; bounds memory.")] = DEFAULT_BLOCK_WIDTH,
+    dask: Annotated[Optional[str], DaskOption] = None,
+    workers: Annotated[Optional[int], WorkersOption] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Network threads per Dask worker (default: its share "
+                                                          "of the cores on a local cluster).")] = None,
 ):
-    """Land-cover maps of scenes of any size: class COG, optional probabilities, preview, areas, polygons."""
+    """Land-cover maps of scenes of any size: class COG, optional probabilities, preview, areas, polygons.
+
+    With --dask or --workers, scenes and column blocks of scenes run as Dask tasks and each scene is assembled into the same files the single-process command writes (docs/DISTRIBUTED.md).
+    """
+    from landseg.predict.engine import PredictOptions
+
     options = PredictOptions(
         tile=tile, overlap=overlap, blend=blend, batch_size=batch_size, block_width=block_width,
         bands=_parse_bands(bands), nodata=nodata, probabilities=probabilities, confidence=confidence,
         preview=preview, areas=areas, polygons=polygons, simplify=simplify, min_area=min_area,
     )
-    summary = run_predict(inputs, checkpoint, out, options, engine=engine, tta=tta, precision=precision,
-                          device=device, overwrite=overwrite)
+    common = dict(options=options, engine=engine, tta=tta, precision=precision, device=device, overwrite=overwrite)
+    if dask or workers:
+        from landseg.distributed.predict import predict_on_cluster
+
+        summary = predict_on_cluster(inputs, checkpoint, out, address=dask, workers=workers, threads=threads, **common)
+    else:
+        if threads is not None:
+            raise ConfigError("--threads sets the threads of Dask workers; use it with --dask or --workers")
+        summary = run_predict(inputs, checkpoint, out, **common)
     if summary.failed:
         total = len(summary.done) + len(summary.skipped) + len(summary.failed)
         Console(stderr=True).print(f"[red]{len(summary.failed)} of {total} inputs failed[/]")

@@ -23,7 +23,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from landseg import __version__
 from landseg.classes import IGNORE_INDEX
 from landseg.errors import ConfigError, DataError
-from landseg.io.raster import open_raster
+from landseg.io.raster import open_raster, read_error_message
 from landseg.io.write import atomic_output
 from landseg.predict.blocks import DEFAULT_BLOCK_WIDTH, column_blocks, scene_grid
 from landseg.predict.cog import (
@@ -179,7 +179,7 @@ def predict_scene(
         try:
             _write_chunks(chunks, scratches)
         except RasterioError as exc:
-            raise DataError(f"cannot read pixels, file is truncated or corrupt ({str(exc)[:200]})", source) from None
+            raise DataError(f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})", source) from None
         stages["predict"] = time.perf_counter() - started
         for written in scratches.values():
             written.close()

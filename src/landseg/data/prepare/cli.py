@@ -29,6 +29,9 @@ out_console = Console()
 ConfigArg = Annotated[Path, typer.Argument(help="Preparation YAML, or an output folder of an earlier run.")]
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: dotted.key=value.")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace chips of an earlier run in the output.")]
+DaskOption = Annotated[Optional[str], typer.Option("--dask", help="Run on the Dask scheduler at this address "
+                                                    "(tcp://host:8786); files must be on a shared file system.")]
+WorkersOption = Annotated[Optional[int], typer.Option("--workers", help="Run on a local Dask cluster of N processes.")]
 
 
 def friendly(command):
@@ -90,14 +93,18 @@ def align_command(
 
 @prepare_app.command("tile")
 @friendly
-def tile_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False):
+def tile_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False,
+                 dask: DaskOption = None, workers: WorkersOption = None):
     """Align where needed, cut chips, filter them; write chips, chips.csv and filters.json."""
     from landseg.data.prepare.config import load_prepare_config
     from landseg.data.prepare.run import tile
 
     prepared = load_prepare_config(config, set_ or [])
     with _progress(prepared) as progress:
-        result = tile(prepared, overwrite=overwrite, progress=progress)
+        if dask or workers:
+            result = _on_cluster("tile", prepared, dask, workers, overwrite=overwrite, progress=progress)
+        else:
+            result = tile(prepared, overwrite=overwrite, progress=progress)
     print_filter_report(result.report.to_dict())
     console.print(f"index: {result.index}\nreport: {result.report_path}")
     exit_if_quarantined(result.report.to_dict(), result.report_path)
@@ -117,29 +124,43 @@ def split_command(config: ConfigArg, set_: SetOption = None):
 
 @prepare_app.command("stats")
 @friendly
-def stats_command(config: ConfigArg, set_: SetOption = None):
+def stats_command(config: ConfigArg, set_: SetOption = None, dask: DaskOption = None, workers: WorkersOption = None):
     """Band mean/std of a split's chips and class frequencies by stage; stats.json and a bar plot."""
     from landseg.data.prepare.config import load_prepare_config
     from landseg.data.prepare.run import stats
 
     prepared = load_prepare_config(config, set_ or [])
-    print_stats(stats(prepared), prepared.out)
+    payload = _on_cluster("stats", prepared, dask, workers) if dask or workers else stats(prepared)
+    print_stats(payload, prepared.out)
 
 
 @prepare_app.command("all")
 @friendly
-def all_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False):
+def all_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False,
+                dask: DaskOption = None, workers: WorkersOption = None):
     """Every stage: align, tile and filter, split, stats; reproduces a data set from one config."""
     from landseg.data.prepare.config import load_prepare_config
-    from landseg.data.prepare.run import split, stats, tile
+    from landseg.data.prepare.run import prepare_all
 
     prepared = load_prepare_config(config, set_ or [])
     with _progress(prepared) as progress:
-        result = tile(prepared, overwrite=overwrite, progress=progress)
+        if dask or workers:
+            summary = _on_cluster("all", prepared, dask, workers, overwrite=overwrite, progress=progress)
+        else:
+            summary = prepare_all(prepared, overwrite=overwrite, progress=progress)
+    result = summary["tile"]
     print_filter_report(result.report.to_dict())
-    print_split(split(prepared).to_dict())
-    print_stats(stats(prepared), prepared.out)
+    print_split(summary["split"].to_dict())
+    print_stats(summary["stats"], prepared.out)
     exit_if_quarantined(result.report.to_dict(), result.report_path)
+
+
+def _on_cluster(stage: str, config, address: str | None, workers: int | None, **options):
+    """A preparation stage on Dask (imported only here, so the sequential commands do not need it)."""
+    from landseg.distributed.prepare import prepare_stage_on_cluster
+
+    console.print(f"[dim]{stage} on Dask: {address or f'{workers} local workers'}[/]")
+    return prepare_stage_on_cluster(stage, config, address=address, workers=workers, **options)
 
 
 def _validated(model, **values):

@@ -19,7 +19,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from landseg.errors import ConfigError, DataError
-from landseg.io.raster import open_raster
+from landseg.io.raster import open_raster, read_error_message
 
 UINT8_NODATA = 0
 """No-data value of chips scaled to uint8; valid pixels are scaled into 1..255 so it stays unambiguous."""
@@ -81,17 +81,6 @@ def open_readable(path) -> rasterio.DatasetReader:
         return open_raster(path)
     except DataError as exc:
         raise Unreadable(exc.problem, exc.path) from None
-
-
-def read_error_message(exc: BaseException) -> str:
-    """GDAL's own explanation of a failed read (rasterio wraps it as the exception's cause)."""
-    messages = []
-    while exc is not None and len(messages) < 3:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "See previous exception" not in text and text[:200] not in messages:
-            messages.append(text[:200])
-        exc = exc.__cause__ or exc.__context__
-    return "; ".join(messages) or "read failed"
 
 
 READ_ERRORS: tuple[type[BaseException], ...] = (RasterioError,)
