@@ -25,16 +25,15 @@ import hashlib
 import json
 import shutil
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from landseg import __version__
@@ -45,14 +44,11 @@ from landseg.io.raster import open_raster, read_error_message
 from landseg.io.write import atomic_output
 from landseg.predict import streaming
 from landseg.predict.blocks import ColumnBlock, TileGrid, column_blocks, scene_grid
-from landseg.predict.cog import PROBABILITY_STEPS, copy_to_cog, encode_probabilities, open_scratch, scratch_path
-from landseg.predict.engine import PredictOptions, SceneResult, is_finished, output_paths
-from landseg.predict.outputs import (
-    class_areas_from_counts, count_classes, pixel_area_m2, write_area_csv, write_area_json, write_preview,
+from landseg.predict.cog import encode_probabilities
+from landseg.predict.engine import (
+    PredictOptions, SceneOutputs, SceneResult, gdal_environment, is_finished, output_paths,
 )
-from landseg.predict.postprocess import remove_small_regions_raster
 from landseg.predict.tiling import blend_weights
-from landseg.predict.vectors import write_polygons
 
 PROGRESS_TOPIC = "landseg-predict-tiles"
 PROGRESS_INTERVAL_S = 0.5
@@ -105,20 +101,12 @@ def work_digest(source: Path, out_dir: Path, source_models: EnsembleSource, opti
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@contextmanager
-def _gdal_environment(options: PredictOptions) -> Iterator[None]:
-    """The engine's GDAL settings: a bounded block cache, and no warning for files without a grid."""
-    with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb, GDAL_NUM_THREADS="ALL_CPUS"):
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        yield
-
-
 # -- tasks (run on workers) ------------------------------------------------------------------------
 def plan_scene(source: Path, work: Path, stem: str, digest: str, models: EnsembleSource,
                options: PredictOptions) -> ScenePlan:
     """The scene's grid and column blocks; refuses a raster without the models' bands before any block runs."""
     ensemble = worker_ensemble(models)
-    with _gdal_environment(options), open_raster(source) as dataset:
+    with gdal_environment(options), open_raster(source) as dataset:
         ensemble.plan(dataset.count, dataset.descriptions, source, options.bands)
         grid = scene_grid(dataset.height, dataset.width, ensemble.source_tile(options.tile), options.overlap)
     return ScenePlan(source, stem, work, grid, tuple(column_blocks(grid, options.block_width)), digest)
@@ -139,7 +127,7 @@ def predict_block(plan: ScenePlan, index: int, models: EnsembleSource, options: 
     block, grid = plan.blocks[index], plan.grid
     plan.work.mkdir(parents=True, exist_ok=True)
     report = _TileReporter(plan.block_key(index))
-    with _gdal_environment(options), open_raster(plan.source) as dataset, atomic_output(path) as temporary:
+    with gdal_environment(options), open_raster(plan.source) as dataset, atomic_output(path) as temporary:
         bands = ensemble.plan(dataset.count, dataset.descriptions, plan.source, options.bands)
         nodata = options.nodata if options.nodata is not None else dataset.nodata
         count = block_band_count(ensemble.num_classes, options)
@@ -225,60 +213,13 @@ def assemble_scene(plan: ScenePlan, out_dir: Path, models: EnsembleSource, optio
                            record["seconds"], stages=record["stages"])
     started = time.perf_counter()
     ensemble = worker_ensemble(models)
-    schema = ensemble.schema
     stages = {"predict": sum(b.seconds for b in blocks)}
-    with _gdal_environment(options), open_raster(plan.source) as dataset, ExitStack() as cleanup:
-        crs = dataset.crs
-        transform = dataset.transform if crs is not None or not dataset.transform.is_identity else None
-        tags = {"landseg_version": __version__, "models": ",".join(m.path.name for m in ensemble.members)}
-
-        def new_scratch(kind: str, count: int, **kwargs) -> rasterio.io.DatasetWriter:
-            path = scratch_path(paths[kind], "raw")
-            cleanup.callback(path.unlink, missing_ok=True)
-            created = open_scratch(path, dataset.height, dataset.width, count, crs, transform, tags=tags, **kwargs)
-            cleanup.callback(created.close)
-            return created
-
-        scratches = {"classes": new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())}
-        if options.probabilities:
-            scratches["probabilities"] = new_scratch("probabilities", schema.num_classes, descriptions=schema.names,
-                                                     scale=1 / PROBABILITY_STEPS)
-        if options.confidence:
-            scratches["confidence"] = new_scratch("confidence", 1, descriptions=["confidence"],
-                                                  scale=1 / PROBABILITY_STEPS)
+    with gdal_environment(options), open_raster(plan.source) as dataset, ExitStack() as cleanup:
+        outputs = SceneOutputs(paths, dataset, ensemble, options, cleanup)
         mark = time.perf_counter()
-        _copy_blocks(plan, blocks, scratches, schema.num_classes)
+        _copy_blocks(plan, blocks, outputs.scratches, ensemble.schema.num_classes)
         stages["assemble"] = time.perf_counter() - mark
-        for written in scratches.values():
-            written.close()
-        final_classes = Path(scratches["classes"].name)
-        if options.min_area > 1:
-            mark = time.perf_counter()
-            other = new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())
-            other.close()
-            final_classes = remove_small_regions_raster(final_classes, Path(other.name), schema.num_classes,
-                                                        options.min_area)
-            stages["min_area"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        counts = count_classes(final_classes, schema.num_classes) if options.areas else None
-        copy_to_cog(final_classes, paths["classes"], "MODE")
-        for kind in ("probabilities", "confidence"):
-            if kind in scratches:
-                copy_to_cog(Path(scratches[kind].name), paths[kind], "AVERAGE")
-        stages["cog"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        if counts is not None:
-            rows = class_areas_from_counts(counts, schema, transform, crs)
-            write_area_csv(paths["areas"], rows)
-            write_area_json(paths["areas_json"], rows, {
-                "source": str(plan.source), "height": dataset.height, "width": dataset.width,
-                "crs": None if crs is None else crs.to_string(), "pixel_area_m2": pixel_area_m2(transform, crs),
-            })
-        if options.preview:
-            write_preview(paths["classes"], schema, paths["color"])
-        if options.polygons:
-            write_polygons(final_classes, paths["polygons"], schema, options.simplify)
-        stages["extras"] = time.perf_counter() - mark
+        outputs.finish(plan.source, stages)
     tiles = sum(b.tiles for b in blocks)
     seconds = stages["predict"] + time.perf_counter() - started
     _write_record(paths, plan, ensemble, options, tiles, seconds, stages, blocks)

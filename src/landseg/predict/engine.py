@@ -124,11 +124,77 @@ class SceneResult:
 
 
 @contextmanager
-def _gdal_environment(options: PredictOptions) -> Iterator[None]:
+def gdal_environment(options: PredictOptions) -> Iterator[None]:
     """GDAL's block cache bounded; decompression on all cores; no warning for plain photos' missing grid."""
     with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb, GDAL_NUM_THREADS="ALL_CPUS"):
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         yield
+
+
+class SceneOutputs:
+    """A scene's scratch rasters (classes, optional probabilities and confidence) and how they become
+    its finished files; shared by ``predict_scene`` and the Dask assembly task, so both write the same.
+
+    Scratch files are removed when ``cleanup`` closes, whether the scene finished or failed."""
+
+    def __init__(self, paths: dict[str, Path], dataset, ensemble: Ensemble, options: PredictOptions,
+                 cleanup: ExitStack):
+        self.paths, self.options, self.cleanup = paths, options, cleanup
+        self.schema = ensemble.schema
+        self.height, self.width, self.crs = dataset.height, dataset.width, dataset.crs
+        self.transform = dataset.transform if self.crs is not None or not dataset.transform.is_identity else None
+        self.tags = {"landseg_version": __version__, "models": ",".join(m.path.name for m in ensemble.members)}
+        colormap = self.schema.colormap()
+        self.scratches = {"classes": self._new_scratch("classes", 1, descriptions=["class"], colormap=colormap)}
+        if options.probabilities:
+            self.scratches["probabilities"] = self._new_scratch(
+                "probabilities", self.schema.num_classes, descriptions=self.schema.names, scale=1 / PROBABILITY_STEPS)
+        if options.confidence:
+            self.scratches["confidence"] = self._new_scratch("confidence", 1, descriptions=["confidence"],
+                                                             scale=1 / PROBABILITY_STEPS)
+
+    def _new_scratch(self, kind: str, count: int, **kwargs) -> rasterio.io.DatasetWriter:
+        path = scratch_path(self.paths[kind], "raw")
+        self.cleanup.callback(path.unlink, missing_ok=True)
+        created = open_scratch(path, self.height, self.width, count, self.crs, self.transform, tags=self.tags,
+                               **kwargs)
+        self.cleanup.callback(created.close)
+        return created
+
+    def finish(self, source: Path, stages: dict[str, float]) -> None:
+        """Minimum mapping unit, COGs, areas, preview and polygons; their times go into ``stages``."""
+        schema, options, paths = self.schema, self.options, self.paths
+        for written in self.scratches.values():
+            written.close()
+        final_classes = Path(self.scratches["classes"].name)
+        if options.min_area > 1:
+            mark = time.perf_counter()
+            other = self._new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())
+            other.close()
+            final_classes = remove_small_regions_raster(final_classes, Path(other.name), schema.num_classes,
+                                                        options.min_area)
+            stages["min_area"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        counts = count_classes(final_classes, schema.num_classes) if options.areas else None
+        copy_to_cog(final_classes, paths["classes"], "MODE")
+        for kind in ("probabilities", "confidence"):
+            if kind in self.scratches:
+                copy_to_cog(Path(self.scratches[kind].name), paths[kind], "AVERAGE")
+        stages["cog"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        if counts is not None:
+            rows = class_areas_from_counts(counts, schema, self.transform, self.crs)
+            write_area_csv(paths["areas"], rows)
+            write_area_json(paths["areas_json"], rows, {
+                "source": str(source), "height": self.height, "width": self.width,
+                "crs": None if self.crs is None else self.crs.to_string(),
+                "pixel_area_m2": pixel_area_m2(self.transform, self.crs),
+            })
+        if options.preview:
+            write_preview(paths["classes"], schema, paths["color"])
+        if options.polygons:
+            write_polygons(final_classes, paths["polygons"], schema, options.simplify)
+        stages["extras"] = time.perf_counter() - mark
 
 
 def predict_scene(
@@ -147,70 +213,23 @@ def predict_scene(
     paths = output_paths(out_dir, stem or source.stem, options)
     started = time.perf_counter()
     stages: dict[str, float] = {}
-    schema = ensemble.schema
-    with _gdal_environment(options), open_raster(source) as dataset, ExitStack() as cleanup:
+    with gdal_environment(options), open_raster(source) as dataset, ExitStack() as cleanup:
         plan = ensemble.plan(dataset.count, dataset.descriptions, source, options.bands)
         tile = ensemble.source_tile(options.tile)
         grid = scene_grid(dataset.height, dataset.width, tile, options.overlap)
         tiles = sum(len(grid.rows) * len(block.tile_cols) for block in column_blocks(grid, options.block_width))
-        crs = dataset.crs
-        transform = dataset.transform if crs is not None or not dataset.transform.is_identity else None
-        tags = {"landseg_version": __version__, "models": ",".join(m.path.name for m in ensemble.members)}
-
-        def new_scratch(kind: str, count: int, **kwargs) -> rasterio.io.DatasetWriter:
-            path = scratch_path(paths[kind], "raw")
-            cleanup.callback(path.unlink, missing_ok=True)
-            created = open_scratch(path, dataset.height, dataset.width, count, crs, transform, tags=tags, **kwargs)
-            cleanup.callback(created.close)
-            return created
-
-        scratches = {"classes": new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())}
-        if options.probabilities:
-            scratches["probabilities"] = new_scratch("probabilities", schema.num_classes, descriptions=schema.names,
-                                                     scale=1 / PROBABILITY_STEPS)
-        if options.confidence:
-            scratches["confidence"] = new_scratch("confidence", 1, descriptions=["confidence"],
-                                                  scale=1 / PROBABILITY_STEPS)
+        outputs = SceneOutputs(paths, dataset, ensemble, options, cleanup)
         if on_start is not None:
             on_start(tiles)
         nodata = options.nodata if options.nodata is not None else dataset.nodata
         chunks = stream_probabilities(dataset, ensemble, plan, grid, blend_weights(tile, options.blend),
                                       options.batch_size, options.block_width, nodata, on_tiles)
         try:
-            _write_chunks(chunks, scratches)
+            _write_chunks(chunks, outputs.scratches)
         except RasterioError as exc:
             raise DataError(f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})", source) from None
         stages["predict"] = time.perf_counter() - started
-        for written in scratches.values():
-            written.close()
-        final_classes = Path(scratches["classes"].name)
-        if options.min_area > 1:
-            mark = time.perf_counter()
-            other = new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())
-            other.close()
-            final_classes = remove_small_regions_raster(final_classes, Path(other.name), schema.num_classes,
-                                                        options.min_area)
-            stages["min_area"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        counts = count_classes(final_classes, schema.num_classes) if options.areas else None
-        copy_to_cog(final_classes, paths["classes"], "MODE")
-        for kind in ("probabilities", "confidence"):
-            if kind in scratches:
-                copy_to_cog(Path(scratches[kind].name), paths[kind], "AVERAGE")
-        stages["cog"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        if counts is not None:
-            rows = class_areas_from_counts(counts, schema, transform, crs)
-            write_area_csv(paths["areas"], rows)
-            write_area_json(paths["areas_json"], rows, {
-                "source": str(source), "height": dataset.height, "width": dataset.width,
-                "crs": None if crs is None else crs.to_string(), "pixel_area_m2": pixel_area_m2(transform, crs),
-            })
-        if options.preview:
-            write_preview(paths["classes"], schema, paths["color"])
-        if options.polygons:
-            write_polygons(final_classes, paths["polygons"], schema, options.simplify)
-        stages["extras"] = time.perf_counter() - mark
+        outputs.finish(source, stages)
         shape = (dataset.height, dataset.width)
     seconds = time.perf_counter() - started
     _write_record(paths, source, ensemble, options, shape, tiles, grid.tile_count, seconds, stages)
