@@ -187,6 +187,7 @@ def test_killed_prediction_rerun_gives_the_uninterrupted_outputs(tmp_path, tiny_
 
     run_to_end(landseg("predict", scenes, "--checkpoint", tiny_checkpoint, "--out", interrupted))
     assert visible_files(interrupted) == expected
+    assert sorted(p.name for p in interrupted.glob(".*")) == []  # the killed attempt's partial files are gone
     for name in expected:
         same_file(reference / name, interrupted / name)
 

@@ -20,7 +20,6 @@ The models are loaded once per worker by ``cluster.EnsemblePlugin``.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import shutil
@@ -47,6 +46,7 @@ from landseg.predict.blocks import ColumnBlock, TileGrid, column_blocks, scene_g
 from landseg.predict.cog import encode_probabilities
 from landseg.predict.engine import (
     PredictOptions, SceneOutputs, SceneResult, gdal_environment, is_finished, output_paths,
+    remove_stale_temporaries,
 )
 from landseg.predict.tiling import blend_weights
 
@@ -246,12 +246,6 @@ def _copy_blocks(plan: ScenePlan, blocks: Sequence[BlockResult], scratches: dict
                 target = Window(block.start, top, block.stop - block.start, height)
                 for kind, bands in layout.items():
                     scratches[kind].write(data[bands], window=target)
-
-
-def remove_stale_temporaries(out_dir: Path, stem: str) -> None:
-    """Hidden partial files of a scene's attempts that a dying worker could not clean up."""
-    for stale in out_dir.glob(f".{glob.escape(stem)}_*.partial*"):
-        stale.unlink(missing_ok=True)
 
 
 def _write_record(paths, plan: ScenePlan, ensemble, options, tiles, seconds, stages, blocks) -> None:

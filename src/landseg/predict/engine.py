@@ -8,6 +8,7 @@ written last, so a scene whose record and outputs all exist is finished and is s
 
 from __future__ import annotations
 
+import glob
 import json
 import time
 import warnings
@@ -111,6 +112,12 @@ def is_finished(paths: dict[str, Path]) -> bool:
     return all(path.exists() for path in paths.values())
 
 
+def remove_stale_temporaries(out_dir: Path, stem: str) -> None:
+    """Hidden partial files that an attempt killed mid-write (kill -9, power cut) could not remove."""
+    for stale in out_dir.glob(f".{glob.escape(stem)}_*.partial*"):
+        stale.unlink(missing_ok=True)
+
+
 @dataclass
 class SceneResult:
     source: Path
@@ -210,7 +217,8 @@ def predict_scene(
     options.check()
     source, out_dir = Path(source), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = output_paths(out_dir, stem or source.stem, options)
+    stem = stem or source.stem
+    paths = output_paths(out_dir, stem, options)
     started = time.perf_counter()
     stages: dict[str, float] = {}
     with gdal_environment(options), open_raster(source) as dataset, ExitStack() as cleanup:
@@ -233,6 +241,7 @@ def predict_scene(
         shape = (dataset.height, dataset.width)
     seconds = time.perf_counter() - started
     _write_record(paths, source, ensemble, options, shape, tiles, grid.tile_count, seconds, stages)
+    remove_stale_temporaries(out_dir, stem)
     return SceneResult(source, paths, shape[0], shape[1], tiles, seconds, stages=stages)
 
 
