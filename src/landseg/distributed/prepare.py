@@ -18,35 +18,29 @@ Files must be visible to every worker under the same paths (a shared file system
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
+from functools import partial, reduce
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import rasterio
-import yaml
 from distributed import Client, as_completed
 
 from landseg.classes import ClassSchema, get_schema
 from landseg.data.prepare.config import PrepareConfig, save_prepare_config
 from landseg.data.prepare.filters import ChipFilter, FilterReport
-from landseg.data.prepare.index import ChipRecord, find_index, index_path, read_index, write_index
-from landseg.data.prepare.rasters import (
-    Scaling, Unreadable, Unusable, block_windows, read_window, resolve_bands, scene_nodata,
-)
+from landseg.data.prepare.index import ChipRecord
+from landseg.data.prepare.rasters import Scaling, Unreadable, Unusable
 from landseg.data.prepare.run import (
-    CHIP_SCHEMA_NAME, GDAL_CACHE_MB, RawScene, TileResult, _check_png, _claim_output, align_scene, raw_scenes, split,
+    GDAL_CACHE_MB, RawScene, TileResult, _check_png, _claim_output, align_scene, chip_scaling, chip_writer,
+    note_scene_without_chips, raw_scenes, split, stats_chips, write_stats, write_tile_outputs,
 )
-from landseg.data.prepare.split import read_split_lists
 from landseg.data.prepare.stats import (
-    FLOAT_HISTOGRAM_BINS, STATS_BLOCK, BandMoments, BandStatistics, class_frequencies, frequencies_payload,
-    plot_class_frequencies, write_stats_json,
+    BandMoments, BandStatistics, RasterMoments, band_histograms, histogram_bins, percentiles_from_histograms,
+    raster_moments,
 )
-from landseg.data.prepare.tiling import ChipWriter, SceneSource, chip_mask_schema, cut_scene, scene_class_totals
+from landseg.data.prepare.tiling import ChipWriter, SceneSource, cut_scene, scene_class_totals
 from landseg.errors import ConfigError, DataError
-from landseg.io.raster import open_raster
-from landseg.io.write import atomic_output
 
 Progress = Callable[[str, int], None]
 CHIPS_PER_TASK = 256
@@ -85,89 +79,34 @@ def _float_moments(moments: BandMoments) -> tuple[np.ndarray, np.ndarray]:
     return moments._mean, moments._m2  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class RasterMoments:
-    moments: BandMoments
-    bands: list[int]
-    names: list[str]
-    dtype: str
-
-
-def raster_moments(paths: Sequence[Path], bands=None, nodata: float | None = None,
-                   block: int = STATS_BLOCK) -> RasterMoments:
-    """Band moments over the valid pixels of ``paths``, window by window (``stats.band_statistics``'s loop)."""
-    moments: BandMoments | None = None
-    chosen, names, dtype = [], [], ""
+def _moments_task(paths: Sequence[Path], bands, nodata: float | None) -> RasterMoments:
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        for path in paths:
-            with open_raster(path) as src:
-                chosen = resolve_bands(src, bands)
-                dtype = src.dtypes[chosen[0] - 1]
-                names = [src.descriptions[b - 1] or f"band {b}" for b in chosen]
-                moments = moments or BandMoments(len(chosen))
-                no_value = scene_nodata(src, nodata)
-                for window in block_windows(src.width, src.height, block):
-                    moments.add(*read_window(src, chosen, window, no_value))
-    return RasterMoments(moments or BandMoments(0), chosen, names, dtype)
+        return raster_moments(paths, bands, nodata)
+
+
+def _histograms_task(paths: Sequence[Path], bands, nodata: float | None, **layout) -> list[np.ndarray]:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return band_histograms(paths, bands, nodata, **layout)
 
 
 def band_statistics_on_cluster(client: Client, groups: Sequence[Sequence[Path]], bands=None,
                                nodata: float | None = None) -> BandStatistics:
     """``stats.band_statistics`` over every raster of ``groups``, one task per group, merged exactly."""
-    parts = client.gather(client.map(raster_moments, [list(g) for g in groups], bands=bands, nodata=nodata,
+    parts = client.gather(client.map(_moments_task, [list(g) for g in groups], bands=bands, nodata=nodata,
                                      pure=False))
-    total = parts[0].moments
-    for part in parts[1:]:
-        total = merge_moments(total, part.moments)
-    if total.count == 0:
-        raise DataError("no valid pixels to compute band statistics from")
+    total = reduce(merge_moments, (part.moments for part in parts))
     last = parts[-1]
-    return BandStatistics(
-        bands=last.bands, names=last.names, count=total.count, mean=total.mean, std=total.std,
-        minimum=[float(v) for v in total.minimum], maximum=[float(v) for v in total.maximum],  # type: ignore[union-attr]
-        exact=total.exact, dtype=last.dtype,
-    )
-
-
-def band_histograms(paths: Sequence[Path], bands, nodata, lows: np.ndarray, span: np.ndarray, bins: np.ndarray,
-                    integer: bool, block: int = STATS_BLOCK) -> list[np.ndarray]:
-    """Per-band value histograms on the shared bins of ``stats.band_percentiles``."""
-    histograms = [np.zeros(int(b), dtype=np.int64) for b in bins]
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        for path in paths:
-            with open_raster(path) as src:
-                chosen = resolve_bands(src, bands)
-                for window in block_windows(src.width, src.height, block):
-                    data, valid = read_window(src, chosen, window, scene_nodata(src, nodata))
-                    for i, values in enumerate(data[:, valid]):
-                        if integer:
-                            index = values.astype(np.int64) - int(lows[i])
-                        else:
-                            relative = (values.astype(np.float64) - lows[i]) / max(span[i], 1e-12)
-                            index = (relative * (bins[i] - 1)).astype(np.int64)
-                        histograms[i] += np.bincount(np.clip(index, 0, bins[i] - 1), minlength=int(bins[i]))
-    return histograms
+    return RasterMoments(total, last.bands, last.names, last.dtype).statistics()
 
 
 def band_percentiles_on_cluster(client: Client, paths: Sequence[Path], bands, nodata, low: float,
                                 high: float) -> tuple[list[float], list[float]]:
     """``stats.band_percentiles``: moments for the value range, then one histogram task per scene, summed."""
-    overall = band_statistics_on_cluster(client, [[p] for p in paths], bands, nodata)
-    lows, span = np.array(overall.minimum), np.array(overall.maximum) - np.array(overall.minimum)
-    integer = bool(np.issubdtype(np.dtype(overall.dtype), np.integer) and span.max() < 2**17)
-    bins = (span.astype(np.int64) + 1) if integer else np.full(len(span), FLOAT_HISTOGRAM_BINS)
-    parts = client.gather(client.map(band_histograms, [[p] for p in paths], bands=bands, nodata=nodata, lows=lows,
-                                     span=span, bins=bins, integer=integer, pure=False))
-    histograms = [sum(part[i] for part in parts) for i in range(len(bins))]
-    result = []
-    for q in (low, high):
-        values = []
-        for i, histogram in enumerate(histograms):
-            rank = np.searchsorted(np.cumsum(histogram), q / 100 * histogram.sum(), side="left")
-            step = 1.0 if integer else span[i] / (bins[i] - 1)
-            values.append(float(lows[i] + min(rank, bins[i] - 1) * step))
-        result.append(values)
-    return result[0], result[1]
+    layout = histogram_bins(band_statistics_on_cluster(client, [[p] for p in paths], bands, nodata))
+    parts = client.gather(client.map(_histograms_task, [[p] for p in paths], bands=bands, nodata=nodata,
+                                     **layout._asdict(), pure=False))
+    histograms = [sum(part[i] for part in parts) for i in range(len(layout.bins))]
+    return percentiles_from_histograms(histograms, layout, low, high)
 
 
 # -- tile ------------------------------------------------------------------------------------------
@@ -232,24 +171,16 @@ def tile_on_cluster(config: PrepareConfig, client: Client, overwrite: bool = Fal
         chip_filter = chip_filter.with_class_totals(sum(parts, np.zeros(schema.num_classes, dtype=np.int64)))
         report.frequent_classes = [schema.names[i] for i in chip_filter.frequent_classes]
     _check_png(config, scenes[0])
-    writer = ChipWriter(out, schema, tiling.format, tiling.dtype, chip_scaling_on_cluster(client, config, scenes),
-                        tiling.compress)
-    for folder in ("images", "masks"):
-        (out / folder).mkdir(exist_ok=True)
+    writer = chip_writer(config, schema, chip_scaling_on_cluster(client, config, scenes))
     cut = _in_order(client, client.map(_cut_task, scenes, config=config, chip_filter=chip_filter, writer=writer,
                                        pure=False),
                     (lambda result: progress("chips", len(result[0]))) if progress else None)
     records: list[ChipRecord] = []
     for scene, (scene_records, scene_report) in zip(scenes, cut):
         _merge_report(report, scene_report)
-        if scene_records and not any(r.status == "kept" for r in scene_records):
-            reasons = Counter(r.reason if r.status == "dropped" else r.status for r in scene_records)
-            report.scene_without_chips(scene.name, scene.source_image, dict(reasons))
+        note_scene_without_chips(report, scene, scene_records)
         records += scene_records
-    index = write_index(records, index_path(out, tiling.index), schema.names)
-    with atomic_output(out / CHIP_SCHEMA_NAME) as temporary:
-        temporary.write_text(yaml.safe_dump(chip_mask_schema(schema).to_dict(), sort_keys=False))
-    return TileResult(records, report, index, report.write(out / "filters.json"))
+    return write_tile_outputs(config, schema, records, report)
 
 
 def _merge_report(total: FilterReport, part: FilterReport) -> None:
@@ -264,52 +195,20 @@ def _merge_report(total: FilterReport, part: FilterReport) -> None:
 
 def chip_scaling_on_cluster(client: Client, config: PrepareConfig, scenes: list[SceneSource]) -> Scaling | None:
     """``run.chip_scaling`` with its statistics computed one task per scene."""
-    scale = config.tiling.scale
-    if scale.method == "none":
-        return None
-    paths = [s.image for s in scenes]
-    with open_raster(paths[0]) as src:
-        bands = len(resolve_bands(src, config.input.bands))
-    if scale.method == "fixed":
-        return Scaling.fixed(scale.min, scale.max, bands)  # type: ignore[arg-type]
-    if scale.method == "percentile":
-        low, high = band_percentiles_on_cluster(client, paths, config.input.bands, config.input.nodata, scale.low,
-                                                scale.high)
-        return Scaling.fixed(low, high, bands)
-    overall = band_statistics_on_cluster(client, [[p] for p in paths], config.input.bands, config.input.nodata)
-    return Scaling.mean_std(overall.mean, overall.std)
+    return chip_scaling(
+        config, scenes,
+        statistics=lambda paths, bands, nodata: band_statistics_on_cluster(client, [[p] for p in paths], bands, nodata),
+        percentiles=partial(band_percentiles_on_cluster, client),
+    )
 
 
 # -- stats -----------------------------------------------------------------------------------------
 def stats_on_cluster(config: PrepareConfig, client: Client, chips_per_task: int = CHIPS_PER_TASK) -> dict:
     """``run.stats`` with the band moments of the chips computed in batches on the workers, merged exactly."""
-    schema = get_schema(config.schema_)
-    out = config.out
-    records, names = read_index(find_index(out))
-    if names != schema.names:
-        raise ConfigError(f"chip index classes {names} differ from schema {schema.names}", out)
-    lists = read_split_lists(out, records) if (out / "splits").is_dir() else {}
-    by_chip = {r.chip: r for r in records}
-    split_name = config.stats.split
-    if lists and split_name not in lists:
-        raise ConfigError(f"stats.split {split_name!r} has no split file; splits: {sorted(lists)}", out / "splits")
-    chosen = list(dict.fromkeys(lists[split_name])) if lists else [r.chip for r in records if r.kept]
-    if not chosen:
-        raise DataError(f"split {split_name!r} holds no chips", out)
-    images = [out / by_chip[c].image for c in chosen]
+    chips = stats_chips(config)
+    images = chips.images
     groups = [images[i : i + chips_per_task] for i in range(0, len(images), chips_per_task)]
-    bands = band_statistics_on_cluster(client, groups)
-    stages = class_frequencies({r.chip: r.counts for r in records}, {r.chip: r.status for r in records}, lists)
-    payload = {
-        "chips": {"split": split_name if lists else "all kept chips", "count": len(chosen)},
-        "bands": bands.to_dict(),
-        "normalization": bands.normalization(),
-        "classes": frequencies_payload(stages, schema),
-    }
-    write_stats_json(out / "stats.json", payload)
-    if config.stats.plot:
-        plot_class_frequencies(stages, schema, out / "class_frequencies.png", f"{config.name}: class shares by stage")
-    return payload
+    return write_stats(config, chips, band_statistics_on_cluster(client, groups))
 
 
 def prepare_all_on_cluster(config: PrepareConfig, client: Client, overwrite: bool = False,

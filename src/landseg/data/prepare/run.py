@@ -35,8 +35,8 @@ from landseg.data.prepare.index import ChipRecord, find_index, index_path, read_
 from landseg.data.prepare.rasters import Scaling, Unreadable, Unusable, open_readable, resolve_bands
 from landseg.data.prepare.split import SplitResult, read_split_lists, split_chips, write_splits
 from landseg.data.prepare.stats import (
-    band_percentiles, band_statistics, class_frequencies, frequencies_payload, plot_class_frequencies,
-    write_stats_json,
+    BandStatistics, band_percentiles, band_statistics, class_frequencies, frequencies_payload,
+    plot_class_frequencies, write_stats_json,
 )
 from landseg.data.prepare.tiling import (
     ChipWriter, SceneSource, chip_mask_schema, chip_windows, cut_scene, scene_class_totals,
@@ -105,7 +105,11 @@ def align_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> 
     return SceneSource(scene.name, resampled.path, scene.label, decoder, scene.image, scene.label)
 
 
-def chip_scaling(config: PrepareConfig, scenes: list[SceneSource]) -> Scaling | None:
+def chip_scaling(config: PrepareConfig, scenes: list[SceneSource],
+                 statistics: Callable[..., BandStatistics] = band_statistics,
+                 percentiles: Callable[..., tuple[list[float], list[float]]] = band_percentiles) -> Scaling | None:
+    """The chip value scaling of ``tiling.scale``; ``statistics`` and ``percentiles`` (called as
+    ``band_statistics`` and ``band_percentiles``) measure the scenes, so the cluster can pass its own."""
     scale = config.tiling.scale
     if scale.method == "none":
         return None
@@ -115,9 +119,9 @@ def chip_scaling(config: PrepareConfig, scenes: list[SceneSource]) -> Scaling | 
     if scale.method == "fixed":
         return Scaling.fixed(scale.min, scale.max, bands)  # type: ignore[arg-type]
     if scale.method == "percentile":
-        low, high = band_percentiles(paths, config.input.bands, config.input.nodata, scale.low, scale.high)
+        low, high = percentiles(paths, config.input.bands, config.input.nodata, scale.low, scale.high)
         return Scaling.fixed(low, high, bands)
-    overall = band_statistics(paths, config.input.bands, config.input.nodata)
+    overall = statistics(paths, config.input.bands, config.input.nodata)
     return Scaling.mean_std(overall.mean, overall.std)
 
 
@@ -147,9 +151,7 @@ def tile(config: PrepareConfig, overwrite: bool = False, progress: Progress | No
             chip_filter = chip_filter.with_class_totals(totals)
             report.frequent_classes = [schema.names[i] for i in chip_filter.frequent_classes]
         _check_png(config, scenes[0])
-        writer = ChipWriter(out, schema, tiling.format, tiling.dtype, chip_scaling(config, scenes), tiling.compress)
-        for folder in ("images", "masks"):
-            (out / folder).mkdir(exist_ok=True)
+        writer = chip_writer(config, schema, chip_scaling(config, scenes))
         records: list[ChipRecord] = []
         for scene in scenes:
             scene_records = cut_scene(
@@ -157,12 +159,31 @@ def tile(config: PrepareConfig, overwrite: bool = False, progress: Progress | No
                 chip_filter=chip_filter, writer=writer, report=report,
                 on_chip=(lambda: progress("chips", 1)) if progress else None,
             )
-            if scene_records and not any(r.status == "kept" for r in scene_records):
-                # Reported, never fatal: Raster Vision crashes on a scene that loses every chip to a filter.
-                reasons = Counter(r.reason if r.status == "dropped" else r.status for r in scene_records)
-                report.scene_without_chips(scene.name, scene.source_image, dict(reasons))
+            note_scene_without_chips(report, scene, scene_records)
             records += scene_records
-    index = write_index(records, index_path(out, tiling.index), schema.names)
+    return write_tile_outputs(config, schema, records, report)
+
+
+def chip_writer(config: PrepareConfig, schema: ClassSchema, scaling: Scaling | None) -> ChipWriter:
+    """The writer of ``tiling``'s chips, with its ``images/`` and ``masks/`` folders made."""
+    tiling = config.tiling
+    for folder in ("images", "masks"):
+        (config.out / folder).mkdir(exist_ok=True)
+    return ChipWriter(config.out, schema, tiling.format, tiling.dtype, scaling, tiling.compress)
+
+
+def note_scene_without_chips(report: FilterReport, scene: SceneSource, scene_records: list[ChipRecord]) -> None:
+    """Reported, never fatal: Raster Vision crashes on a scene that loses every chip to a filter."""
+    if scene_records and not any(r.status == "kept" for r in scene_records):
+        reasons = Counter(r.reason if r.status == "dropped" else r.status for r in scene_records)
+        report.scene_without_chips(scene.name, scene.source_image, dict(reasons))
+
+
+def write_tile_outputs(config: PrepareConfig, schema: ClassSchema, records: list[ChipRecord],
+                       report: FilterReport) -> TileResult:
+    """The chip index, the chip masks' ``schema.yaml`` and ``filters.json`` of a finished cut."""
+    out = config.out
+    index = write_index(records, index_path(out, config.tiling.index), schema.names)
     with atomic_output(out / CHIP_SCHEMA_NAME) as temporary:
         temporary.write_text(yaml.safe_dump(chip_mask_schema(schema).to_dict(), sort_keys=False))
     return TileResult(records, report, index, report.write(out / "filters.json"))
@@ -196,8 +217,19 @@ def split(config: PrepareConfig) -> SplitResult:
     return result
 
 
-def stats(config: PrepareConfig) -> dict:
-    """Band statistics of one split's chips and class frequencies at every stage; ``stats.json`` + plot."""
+@dataclass(frozen=True)
+class StatsChips:
+    """The chips ``stats`` measures (the images of one split, or every kept chip) and the index around them."""
+
+    schema: ClassSchema
+    records: list[ChipRecord]
+    lists: dict[str, list[str]]
+    split: str
+    images: list[Path]
+
+
+def stats_chips(config: PrepareConfig) -> StatsChips:
+    """The chip index and split lists of the output folder, and the images of ``stats.split``."""
     schema = get_schema(config.schema_)
     out = config.out
     records, names = read_index(find_index(out))
@@ -211,18 +243,31 @@ def stats(config: PrepareConfig) -> dict:
     chosen = list(dict.fromkeys(lists[split_name])) if lists else [r.chip for r in records if r.kept]
     if not chosen:
         raise DataError(f"split {split_name!r} holds no chips", out)
-    bands = band_statistics(out / by_chip[c].image for c in chosen)
-    stages = class_frequencies({r.chip: r.counts for r in records}, {r.chip: r.status for r in records}, lists)
+    return StatsChips(schema, records, lists, split_name if lists else "all kept chips",
+                      [out / by_chip[c].image for c in chosen])
+
+
+def write_stats(config: PrepareConfig, chips: StatsChips, bands: BandStatistics) -> dict:
+    """``stats.json`` (and the class frequency plot) from the chips' band statistics and the chip index."""
+    schema, records = chips.schema, chips.records
+    stages = class_frequencies({r.chip: r.counts for r in records}, {r.chip: r.status for r in records}, chips.lists)
     payload = {
-        "chips": {"split": split_name if lists else "all kept chips", "count": len(chosen)},
+        "chips": {"split": chips.split, "count": len(chips.images)},
         "bands": bands.to_dict(),
         "normalization": bands.normalization(),
         "classes": frequencies_payload(stages, schema),
     }
-    write_stats_json(out / "stats.json", payload)
+    write_stats_json(config.out / "stats.json", payload)
     if config.stats.plot:
-        plot_class_frequencies(stages, schema, out / "class_frequencies.png", f"{config.name}: class shares by stage")
+        plot_class_frequencies(stages, schema, config.out / "class_frequencies.png",
+                               f"{config.name}: class shares by stage")
     return payload
+
+
+def stats(config: PrepareConfig) -> dict:
+    """Band statistics of one split's chips and class frequencies at every stage; ``stats.json`` + plot."""
+    chips = stats_chips(config)
+    return write_stats(config, chips, band_statistics(chips.images))
 
 
 def prepare_all(config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None) -> dict:

@@ -13,11 +13,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from landseg.classes import ClassSchema
+from landseg.errors import DataError
 from landseg.io.raster import open_raster
 from landseg.io.write import atomic_output
 from landseg.data.prepare.rasters import block_windows, read_window, resolve_bands, scene_nodata
@@ -124,11 +125,31 @@ class BandStatistics:
                 "std": [round(max(s, 1e-6), 6) for s in self.std]}
 
 
-def band_statistics(
+@dataclass(frozen=True)
+class RasterMoments:
+    """Band moments with the bands they describe: what one worker returns and ``merge_moments`` combines."""
+
+    moments: BandMoments
+    bands: list[int]
+    names: list[str]
+    dtype: str
+
+    def statistics(self) -> BandStatistics:
+        if self.moments.count == 0:
+            raise DataError("no valid pixels to compute band statistics from")
+        moments = self.moments
+        return BandStatistics(
+            bands=self.bands, names=self.names, count=moments.count, mean=moments.mean, std=moments.std,
+            minimum=[float(v) for v in moments.minimum], maximum=[float(v) for v in moments.maximum],  # type: ignore[union-attr]
+            exact=moments.exact, dtype=self.dtype,
+        )
+
+
+def raster_moments(
     paths: Iterable[Path], bands: Sequence[int | str] | None = None, nodata: float | None = None,
     block: int = STATS_BLOCK,
-) -> BandStatistics:
-    """Exact per-band statistics over the valid pixels of every raster in ``paths``, window by window."""
+) -> RasterMoments:
+    """Band moments over the valid pixels of every raster in ``paths``, window by window."""
     moments: BandMoments | None = None
     chosen: list[int] = []
     names: list[str] = []
@@ -142,30 +163,41 @@ def band_statistics(
             no_value = scene_nodata(src, nodata)
             for window in block_windows(src.width, src.height, block):
                 moments.add(*read_window(src, chosen, window, no_value))
-    if moments is None or moments.count == 0:
-        from landseg.errors import DataError
-
-        raise DataError("no valid pixels to compute band statistics from")
-    return BandStatistics(
-        bands=chosen, names=names, count=moments.count, mean=moments.mean, std=moments.std,
-        minimum=[float(v) for v in moments.minimum], maximum=[float(v) for v in moments.maximum],  # type: ignore[union-attr]
-        exact=moments.exact, dtype=dtype,
-    )
+    return RasterMoments(moments or BandMoments(0), chosen, names, dtype)
 
 
-def band_percentiles(
-    paths: Sequence[Path], bands: Sequence[int | str] | None, nodata: float | None, low: float, high: float,
+def band_statistics(
+    paths: Iterable[Path], bands: Sequence[int | str] | None = None, nodata: float | None = None,
     block: int = STATS_BLOCK,
-) -> tuple[list[float], list[float]]:
-    """The ``low`` and ``high`` percentiles of each band over all valid pixels, from streamed histograms.
+) -> BandStatistics:
+    """Exact per-band statistics over the valid pixels of every raster in ``paths``, window by window."""
+    return raster_moments(paths, bands, nodata, block).statistics()
 
-    Exact for 8- and 16-bit integers (one bin per value); float bands use 65536 bins between their
-    minimum and maximum, so the result is within one bin width.
-    """
-    overall = band_statistics(paths, bands, nodata, block)
-    lows, span = np.array(overall.minimum), np.array(overall.maximum) - np.array(overall.minimum)
-    integer = np.issubdtype(np.dtype(overall.dtype), np.integer) and span.max() < 2**17
+
+# -- percentiles -----------------------------------------------------------------------------------
+class HistogramBins(NamedTuple):
+    """One histogram layout shared by every raster, so histograms of separate scenes add bin by bin."""
+
+    lows: np.ndarray
+    span: np.ndarray
+    bins: np.ndarray
+    integer: bool
+
+
+def histogram_bins(overall: BandStatistics) -> HistogramBins:
+    """One bin per value for 8- and 16-bit integers (exact percentiles); else 65536 bins from min to max."""
+    lows = np.array(overall.minimum)
+    span = np.array(overall.maximum) - lows
+    integer = bool(np.issubdtype(np.dtype(overall.dtype), np.integer) and span.max() < 2**17)
     bins = (span.astype(np.int64) + 1) if integer else np.full(len(span), FLOAT_HISTOGRAM_BINS)
+    return HistogramBins(lows, span, bins, integer)
+
+
+def band_histograms(
+    paths: Iterable[Path], bands: Sequence[int | str] | None, nodata: float | None, lows: np.ndarray,
+    span: np.ndarray, bins: np.ndarray, integer: bool, block: int = STATS_BLOCK,
+) -> list[np.ndarray]:
+    """Per-band value histograms over the valid pixels of ``paths``, on the bins of ``histogram_bins``."""
     histograms = [np.zeros(int(b), dtype=np.int64) for b in bins]
     for path in paths:
         with open_raster(path) as src:
@@ -179,15 +211,36 @@ def band_percentiles(
                         relative = (values.astype(np.float64) - lows[i]) / max(span[i], 1e-12)
                         index = (relative * (bins[i] - 1)).astype(np.int64)
                     histograms[i] += np.bincount(np.clip(index, 0, bins[i] - 1), minlength=int(bins[i]))
+    return histograms
+
+
+def percentiles_from_histograms(
+    histograms: Sequence[np.ndarray], layout: HistogramBins, low: float, high: float,
+) -> tuple[list[float], list[float]]:
+    """The ``low`` and ``high`` percentiles of each band: the lower edge of the bin holding that rank."""
     result = []
     for q in (low, high):
         values = []
         for i, histogram in enumerate(histograms):
             rank = np.searchsorted(np.cumsum(histogram), q / 100 * histogram.sum(), side="left")
-            step = 1.0 if integer else span[i] / (bins[i] - 1)
-            values.append(float(lows[i] + min(rank, bins[i] - 1) * step))
+            step = 1.0 if layout.integer else layout.span[i] / (layout.bins[i] - 1)
+            values.append(float(layout.lows[i] + min(rank, layout.bins[i] - 1) * step))
         result.append(values)
     return result[0], result[1]
+
+
+def band_percentiles(
+    paths: Sequence[Path], bands: Sequence[int | str] | None, nodata: float | None, low: float, high: float,
+    block: int = STATS_BLOCK,
+) -> tuple[list[float], list[float]]:
+    """The ``low`` and ``high`` percentiles of each band over all valid pixels, from streamed histograms.
+
+    Exact for 8- and 16-bit integers (one bin per value); float bands use 65536 bins between their
+    minimum and maximum, so the result is within one bin width.
+    """
+    layout = histogram_bins(band_statistics(paths, bands, nodata, block))
+    histograms = band_histograms(paths, bands, nodata, **layout._asdict(), block=block)
+    return percentiles_from_histograms(histograms, layout, low, high)
 
 
 # -- class frequencies -----------------------------------------------------------------------------
