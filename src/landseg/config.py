@@ -335,18 +335,24 @@ def set_dotted(data: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    path = Path(path)
+def read_yaml_config(path: Path, overrides: list[str] | None = None, kind: str = "config") -> dict:
+    """A YAML mapping from ``path`` with ``key.sub=value`` overrides applied; one-line errors otherwise."""
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise ConfigError(f"cannot read config ({exc.strerror})", path) from None
+        raise ConfigError(f"cannot read {kind} ({exc.strerror})", path) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML ({str(exc).splitlines()[0]})", path) from None
     if not isinstance(data, dict):
-        raise ConfigError("config must be a YAML mapping", path)
+        raise ConfigError(f"{kind} must be a YAML mapping", path)
     for assignment in overrides or []:
         set_dotted(data, assignment)
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    path = Path(path)
+    data = read_yaml_config(path, overrides)
     config = parse_config(data, source=path)
     config.data.root = _relative_to(path, config.data.root)
     stats_file = config.data.normalization.stats_file

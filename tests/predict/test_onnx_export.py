@@ -19,15 +19,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_predict_command import write_checkpoint, write_scene  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def private_cache(tmp_path_factory):
-    """Checkpoints exported for ONNX Runtime are cached here, not in the user's cache folder."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("LANDSEG_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    patch.undo()
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("onnx")

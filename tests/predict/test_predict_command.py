@@ -23,15 +23,6 @@ from landseg.predict.engine import PredictOptions
 SCHEMA = get_schema("synthetic")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def private_cache(tmp_path_factory):
-    """Checkpoints exported for ONNX Runtime are cached here, not in the user's cache folder."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("LANDSEG_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    patch.undo()
-
-
 def write_checkpoint(path: Path, seed: int, widths=(4, 8)) -> Path:
     torch.manual_seed(seed)
     spec = ModelSpec(arch="classic_unet", num_classes=SCHEMA.num_classes, encoder=None, widths=list(widths))

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from landseg.config import Section, set_dotted
+from landseg.config import Section, read_yaml_config
 from landseg.errors import ConfigError
 
 PREPARED_CONFIG_NAME = "prepare.yaml"
@@ -227,16 +227,7 @@ def load_prepare_config(path: str | Path, overrides: list[str] | None = None) ->
     path = Path(path)
     if path.is_dir():
         path = path / PREPARED_CONFIG_NAME
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read preparation config ({exc.strerror})", path) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML ({str(exc).splitlines()[0]})", path) from None
-    if not isinstance(data, dict):
-        raise ConfigError("preparation config must be a YAML mapping", path)
-    for assignment in overrides or []:
-        set_dotted(data, assignment)
+    data = read_yaml_config(path, overrides, kind="preparation config")
     return parse_prepare_config(data, source=path, base=path.parent)
 
 
