@@ -84,16 +84,11 @@ class Predictor:
 
     def predict_probabilities(self, image: RasterImage) -> np.ndarray:
         """``(K, H, W)`` float32 probabilities at the image's own resolution."""
-        network_input = self.normalization.apply(self.select_bands(image))
-        height, width = image.shape
-        scale = self.card.input_scale
-        if scale != 1.0:
-            scaled_size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            network_input = resample_bilinear(network_input, scaled_size)
-        probabilities = predict_probabilities(
+        return predict_rescaled(
             self.network,
-            network_input,
+            self.normalization.apply(self.select_bands(image)),
             self.schema.num_classes,
+            self.card.input_scale,
             tile=self.tile,
             overlap=self.overlap,
             blend=self.blend,
@@ -102,9 +97,6 @@ class Predictor:
             tta=self.tta,
             progress=self.progress,
         )
-        if probabilities.shape[-2:] != (height, width):
-            probabilities = resample_bilinear(probabilities, (height, width))
-        return probabilities
 
     def select_bands(self, image: RasterImage) -> np.ndarray:
         """The card's bands, in the card's order, from an image holding all of its file's bands."""
@@ -118,6 +110,19 @@ class Predictor:
                 image.path,
             )
         return image.data[[band - 1 for band in self.card.bands]]
+
+
+def predict_rescaled(network, image: np.ndarray, num_classes: int, scale: float, **options) -> np.ndarray:
+    """``(K, H, W)`` probabilities at the image's own size from a network trained on images resampled
+    by ``scale`` (seed 002's 1:2 is 0.5): resample, predict tile by tile (``options`` go to
+    ``sliding.predict_probabilities``), resample the probabilities back."""
+    height, width = image.shape[-2:]
+    if scale != 1.0:
+        image = resample_bilinear(image, (max(1, round(height * scale)), max(1, round(width * scale))))
+    probabilities = predict_probabilities(network, image, num_classes, **options)
+    if probabilities.shape[-2:] != (height, width):
+        probabilities = resample_bilinear(probabilities, (height, width))
+    return probabilities
 
 
 def resample_bilinear(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

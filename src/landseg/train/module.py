@@ -10,7 +10,6 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from landseg.checkpoint import CARD_KEY, ModelCard
 from landseg.classes import IGNORE_INDEX
@@ -18,7 +17,7 @@ from landseg.config import TrainConfig
 from landseg.losses import build_loss
 from landseg.metrics import ConfusionMatrix
 from landseg.models import ModelSpec, build_model
-from landseg.predict.sliding import predict_probabilities
+from landseg.predict.predictor import predict_rescaled
 
 
 class SegmentationModule(L.LightningModule):
@@ -151,14 +150,6 @@ def build_scheduler(optimizer, cfg: TrainConfig):
 
 def predict_scaled(network, image: torch.Tensor, num_classes: int, scale: float, tile: int, overlap: float, device):
     """Probabilities ``(K, H, W)`` at the image's own size for a network trained at ``scale``."""
-    height, width = image.shape[-2:]
-    if scale != 1.0:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=scale < 1)[0]
-    probabilities = predict_probabilities(
-        network, image.cpu().numpy(), num_classes, tile=tile, overlap=overlap, device=device
-    )
-    probabilities = torch.as_tensor(probabilities)
-    if scale != 1.0:
-        probabilities = F.interpolate(probabilities[None], size=(height, width), mode="bilinear")[0]
-    return probabilities
+    probabilities = predict_rescaled(network, image.cpu().numpy(), num_classes, scale, tile=tile, overlap=overlap,
+                                     device=device)
+    return torch.as_tensor(probabilities)
