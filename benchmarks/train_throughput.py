@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": str(recipe_path(args.recipe)), "batch_size": args.batch_size, "crop": args.crop,
         "num_workers": config.train.num_workers, "steps": args.steps, "warmup": args.warmup,
         "environment": {**env, "load_average_end": environment(())["load_average"]},
-        "fixed_step_s": round(pooled["fixed"], 4), "loop_step_s": round(pooled["loop"], 4),
+        "fixed_step_s": round(pooled["fixed"], 6), "loop_step_s": round(pooled["loop"], 6),
         "loop_step_hooks_s": round(hooks, 4), "loop_between_steps_s": round(between, 4),
         "loader_batch_s": round(loader, 4), "efficiency": round(efficiency, 4),
         "loop_share_in_step_hooks": round(in_step_share, 4), "target": 0.90,
