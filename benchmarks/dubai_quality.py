@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             save()
     best_name = max(payload["recipes"], key=lambda n: payload["recipes"][n]["miou"] or 0.0)
     payload["best"] = {"name": best_name, **payload["recipes"][best_name]}
+    # Without baselines in the run there is nothing to beat: None, not a vacuous True.
     payload["best_beats_baselines"] = all(
-        (payload["best"]["miou"] or 0.0) > (b["miou"] or 0.0) for b in payload["baselines"].values())
+        (payload["best"]["miou"] or 0.0) > (b["miou"] or 0.0) for b in payload["baselines"].values()
+    ) if payload["baselines"] else None
     save()
     if args.ablation:
         payload["ablation"] = ablation(best_name, payload["best"], args, out, overrides)
