@@ -31,18 +31,17 @@ fp32 map differs from one forward pass over the whole image near tile borders an
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import REPO, package_version, peak_rss_mb
+from common import environment as common_environment
 
-REPO = Path(__file__).resolve().parents[1]
 CLASSES = 5
 MODEL = {"arch": "unet", "num_classes": CLASSES, "encoder": "tu-tf_efficientnet_lite0", "encoder_weights": "offline"}
 
@@ -109,14 +108,6 @@ def run_stage(stage: str, settings: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (``VmHWM``, which exec resets, unlike ``ru_maxrss``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def stage_peak(settings: dict) -> dict:
     import torch
 
@@ -178,7 +169,7 @@ def stage_variants(settings: dict) -> dict:
     if settings.get("compile"):
         variants["bf16_channels_last_compiled"] = lambda net: TorchNetwork(net, precision="bf16", compile=True)
     onnx_path = Path(settings["work"]) / f"unet_lite0_{tile}.onnx"
-    if _version("onnxruntime") and _version("onnxscript"):
+    if package_version("onnxruntime") and package_version("onnxscript"):
         from landseg.predict.onnx import OnnxNetwork, export_onnx
 
         if not onnx_path.exists():
@@ -267,7 +258,7 @@ def stage_agreement(settings: dict) -> dict:
     checkpoint, images = settings["checkpoint"], sorted(settings["images"])
     engines = {"fp32": load_ensemble([checkpoint], engine="torch", precision="fp32"),
                "bf16": load_ensemble([checkpoint], engine="torch", precision="bf16")}
-    if _version("onnxruntime") and _version("onnxscript"):
+    if package_version("onnxruntime") and package_version("onnxscript"):
         engines["onnxruntime"] = load_ensemble([checkpoint], engine="onnxruntime")
     options = PredictOptions(overlap=settings["overlap"], preview=False, areas=False)
     totals = {name: [0, 0] for name in engines if name != "fp32"}
@@ -323,29 +314,16 @@ STAGES = {"peak": stage_peak, "raw": stage_raw, "predict": stage_predict, "naive
 
 # -- report ------------------------------------------------------------------------------------------
 def environment() -> dict:
+    """``common.environment``, the CPU's bf16 instructions (they decide whether bf16 autocast can pay off)
+    and the inference stack."""
     import rasterio
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout)
-    except OSError:
-        commit, dirty = "", False
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
-               platform.processor())
     flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
-    return {"git_commit": commit, "git_dirty": dirty, "cpu": cpu, "cpu_count": os.cpu_count(),
-            "cpu_bf16": [f for f in flags if "bf16" in f or f.startswith("amx")],
-            "load_average_start": os.getloadavg(), "python": platform.python_version(),
-            "torch": importlib.metadata.version("torch"), "onnxruntime": _version("onnxruntime"),
+    env = common_environment(("torch", "onnxruntime"))
+    env["load_average_start"] = env.pop("load_average")
+    return {**env, "cpu_bf16": [f for f in flags if "bf16" in f or f.startswith("amx")],
             "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__}
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def table(rows: list[dict], naive: dict | None) -> str:
