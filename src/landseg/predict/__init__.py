@@ -10,29 +10,22 @@ The names below are imported on first use, so ``landseg --help`` and the command
 
 from __future__ import annotations
 
-import importlib
+from landseg.lazy import lazy_exports
 
 _EXPORTS = {
-    "Ensemble": "ensemble",
-    "PredictOptions": "engine",
-    "Prediction": "predictor",
-    "Predictor": "predictor",
-    "SceneResult": "engine",
-    "blend_weights": "tiling",
-    "class_areas": "outputs",
-    "load_ensemble": "ensemble",
-    "predict_probabilities": "sliding",
-    "predict_scene": "engine",
-    "tile_windows": "tiling",
-    "write_prediction": "outputs",
+    "Ensemble": "landseg.predict.ensemble",
+    "PredictOptions": "landseg.predict.engine",
+    "Prediction": "landseg.predict.predictor",
+    "Predictor": "landseg.predict.predictor",
+    "SceneResult": "landseg.predict.engine",
+    "blend_weights": "landseg.predict.tiling",
+    "class_areas": "landseg.predict.outputs",
+    "load_ensemble": "landseg.predict.ensemble",
+    "predict_probabilities": "landseg.predict.sliding",
+    "predict_scene": "landseg.predict.engine",
+    "tile_windows": "landseg.predict.tiling",
+    "write_prediction": "landseg.predict.outputs",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

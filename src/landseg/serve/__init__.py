@@ -1,12 +1,12 @@
 """``landseg serve``: a local web app that makes a trained model usable from a browser.
 
 ``create_app(ServeSettings(checkpoint=...))`` builds the FastAPI app; ``run_server`` serves it with
-uvicorn. Predictions go through ``engine.run_prediction``, the same engine as ``landseg predict``.
+uvicorn. Predictions go through ``engine.run_prediction`` (the in-memory ``Predictor``).
 Names are imported on first use, so that the CLI can register ``serve.command.serve`` without
 loading FastAPI or torch.
 """
 
-from importlib import import_module
+from landseg.lazy import lazy_exports
 
 _EXPORTS = {
     "PredictionOptions": "landseg.serve.engine",
@@ -18,7 +18,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'landseg.serve' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
