@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 import time
 from pathlib import Path
@@ -70,7 +71,8 @@ def swa_assignments(swa: dict, epochs: int) -> list[str]:
     return assignments({"train.swa": settings})
 
 
-def ablation(best_name: str, best: dict, args, out: Path, overrides: list[str]) -> dict:
+def ablation(best_name: str, best: dict, args, out: Path, overrides: list[str], save) -> dict:
+    """Runs the variants one by one; ``save(partial)`` after each keeps finished runs if the rest are cut off."""
     spec = yaml.safe_load(args.ablation_file.read_text())
     variants = spec["variants"]
     if args.variants:
@@ -79,14 +81,16 @@ def ablation(best_name: str, best: dict, args, out: Path, overrides: list[str]) 
             raise SystemExit(f"unknown ablation variants {sorted(unknown)}; known: {sorted(variants)}")
         variants = {name: variants[name] for name in args.variants}
     results = {}
+    summary = {"from": best_name, "file": str(args.ablation_file.relative_to(REPO))
+               if args.ablation_file.is_relative_to(REPO) else str(args.ablation_file), "variants": results}
     for name, change in variants.items():
         change = dict(change)
         swa = change.pop("swa", None)
-        extra = assignments(change) + (swa_assignments(swa, max(best["epochs"], 1)) if swa else [])
+        extra = assignments(change) + (swa_assignments(swa, 1 if args.smoke else max(best["epochs"], 1)) if swa else [])
         config = load_recipe(recipe_path(best_name), overrides + extra)
         results[name] = {"changed": extra, **run(f"ablation_{name}", config, args, out)}
-    return {"from": best_name, "file": str(args.ablation_file.relative_to(REPO)) if args.ablation_file.is_relative_to(REPO)
-            else str(args.ablation_file), "variants": results}
+        save(summary)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", action="store_true", help="Also run the ablation variants from the best recipe.")
     parser.add_argument("--variants", default=None, help="Comma-separated subset of the ablation variants.")
     parser.add_argument("--ablation-file", type=Path, default=REPO / "configs" / "benchmark" / "dubai_ablation.yaml")
+    parser.add_argument("--best-from", type=Path, default=None,
+                        help="Take the best recipe (name, score, epochs) from an earlier results JSON instead of "
+                        "training the candidates again; with --ablation, runs only the variants.")
     parser.add_argument("--smoke", action="store_true",
                         help="A few steps on one tile, evaluated at quarter resolution; not a measurement.")
     parser.add_argument("--out", type=Path, default=None, help="Folder for the runs (and, with --smoke, the JSON).")
@@ -127,20 +134,33 @@ def main(argv: list[str] | None = None) -> int:
         payload["wall_s"] = round(time.perf_counter() - started, 1)
         write_json(results_path, payload)
 
-    for group, names in (("baselines", args.baselines), ("recipes", args.recipes)):
-        for name in filter(None, names.split(",")):
-            config = load_recipe(recipe_path(name), overrides)
-            payload[group][name] = {"recipe": str(recipe_path(name)), **run(name, config, args, out)}
-            save()
-    best_name = max(payload["recipes"], key=lambda n: payload["recipes"][n]["miou"] or 0.0)
-    payload["best"] = {"name": best_name, **payload["recipes"][best_name]}
+    if args.best_from:
+        earlier = json.loads(args.best_from.read_text())
+        if not earlier.get("best"):
+            parser.error(f"{args.best_from}: no 'best' recipe in these results")
+        best_name = earlier["best"]["name"]
+        payload["best"] = {**earlier["best"], "from_results": str(args.best_from),
+                           "commit": earlier["environment"]["git_commit"]}
+        payload["recipes"][best_name] = payload["best"]
+    else:
+        for group, names in (("baselines", args.baselines), ("recipes", args.recipes)):
+            for name in filter(None, names.split(",")):
+                config = load_recipe(recipe_path(name), overrides)
+                payload[group][name] = {"recipe": str(recipe_path(name)), **run(name, config, args, out)}
+                save()
+        best_name = max(payload["recipes"], key=lambda n: payload["recipes"][n]["miou"] or 0.0)
+        payload["best"] = {"name": best_name, **payload["recipes"][best_name]}
     # Without baselines in the run there is nothing to beat: None, not a vacuous True.
     payload["best_beats_baselines"] = all(
         (payload["best"]["miou"] or 0.0) > (b["miou"] or 0.0) for b in payload["baselines"].values()
     ) if payload["baselines"] else None
     save()
     if args.ablation:
-        payload["ablation"] = ablation(best_name, payload["best"], args, out, overrides)
+        def save_partial(summary: dict) -> None:
+            payload["ablation"] = summary
+            save()
+
+        payload["ablation"] = ablation(best_name, payload["best"], args, out, overrides, save_partial)
     payload["complete"] = True
     payload["load_average_end"] = environment(())["load_average"]
     save()
