@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 import rasterio
+import rasterio.warp
 from affine import Affine
 from rasterio import features
 
-from landseg.classes import IGNORE_INDEX, get_schema
+from landseg.classes import IGNORE_INDEX, color_hex, get_schema
 from landseg.errors import ConfigError
 
 shapely = pytest.importorskip("shapely")
@@ -93,7 +94,8 @@ def test_geopackage_round_trip_and_simplification(tmp_path):
     assert info["crs"] == "EPSG:32632" and info["geometry_type"] == "Polygon"
     meta, _, geometries, fields = pyogrio.raw.read(exact)
     names = list(meta["fields"])
-    assert names[:3] == ["class_index", "class_name", "pixels"]
+    assert names[:4] == ["class_index", "class_name", "color", "pixels"]
+    assert fields[names.index("color")][0] == color_hex(SCHEMA.classes[fields[0][0]].color)
     areas = shapely.area(shapely.from_wkb(geometries))
     np.testing.assert_allclose(areas, fields[names.index("pixels")] * 100.0)
     _, _, simple_geometries, _ = pyogrio.raw.read(simple)
@@ -104,3 +106,37 @@ def test_geopackage_round_trip_and_simplification(tmp_path):
 def test_unknown_format_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="gpkg"):
         write_polygons(tmp_path / "x.tif", tmp_path / "polygons.shp", SCHEMA)
+
+
+def test_geojson_reprojected_to_wgs84_follows_rfc_7946(tmp_path):
+    index = class_map(seed=2)
+    raster = tmp_path / "classes.tif"
+    profile = dict(driver="GTiff", width=54, height=56, count=1, dtype="uint8", nodata=IGNORE_INDEX,
+                   crs="EPSG:32632", transform=GRID)
+    with rasterio.open(raster, "w", **profile) as dst:
+        dst.write(index, 1)
+    native = json.loads(write_polygons(raster, tmp_path / "native.geojson", SCHEMA, strip=8).read_text())
+    wgs84 = json.loads(write_polygons(raster, tmp_path / "wgs84.geojson", SCHEMA, strip=8, to_crs="EPSG:4326")
+                       .read_text())
+    assert "crs" not in wgs84  # WGS 84 longitude, latitude is GeoJSON's own
+    assert len(wgs84["features"]) == len(native["features"])
+    for projected, geographic in zip(native["features"], wgs84["features"]):
+        assert projected["properties"] == geographic["properties"]
+        assert geographic["properties"]["color"] == color_hex(SCHEMA.classes[geographic["properties"]["class_index"]].color)
+        expected = rasterio.warp.transform_geom("EPSG:32632", "EPSG:4326", projected["geometry"])
+        np.testing.assert_allclose(geographic["geometry"]["coordinates"][0], expected["coordinates"][0], atol=1e-12)
+    lon, lat = wgs84["features"][0]["geometry"]["coordinates"][0][0]
+    assert 10.3 < lon < 10.4 and 46.9 < lat < 47.0  # (600000, 5200000) in UTM 32N
+
+
+def test_a_plain_photo_keeps_pixel_coordinates_and_says_so(tmp_path):
+    index = class_map(seed=3)
+    raster = tmp_path / "classes.tif"
+    profile = dict(driver="GTiff", width=54, height=56, count=1, dtype="uint8", nodata=IGNORE_INDEX)
+    with rasterio.open(raster, "w", **profile) as dst:
+        dst.write(index, 1)
+    collection = json.loads(write_polygons(raster, tmp_path / "p.geojson", SCHEMA, to_crs="EPSG:4326").read_text())
+    assert collection["coordinates_in"] == "pixel column, row" and "crs" not in collection
+    shapes = [(f["geometry"], f["properties"]["class_index"]) for f in collection["features"]]
+    np.testing.assert_array_equal(features.rasterize(shapes, out_shape=index.shape, fill=IGNORE_INDEX, dtype="uint8"),
+                                  index)

@@ -16,8 +16,9 @@ from scipy import ndimage
 
 from landseg.classes import get_schema
 from landseg.errors import DataError
-from landseg.io.raster import read_image
-from landseg.predict import Predictor, class_areas
+from landseg.predict import class_areas
+from landseg.predict.engine import PredictOptions, predict_scene
+from landseg.predict.ensemble import load_ensemble
 
 from serve_helpers import VALIDATION_MIOU
 
@@ -51,10 +52,12 @@ def wait_until_finished(client, job_id: str, timeout: float = 30.0) -> dict:
     raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
 
 
-def reference_prediction(model, path: Path, **options):
-    """What ``landseg predict`` computes for the same image, without the server."""
-    image = read_image(path)
-    return image, Predictor(model, **options).predict_image(image)
+def reference_prediction(model, path: Path, out_dir: Path, tta=None, **options):
+    """What ``landseg predict --engine torch`` writes for the same image, without the server:
+    the class map's (transform, CRS) and its pixels."""
+    scene = predict_scene(path, load_ensemble([model.path], engine="torch", tta=tta), out_dir, PredictOptions(**options))
+    with rasterio.open(scene.paths["classes"]) as written:
+        return (written.transform, written.crs), written.read(1)
 
 
 class GatedEngine:
@@ -151,8 +154,9 @@ def test_geotiff_job_gives_the_engines_result_and_every_download(tmp_path, serve
         files = {d["kind"]: client.get(d["url"]) for d in job["result"]["downloads"]}
         overlay = client.get(job["result"]["overlay_url"])
 
-    image, reference = reference_prediction(serve_model, geotiff, overlap=0.25, tta="flips")
-    expected_rows = class_areas(reference.index, SCHEMA, image.transform, image.crs)
+    (transform, crs), reference = reference_prediction(serve_model, geotiff, tmp_path / "cli", overlap=0.25, tta="flips")
+    assert len(np.unique(reference)) > 1  # several classes, so the comparisons below can fail
+    expected_rows = class_areas(reference, SCHEMA, transform, crs)
     assert [row["pixels"] for row in job["result"]["areas"]] == [row["pixels"] for row in expected_rows]
     assert [row["name"] for row in job["result"]["areas"]] == SCHEMA.names
     assert job["result"]["areas"][0]["area_m2"] == pytest.approx(expected_rows[0]["pixels"] * 0.25)
@@ -161,19 +165,19 @@ def test_geotiff_job_gives_the_engines_result_and_every_download(tmp_path, serve
     assert files["areas_csv"].headers["content-disposition"] == 'attachment; filename="field_survey_areas.csv"'
     with rasterio.MemoryFile(files["classes_tif"].content) as memory, memory.open() as cog:
         assert cog.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
-        assert cog.crs.to_string() == "EPSG:32632" and cog.transform == image.transform
-        np.testing.assert_array_equal(cog.read(1), reference.index)
+        assert cog.crs.to_string() == "EPSG:32632" and cog.transform == transform
+        np.testing.assert_array_equal(cog.read(1), reference)
         assert cog.colormap(1)[1][:3] == (0x1A, 0x7A, 0x2E)
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(files["classes_png"].content))), reference.index)
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(overlay.content))), reference.index)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(files["classes_png"].content))), reference)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(overlay.content))), reference)
     rows = list(csv.DictReader(io.StringIO(files["areas_csv"].text)))
     assert [int(r["pixels"]) for r in rows] == [r["pixels"] for r in expected_rows]
 
     polygons = files["polygons_geojson"].json()
     assert files["polygons_geojson"].headers["content-type"] == "application/geo+json"
     for class_index, name in enumerate(SCHEMA.names):
-        _, patches = ndimage.label(reference.index == class_index)  # 4-connected, like the polygons
-        assert sum(f["properties"]["class"] == name for f in polygons["features"]) == patches
+        _, patches = ndimage.label(reference == class_index)  # 4-connected, like the polygons
+        assert sum(f["properties"]["class_name"] == name for f in polygons["features"]) == patches
     lon, lat = polygons["features"][0]["geometry"]["coordinates"][0][0]
     assert 8.9 < lon < 9.1 and 46.9 < lat < 47.0  # UTM 32N, (500000, 5200000) is near 9 E, 46.95 N
 

@@ -1,6 +1,5 @@
-"""The web app's engine seam and upload checks, against brute-force references."""
+"""The web app's engine seam against the `landseg predict` engine, and the upload checks."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -8,45 +7,15 @@ import pytest
 import rasterio
 import rasterio.features
 import rasterio.warp
-from rasterio.transform import from_origin
-from scipy import ndimage
+from PIL import Image
 
-from landseg.checkpoint import LoadedModel
 from landseg.classes import IGNORE_INDEX, get_schema
-from landseg.io.raster import RasterImage
-from landseg.predict import Predictor
-from landseg.serve.engine import (
-    PredictionOptions,
-    ProgressNetwork,
-    forward_passes,
-    merge_small_patches,
-    run_prediction,
-    write_polygons,
-)
+from landseg.predict.engine import PredictOptions, predict_scene
+from landseg.predict.ensemble import load_ensemble
+from landseg.serve.engine import PredictionOptions, run_prediction
 from landseg.serve.uploads import safe_display_name, sniff_format
 
 SCHEMA = get_schema("synthetic")
-
-
-def patchy_index(seed: int = 0, size: int = 64) -> np.ndarray:
-    """Blocky classes with single-pixel specks, a few small islands and a no-data corner."""
-    rng = np.random.default_rng(seed)
-    index = np.kron(rng.integers(0, 5, (4, 4)), np.ones((16, 16), dtype=np.int64)).astype(np.uint8)
-    specks = rng.random((size, size)) < 0.03
-    index[specks] = rng.integers(0, 5, specks.sum())
-    index[:6, :6] = IGNORE_INDEX
-    return index
-
-
-def components(index: np.ndarray) -> list[tuple[int, int]]:
-    """(class, size) of every 4-connected patch, no-data left out."""
-    found = []
-    for value in np.unique(index):
-        if value == IGNORE_INDEX:
-            continue
-        labels, count = ndimage.label(index == value)
-        found += [(int(value), int(n)) for n in np.bincount(labels.ravel())[1:]]
-    return found
 
 
 def test_sniff_format_reads_content_only():
@@ -67,84 +36,68 @@ def test_safe_display_name(name, stem):
     assert safe_display_name(name) == stem
 
 
-def test_merge_small_patches_leaves_no_patch_under_the_minimum():
-    index = patchy_index()
-    merged = merge_small_patches(index, min_area=10)
-    assert min(size for _, size in components(merged)) >= 10
-    assert min(size for _, size in components(index)) == 1  # the test has something to merge
-    np.testing.assert_array_equal(merged == IGNORE_INDEX, index == IGNORE_INDEX)
-    # Pixels of patches that were already large enough keep their class.
-    for value in range(5):
-        labels, _ = ndimage.label(index == value)
-        sizes = np.bincount(labels.ravel())
-        large = (labels > 0) & (sizes[labels] >= 10)
-        assert (merged[large] == value).all()
+def cli_engine_classes(checkpoint, image, out_dir, **options) -> np.ndarray:
+    """The class map ``landseg predict --engine torch`` writes for the same image and options."""
+    tta = options.pop("tta", None)
+    scene = predict_scene(image, load_ensemble([checkpoint], engine="torch", tta=tta), out_dir,
+                          PredictOptions(**options), stem="cli")
+    with rasterio.open(scene.paths["classes"]) as written:
+        return written.read(1)
 
 
-def test_a_speck_takes_the_class_around_it():
-    index = np.zeros((9, 9), dtype=np.uint8)
-    index[4, 4] = 3
-    index[0:2, 0:2] = 2  # 4 pixels: survives min_area 4, not 5
-    np.testing.assert_array_equal(merge_small_patches(index, 2) == 3, np.zeros_like(index, dtype=bool))
-    assert (merge_small_patches(index, 4) == 2).sum() == 4
-    assert (merge_small_patches(index, 5) == 0).all()
-
-
-def test_polygons_rasterize_back_to_the_class_map(tmp_path):
-    index = patchy_index(seed=1)
-    image = RasterImage(np.zeros((3, *index.shape), np.uint8), tmp_path / "x.png", None, rasterio.Affine.identity(), None)
-    collection = json.loads(write_polygons(tmp_path / "p.geojson", index, SCHEMA, image).read_text())
-    shapes = [(f["geometry"], f["properties"]["class_index"]) for f in collection["features"]]
-    rebuilt = rasterio.features.rasterize(shapes, out_shape=index.shape, fill=IGNORE_INDEX, dtype="uint8")
-    np.testing.assert_array_equal(rebuilt, index)
-    assert len(collection["features"]) == len(components(index))
-    first = collection["features"][0]["properties"]
-    assert first["color"] == "#" + bytes(SCHEMA.palette[first["class_index"]]).hex().upper()
-    assert first["class"] == SCHEMA.names[first["class_index"]]
-
-
-def test_georeferenced_polygons_are_in_wgs84(tmp_path):
-    index = np.zeros((10, 10), dtype=np.uint8)
-    index[:, 5:] = 2
-    transform = from_origin(500000.0, 5200000.0, 10.0, 10.0)
-    utm = rasterio.crs.CRS.from_epsg(32632)
-    image = RasterImage(np.zeros((3, 10, 10), np.uint8), tmp_path / "x.tif", utm, transform, None)
-    collection = json.loads(write_polygons(tmp_path / "p.geojson", index, SCHEMA, image).read_text())
-    water = next(f for f in collection["features"] if f["properties"]["class"] == "Water")
-    expected = rasterio.warp.transform_geom(
-        "EPSG:32632", "EPSG:4326",
-        {"type": "Polygon", "coordinates": [[(500050.0, 5200000.0), (500050.0, 5199900.0), (500100.0, 5199900.0),
-                                              (500100.0, 5200000.0), (500050.0, 5200000.0)]]},
-    )
-    np.testing.assert_allclose(
-        sorted(map(tuple, water["geometry"]["coordinates"][0][:-1])),
-        sorted(map(tuple, expected["coordinates"][0][:-1])),
-        rtol=0, atol=1e-9,
-    )
-
-
-@pytest.mark.parametrize(("size", "scale", "tta", "overlap"), [((96, 96), 1.0, None, 0.5), ((40, 100), 1.0, "flips", 0.25),
-                                                               ((150, 100), 0.5, None, 0.0), ((48, 80), 1.0, "d4", 0.0)])
-def test_forward_passes_counts_every_tile_the_network_sees(serve_model, size, scale, tta, overlap):
-    card = dataclasses.replace(serve_model.card, input_scale=scale)
-    seen = []
-    counted = LoadedModel(card, ProgressNetwork(serve_model.network, seen.append), serve_model.path)
-    predictor = Predictor(counted, overlap=overlap, tta=tta)
-    data = np.random.default_rng(0).integers(0, 255, (3, *size), dtype=np.uint8)
-    predictor.predict_image(RasterImage(data, serve_model.path, None, rasterio.Affine.identity(), None))
-    assert sum(seen) == forward_passes(predictor, *size)
-
-
-def test_run_prediction_matches_the_cli_engine(tmp_path, serve_model, serve_images):
+def test_run_prediction_matches_the_cli_engine(tmp_path, serve_model, serve_checkpoint, serve_images):
     progress = []
-    outputs = run_prediction(serve_model, serve_images["geotiff"], tmp_path, PredictionOptions(min_area=5),
+    outputs = run_prediction(serve_model, serve_images["geotiff"], tmp_path / "web",
+                             PredictionOptions(min_area=5, tta="flips", overlap=0.25),
                              lambda fraction, stage: progress.append(fraction))
     assert set(outputs) == {"classes_tif", "classes_png", "color_png", "areas_csv", "polygons_geojson"}
-    assert all(path.parent == tmp_path and path.exists() for path in outputs.values())
-    reference = Predictor(serve_model, overlap=0.5).predict_path(serve_images["geotiff"]).index
-    with rasterio.open(outputs["classes_tif"]) as src:
-        np.testing.assert_array_equal(src.read(1), merge_small_patches(reference, 5))
-    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert all(path.parent == tmp_path / "web" and path.exists() for path in outputs.values())
+    reference = cli_engine_classes(serve_checkpoint, serve_images["geotiff"], tmp_path / "cli", min_area=5,
+                                   tta="flips", overlap=0.25)
+    with rasterio.open(outputs["classes_tif"]) as cog, rasterio.open(serve_images["geotiff"]) as image:
+        np.testing.assert_array_equal(cog.read(1), reference)
+        assert cog.crs == image.crs and cog.transform == image.transform
+    np.testing.assert_array_equal(np.asarray(Image.open(outputs["classes_png"])), reference)
+    assert len(np.unique(reference)) > 1  # the comparison has classes to get wrong
+    assert progress == sorted(progress) and progress[0] == 0.0 and progress[-1] == 1.0
+    assert any(0.05 < fraction < 0.85 for fraction in progress)  # tile-level progress, not just start and end
+
+
+def test_polygons_are_wgs84_and_rasterize_back_to_the_class_map(tmp_path, serve_model, serve_images):
+    outputs = run_prediction(serve_model, serve_images["geotiff"], tmp_path, PredictionOptions())
+    collection = json.loads(outputs["polygons_geojson"].read_text())
+    with rasterio.open(outputs["classes_tif"]) as cog:
+        index, crs, transform = cog.read(1), cog.crs, cog.transform
+    shapes = [(rasterio.warp.transform_geom("EPSG:4326", crs, f["geometry"]), f["properties"]["class_index"])
+              for f in collection["features"]]
+    rebuilt = rasterio.features.rasterize(shapes, out_shape=index.shape, transform=transform, fill=IGNORE_INDEX,
+                                          dtype="uint8")
+    np.testing.assert_array_equal(rebuilt, index)
+    assert "crs" not in collection  # RFC 7946: longitude, latitude in WGS 84
+    first = collection["features"][0]["properties"]
+    assert first["color"] == "#" + bytes(SCHEMA.palette[first["class_index"]]).hex().upper()
+
+
+def test_a_plain_photo_gets_pixel_outputs_and_no_geotiff(tmp_path, serve_model, serve_checkpoint, serve_images):
+    outputs = run_prediction(serve_model, serve_images["png"], tmp_path / "web", PredictionOptions(overlap=0.0))
+    assert "classes_tif" not in outputs and not (tmp_path / "web" / "result_classes.tif").exists()
+    reference = cli_engine_classes(serve_checkpoint, serve_images["png"], tmp_path / "cli", overlap=0.0)
+    np.testing.assert_array_equal(np.asarray(Image.open(outputs["classes_png"])), reference)
+    collection = json.loads(outputs["polygons_geojson"].read_text())
+    assert collection["coordinates_in"] == "pixel column, row"
+
+
+def test_a_progress_callback_that_raises_cancels_the_job(tmp_path, serve_model, serve_images):
+    class Cancelled(Exception):
+        pass
+
+    def cancel_once_predicting(fraction, stage):
+        if stage == "predicting" and fraction > 0.05:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        run_prediction(serve_model, serve_images["geotiff"], tmp_path, PredictionOptions(), cancel_once_predicting)
+    assert list(tmp_path.iterdir()) == []  # no scratch raster or half-written output left behind
 
 
 def test_options_are_validated():

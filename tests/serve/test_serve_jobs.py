@@ -118,7 +118,8 @@ def test_close_cancels_the_running_job_at_its_next_report(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     manager = JobManager(root, endless, max_running=1, max_queued=3)
-    running, waiting = start_job(manager), start_job(manager)
+    start_job(manager)  # takes the one running slot
+    waiting = start_job(manager)
     wait_for(lambda: len(reports) > 2)
     manager.close()
     assert waiting.status == JobStatus.QUEUED and waiting.future.cancelled()

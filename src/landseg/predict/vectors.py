@@ -7,7 +7,9 @@ that does not reach the next strip is finished and written straight away, so onl
 the current border are held in memory, never the whole raster or all its polygons.
 
 Output: GeoPackage (through pyogrio) or GeoJSON (written here, one feature per line), with the class
-index and name, the pixel count and, on a projected grid, the area in m2 and ha. ``simplify`` is a
+index, name and display colour, the pixel count and, on a projected grid, the area in m2 and ha. The
+polygons stay in the raster's CRS unless ``to_crs`` asks for another (the web app asks for WGS 84,
+which RFC 7946 GeoJSON and web maps expect). ``simplify`` is a
 Douglas-Peucker tolerance in pixels applied to each polygon on its own (neighbours may then no longer
 share their border exactly); tolerance 0 only drops the straight-line vertices the merge leaves.
 """
@@ -21,9 +23,11 @@ from typing import Callable, Iterable
 import numpy as np
 import rasterio
 from affine import Affine
+import rasterio.warp
 from rasterio import features
+from rasterio.crs import CRS
 
-from landseg.classes import IGNORE_INDEX, ClassSchema
+from landseg.classes import IGNORE_INDEX, ClassSchema, color_hex
 from landseg.errors import ConfigError
 from landseg.io.write import atomic_output
 from landseg.predict.outputs import SQUARE_METRES_PER_HECTARE, pixel_area_m2
@@ -31,6 +35,7 @@ from landseg.predict.outputs import SQUARE_METRES_PER_HECTARE, pixel_area_m2
 VECTOR_FORMATS = {"gpkg": ".gpkg", "geojson": ".geojson"}
 DEFAULT_STRIP = 1024
 LAYER = "landcover"
+WGS84_EPSG = 4326
 
 
 def _shapely():
@@ -76,12 +81,15 @@ def strip_polygons(
 
 
 class _GeoJSONWriter:
-    def __init__(self, path: Path, crs):
+    def __init__(self, path: Path, crs, pixel_grid: bool = False):
         self.handle = open(path, "w", encoding="utf-8")
         self.first = True
         header = {"type": "FeatureCollection", "name": LAYER}
-        if crs is not None and crs.to_epsg():
+        # WGS 84 is GeoJSON's own CRS (RFC 7946); any other gets the older named-CRS member GDAL reads.
+        if crs is not None and crs.to_epsg() and crs.to_epsg() != WGS84_EPSG:
             header["crs"] = {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{crs.to_epsg()}"}}
+        if pixel_grid:
+            header["coordinates_in"] = "pixel column, row"
         self.handle.write(json.dumps(header)[:-1] + ', "features": [\n')
 
     def write(self, geometries: list, records: list[dict]) -> None:
@@ -97,7 +105,7 @@ class _GeoJSONWriter:
 
 
 class _GeoPackageWriter:
-    def __init__(self, path: Path, crs):
+    def __init__(self, path: Path, crs, pixel_grid: bool = False):
         try:
             import pyogrio  # noqa: F401
         except ImportError:  # pragma: no cover - depends on the environment
@@ -136,8 +144,12 @@ def write_polygons(
     simplify: float = 0.0,
     strip: int = DEFAULT_STRIP,
     batch: int = 5000,
+    to_crs: str | None = None,
 ) -> Path:
-    """Polygons of every class of a class raster (band 1) into ``destination`` (.gpkg or .geojson)."""
+    """Polygons of every class of a class raster (band 1) into ``destination`` (.gpkg or .geojson).
+
+    ``to_crs`` (e.g. ``"EPSG:4326"``) reprojects them from the raster's CRS; a raster without a CRS
+    keeps its own coordinates (pixel column and row for a plain photo)."""
     shapely = _shapely()
     destination = Path(destination)
     kind = {suffix: name for name, suffix in VECTOR_FORMATS.items()}.get(destination.suffix.lower())
@@ -147,9 +159,18 @@ def write_polygons(
         raise ConfigError(f"simplification tolerance must be >= 0 pixels, got {simplify}")
     with rasterio.open(raster_path) as source, atomic_output(destination) as temporary:
         transform, crs = source.transform, source.crs
+        target = crs if to_crs is None or crs is None else CRS.from_user_input(to_crs)
         area_per_pixel = pixel_area_m2(transform, crs)
         matrix = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
-        writer = _GeoPackageWriter(temporary, crs) if kind == "gpkg" else _GeoJSONWriter(temporary, crs)
+        colors = [color_hex(c.color) for c in schema.classes]
+        writer_class = _GeoPackageWriter if kind == "gpkg" else _GeoJSONWriter
+        writer = writer_class(temporary, target, pixel_grid=crs is None and transform.is_identity)
+
+        def flush(geometries: list, records: list[dict]) -> None:
+            if target != crs and geometries:
+                moved = rasterio.warp.transform_geom(crs, target, [shapely.geometry.mapping(g) for g in geometries])
+                geometries = [shapely.geometry.shape(g) for g in moved]
+            writer.write(geometries, records)
 
         def read_rows(top: int, bottom: int) -> np.ndarray:
             return source.read(1, window=((top, bottom), (0, source.width)))
@@ -159,16 +180,18 @@ def write_polygons(
             pixels = int(round(polygon.area))
             geometries.append(shapely.affinity.affine_transform(polygon.simplify(simplify), matrix))
             area_m2 = None if area_per_pixel is None else pixels * area_per_pixel
+            known = value < schema.num_classes
             records.append({
                 "class_index": value,
-                "class_name": schema.names[value] if value < schema.num_classes else str(value),
+                "class_name": schema.names[value] if known else str(value),
+                "color": colors[value] if known else "",
                 "pixels": pixels,
                 "area_m2": area_m2,
                 "area_ha": None if area_m2 is None else area_m2 / SQUARE_METRES_PER_HECTARE,
             })
             if len(geometries) >= batch:
-                writer.write(geometries, records)
+                flush(geometries, records)
                 geometries, records = [], []
-        writer.write(geometries, records)
+        flush(geometries, records)
         writer.close()
     return destination

@@ -1,7 +1,7 @@
 """``landseg serve``: a local web app that makes a trained model usable from a browser.
 
 ``create_app(ServeSettings(checkpoint=...))`` builds the FastAPI app; ``run_server`` serves it with
-uvicorn. Predictions go through ``engine.run_prediction`` (the in-memory ``Predictor``).
+uvicorn. Predictions go through ``engine.run_prediction`` (the streaming engine of ``landseg predict``).
 Names are imported on first use, so that the CLI can register ``serve.command.serve`` without
 loading FastAPI or torch.
 """

@@ -13,7 +13,7 @@ from typing import Callable
 
 from landseg.checkpoint import LoadedModel
 from landseg.classes import ClassSchema, color_hex
-from landseg.serve.engine import PredictionOptions, ProgressCallback, run_prediction
+from landseg.serve.engine import PredictionOptions, ProgressCallback
 from landseg.serve.jobs import Job
 from landseg.serve.views import write_overlay
 
