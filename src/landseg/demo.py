@@ -52,10 +52,8 @@ def demo_config(data_root: Path, seed: int, minutes: float) -> dict:
 
 
 def run_demo(out: Path, minutes: float = 4.0, seed: int = 0) -> Path:
-    from landseg.checkpoint import load_checkpoint
     from landseg.evaluate import evaluate
-    from landseg.io.raster import read_image
-    from landseg.predict import Predictor, write_prediction
+    from landseg.predict import PredictOptions, load_ensemble, predict_scene
     from landseg.report import metrics_table, plot_training_curves, write_report
     from landseg.train.run import train
 
@@ -80,9 +78,9 @@ def run_demo(out: Path, minutes: float = 4.0, seed: int = 0) -> Path:
     Console().print(metrics_table(evaluation.metrics, title="demo validation"))
 
     test_image = config.data.root / "images" / f"scene_{SCENES - 1:03d}.tif"
-    predictor = Predictor(load_checkpoint(result.best_checkpoint), overlap=0.5)
-    image = read_image(test_image)
-    written = write_prediction(predictor.predict_image(image), image, predictor.schema, out / "prediction", test_image.stem)
+    console.print(f"Predicting the held-out scene {test_image.name} as `landseg predict` does")
+    ensemble = load_ensemble([result.best_checkpoint])
+    written = predict_scene(test_image, ensemble, out / "prediction", PredictOptions(overlap=0.5)).paths
 
     metrics = evaluation.metrics
     figures = [
@@ -94,9 +92,9 @@ def run_demo(out: Path, minutes: float = 4.0, seed: int = 0) -> Path:
     figures.append((f"Held-out scene {test_image.stem}: predicted land-cover map", written["color"]))
     notes = (
         f"Trained {result.epochs} epochs in {result.minutes:.1f} minutes; best validation mIoU {result.best_miou:.3f}.\n"
-        f"Held-out prediction (GeoTIFF with CRS and colour table): {written['classes']}\n"
+        f"Held-out prediction (Cloud-Optimized GeoTIFF with CRS and colour table): {written['classes']}\n"
         f"Class areas: {written['areas']}\nCheckpoint: {result.best_checkpoint}"
     )
     report = write_report(out, f"landseg demo: mIoU {metrics['miou']:.3f} on synthetic validation scenes",
-                          metrics, figures, sections={"Run": notes}, schema=predictor.schema)
+                          metrics, figures, sections={"Run": notes}, schema=ensemble.schema)
     return report

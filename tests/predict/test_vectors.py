@@ -32,6 +32,15 @@ def class_map(seed: int = 0) -> np.ndarray:
     return index
 
 
+def write_class_raster(path, index: np.ndarray, crs="EPSG:32632", transform=GRID):
+    """A class raster on ``GRID`` in UTM 32N, or with ``crs=None, transform=None`` a plain photo's grid."""
+    grid = {} if crs is None else {"crs": crs, "transform": transform}
+    with rasterio.open(path, "w", driver="GTiff", width=index.shape[1], height=index.shape[0], count=1,
+                       dtype="uint8", nodata=IGNORE_INDEX, **grid) as dst:
+        dst.write(index, 1)
+    return path
+
+
 def whole_raster_polygons(index: np.ndarray) -> list[tuple[int, object]]:
     return [(int(v), shapely.geometry.shape(g)) for g, v in features.shapes(index, mask=index != IGNORE_INDEX)]
 
@@ -56,11 +65,7 @@ def test_strips_merge_into_exactly_the_whole_raster_polygons(strip):
 
 def test_written_geojson_is_georeferenced_and_complete(tmp_path):
     index = class_map(seed=1)
-    raster = tmp_path / "classes.tif"
-    profile = dict(driver="GTiff", width=54, height=56, count=1, dtype="uint8", nodata=IGNORE_INDEX,
-                   crs="EPSG:32632", transform=GRID)
-    with rasterio.open(raster, "w", **profile) as dst:
-        dst.write(index, 1)
+    raster = write_class_raster(tmp_path / "classes.tif", index)
     path = write_polygons(raster, tmp_path / "polygons.geojson", SCHEMA, strip=8)
     collection = json.loads(path.read_text())
     assert collection["crs"]["properties"]["name"].endswith("EPSG::32632")
@@ -83,10 +88,7 @@ def test_written_geojson_is_georeferenced_and_complete(tmp_path):
 def test_geopackage_round_trip_and_simplification(tmp_path):
     pyogrio = pytest.importorskip("pyogrio")
     index = class_map(seed=2)
-    raster = tmp_path / "classes.tif"
-    with rasterio.open(raster, "w", driver="GTiff", width=54, height=56, count=1, dtype="uint8",
-                       nodata=IGNORE_INDEX, crs="EPSG:32632", transform=GRID) as dst:
-        dst.write(index, 1)
+    raster = write_class_raster(tmp_path / "classes.tif", index)
     exact = write_polygons(raster, tmp_path / "exact.gpkg", SCHEMA, strip=9, batch=7)
     simple = write_polygons(raster, tmp_path / "simple.gpkg", SCHEMA, simplify=2.0, strip=9)
     info = pyogrio.read_info(exact)
@@ -110,11 +112,7 @@ def test_unknown_format_is_refused(tmp_path):
 
 def test_geojson_reprojected_to_wgs84_follows_rfc_7946(tmp_path):
     index = class_map(seed=2)
-    raster = tmp_path / "classes.tif"
-    profile = dict(driver="GTiff", width=54, height=56, count=1, dtype="uint8", nodata=IGNORE_INDEX,
-                   crs="EPSG:32632", transform=GRID)
-    with rasterio.open(raster, "w", **profile) as dst:
-        dst.write(index, 1)
+    raster = write_class_raster(tmp_path / "classes.tif", index)
     native = json.loads(write_polygons(raster, tmp_path / "native.geojson", SCHEMA, strip=8).read_text())
     wgs84 = json.loads(write_polygons(raster, tmp_path / "wgs84.geojson", SCHEMA, strip=8, to_crs="EPSG:4326")
                        .read_text())
@@ -131,10 +129,7 @@ def test_geojson_reprojected_to_wgs84_follows_rfc_7946(tmp_path):
 
 def test_a_plain_photo_keeps_pixel_coordinates_and_says_so(tmp_path):
     index = class_map(seed=3)
-    raster = tmp_path / "classes.tif"
-    profile = dict(driver="GTiff", width=54, height=56, count=1, dtype="uint8", nodata=IGNORE_INDEX)
-    with rasterio.open(raster, "w", **profile) as dst:
-        dst.write(index, 1)
+    raster = write_class_raster(tmp_path / "classes.tif", index, crs=None, transform=None)
     collection = json.loads(write_polygons(raster, tmp_path / "p.geojson", SCHEMA, to_crs="EPSG:4326").read_text())
     assert collection["coordinates_in"] == "pixel column, row" and "crs" not in collection
     shapes = [(f["geometry"], f["properties"]["class_index"]) for f in collection["features"]]

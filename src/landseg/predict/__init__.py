@@ -24,7 +24,6 @@ _EXPORTS = {
     "predict_probabilities": "landseg.predict.sliding",
     "predict_scene": "landseg.predict.engine",
     "tile_windows": "landseg.predict.tiling",
-    "write_prediction": "landseg.predict.outputs",
 }
 
 __all__ = sorted(_EXPORTS)

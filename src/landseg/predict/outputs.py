@@ -1,7 +1,7 @@
-"""The files a prediction leaves behind: the class map, a coloured preview, and class areas.
+"""What a prediction reports beside its class map: a coloured preview with legend and class areas.
 
-A georeferenced input gets a GeoTIFF class map on its own grid, so it overlays the image in any GIS;
-a plain photo gets a paletted PNG that is both an index mask and viewable.
+Areas are counted block by block from the class raster (``count_classes``), so they cost no memory in
+scene size, and are given in m² and ha wherever the grid's CRS has linear units.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import CRSError
 
 from landseg.classes import IGNORE_INDEX, ClassSchema
-from landseg.io.raster import RasterImage
-from landseg.io.write import atomic_output, write_index_geotiff, write_index_png
-from landseg.predict.predictor import Prediction
+from landseg.io.write import atomic_output
 
 AREA_COLUMNS = ("class", "pixels", "share", "area_m2", "area_ha")
 SQUARE_METRES_PER_HECTARE = 10_000.0
@@ -122,30 +120,3 @@ def write_area_csv(path: str | Path, rows: list[dict]) -> Path:
                     }
                 )
     return path
-
-
-def write_prediction(
-    prediction: Prediction, image: RasterImage, schema: ClassSchema, out_dir: str | Path, stem: str
-) -> dict[str, Path]:
-    """Write ``{stem}_classes.tif|png``, ``{stem}_color.png`` and ``{stem}_areas.csv`` into ``out_dir``.
-
-    Returns the paths by kind: ``"classes"``, ``"color"``, ``"areas"``.
-    """
-    if prediction.index.shape != image.shape:
-        raise ValueError(f"prediction is {prediction.index.shape} pixels but the image is {image.shape}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if image.georeferenced:
-        classes = write_index_geotiff(
-            out_dir / f"{stem}_classes.tif", prediction.index, image.crs, image.transform, schema
-        )
-    else:
-        classes = write_index_png(out_dir / f"{stem}_classes.png", prediction.index, schema)
-    # Imported here so prediction alone (serving, streaming) does not load matplotlib.
-    from landseg.report.overlay import save_colorized_png
-
-    color = save_colorized_png(prediction.index, schema, out_dir / f"{stem}_color.png", legend=True)
-    areas = write_area_csv(
-        out_dir / f"{stem}_areas.csv", class_areas(prediction.index, schema, image.transform, image.crs)
-    )
-    return {"classes": classes, "color": color, "areas": areas}
