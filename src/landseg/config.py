@@ -370,12 +370,17 @@ def _relative_to(config_path: Path, value: Path) -> Path:
     return value if value.is_absolute() else (config_path.parent / value).resolve()
 
 
+def config_error(exc: ValidationError, source: str | Path | None = None) -> ConfigError:
+    """pydantic's report as one line: the first problem's dotted key and message, and how many more."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+    return ConfigError(f"{where}: {message}{more}" if where else f"{message}{more}", source)
+
+
 def parse_config(data: dict, source: str | Path | None = None) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{where}: {message}{more}" if where else f"{message}{more}", source) from None
+        raise config_error(exc, source) from None

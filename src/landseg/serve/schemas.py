@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from landseg.serve.engine import PredictionOptions
 from landseg.serve.jobs import JobStatus
+from landseg.serve.uploads import ImageInfo
 
 
 class FileKind(str, Enum):
@@ -69,16 +70,6 @@ class LimitsInfo(BaseModel):
     preview_max_side: int
 
 
-class ImageOut(BaseModel):
-    format: str
-    width: int
-    height: int
-    bands: int
-    dtype: str
-    georeferenced: bool
-    crs: str | None
-
-
 class AreaRow(BaseModel):
     index: int
     name: str
@@ -113,7 +104,7 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     elapsed_seconds: float = Field(description="From the upload being accepted to the result (or now).")
-    image: ImageOut
+    image: ImageInfo
     options: PredictionOptions
     preview_url: str
     error: str | None

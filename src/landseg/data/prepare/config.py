@@ -13,8 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from landseg.config import Section, read_yaml_config
-from landseg.errors import ConfigError
+from landseg.config import Section, config_error, read_yaml_config
 
 PREPARED_CONFIG_NAME = "prepare.yaml"
 
@@ -212,11 +211,7 @@ def parse_prepare_config(data: dict, source: str | Path | None = None, base: Pat
     try:
         config = PrepareConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{where}: {message}{more}" if where else f"{message}{more}", source) from None
+        raise config_error(exc, source) from None
     if base is not None:
         _resolve_paths(config, base)
     return config
