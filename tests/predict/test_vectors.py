@@ -127,6 +127,7 @@ def test_geojson_reprojected_to_wgs84_follows_rfc_7946(tmp_path):
     assert 10.3 < lon < 10.4 and 46.9 < lat < 47.0  # (600000, 5200000) in UTM 32N
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_a_plain_photo_keeps_pixel_coordinates_and_says_so(tmp_path):
     index = class_map(seed=3)
     raster = write_class_raster(tmp_path / "classes.tif", index, crs=None, transform=None)
