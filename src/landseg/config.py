@@ -260,9 +260,11 @@ class TrainConfig(Section):
     max_minutes: float | None = None
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
-    loss: LossConfig = LossConfig()
+    loss: LossConfig = LossConfig(name="focal", gamma=2.0)
+    """Default from the Dubai ablation (BENCHMARKS.md section 1): focal beat CE, CE + Dice and CE + Lovasz."""
     augment: AugmentConfig = AugmentConfig()
-    sampling: SamplingConfig = SamplingConfig()
+    sampling: SamplingConfig = SamplingConfig(name="equibatch")
+    """Default from the Dubai ablation: equibatch beat random crops and rare-class oversampling."""
     swa: SWAConfig | None = None
     early_stopping: EarlyStoppingConfig | None = None
     gradient_clip: float | None = Field(None, gt=0)
