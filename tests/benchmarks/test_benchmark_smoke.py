@@ -119,6 +119,15 @@ def test_smoke_modes_write_their_json(tmp_path, shared_datasets, capsys):
     assert swa["config"]["model"] == dubai["best"]["config"]["model"]
     assert dubai["environment"]["git_commit"] and dubai["environment"]["cpu"] and dubai["environment"]["torch"]
 
+    # --best-from: the ablation alone, from the stored best, which is not trained again.
+    again = tmp_path / "dubai_again"
+    assert dubai_quality.main(["--smoke", "--out", str(again), "--best-from", str(dubai_out / "dubai.json"),
+                               "--ablation", "--variants", "loss_focal"]) == 0
+    reused = json.loads((again / "dubai.json").read_text())
+    assert reused["best"]["miou"] == dubai["best"]["miou"] and reused["best"]["from_results"]
+    assert not (again / "dubai_best").exists() and list(reused["ablation"]["variants"]) == ["loss_focal"]
+    assert reused["ablation"]["variants"]["loss_focal"]["config"]["train"]["loss"]["name"] == "focal"
+
     assert s2_korea_quality.main(["--smoke", "--out", str(s2_out), "--variants", "ce,focal", "--blocked", "none"]) == 0
     s2 = json.loads((s2_out / "s2_korea.json").read_text())
     assert list(s2["variants"]) == ["ce", "focal"]
@@ -134,5 +143,5 @@ def test_smoke_modes_write_their_json(tmp_path, shared_datasets, capsys):
     assert len(throughput["rounds"][0]["loop"]["step_times_s"]) == 2  # warm-up left out
     assert throughput["config"]["train"]["batch_size"] == 2
 
-    printed = capsys.readouterr().out
-    assert printed.count("| run |") == 2 and "efficiency a/b" in printed
+    printed = capsys.readouterr().out  # the Dubai tables of both runs, then the Sentinel-2 one
+    assert printed.count("| run |") == 3 and "efficiency a/b" in printed
