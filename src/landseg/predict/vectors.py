@@ -22,8 +22,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 import rasterio
-from affine import Affine
 import rasterio.warp
+from affine import Affine
 from rasterio import features
 from rasterio.crs import CRS
 
