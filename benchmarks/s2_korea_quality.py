@@ -130,8 +130,9 @@ def prepared_data_missing(recipe: Path) -> str | None:
 
 
 # -- runs ------------------------------------------------------------------------------------------------
-def run_variants(split_name: str, recipe: Path, base_overrides: list[str], variants: dict, args, out: Path) -> dict:
-    results = {}
+def run_variants(split_name: str, recipe: Path, base_overrides: list[str], variants: dict, args, out: Path,
+                 results: dict, save) -> dict:
+    """Train and score every variant into ``results``, saving after each so a cut-off run keeps what it measured."""
     for name, change in variants.items():
         config = load_recipe(recipe, base_overrides + assignments(change))
         print(f"[{datetime.datetime.now():%H:%M:%S}] {split_name}/{name}: training", file=sys.stderr)
@@ -140,6 +141,7 @@ def run_variants(split_name: str, recipe: Path, base_overrides: list[str], varia
         print(f"[{datetime.datetime.now():%H:%M:%S}] {split_name}/{name}: mIoU {result['miou']:.4f}, "
               + ", ".join(f"{c} {format_number(result['per_class_iou'][c])}" for c in RARE), file=sys.stderr)
         results[name] = {"changed": assignments(change), **result}
+        save()
     return results
 
 
@@ -220,14 +222,14 @@ def main(argv: list[str] | None = None) -> int:
         write_json(results_path, payload)
 
     chip_overrides = budget + assignments({"data.split.files": files})
-    payload["variants"] = run_variants("chip_split", args.recipe, chip_overrides, variants, args, out)
-    save()
+    payload["variants"] = {}
+    run_variants("chip_split", args.recipe, chip_overrides, variants, args, out, payload["variants"], save)
     missing = prepared_data_missing(args.blocked_recipe)
     blocked = None
     if args.blocked != "none" and not missing:
         blocked_variants = variants if args.blocked == "all" else {"ce": variants.get("ce", {})}
-        blocked = {"recipe": str(args.blocked_recipe),
-                   "variants": run_variants("blocked_split", args.blocked_recipe, budget, blocked_variants, args, out)}
+        blocked = payload["blocked_split"] = {"recipe": str(args.blocked_recipe), "variants": {}}
+        run_variants("blocked_split", args.blocked_recipe, budget, blocked_variants, args, out, blocked["variants"], save)
     elif args.blocked != "none":
         blocked = {"skipped": f"no prepared data: {missing} (landseg prepare all configs/s2_korea_prepare.yaml)"}
     payload["blocked_split"] = blocked
