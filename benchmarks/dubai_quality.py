@@ -15,10 +15,10 @@ Recipes are YAML files in ``configs/benchmark/`` merged over ``configs/dubai.yam
 - candidates (``--recipes``, default ``dubai_best``): the best of them is ``best`` in the results, and
   the protocol asks it to beat both baselines;
 - ``--ablation``: the variants of ``configs/benchmark/dubai_ablation.yaml`` (loss, sampling, pretrained
-  encoder, SWA), each changing one factor of the best candidate.
+  encoder, SWA), each changing one factor of the best candidate, and the default loss and sampler together.
 
     nice -n 19 python benchmarks/dubai_quality.py                   # 3 runs of 30 min, about 2 h on 2 cores
-    nice -n 19 python benchmarks/dubai_quality.py --ablation        # and 7 ablation runs, about 6 h in all
+    nice -n 19 python benchmarks/dubai_quality.py --ablation        # and 8 ablation runs, about 6.5 h in all
     python benchmarks/dubai_quality.py --smoke --ablation --out /tmp/d   # plumbing check, not a measurement
 """
 
