@@ -40,10 +40,12 @@ def cpu_model() -> str:
 
 
 def git_state() -> dict:
-    """The commit the scripts ran from, and whether the working tree differed from it."""
+    """The commit the scripts ran from, and whether the working tree differed from it. Result files
+    are left out: one benchmark's fresh JSON does not change the code the next one runs."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout)
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", ".", ":!benchmarks/results"],
+                                    cwd=REPO, capture_output=True, text=True).stdout)
     except OSError:
         commit, dirty = "", False
     return {"git_commit": commit, "git_dirty": dirty}
