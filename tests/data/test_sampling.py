@@ -102,6 +102,25 @@ def test_rare_class_share_threshold():
     assert five_percent.has_rare_class(mask)
 
 
+def test_oversampling_warns_when_rare_pixels_are_in_nearly_every_crop():
+    image = np.zeros((3, 128, 128), np.uint8)
+    scattered = np.zeros((128, 128), np.uint8)
+    scattered[::8, ::8] = 1  # a thin, scattered class: 1.6 % of the pixels, in every 32 px crop
+    strategy = RareClassOversampling([LabelledImage(image, scattered, "scattered")], [1])
+    assert strategy.rare_crop_share(32) == 1.0
+    message = strategy.saturation_warning(32, ["Background", "Road"])
+    assert "Road" in message and "min_share" in message
+    # Asking a crop to be 5 % Road makes the scattered pixels too few: the sampler has work to do again.
+    strict = RareClassOversampling([LabelledImage(image, scattered, "scattered")], [1], min_share=0.05)
+    assert strict.rare_crop_share(32) == 0.0 and strict.saturation_warning(32, ["Background", "Road"]) is None
+
+    blocky = np.zeros((128, 128), np.uint8)
+    blocky[:32, :32] = 1  # a larger share, in one corner: most crops miss it
+    corner = RareClassOversampling([LabelledImage(image, blocky, "corner")], [1])
+    assert 0.05 < corner.rare_crop_share(32) < 0.3
+    assert corner.saturation_warning(32, ["Background", "Road"]) is None
+
+
 def test_class_statistics_by_hand():
     first = np.array([[0, 0], [0, 1]], np.uint8)
     second = np.array([[0, 2], [2, IGNORE_INDEX]], np.uint8)

@@ -137,8 +137,12 @@ class EquibatchCrops:
 class RareClassOversampling(RandomCrops):
     """Random crops, where a crop without a rare class is kept with probability ``1 / (1 + copies)``."""
 
+    saturated_share = 0.8
+    """Above this share of random crops holding a rare class, oversampling has little left to change."""
+
     def __init__(self, items: list[LabelledImage], rare_classes: list[int], copies: int = 3, min_share: float = 0.0):
         super().__init__(items)
+        self.masks = [item.mask for item in items]
         if not rare_classes:
             raise ValueError("rare-class oversampling needs at least one rare class")
         self.rare = np.asarray(rare_classes, dtype=np.int64)
@@ -153,6 +157,25 @@ class RareClassOversampling(RandomCrops):
 
     def accept(self, mask: np.ndarray, rng: np.random.Generator) -> bool:
         return self.has_rare_class(mask) or rng.random() < 1 / (1 + self.copies)
+
+    def rare_crop_share(self, size: int, draws: int = 400, seed: int = 0) -> float:
+        """Estimated share of plain random ``size`` crops that already hold a rare class."""
+        rng = np.random.default_rng(seed)
+        hits = 0
+        for key in range(draws):
+            index, top, left = self.draw(key, rng, size)
+            hits += self.has_rare_class(self.masks[index][top : top + size, left : left + size])
+        return hits / draws
+
+    def saturation_warning(self, size: int, class_names: list[str]) -> str | None:
+        """Why oversampling will hardly change the crops (thin, scattered rare classes), or None."""
+        share = self.rare_crop_share(size)
+        if share <= self.saturated_share:
+            return None
+        names = ", ".join(class_names[c] for c in self.rare)
+        return (f"train.sampling oversample: {share:.0%} of random {size} px crops already hold a pixel of a rare "
+                f"class ({names}) above min_share {self.min_share:g}, so oversampling changes little; raise "
+                "train.sampling.min_share (the share of a crop a rare class must cover) or weight the loss")
 
 
 CropStrategy = RandomCrops | EquibatchCrops | RareClassOversampling

@@ -24,7 +24,8 @@ from landseg.config import ExperimentConfig, TrainConfig
 from landseg.data.augment import Augmentation
 from landseg.data.catalog import build_catalog
 from landseg.data.dataset import EpochSampler, LabelledImage, WholeImageDataset, load_labelled_images
-from landseg.data.sampling import ClassStatistics, SampledCropDataset, crop_strategy, labelled_items
+from landseg.data.sampling import (ClassStatistics, RareClassOversampling, SampledCropDataset, crop_strategy,
+                                   labelled_items)
 from landseg.distributed.sampling import UnpaddedDistributedSampler
 from landseg.errors import CheckpointError, ConfigError, DataError
 from landseg.io.raster import raster_info
@@ -35,6 +36,8 @@ from landseg.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization
 from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, RandomStateCheckpoint, TimeBudgetCosine
 from landseg.train.module import SegmentationModule
 from landseg.train.swa import CyclicSWA
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -236,6 +239,8 @@ def train(
     except ValueError as exc:
         raise DataError(str(exc), catalog.root) from None
     crops = crop_strategy(tc.sampling, crop_items, schema.names, statistics)
+    if isinstance(crops, RareClassOversampling) and (warning := crops.saturation_warning(tc.crop_size, schema.names)):
+        log.warning(warning)
     augmentation = Augmentation.from_config(tc.augment, data_max_value(config, info.dtype))
     loader_options = dict(num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0)
     val_loader = None
