@@ -131,7 +131,7 @@ def prepared_data_missing(recipe: Path) -> str | None:
 
 # -- runs ------------------------------------------------------------------------------------------------
 def run_variants(split_name: str, recipe: Path, base_overrides: list[str], variants: dict, args, out: Path,
-                 results: dict, save) -> dict:
+                 results: dict, save) -> None:
     """Train and score every variant into ``results``, saving after each so a cut-off run keeps what it measured."""
     for name, change in variants.items():
         config = load_recipe(recipe, base_overrides + assignments(change))
@@ -142,7 +142,6 @@ def run_variants(split_name: str, recipe: Path, base_overrides: list[str], varia
               + ", ".join(f"{c} {format_number(result['per_class_iou'][c])}" for c in RARE), file=sys.stderr)
         results[name] = {"changed": assignments(change), **result}
         save()
-    return results
 
 
 def rare_table(runs: dict[str, dict]) -> str:
@@ -228,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     blocked = None
     if args.blocked != "none" and not missing:
         blocked_variants = variants if args.blocked == "all" else {"ce": variants.get("ce", {})}
-        blocked = payload["blocked_split"] = {"recipe": str(args.blocked_recipe), "variants": {}}
+        blocked = payload["blocked_split"] = {"recipe": str(args.blocked_recipe), "variants": {}}  # saved as it fills
         run_variants("blocked_split", args.blocked_recipe, budget, blocked_variants, args, out, blocked["variants"], save)
     elif args.blocked != "none":
         blocked = {"skipped": f"no prepared data: {missing} (landseg prepare all configs/s2_korea_prepare.yaml)"}
