@@ -4,7 +4,7 @@ Synthetic, georeferenced 3-band uint8 scenes (``--scenes`` of ``--size`` px, dif
 checkpoint of the default recipe's architecture (U-Net, EfficientNet-Lite0 encoder, the model of
 benchmark 3) are written once into a work folder. Then, in one run:
 
-- ``single``: the single-process command (``predict.command.run_predict``) with PyTorch / ONNX Runtime's
+- ``single``: the single-process command (``predict.run.run_predict``) with PyTorch / ONNX Runtime's
   default threads: the reference output and time;
 - ``dask WxT``: ``distributed.predict`` on a fresh ``LocalCluster`` of W worker processes with T network
   threads each: cluster start, then the job end to end (models loaded on the workers, plan, blocks,
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from predict_speed import write_checkpoint
 
-    from landseg.predict.command import run_predict
+    from landseg.predict.run import run_predict
     from landseg.predict.engine import PredictOptions
 
     count, size = args.scenes or (2 if args.small else 8), args.size or (256 if args.small else 2048)

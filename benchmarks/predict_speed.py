@@ -11,7 +11,7 @@ a fresh process so its peak RSS (``VmHWM``) is its own:
   engine, batch, precision and memory layout); tiles/s, and model FLOPs per tile from
   ``torch.utils.flop_counter``. Measured right before and right after each scene on ``--raw-tiles``
   tiles, so that drift in the machine's load hits both alike;
-- ``predict``: ``landseg predict`` end to end (``landseg.predict.command.run_predict``: load the model,
+- ``predict``: ``landseg predict`` end to end (``landseg.predict.run.run_predict``: load the model,
   read, normalize, forward, blend, write the class COG, preview and areas);
 - ``naive``: the whole image in memory, one fp32 tile at a time, no blending (later tiles overwrite),
   then one GeoTIFF; on the smallest scene (``--naive-tiles`` limits it and extrapolates).
@@ -192,7 +192,7 @@ def stage_variants(settings: dict) -> dict:
 
 
 def stage_predict(settings: dict) -> dict:
-    from landseg.predict.command import run_predict
+    from landseg.predict.run import run_predict
     from landseg.predict.engine import PredictOptions
 
     options = PredictOptions(tile=settings["tile"], overlap=settings["overlap"], batch_size=settings["batch_size"])

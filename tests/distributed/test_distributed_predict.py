@@ -14,7 +14,7 @@ import torch
 
 from landseg.distributed.predict import run_predict_distributed
 from landseg.errors import DataError
-from landseg.predict.command import run_predict
+from landseg.predict.run import run_predict
 from landseg.predict.engine import PredictOptions
 
 from distributed_helpers import profile_summary, read_bands, save_tiny_checkpoint, write_synthetic_scene

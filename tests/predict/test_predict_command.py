@@ -17,7 +17,9 @@ from landseg.classes import get_schema
 from landseg.errors import ConfigError, DataError
 from landseg.models import ModelSpec, build_model
 from landseg.normalization import Normalization
-from landseg.predict.command import export_command, find_inputs, predict_command, run_predict
+from landseg.cli.predict import export_command, predict_command
+from landseg.predict.inputs import find_inputs
+from landseg.predict.run import run_predict
 from landseg.predict.engine import PredictOptions
 
 SCHEMA = get_schema("synthetic")

@@ -1,6 +1,6 @@
 """``landseg predict --dask ADDRESS`` and ``--workers N``: the client side of distributed prediction.
 
-``run_predict_distributed`` is ``predict.command.run_predict`` on a Dask cluster: the same inputs,
+``run_predict_distributed`` is ``predict.run.run_predict`` on a Dask cluster: the same inputs,
 skipping of finished scenes, outputs and summary. It registers the models on the workers, submits one
 plan task per scene and, as each plan comes back, the scene's block tasks and its assembly
 (``predict_tasks``), then reports scenes as they finish. Progress counts tiles across the whole
@@ -25,7 +25,7 @@ from landseg.distributed.predict_tasks import (
     PROGRESS_TOPIC, ScenePlan, assemble_scene, plan_scene, predict_block, work_digest,
 )
 from landseg.errors import DataError, LandsegError
-from landseg.predict.command import PredictSummary, plan_inputs
+from landseg.predict.inputs import PredictSummary, plan_inputs
 from landseg.predict.engine import PredictOptions, SceneResult
 
 ASSEMBLY_PRIORITY = 10

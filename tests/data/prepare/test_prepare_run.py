@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from landseg.classes import IGNORE_INDEX, get_schema
 from landseg.config import DataConfig
 from landseg.data.catalog import build_catalog, load_pair
-from landseg.data.prepare.cli import prepare_app
+from landseg.cli.prepare import prepare_app
 from landseg.data.prepare.config import load_prepare_config
 from landseg.data.synthetic import generate_scene
 from landseg.errors import ConfigError

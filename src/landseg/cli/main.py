@@ -1,8 +1,11 @@
-"""The ``landseg`` command line: thin wrappers that parse, call and print."""
+"""The ``landseg`` command line: the Typer app and the commands that need no module of their own.
+
+Every command is a thin wrapper that parses, calls the library and prints; nothing in landseg imports
+this package.
+"""
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from landseg.errors import LandsegError
+from landseg.cli.errors import console, friendly_errors, set_debug
 
 app = typer.Typer(
     help="Land-cover maps from satellite and aerial imagery: train, evaluate, predict.",
@@ -20,43 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
-_state = {"debug": False}
-
-def friendly_errors(command):
-    """User mistakes become one red line and exit code 1; ``--debug`` shows the traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except LandsegError as exc:
-            if _state["debug"]:
-                raise
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except OSError as exc:
-            # The system refused a file operation (a folder under a regular file, no permission, no
-            # space): the user's environment, not a bug, so one line naming the path.
-            if _state["debug"]:
-                raise
-            console.print(f"[bold red]error:[/] {escape(os_error_message(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-def os_error_message(exc: OSError) -> str:
-    problem = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return f"{exc.filename}: {problem}" if exc.filename else problem
-
-
 @app.callback()
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False):
-    _state["debug"] = debug
+    set_debug(debug)
 
 
 @app.command()
@@ -145,8 +114,8 @@ def demo(
     console.print(f"[bold green]demo report:[/] {report}")
 
 
-from landseg.data.prepare.cli import prepare_app  # noqa: E402 - imports only typer
-from landseg.predict.command import export_command, predict_command  # noqa: E402 - heavy imports inside
+from landseg.cli.predict import export_command, predict_command  # noqa: E402 - heavy imports inside
+from landseg.cli.prepare import prepare_app  # noqa: E402 - imports only typer
 from landseg.serve.command import serve as _serve  # noqa: E402 - imports only typer
 
 app.command(name="predict")(friendly_errors(predict_command))

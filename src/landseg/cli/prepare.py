@@ -1,11 +1,10 @@
 """``landseg prepare``: align, tile, split, stats, all. Thin wrappers that parse, call and print.
 
-Mounted on the main CLI with ``app.add_typer(prepare_app, name="prepare")``.
+Mounted on the main app (``cli/main.py``) as ``landseg prepare``.
 """
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from landseg.cli.errors import friendly_errors
 from landseg.errors import ConfigError
 
 prepare_app = typer.Typer(
@@ -34,20 +34,8 @@ DaskOption = Annotated[Optional[str], typer.Option("--dask", help="Run on the Da
 WorkersOption = Annotated[Optional[int], typer.Option("--workers", help="Run on a local Dask cluster of N processes.")]
 
 
-def friendly(command):
-    """The main CLI's error handling (one red line, exit 1), looked up at call time: no import cycle."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from landseg.cli import friendly_errors
-
-        return friendly_errors(command)(*args, **kwargs)
-
-    return wrapper
-
-
 @prepare_app.command("align")
-@friendly
+@friendly_errors
 def align_command(
     image: Annotated[Path, typer.Argument(help="Image raster whose grid the labels go onto.")],
     label: Annotated[Path, typer.Argument(help="Label raster of class codes.")],
@@ -92,7 +80,7 @@ def align_command(
 
 
 @prepare_app.command("tile")
-@friendly
+@friendly_errors
 def tile_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False,
                  dask: DaskOption = None, workers: WorkersOption = None):
     """Align where needed, cut chips, filter them; write chips, chips.csv and filters.json."""
@@ -111,7 +99,7 @@ def tile_command(config: ConfigArg, set_: SetOption = None, overwrite: Overwrite
 
 
 @prepare_app.command("split")
-@friendly
+@friendly_errors
 def split_command(config: ConfigArg, set_: SetOption = None):
     """Split the kept chips (seeded ratios or spatial blocks); write splits/<name>.txt."""
     from landseg.data.prepare.config import load_prepare_config
@@ -123,7 +111,7 @@ def split_command(config: ConfigArg, set_: SetOption = None):
 
 
 @prepare_app.command("stats")
-@friendly
+@friendly_errors
 def stats_command(config: ConfigArg, set_: SetOption = None, dask: DaskOption = None, workers: WorkersOption = None):
     """Band mean/std of a split's chips and class frequencies by stage; stats.json and a bar plot."""
     from landseg.data.prepare.config import load_prepare_config
@@ -135,7 +123,7 @@ def stats_command(config: ConfigArg, set_: SetOption = None, dask: DaskOption = 
 
 
 @prepare_app.command("all")
-@friendly
+@friendly_errors
 def all_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False,
                 dask: DaskOption = None, workers: WorkersOption = None):
     """Every stage: align, tile and filter, split, stats; reproduces a data set from one config."""

@@ -1,0 +1,73 @@
+"""``landseg predict`` without the command line: many inputs, one engine, resumable.
+
+``run_predict`` expands files, folders and glob patterns (``inputs.py``), loads the models once,
+predicts every scene with ``engine.predict_scene`` and skips scenes whose outputs are all there from an
+earlier run (``overwrite`` redoes them). A scene that fails is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from landseg.errors import LandsegError
+from landseg.predict.inputs import PredictSummary, plan_inputs
+
+if TYPE_CHECKING:
+    from landseg.predict.engine import PredictOptions
+
+def run_predict(
+    inputs: Sequence[str | Path],
+    checkpoints: Sequence[str | Path],
+    out_dir: str | Path,
+    options: PredictOptions | None = None,
+    engine: str = "auto",
+    tta: str | None = None,
+    precision: str = "fp32",
+    device: str = "cpu",
+    overwrite: bool = False,
+    console: Console | None = None,
+) -> PredictSummary:
+    """Predict every input into ``out_dir``; a single input's failure is raised, several are collected."""
+    from landseg.predict.engine import PredictOptions, predict_scene
+    from landseg.predict.ensemble import load_ensemble
+
+    options = options or PredictOptions()
+    options.check()
+    out_dir = Path(out_dir)
+    console = console or Console(stderr=True)
+    paths, todo, summary = plan_inputs(inputs, out_dir, options, overwrite, console)
+    if not todo:
+        return summary
+    ensemble = load_ensemble(checkpoints, engine=engine, tta=tta, device=device, precision=precision, tile=options.tile)
+    console.print("models: " + ", ".join(f"{m.path.name} ({m.engine})" for m in ensemble.members))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        for path in todo:
+            task = bar.add_task(path.name, total=None)
+            try:
+                result = predict_scene(
+                    path, ensemble, out_dir, options,
+                    on_start=lambda total, task=task: bar.update(task, total=total),
+                    on_tiles=lambda n, task=task: bar.advance(task, n),
+                )
+            except LandsegError as exc:
+                if len(paths) == 1:
+                    raise
+                summary.failed.append(exc)
+                console.print(f"[red]failed[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                continue
+            finally:
+                bar.remove_task(task)
+            summary.done.append(result)
+            outputs = ", ".join(p.name for k, p in result.paths.items() if k != "record")
+            console.print(
+                f"[green]{path.name}[/] {result.width}x{result.height} px, {result.tiles} tiles in "
+                f"{result.seconds:.1f} s -> {out_dir}/ {outputs}"
+            )
+    return summary
