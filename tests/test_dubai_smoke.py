@@ -7,6 +7,7 @@ import numpy as np
 
 from landseg.config import load_config
 from landseg.evaluate import evaluate
+from landseg.predict import load_ensemble
 from landseg.train.run import train
 
 CONFIG = Path(__file__).parents[1] / "configs" / "dubai.yaml"
@@ -24,7 +25,8 @@ def test_dubai_trains_and_evaluates_on_tile_4(tmp_path, shared_datasets):
     assert result.best_checkpoint.exists()
     assert 0.0 <= result.best_miou <= 1.0
 
-    evaluation = evaluate(result.best_checkpoint, config, "val", tmp_path / "eval", progress=False, overlays=1)
+    evaluation = evaluate(load_ensemble([result.best_checkpoint]), config, "val", tmp_path / "eval", progress=False,
+                          overlays=1)
     metrics = json.loads(evaluation.metrics_path.read_text())
     assert metrics["images"] == 9
     assert set(metrics["per_class"]) == {"Building", "Land", "Road", "Vegetation", "Water"}

@@ -176,6 +176,10 @@ class ClassSchema:
         lut[: self.num_classes] = self.palette
         return lut[index.astype(np.uint8)]
 
+    def plot_colors(self) -> list[tuple[float, float, float]]:
+        """The class colours as matplotlib takes them (RGB in 0-1), in class order."""
+        return [tuple(v / 255 for v in c.color) for c in self.classes]
+
     def colormap(self) -> dict[int, tuple[int, int, int, int]]:
         """GDAL colour table for an index raster (class index to RGBA; ignore transparent)."""
         table = {i: (*c.color, 255) for i, c in enumerate(self.classes)}

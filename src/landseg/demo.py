@@ -53,7 +53,7 @@ def demo_config(data_root: Path, seed: int, minutes: float) -> dict:
 
 def run_demo(out: Path, minutes: float = 4.0, seed: int = 0) -> Path:
     from landseg.evaluate import evaluate
-    from landseg.predict import PredictOptions, load_ensemble, predict_scene
+    from landseg.predict import load_ensemble, predict_scene
     from landseg.report import metrics_table, plot_training_curves, write_report
     from landseg.train.run import train
 
@@ -73,14 +73,14 @@ def run_demo(out: Path, minutes: float = 4.0, seed: int = 0) -> Path:
     result = train(config, run_dir)
     curves = plot_training_curves(result.history, run_dir / "training_curves.png")
 
-    console.print("Evaluating on the validation scenes")
-    evaluation = evaluate(result.best_checkpoint, config, "val", out / "evaluation", overlap=0.5)
+    console.print("Evaluating on the validation scenes with the engine and options of `landseg predict`")
+    ensemble = load_ensemble([result.best_checkpoint])
+    evaluation = evaluate(ensemble, config, "val", out / "evaluation")
     Console().print(metrics_table(evaluation.metrics, title="demo validation"))
 
     test_image = config.data.root / "images" / f"scene_{SCENES - 1:03d}.tif"
     console.print(f"Predicting the held-out scene {test_image.name} as `landseg predict` does")
-    ensemble = load_ensemble([result.best_checkpoint])
-    written = predict_scene(test_image, ensemble, out / "prediction", PredictOptions(overlap=0.5)).paths
+    written = predict_scene(test_image, ensemble, out / "prediction").paths
 
     metrics = evaluation.metrics
     figures = [

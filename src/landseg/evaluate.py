@@ -1,25 +1,32 @@
-"""``landseg evaluate``: a checkpoint against a labelled split, with honest per-class metrics.
+"""``landseg evaluate``: models against a labelled split, scored on the very maps ``landseg predict`` writes.
 
-Every image is predicted whole, at native resolution, by the same ``Predictor`` that ``landseg
-predict`` uses; ONE confusion matrix accumulates all labelled pixels and every score comes from it.
+Each image of the split goes through ``engine.predict_scene`` with the same options, models, engine and
+test-time augmentation that ``landseg predict`` takes (and the same defaults), into ``OUT/maps/``; the
+class COG written there is read back and compared with the mask. So the score is the score of a map a
+user gets, minimum mapping unit included. ONE confusion matrix accumulates all labelled pixels and
+every score comes from it; ``metrics.json`` records the options, models and engines used.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
+import rasterio
 from rich.progress import track
 
-from landseg.checkpoint import load_checkpoint
 from landseg.classes import IGNORE_INDEX, ClassSchema, get_schema
 from landseg.config import ExperimentConfig
-from landseg.data.catalog import build_catalog, load_pair
+from landseg.data.catalog import Sample, build_catalog, load_pair
 from landseg.errors import CheckpointError, DataError
 from landseg.io.write import atomic_output
 from landseg.metrics import ConfusionMatrix, metrics_dict
-from landseg.predict import Predictor
+from landseg.predict.engine import gdal_environment, predict_scene
+from landseg.predict.ensemble import Ensemble
+from landseg.predict.options import PredictOptions
 from landseg.report import plot_confusion_matrix, plot_per_class, render_comparison, write_report
 from landseg.report.display import display_rgb
 
@@ -35,78 +42,120 @@ class Evaluation:
     """Images or masks that could not be used; the metrics leave them out and list them."""
 
 
+def scoring_options(options: PredictOptions) -> PredictOptions:
+    """``options`` without the outputs a score does not read; the class map is the same either way."""
+    return replace(options, probabilities=False, confidence=False, preview=False, areas=False, polygons=None)
+
+
+def map_stems(samples: Sequence[Sample], root: Path) -> list[str]:
+    """Output stems of the images: their names, or their paths under the data root where names repeat."""
+    names = [sample.name for sample in samples]
+    if len(set(names)) == len(names):
+        return names
+
+    def from_path(sample: Sample) -> str:
+        try:
+            relative = sample.image.relative_to(root)
+        except ValueError:
+            relative = sample.image
+        return "__".join(relative.with_suffix("").parts)
+
+    return [from_path(sample) for sample in samples]
+
+
 def evaluate(
-    checkpoint: Path,
+    ensemble: Ensemble,
     config: ExperimentConfig,
     split: str,
     out_dir: Path,
-    tile: int | None = None,
-    overlap: float = 0.5,
-    batch_size: int = 4,
-    tta: str | None = None,
+    options: PredictOptions = PredictOptions(),
     overlays: int = 6,
     progress: bool = True,
 ) -> Evaluation:
-    loaded = load_checkpoint(checkpoint)
-    predictor = Predictor(loaded, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta)
-    schema = predictor.schema
-    # Masks are decoded with the config's schema (its codes or colours); the model must predict the same classes.
+    schema = ensemble.schema
+    # Masks are decoded with the config's schema (its codes or colours); the models must predict the same classes.
     mask_schema = get_schema(config.data.schema_)
     if mask_schema.names != schema.names:
         raise CheckpointError(
-            f"model predicts classes {schema.names} but the config's schema has {mask_schema.names}", checkpoint
+            f"model predicts classes {schema.names} but the config's schema has {mask_schema.names}",
+            ensemble.members[0].path,
         )
+    if options.nodata is None and config.data.nodata is not None:
+        options = replace(options, nodata=config.data.nodata)
+    options = scoring_options(options)
+    options.check()
     samples = build_catalog(config.data).split(split)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     confusion = ConfusionMatrix(schema.num_classes, ignore_index=IGNORE_INDEX)
     figures: list[tuple[str, Path]] = []
     quarantined: list[DataError] = []
-    number = 0
-    for sample in track(samples, description=f"Evaluating {split}", disable=not progress):
+    for sample, stem in track(list(zip(samples, map_stems(samples, config.data.root))),
+                              description=f"Evaluating {split}", disable=not progress):
         try:
             image, truth = load_pair(
                 sample, mask_schema, tolerance=config.data.size_tolerance, unknown=config.data.unknown_labels,
                 nodata=config.data.nodata,
             )
+            predicted = predicted_map(sample.image, ensemble, out_dir / "maps", options, stem)
         except DataError as exc:
             # One bad file must not cost the evaluation of all others; the metrics say what they lack.
             quarantined.append(exc)
             continue
-        prediction = predictor.predict_image(image)
         labelled = truth != IGNORE_INDEX
-        confusion.update(prediction.index[labelled], truth[labelled])
-        if number < overlays:
-            rgb_bands = [b - 1 for b in loaded.card.bands[:3]] if len(loaded.card.bands) >= 3 else None
+        confusion.update(predicted[labelled], truth[labelled])
+        if len(figures) < overlays:
+            card_bands = ensemble.members[0].card.bands
+            rgb_bands = [b - 1 for b in card_bands[:3]] if len(card_bands) >= 3 else None
             path = render_comparison(
-                display_rgb(image.data, rgb_bands, image.valid), truth, prediction.index, schema,
-                out_dir / f"overlay_{number:02d}_{sample.name}.png", title=sample.name,
+                display_rgb(image.data, rgb_bands, image.valid), truth, predicted, schema,
+                out_dir / f"overlay_{len(figures):02d}_{stem}.png", title=sample.name,
             )
             figures.append((f"{sample.name}: image, truth, prediction, errors", path))
-        number += 1
     if len(quarantined) == len(samples):
         raise DataError(f"no image of split {split!r} could be evaluated; the first: {quarantined[0]}",
                         config.data.root)
     metrics = metrics_dict(confusion, schema.names)
-    metrics["split"] = split
-    metrics["images"] = len(samples) - len(quarantined)
-    metrics["quarantined"] = [{"file": exc.path, "problem": exc.problem} for exc in quarantined]
-    metrics["checkpoint"] = str(checkpoint)
+    metrics.update(
+        split=split,
+        images=len(samples) - len(quarantined),
+        quarantined=[{"file": exc.path, "problem": exc.problem} for exc in quarantined],
+        models=[str(m.path) for m in ensemble.members],
+        engines=[m.engine for m in ensemble.members],
+        tta=ensemble.tta,
+        prediction_options=asdict(options),
+        maps=str(out_dir / "maps"),
+    )
     metrics_path = out_dir / "metrics.json"
     with atomic_output(metrics_path) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2))
+        tmp.write_text(json.dumps(metrics, indent=2, default=str))
+    report = _write_evaluation_report(out_dir, split, metrics, confusion, schema, figures, quarantined)
+    return Evaluation(
+        metrics=metrics, confusion=confusion, metrics_path=metrics_path, report_path=report, schema=schema,
+        quarantined=quarantined,
+    )
+
+
+def predicted_map(image: Path, ensemble: Ensemble, maps_dir: Path, options: PredictOptions, stem: str) -> np.ndarray:
+    """The class map ``landseg predict`` writes for ``image``, written to ``maps_dir`` and read back."""
+    scene = predict_scene(image, ensemble, maps_dir, options, stem=stem)
+    with gdal_environment(options), rasterio.open(scene.paths["classes"]) as written:
+        return written.read(1)
+
+
+def _write_evaluation_report(out_dir, split, metrics, confusion, schema, figures, quarantined) -> Path:
     plots = [
         ("Confusion matrix (rows: truth, normalized)", plot_confusion_matrix(confusion, schema, out_dir / "confusion_matrix.png")),
         ("Per-class scores", plot_per_class(metrics, schema, out_dir / "per_class.png")),
     ]
-    sections = {"Checkpoint": str(checkpoint)}
+    engines = ", ".join(sorted(set(metrics["engines"])))
+    sections = {
+        "Models": "\n".join(metrics["models"]) + f"\nengine: {engines}; test-time augmentation: {metrics['tta'] or 'none'}",
+        "Prediction options (as `landseg predict` takes them)": json.dumps(metrics["prediction_options"], default=str),
+    }
     if quarantined:
         sections["Left out (unreadable or unusable files)"] = "\n".join(str(exc) for exc in quarantined)
-    report = write_report(
+    return write_report(
         out_dir, f"Evaluation on {split} ({metrics['images']} images)", metrics, plots + figures, schema=schema,
         sections=sections,
-    )
-    return Evaluation(
-        metrics=metrics, confusion=confusion, metrics_path=metrics_path, report_path=report, schema=schema,
-        quarantined=quarantined,
     )

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from landseg.checkpoint import STATE_PREFIX, read_checkpoint
-from landseg.distributed.sampling import UnpaddedDistributedSampler
+from landseg.train.sampling import UnpaddedDistributedSampler
 
 # Each rank reports, at the end of fit: a digest of its weights, the validation images and the training
 # samples it was given. Lightning's ddp launcher starts rank 1 by running this same script again.

@@ -16,7 +16,8 @@ from landseg.classes import IGNORE_INDEX, get_schema
 from landseg.errors import DataError
 from landseg.normalization import Normalization
 from landseg.predict.engine import PredictOptions, output_paths, predict_scene
-from landseg.predict.ensemble import Ensemble, Member, TorchNetwork
+from landseg.predict.ensemble import Ensemble
+from landseg.predict.networks import Member, TorchNetwork
 
 SCHEMA = get_schema("synthetic")
 K = SCHEMA.num_classes

@@ -11,7 +11,8 @@ from landseg.classes import get_schema
 from landseg.errors import CheckpointError, ConfigError, DataError
 from landseg.normalization import Normalization
 from landseg.predict.bands import match_bands
-from landseg.predict.ensemble import Ensemble, Member, TorchNetwork, check_precision, resolve_engine
+from landseg.predict.ensemble import Ensemble
+from landseg.predict.networks import Member, TorchNetwork, check_precision, resolve_engine
 
 SCHEMA = get_schema("synthetic")
 K = SCHEMA.num_classes
@@ -103,7 +104,7 @@ def test_members_must_share_classes():
 
 
 def test_engine_and_precision_choices(monkeypatch):
-    import landseg.predict.ensemble as ensemble_module
+    import landseg.predict.networks as ensemble_module
 
     assert check_precision("bf16") == "bf16"
     with pytest.raises(ConfigError, match="precision"):

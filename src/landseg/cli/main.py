@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from landseg.cli.errors import console, friendly_errors, set_debug
@@ -76,32 +75,6 @@ def train(
 
 @app.command()
 @friendly_errors
-def evaluate(
-    checkpoint: Annotated[Path, typer.Option(help="A landseg checkpoint (.ckpt).")],
-    config: Annotated[Path, typer.Option(help="Experiment YAML naming the data and its split.")],
-    split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "val",
-    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json, plots and report.")] = Path("evaluation"),
-    tile: Annotated[Optional[int], typer.Option(help="Sliding-window tile (default: the checkpoint's).")] = None,
-    overlap: Annotated[float, typer.Option(help="Tile overlap fraction.")] = 0.5,
-    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flips or d4.")] = None,
-):
-    """Per-class IoU, F1, precision and recall of a checkpoint on whole images of a split."""
-    from landseg.config import load_config
-    from landseg.evaluate import evaluate as run_evaluation
-    from landseg.report import metrics_table
-
-    result = run_evaluation(checkpoint, load_config(config), split, out, tile=tile, overlap=overlap, tta=tta)
-    Console().print(metrics_table(result.metrics, schema=result.schema, title=f"{split}: {result.metrics['images']} images"))
-    console.print(f"metrics: {result.metrics_path}\nreport:  {result.report_path}")
-    if result.quarantined:
-        for problem in result.quarantined:
-            console.print(f"[red]left out[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
-        console.print(f"[red]{len(result.quarantined)} images left out of the metrics[/]")
-        raise typer.Exit(1)
-
-
-@app.command()
-@friendly_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo data, run and report.")] = Path("landseg-demo"),
     minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 4.0,
@@ -114,10 +87,12 @@ def demo(
     console.print(f"[bold green]demo report:[/] {report}")
 
 
+from landseg.cli.evaluate import evaluate_command  # noqa: E402 - heavy imports inside
 from landseg.cli.predict import export_command, predict_command  # noqa: E402 - heavy imports inside
 from landseg.cli.prepare import prepare_app  # noqa: E402 - imports only typer
 from landseg.serve.command import serve as _serve  # noqa: E402 - imports only typer
 
+app.command(name="evaluate")(friendly_errors(evaluate_command))
 app.command(name="predict")(friendly_errors(predict_command))
 app.command(name="export")(friendly_errors(export_command))
 app.add_typer(prepare_app, name="prepare")

@@ -8,24 +8,14 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from landseg.cli import options
+from landseg.cli.options import DEFAULTS
 from landseg.errors import ConfigError
 from landseg.predict.blocks import DEFAULT_BLOCK_WIDTH
+from landseg.predict.options import PredictOptions
 
-def _parse_bands(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    try:
-        return tuple(int(part) for part in text.replace(" ", "").split(","))
-    except ValueError:
-        raise ConfigError(f"--bands must be 1-based band numbers separated by commas, got {text!r}") from None
-
-
-CheckpointOption = typer.Option("--checkpoint", "-c", help="A .ckpt or exported .onnx model; repeat for an ensemble.")
 ProbabilitiesOption = typer.Option("--probabilities", help="Also write per-class probabilities (uint8 COG).")
 ConfidenceOption = typer.Option("--confidence", help="Also write the winning class's probability (uint8 COG).")
-EngineOption = typer.Option(help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime.")
-PrecisionOption = typer.Option(help="fp32, or bf16 autocast (torch engine; faster, less exact).")
-MinAreaOption = typer.Option(help="Regions under this many pixels take their surroundings' class.")
 DaskOption = typer.Option("--dask", help="Run on the Dask scheduler at this address (tcp://host:8786); inputs and "
                           "--out must be on a file system every worker sees.")
 WorkersOption = typer.Option("--workers", help="Run on a local Dask cluster of N worker processes.")
@@ -33,19 +23,19 @@ WorkersOption = typer.Option("--workers", help="Run on a local Dask cluster of N
 
 def predict_command(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
-    checkpoint: Annotated[list[Path], CheckpointOption],
+    checkpoint: options.Checkpoints,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("predictions"),
-    tile: Annotated[Optional[int], typer.Option(help="Network tile side in pixels (default: the card's).")] = None,
-    overlap: Annotated[float, typer.Option(help="Tile overlap fraction in [0, 1).")] = 0.5,
-    blend: Annotated[str, typer.Option(help="Weights of overlapping tiles: uniform, hann or gaussian.")] = "hann",
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass (CPU: 1-2; GPU: 8+).")] = 2,
-    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flips or d4.")] = None,
-    engine: Annotated[str, EngineOption] = "auto",
-    precision: Annotated[str, PrecisionOption] = "fp32",
-    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")] = "cpu",
-    bands: Annotated[Optional[str], typer.Option(help="Input bands in the model's order, e.g. 4,3,2.")] = None,
-    nodata: Annotated[Optional[float], typer.Option(help="Input no-data value (default: the file's).")] = None,
-    min_area: Annotated[int, MinAreaOption] = 0,
+    tile: options.Tile = DEFAULTS.tile,
+    overlap: options.Overlap = DEFAULTS.overlap,
+    blend: options.Blend = DEFAULTS.blend,
+    batch_size: options.BatchSize = DEFAULTS.batch_size,
+    tta: options.TTA = None,
+    engine: options.Engine = "auto",
+    precision: options.Precision = "fp32",
+    device: options.Device = "cpu",
+    bands: options.Bands = None,
+    nodata: options.Nodata = None,
+    min_area: options.MinArea = DEFAULTS.min_area,
     probabilities: Annotated[bool, ProbabilitiesOption] = False,
     confidence: Annotated[bool, ConfidenceOption] = False,
     polygons: Annotated[Optional[str], typer.Option(help="Also write polygons per class: gpkg or geojson.")] = None,
@@ -63,14 +53,12 @@ def predict_command(
 
     With --dask or --workers, scenes and column blocks of scenes run as Dask tasks and each scene is assembled into the same files the single-process command writes (docs/DISTRIBUTED.md).
     """
-    from landseg.predict.engine import PredictOptions
-
-    options = PredictOptions(
+    chosen = PredictOptions(
         tile=tile, overlap=overlap, blend=blend, batch_size=batch_size, block_width=block_width,
-        bands=_parse_bands(bands), nodata=nodata, probabilities=probabilities, confidence=confidence,
+        bands=options.parse_bands(bands), nodata=nodata, probabilities=probabilities, confidence=confidence,
         preview=preview, areas=areas, polygons=polygons, simplify=simplify, min_area=min_area,
     )
-    common = dict(options=options, engine=engine, tta=tta, precision=precision, device=device, overwrite=overwrite)
+    common = dict(options=chosen, engine=engine, tta=tta, precision=precision, device=device, overwrite=overwrite)
     if dask or workers:
         from landseg.distributed.predict import predict_on_cluster
 

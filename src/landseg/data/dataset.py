@@ -17,7 +17,6 @@ from torch.utils.data import Dataset, Sampler
 
 from landseg.classes import IGNORE_INDEX, ClassSchema
 from landseg.data.catalog import Sample, load_pair
-from landseg.normalization import Normalization
 
 
 @dataclass
@@ -85,16 +84,15 @@ class EpochSampler(Sampler[int]):
 
 
 class WholeImageDataset(Dataset):
-    """Validation: whole images at the training resolution, one per batch."""
+    """Validation: whole images at their native resolution in their raw units (as float32, exact for 8- and
+    16-bit data), one per batch; the inference core normalizes and rescales them as it does for a file."""
 
-    def __init__(self, items: list[LabelledImage], normalization: Normalization):
+    def __init__(self, items: list[LabelledImage]):
         self.items = items
-        self.normalization = normalization
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
         item = self.items[index]
-        image = self.normalization.apply(item.image)
-        return torch.from_numpy(image), torch.from_numpy(item.mask.astype(np.int64))
+        return torch.from_numpy(item.image.astype(np.float32)), torch.from_numpy(item.mask.astype(np.int64))

@@ -8,6 +8,6 @@
   scenes in parallel, statistics merged exactly;
 - ``sampling``: the unpadded validation sampler that keeps DDP validation exact.
 
-Nothing is imported here, so ``import landseg.distributed.sampling`` does not need Dask installed.
+Nothing is imported here, so importing one submodule does not import Dask for the others.
 See ``docs/DISTRIBUTED.md``.
 """

@@ -24,31 +24,27 @@ import hashlib
 import json
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from landseg import __version__
-from landseg.classes import IGNORE_INDEX
 from landseg.distributed.cluster import EnsembleSource, worker_ensemble
 from landseg.errors import DataError
 from landseg.io.raster import open_raster, read_error_message
 from landseg.io.write import atomic_output
-from landseg.predict import streaming
-from landseg.predict.blocks import ColumnBlock, TileGrid, column_blocks, scene_grid
-from landseg.predict.cog import encode_probabilities
+from landseg.predict.blocks import ColumnBlock, TileGrid
+from landseg.predict.core import lay_out, stream
 from landseg.predict.engine import (
-    PredictOptions, SceneOutputs, SceneResult, gdal_environment, is_finished, output_paths,
-    remove_stale_temporaries,
+    SceneOutputs, SceneResult, chunk_layers, gdal_environment, is_finished, output_paths, remove_stale_temporaries,
+    write_run_record,
 )
-from landseg.predict.tiling import blend_weights
+from landseg.predict.options import PredictOptions
 
 PROGRESS_TOPIC = "landseg-predict-tiles"
 PROGRESS_INTERVAL_S = 0.5
@@ -107,9 +103,8 @@ def plan_scene(source: Path, work: Path, stem: str, digest: str, models: Ensembl
     """The scene's grid and column blocks; refuses a raster without the models' bands before any block runs."""
     ensemble = worker_ensemble(models)
     with gdal_environment(options), open_raster(source) as dataset:
-        ensemble.plan(dataset.count, dataset.descriptions, source, options.bands)
-        grid = scene_grid(dataset.height, dataset.width, ensemble.source_tile(options.tile), options.overlap)
-    return ScenePlan(source, stem, work, grid, tuple(column_blocks(grid, options.block_width)), digest)
+        layout = lay_out(dataset, ensemble, options, source)
+    return ScenePlan(source, stem, work, layout.grid, tuple(layout.blocks(options.block_width)), digest)
 
 
 def block_band_count(num_classes: int, options: PredictOptions) -> int:
@@ -124,21 +119,18 @@ def predict_block(plan: ScenePlan, index: int, models: EnsembleSource, options: 
         return BlockResult(index, path, plan.block_tiles(index), 0.0, reused=True)
     started = time.perf_counter()
     ensemble = worker_ensemble(models)
-    block, grid = plan.blocks[index], plan.grid
+    block = plan.blocks[index]
     plan.work.mkdir(parents=True, exist_ok=True)
     report = _TileReporter(plan.block_key(index))
     with gdal_environment(options), open_raster(plan.source) as dataset, atomic_output(path) as temporary:
-        bands = ensemble.plan(dataset.count, dataset.descriptions, plan.source, options.bands)
-        nodata = options.nodata if options.nodata is not None else dataset.nodata
+        layout = lay_out(dataset, ensemble, options, plan.source)
         count = block_band_count(ensemble.num_classes, options)
-        with open_block_file(temporary, grid.height, block.stop - block.start, count) as written:
-            chunks = stream_block(dataset, ensemble, bands, grid, block, blend_weights(grid.tile, options.blend),
-                                  options.batch_size, nodata, report)
+        with open_block_file(temporary, layout.grid.height, block.stop - block.start, count) as written:
             try:
-                for chunk in chunks:
+                for chunk in stream(dataset, ensemble, layout, options, blocks=[block], on_tiles=report):
                     window = Window(chunk.cols[0] - block.start, chunk.rows[0], chunk.cols[1] - chunk.cols[0],
                                     chunk.rows[1] - chunk.rows[0])
-                    written.write(chunk_bands(chunk, options), window=window)
+                    written.write(np.concatenate(list(chunk_layers(chunk, options).values())), window=window)
             except RasterioError as exc:
                 raise DataError(f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})",
                                 plan.source) from None
@@ -152,31 +144,6 @@ def open_block_file(path: Path, height: int, width: int, count: int) -> rasterio
     return rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count, dtype="uint8",
                          tiled=False, blockysize=1, compress="deflate", zlevel=1, interleave="pixel",
                          BIGTIFF="IF_SAFER")
-
-
-def stream_block(dataset, ensemble, bands, grid: TileGrid, block: ColumnBlock, weights: np.ndarray, batch_size: int,
-                 nodata: float | None, on_tiles: Callable[[int], None] | None) -> Iterator[streaming.Chunk]:
-    """``streaming.stream_probabilities`` for one column block only.
-
-    Stands in for a ``blocks=`` argument of ``stream_probabilities``: the per-block loop is the
-    engine's own, so the tiles, batches and blending of the block are exactly the single-process ones.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="landseg-forward") as forward:
-        yield from streaming._stream_block(dataset, ensemble, bands, grid, block, weights, batch_size, nodata,
-                                           on_tiles, forward)
-
-
-def chunk_bands(chunk: streaming.Chunk, options: PredictOptions) -> np.ndarray:
-    """``(bands, h, w)`` uint8 of a chunk, as the engine writes its class, probability and confidence rasters."""
-    index = chunk.probabilities.argmax(axis=0).astype(np.uint8)
-    if chunk.valid is not None:
-        index[~chunk.valid] = IGNORE_INDEX
-    layers = [index[None]]
-    if options.probabilities:
-        layers.append(encode_probabilities(chunk.probabilities, chunk.valid))
-    if options.confidence:
-        layers.append(encode_probabilities(chunk.probabilities.max(axis=0), chunk.valid)[None])
-    return np.concatenate(layers) if len(layers) > 1 else layers[0]
 
 
 class _TileReporter:
@@ -222,7 +189,12 @@ def assemble_scene(plan: ScenePlan, out_dir: Path, models: EnsembleSource, optio
         outputs.finish(plan.source, stages)
     tiles = sum(b.tiles for b in blocks)
     seconds = stages["predict"] + time.perf_counter() - started
-    _write_record(paths, plan, ensemble, options, tiles, seconds, stages, blocks)
+    write_run_record(paths, plan.source, ensemble, options, {
+        "height": plan.grid.height, "width": plan.grid.width, "tiles_predicted": tiles,
+        "tiles_in_grid": plan.grid.tile_count, "seconds": round(seconds, 3),
+        "stages": {k: round(v, 3) for k, v in stages.items()},
+        "distributed": {"blocks": len(plan.blocks), "reused_blocks": sum(b.reused for b in blocks)},
+    })
     shutil.rmtree(plan.work, ignore_errors=True)
     remove_stale_temporaries(out_dir, plan.stem)
     return SceneResult(plan.source, paths, plan.grid.height, plan.grid.width, tiles, seconds, stages=stages)
@@ -246,24 +218,3 @@ def _copy_blocks(plan: ScenePlan, blocks: Sequence[BlockResult], scratches: dict
                 target = Window(block.start, top, block.stop - block.start, height)
                 for kind, bands in layout.items():
                     scratches[kind].write(data[bands], window=target)
-
-
-def _write_record(paths, plan: ScenePlan, ensemble, options, tiles, seconds, stages, blocks) -> None:
-    """The engine's run record, plus how the scene was cut into tasks."""
-    record = {
-        "source": str(plan.source),
-        "height": plan.grid.height,
-        "width": plan.grid.width,
-        "models": [str(m.path) for m in ensemble.members],
-        "engines": [m.engine for m in ensemble.members],
-        "options": asdict(options),
-        "tiles_predicted": tiles,
-        "tiles_in_grid": plan.grid.tile_count,
-        "seconds": round(seconds, 3),
-        "stages": {k: round(v, 3) for k, v in stages.items()},
-        "outputs": {k: p.name for k, p in paths.items() if k != "record"},
-        "landseg_version": __version__,
-        "distributed": {"blocks": len(plan.blocks), "reused_blocks": sum(b.reused for b in blocks)},
-    }
-    with atomic_output(paths["record"]) as temporary:
-        temporary.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")

@@ -1,11 +1,11 @@
-"""Prediction: whole images in memory (``Predictor``) and scenes of any size streamed to COGs (``engine``).
+"""Prediction: the one inference core and what is built on it.
 
-The streaming engine: ``load_ensemble`` loads one or more checkpoints (or exported ONNX models),
-``predict_scene`` turns one raster into its output files under ``PredictOptions``; the ``landseg
-predict`` command itself is ``landseg.predict.command.run_predict``.
+``core`` turns the pixels of a scene (a file, a window, or an in-memory array) into blended class
+probabilities; ``engine.predict_scene`` streams them into a scene's output files; ``run.run_predict``
+is ``landseg predict`` without the command line. ``load_ensemble`` loads one or more checkpoints (or
+exported ONNX models) under the engine of choice.
 
-The names below are imported on first use, so ``landseg --help`` and the command definitions in
-``landseg.predict.command`` do not pay for importing PyTorch.
+The names below are imported on first use, so ``landseg --help`` does not pay for importing PyTorch.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from __future__ import annotations
 from landseg.lazy import lazy_exports
 
 _EXPORTS = {
+    "ArrayPrediction": "landseg.predict.core",
     "Ensemble": "landseg.predict.ensemble",
-    "PredictOptions": "landseg.predict.engine",
-    "Prediction": "landseg.predict.predictor",
-    "Predictor": "landseg.predict.predictor",
+    "PredictOptions": "landseg.predict.options",
     "SceneResult": "landseg.predict.engine",
     "blend_weights": "landseg.predict.tiling",
     "class_areas": "landseg.predict.outputs",
     "load_ensemble": "landseg.predict.ensemble",
-    "predict_probabilities": "landseg.predict.sliding",
+    "predict_array": "landseg.predict.core",
     "predict_scene": "landseg.predict.engine",
+    "run_predict": "landseg.predict.run",
     "tile_windows": "landseg.predict.tiling",
 }
 

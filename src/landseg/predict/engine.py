@@ -23,10 +23,9 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from landseg import __version__
 from landseg.classes import IGNORE_INDEX
-from landseg.errors import ConfigError, DataError
+from landseg.errors import DataError
 from landseg.io.raster import open_raster, read_error_message
 from landseg.io.write import atomic_output
-from landseg.predict.blocks import DEFAULT_BLOCK_WIDTH, column_blocks, scene_grid
 from landseg.predict.cog import (
     PROBABILITY_STEPS,
     copy_to_cog,
@@ -45,49 +44,10 @@ from landseg.predict.outputs import (
     write_preview,
 )
 from landseg.predict.postprocess import remove_small_regions_raster
-from landseg.predict.streaming import Chunk, stream_probabilities
-from landseg.predict.tiling import BLEND_KINDS, BlendKind, blend_weights, tile_stride
+from landseg.predict.core import lay_out, stream
+from landseg.predict.streaming import Chunk
+from landseg.predict.options import PredictOptions
 from landseg.predict.vectors import VECTOR_FORMATS, write_polygons
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    tile: int | None = None
-    """Network tile side in pixels; default the checkpoint's."""
-    overlap: float = 0.5
-    blend: BlendKind = "hann"
-    batch_size: int = 2
-    """Tiles per forward pass. On CPU larger batches add memory (about 190 MB per 512 px tile for the
-    default U-Net under ONNX Runtime) and no speed; GPUs want 8 or more."""
-    block_width: int = DEFAULT_BLOCK_WIDTH
-    bands: tuple[int, ...] | None = None
-    """1-based raster bands in the model's order, overriding the card's."""
-    nodata: float | None = None
-    """Input no-data value, overriding the file's."""
-    probabilities: bool = False
-    confidence: bool = False
-    preview: bool = True
-    areas: bool = True
-    polygons: str | None = None
-    """``gpkg`` or ``geojson``."""
-    simplify: float = 0.0
-    """Polygon simplification tolerance in pixels."""
-    min_area: int = 0
-    """Regions smaller than this many pixels take their surroundings' class; 0 keeps everything."""
-    gdal_cache_mb: int = 64
-    """GDAL's block cache: bounded so that memory stays flat in scene size."""
-
-    def check(self) -> None:
-        """Refuse bad options before any scene is read."""
-        tile_stride(self.tile or 1, self.overlap)
-        if self.blend not in BLEND_KINDS:
-            raise ConfigError(f"unknown blend {self.blend!r}; choose one of {', '.join(BLEND_KINDS)}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be positive, got {self.batch_size}")
-        if self.polygons is not None and self.polygons not in VECTOR_FORMATS:
-            raise ConfigError(f"unknown polygon format {self.polygons!r}; choose one of {', '.join(VECTOR_FORMATS)}")
-        if self.min_area < 0 or self.simplify < 0:
-            raise ConfigError("--min-area and --simplify must not be negative")
 
 
 def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str, Path]:
@@ -222,56 +182,58 @@ def predict_scene(
     started = time.perf_counter()
     stages: dict[str, float] = {}
     with gdal_environment(options), open_raster(source) as dataset, ExitStack() as cleanup:
-        plan = ensemble.plan(dataset.count, dataset.descriptions, source, options.bands)
-        tile = ensemble.source_tile(options.tile)
-        grid = scene_grid(dataset.height, dataset.width, tile, options.overlap)
-        tiles = sum(len(grid.rows) * len(block.tile_cols) for block in column_blocks(grid, options.block_width))
+        layout = lay_out(dataset, ensemble, options, source)
+        tiles = layout.tiles(options.block_width)
         outputs = SceneOutputs(paths, dataset, ensemble, options, cleanup)
         if on_start is not None:
             on_start(tiles)
-        nodata = options.nodata if options.nodata is not None else dataset.nodata
-        chunks = stream_probabilities(dataset, ensemble, plan, grid, blend_weights(tile, options.blend),
-                                      options.batch_size, options.block_width, nodata, on_tiles)
         try:
-            _write_chunks(chunks, outputs.scratches)
+            write_chunks(stream(dataset, ensemble, layout, options, on_tiles=on_tiles), outputs.scratches, options)
         except RasterioError as exc:
             raise DataError(f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})", source) from None
         stages["predict"] = time.perf_counter() - started
         outputs.finish(source, stages)
         shape = (dataset.height, dataset.width)
     seconds = time.perf_counter() - started
-    _write_record(paths, source, ensemble, options, shape, tiles, grid.tile_count, seconds, stages)
+    write_run_record(paths, source, ensemble, options, {
+        "height": shape[0], "width": shape[1], "tiles_predicted": tiles, "tiles_in_grid": layout.grid.tile_count,
+        "seconds": round(seconds, 3), "stages": {k: round(v, 3) for k, v in stages.items()},
+    })
     remove_stale_temporaries(out_dir, stem)
     return SceneResult(source, paths, shape[0], shape[1], tiles, seconds, stages=stages)
 
 
-def _write_chunks(chunks: Iterable[Chunk], scratches: dict[str, rasterio.io.DatasetWriter]) -> None:
-    """Class indices (no-data 255) and the optional probability bands of each finished chunk."""
+def chunk_layers(chunk: Chunk, options: PredictOptions) -> dict[str, np.ndarray]:
+    """A finished chunk as the uint8 ``(bands, h, w)`` layers of each raster output: class indices
+    (no-data ``IGNORE_INDEX``), and the per-class probabilities and the confidence when asked for."""
+    index = chunk.probabilities.argmax(axis=0).astype(np.uint8)
+    if chunk.valid is not None:
+        index[~chunk.valid] = IGNORE_INDEX
+    layers = {"classes": index[None]}
+    if options.probabilities:
+        layers["probabilities"] = encode_probabilities(chunk.probabilities, chunk.valid)
+    if options.confidence:
+        layers["confidence"] = encode_probabilities(chunk.probabilities.max(axis=0), chunk.valid)[None]
+    return layers
+
+
+def write_chunks(chunks: Iterable[Chunk], scratches: dict[str, rasterio.io.DatasetWriter],
+                 options: PredictOptions) -> None:
     for chunk in chunks:
-        index = chunk.probabilities.argmax(axis=0).astype(np.uint8)
-        if chunk.valid is not None:
-            index[~chunk.valid] = IGNORE_INDEX
-        write_window(scratches["classes"], index, chunk.rows, chunk.cols)
-        if "probabilities" in scratches:
-            encoded = encode_probabilities(chunk.probabilities, chunk.valid)
-            write_window(scratches["probabilities"], encoded, chunk.rows, chunk.cols)
-        if "confidence" in scratches:
-            best = encode_probabilities(chunk.probabilities.max(axis=0), chunk.valid)
-            write_window(scratches["confidence"], best, chunk.rows, chunk.cols)
+        for kind, layer in chunk_layers(chunk, options).items():
+            write_window(scratches[kind], layer, chunk.rows, chunk.cols)
 
 
-def _write_record(paths, source, ensemble, options, shape, tiles, grid_tiles, seconds, stages) -> None:
+def write_run_record(paths: dict[str, Path], source: Path, ensemble: Ensemble, options: PredictOptions,
+                     facts: dict) -> None:
+    """``{stem}_prediction.json``, last of a scene's files: what was predicted, how, and by which models."""
     record = {
         "source": str(source),
-        "height": shape[0],
-        "width": shape[1],
         "models": [str(m.path) for m in ensemble.members],
         "engines": [m.engine for m in ensemble.members],
-        "options": {k: v for k, v in asdict(options).items()},
-        "tiles_predicted": tiles,
-        "tiles_in_grid": grid_tiles,
-        "seconds": round(seconds, 3),
-        "stages": {k: round(v, 3) for k, v in stages.items()},
+        "tta": ensemble.tta,
+        "options": asdict(options),
+        **facts,
         "outputs": {k: p.name for k, p in paths.items() if k != "record"},
         "landseg_version": __version__,
     }

@@ -4,20 +4,14 @@ Each member brings its own model card, so members may differ in architecture, ba
 normalization and input scale, as long as they predict the same classes. The ensemble's answer is the
 mean of the members' softmax probabilities (each already averaged over its test-time augmentations).
 
-How the networks run is chosen here. ``engine="auto"`` (the default) runs checkpoints with ONNX Runtime
-on CPU when it is installed: on the benchmark machine it was 3-4x faster than PyTorch for the default
-U-Net with identical class maps (BENCHMARKS.md, section 3), and falls back to PyTorch otherwise, or for a
-network the exporter cannot handle. ``TorchNetwork`` uses channels-last memory (oneDNN's preferred
-convolution layout); bfloat16 autocast is opt-in (``precision="bf16"``): faster on CPUs with native bf16,
-but it changed 0.6 % of the pixels of a Dubai model, more than the 0.5 % this project accepts.
+The networks themselves, and which engine runs them, are ``networks.py``'s.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -28,77 +22,9 @@ from landseg.classes import ClassSchema
 from landseg.errors import CheckpointError, ConfigError
 from landseg.normalization import Normalization
 from landseg.predict.bands import match_bands
+from landseg.predict.networks import Engine, Member, Precision, TorchNetwork, check_precision, resolve_engine
+from landseg.predict.onnx import load_onnx_member, onnx_member_from_checkpoint
 from landseg.predict.tta import TTAMode, softmax_probabilities, tta_transforms
-
-Precision = Literal["fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
-Engine = Literal["auto", "torch", "onnxruntime"]
-ENGINES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
-
-
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    return precision
-
-
-def onnxruntime_available() -> bool:
-    """ONNX Runtime and the exporter's packages are installed."""
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx", "onnxscript"))
-
-
-def resolve_engine(engine: str, device: str | torch.device, precision: str = "fp32") -> str:
-    """``auto`` is ONNX Runtime for fp32 on CPU where it is installed, PyTorch otherwise."""
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if engine != "auto":
-        return engine
-    on_cpu = torch.device(device).type == "cpu"
-    return "onnxruntime" if on_cpu and precision == "fp32" and onnxruntime_available() else "torch"
-
-
-class TorchNetwork:
-    """A torch segmentation network set up for inference: ``(B, C, h, w)`` float32 to logits."""
-
-    fixed_side: int | None = None
-
-    def __init__(
-        self,
-        network: torch.nn.Module,
-        device: str | torch.device = "cpu",
-        precision: Precision = "fp32",
-        channels_last: bool = True,
-        compile: bool = False,
-    ):
-        self.device = torch.device(device)
-        self.precision = check_precision(precision)
-        self.channels_last = channels_last
-        network = network.to(self.device).eval()
-        if channels_last:
-            network = network.to(memory_format=torch.channels_last)
-        self.network = torch.compile(network) if compile else network
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return self.network(batch)
-
-
-@dataclass
-class Member:
-    card: ModelCard
-    network: Callable[[torch.Tensor], torch.Tensor]
-    """Maps a normalized ``(B, C, h, w)`` float32 batch on ``device`` to ``(B, K, h', w')`` logits."""
-    path: Path
-    device: torch.device = torch.device("cpu")
-    engine: str = "torch"
-
-    @property
-    def fixed_side(self) -> int | None:
-        """Tile side the network was exported for, when it takes no other (ONNX models)."""
-        return getattr(self.network, "fixed_side", None)
-
 
 @dataclass(frozen=True)
 class BandPlan:
@@ -126,6 +52,7 @@ class Ensemble:
                 raise CheckpointError(
                     f"model card has input_scale {member.card.input_scale}; it must be positive", member.path
                 )
+        self.tta = tta
         self.transforms = tta_transforms(tta)
 
     @property
@@ -236,8 +163,6 @@ def load_ensemble(
     for checkpoint in checkpoints:
         path = Path(checkpoint)
         if path.suffix.lower() == ".onnx":
-            from landseg.predict.onnx import load_onnx_member
-
             members.append(load_onnx_member(path, threads=threads))
             continue
         loaded = None
@@ -245,8 +170,6 @@ def load_ensemble(
         if source_side is None:
             source_side = max(1, round((tile or card.tile_size) / card.input_scale)) if card.input_scale > 0 else 1
         if chosen == "onnxruntime":
-            from landseg.predict.onnx import onnx_member_from_checkpoint
-
             side = max(1, round(source_side * card.input_scale))
             member = onnx_member_from_checkpoint(path, card, side, threads=threads, fall_back=engine == "auto")
             if member is not None:

@@ -18,30 +18,22 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from landseg.checkpoint import LoadedModel, ModelCard, load_checkpoint
 from landseg.errors import CheckpointError, ConfigError
 from landseg.io.write import atomic_output
-from landseg.predict.ensemble import Member
+from landseg.predict.networks import Member, OnnxNetwork, require_package
 
 CARD_METADATA = "landseg_card"
 TILE_METADATA = "landseg_tile"
 OPSET = 18
 
 
-def _require(module: str, purpose: str):
-    try:
-        return __import__(module)
-    except ImportError:
-        raise ConfigError(f"{purpose} needs the {module} package: pip install {module}") from None
-
-
 def export_onnx(checkpoint: str | Path | LoadedModel, destination: str | Path, tile: int | None = None) -> Path:
     """Write ``destination`` (.onnx) for ``tile``-pixel network tiles (default: the card's tile size)."""
-    onnx = _require("onnx", "ONNX export")
-    _require("onnxscript", "ONNX export")
+    onnx = require_package("onnx", "ONNX export")
+    require_package("onnxscript", "ONNX export")
     loaded = checkpoint if isinstance(checkpoint, LoadedModel) else load_checkpoint(checkpoint)
     checkpoint = loaded.path
     side = tile or loaded.card.tile_size
@@ -67,26 +59,6 @@ def export_onnx(checkpoint: str | Path | LoadedModel, destination: str | Path, t
         with atomic_output(destination) as temporary:
             onnx.save(model, temporary)
     return destination
-
-
-class OnnxNetwork:
-    """An ONNX Runtime session with the torch-in, torch-out interface of ``TorchNetwork``."""
-
-    def __init__(self, model: str | Path | bytes, threads: int | None = None):
-        ort = _require("onnxruntime", "--engine onnxruntime")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        model_input = model if isinstance(model, bytes) else str(model)
-        self.session = ort.InferenceSession(model_input, options, providers=["CPUExecutionProvider"])
-        first = self.session.get_inputs()[0]
-        self.input_name = first.name
-        self.fixed_side = first.shape[-1] if isinstance(first.shape[-1], int) else None
-        self.metadata = self.session.get_modelmeta().custom_metadata_map
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
 def cache_folder() -> Path:

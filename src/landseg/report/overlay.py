@@ -17,7 +17,7 @@ from PIL import Image
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, color_hex
 from landseg.io.write import atomic_output
-from landseg.report._figure import save_figure
+from landseg.io.figures import save_figure
 
 PathLike = str | os.PathLike
 ERROR_COLOR = (230, 0, 0)

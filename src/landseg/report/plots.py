@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from landseg.classes import ClassSchema
 from landseg.errors import DataError
 from landseg.metrics import ConfusionMatrix
-from landseg.report._figure import save_figure
+from landseg.io.figures import save_figure
 
 PathLike = str | os.PathLike
 SCORE_NAMES = ("iou", "f1", "precision", "recall")
@@ -72,7 +72,7 @@ def plot_confusion_matrix(
                 ax.text(j, i, text, ha="center", va="center", fontsize=font, color=color)
     ax.set_xticks(range(k), labels=schema.names, rotation=40, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(k), labels=schema.names)
-    for label, color in zip(ax.get_xticklabels() + ax.get_yticklabels(), class_colors(schema, schema.names) * 2):
+    for label, color in zip(ax.get_xticklabels() + ax.get_yticklabels(), schema.plot_colors() * 2):
         label.set_bbox({"facecolor": color, "edgecolor": "none", "alpha": 0.35, "pad": 1.5})
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -229,7 +229,7 @@ def plot_class_distribution(
     fig = Figure(figsize=(7.0, max(2.5, 0.45 * schema.num_classes + 1.2)))
     ax = fig.add_subplot()
     y = np.arange(schema.num_classes)
-    ax.barh(y, values, color=class_colors(schema, schema.names), edgecolor="black", linewidth=0.6)
+    ax.barh(y, values, color=schema.plot_colors(), edgecolor="black", linewidth=0.6)
     ax.set_yticks(y, labels=schema.names)
     ax.invert_yaxis()
     peak = values.max() if total > 0 else 1.0

@@ -1,11 +1,16 @@
 """The Lightning module: a segmentation network, its loss, its optimizer, and honest validation.
 
-Validation predicts each whole validation image with the same sliding-window predictor that
-``landseg evaluate`` uses, at the image's native resolution, and accumulates ONE confusion matrix over
-all of them; ``val_miou`` (what picks the best checkpoint) comes from that matrix alone.
+Validation predicts each whole validation image, in its raw units at its native resolution, through the
+inference core of ``landseg predict`` (``predict.core.predict_array``: the card's normalization and input
+scale, mirrored margins, blended tiles), with the training network as a one-member ensemble, and
+accumulates ONE confusion matrix over all of them; ``val_miou`` (what picks the best checkpoint) comes
+from that matrix alone. The core runs the network on its own thread, outside Lightning's autocast, so
+validation scores the float32 network whatever the training precision.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -17,7 +22,10 @@ from landseg.config import TrainConfig
 from landseg.losses import build_loss
 from landseg.metrics import ConfusionMatrix
 from landseg.models import ModelSpec, build_model
-from landseg.predict.predictor import predict_rescaled
+from landseg.predict.core import predict_array
+from landseg.predict.ensemble import Ensemble
+from landseg.predict.networks import Member
+from landseg.predict.options import PredictOptions
 
 
 class SegmentationModule(L.LightningModule):
@@ -72,12 +80,18 @@ class SegmentationModule(L.LightningModule):
         self.val_confusion.reset()
         self.val_loss_sum, self.val_loss_pixels = 0.0, 0
 
+    def validation_ensemble(self) -> Ensemble:
+        """The network being trained, as the inference core's one-member ensemble on its current device."""
+        return Ensemble([Member(self.card, self.model, Path("<training network>"), self.device)])
+
     def validation_step(self, batch, batch_idx):
         image, mask = batch
         cfg = self.train_config
-        probabilities = predict_scaled(
-            self.model, image[0], self.num_classes, self.card.input_scale, cfg.val_tile, cfg.val_overlap, self.device
-        )
+        pixels = image[0].cpu().numpy()
+        # The validation images hold the card's bands already, in the card's order.
+        options = PredictOptions(tile=cfg.val_tile, overlap=cfg.val_overlap, bands=tuple(range(1, len(pixels) + 1)))
+        predicted = predict_array(pixels, self.validation_ensemble(), options)
+        probabilities = torch.from_numpy(predicted.probabilities)
         target = mask[0].to(probabilities.device)
         labelled = target != IGNORE_INDEX
         if labelled.any():
@@ -146,10 +160,3 @@ def build_scheduler(optimizer, cfg: TrainConfig):
         sched = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total_steps, power=s.power)
         return {"scheduler": sched, "interval": "step"}
     raise ValueError(f"unknown scheduler {s.name!r}")
-
-
-def predict_scaled(network, image: torch.Tensor, num_classes: int, scale: float, tile: int, overlap: float, device):
-    """Probabilities ``(K, H, W)`` at the image's own size for a network trained at ``scale``."""
-    probabilities = predict_rescaled(network, image.cpu().numpy(), num_classes, scale, tile=tile, overlap=overlap,
-                                     device=device)
-    return torch.as_tensor(probabilities)

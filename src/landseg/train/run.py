@@ -26,7 +26,7 @@ from landseg.data.catalog import build_catalog
 from landseg.data.dataset import EpochSampler, LabelledImage, WholeImageDataset, load_labelled_images
 from landseg.data.sampling import (ClassStatistics, RareClassOversampling, SampledCropDataset, crop_strategy,
                                    labelled_items)
-from landseg.distributed.sampling import UnpaddedDistributedSampler
+from landseg.train.sampling import UnpaddedDistributedSampler
 from landseg.errors import CheckpointError, ConfigError, DataError
 from landseg.io.raster import raster_info
 from landseg.io.write import atomic_output
@@ -246,7 +246,7 @@ def train(
     val_loader = None
     if val_items:
         # Under DDP each validation image goes to exactly one rank (Lightning's own sampler repeats some).
-        val_set = WholeImageDataset(val_items, normalization)
+        val_set = WholeImageDataset(val_items)
         val_loader = DataLoader(val_set, batch_size=1, sampler=UnpaddedDistributedSampler(val_set), **loader_options)
 
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -283,8 +283,7 @@ def plot_class_frequencies(stages: dict[str, np.ndarray], schema: ClassSchema, p
     """Grouped bars: share of each class at each stage, bars in the class colour, stages by hatching."""
     from matplotlib.figure import Figure
 
-    from landseg.report._figure import save_figure
-    from landseg.report.plots import class_colors
+    from landseg.io.figures import save_figure
 
     names = list(stages)
     hatches = ["", "//", "..", "xx", "\\\\", "++"]
@@ -292,7 +291,7 @@ def plot_class_frequencies(stages: dict[str, np.ndarray], schema: ClassSchema, p
     ax = fig.add_subplot()
     height = 0.8 / len(names)
     y = np.arange(schema.num_classes)
-    colours = class_colors(schema, schema.names)
+    colours = schema.plot_colors()
     for j, stage in enumerate(names):
         counts = stages[stage].astype(np.float64)
         shares = counts / counts.sum() if counts.sum() else counts

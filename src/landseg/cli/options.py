@@ -1,0 +1,37 @@
+"""The prediction options that ``landseg predict`` and ``landseg evaluate`` share, defined once so both
+take the same flags with the same defaults (``PredictOptions()``'s) and so score the same maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from landseg.errors import ConfigError
+from landseg.predict.options import PredictOptions
+
+DEFAULTS = PredictOptions()
+
+Checkpoints = Annotated[list[Path], typer.Option("--checkpoint", "-c", help="A .ckpt or exported .onnx model; "
+                                                  "repeat for an ensemble.")]
+Tile = Annotated[Optional[int], typer.Option(help="Network tile side in pixels (default: the card's).")]
+Overlap = Annotated[float, typer.Option(help="Tile overlap fraction in [0, 1).")]
+Blend = Annotated[str, typer.Option(help="Weights of overlapping tiles: uniform, hann or gaussian.")]
+BatchSize = Annotated[int, typer.Option(help="Tiles per forward pass (CPU: 1-2; GPU: 8+).")]
+TTA = Annotated[Optional[str], typer.Option(help="Test-time augmentation: flips or d4.")]
+Engine = Annotated[str, typer.Option(help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime.")]
+Precision = Annotated[str, typer.Option(help="fp32, or bf16 autocast (torch engine; faster, less exact).")]
+Device = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")]
+Bands = Annotated[Optional[str], typer.Option(help="Input bands in the model's order, e.g. 4,3,2.")]
+Nodata = Annotated[Optional[float], typer.Option(help="Input no-data value (default: the file's).")]
+MinArea = Annotated[int, typer.Option(help="Regions under this many pixels take their surroundings' class.")]
+
+
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ConfigError(f"--bands must be 1-based band numbers separated by commas, got {text!r}") from None

@@ -1,0 +1,124 @@
+"""The one inference core: pixels of a scene to blended class probabilities.
+
+Every path that turns pixels into classes comes through here: ``landseg predict`` (``engine.py``),
+``landseg evaluate`` (which scores the files ``engine.predict_scene`` writes), training validation and
+anything else holding an image in memory (``predict_array``), ``landseg serve`` and the Dask block
+tasks. The steps, in order, are always the same:
+
+1. ``lay_out``: the ensemble's bands matched in the raster (by name, else by index), the no-data value,
+   the tile side at the model's input scale, the tile grid over the scene mirrored by a margin on every
+   side, and the blend weights;
+2. ``stream``: the grid read and predicted block by block, row by row (``streaming.py``): raw tiles are
+   normalized, resampled to the model's scale, run through every member (torch or ONNX Runtime) with
+   its test-time augmentations, averaged, and blended into finished ``Chunk`` s.
+
+A file is an open rasterio dataset; an in-memory ``(C, H, W)`` array is wrapped in ``ArrayRaster``,
+which reads like one, so both take exactly the same tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from rasterio.windows import Window
+
+from landseg.errors import ConfigError
+from landseg.predict.blocks import ColumnBlock, TileGrid, column_blocks, scene_grid
+from landseg.predict.ensemble import BandPlan, Ensemble
+from landseg.predict.options import PredictOptions
+from landseg.predict.streaming import Chunk, stream_probabilities
+from landseg.predict.tiling import blend_weights
+
+
+class ArrayRaster:
+    """A ``(bands, height, width)`` array that answers the few calls the core makes of a rasterio dataset."""
+
+    def __init__(self, data: np.ndarray, nodata: float | None = None,
+                 descriptions: Sequence[str | None] | None = None):
+        if data.ndim != 3:
+            raise ConfigError(f"image must be (bands, height, width), got shape {data.shape}")
+        self.data = data
+        self.count, self.height, self.width = data.shape
+        self.nodata = nodata
+        self.descriptions = tuple(descriptions) if descriptions is not None else (None,) * self.count
+        self.dtypes = (str(data.dtype),) * self.count
+
+    def read(self, indexes: Sequence[int], window: Window) -> np.ndarray:
+        rows, cols = window.toslices()
+        return self.data[[i - 1 for i in indexes], rows, cols]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one scene is cut and read for one ensemble under one set of options."""
+
+    bands: BandPlan
+    grid: TileGrid
+    weights: np.ndarray
+    """``(tile, tile)`` blend weights."""
+    nodata: float | None
+
+    def blocks(self, block_width: int) -> list[ColumnBlock]:
+        return column_blocks(self.grid, block_width)
+
+    def tiles(self, block_width: int) -> int:
+        """Tiles predicted, counting those that straddle a block border once per block."""
+        return sum(len(self.grid.rows) * len(block.tile_cols) for block in self.blocks(block_width))
+
+
+def lay_out(dataset, ensemble: Ensemble, options: PredictOptions, source: str | Path) -> Layout:
+    """Bands, no-data, tile grid and blend weights of ``dataset`` (a rasterio dataset or ``ArrayRaster``)."""
+    bands = ensemble.plan(dataset.count, dataset.descriptions, source, options.bands)
+    tile = ensemble.source_tile(options.tile)
+    grid = scene_grid(dataset.height, dataset.width, tile, options.overlap)
+    nodata = options.nodata if options.nodata is not None else dataset.nodata
+    return Layout(bands, grid, blend_weights(tile, options.blend), nodata)
+
+
+def stream(
+    dataset,
+    ensemble: Ensemble,
+    layout: Layout,
+    options: PredictOptions,
+    blocks: Sequence[ColumnBlock] | None = None,
+    on_tiles: Callable[[int], None] | None = None,
+) -> Iterator[Chunk]:
+    """Finished chunks of the scene, block by block; ``blocks`` limits the run to some (a Dask task's)."""
+    return stream_probabilities(
+        dataset, ensemble, layout.bands, layout.grid, layout.weights, options.batch_size, options.block_width,
+        layout.nodata, on_tiles, blocks,
+    )
+
+
+@dataclass
+class ArrayPrediction:
+    probabilities: np.ndarray
+    """``(K, H, W)`` float32 blended probabilities."""
+    valid: np.ndarray | None
+    """``(H, W)`` bool, False where the input is no-data; None when every pixel is valid."""
+
+
+def predict_array(
+    image: np.ndarray,
+    ensemble: Ensemble,
+    options: PredictOptions = PredictOptions(),
+    nodata: float | None = None,
+    descriptions: Sequence[str | None] | None = None,
+    source: str | Path = "<in-memory image>",
+) -> ArrayPrediction:
+    """Probabilities of a ``(C, H, W)`` image in its raw units, exactly as a file of these pixels gets them."""
+    raster = ArrayRaster(image, nodata, descriptions)
+    layout = lay_out(raster, ensemble, options, source)
+    probabilities = np.empty((ensemble.num_classes, raster.height, raster.width), dtype=np.float32)
+    valid = None
+    for chunk in stream(raster, ensemble, layout, options):
+        rows, cols = slice(*chunk.rows), slice(*chunk.cols)
+        probabilities[:, rows, cols] = chunk.probabilities
+        if chunk.valid is not None:
+            if valid is None:
+                valid = np.ones((raster.height, raster.width), dtype=bool)
+            valid[rows, cols] = chunk.valid
+    return ArrayPrediction(probabilities, valid)

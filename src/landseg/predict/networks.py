@@ -1,0 +1,130 @@
+"""The networks that prediction runs, behind one interface: a normalized ``(B, C, h, w)`` float32 batch
+in, ``(B, K, h', w')`` logits out, whether PyTorch or ONNX Runtime computes them.
+
+Which engine runs is chosen here. ``engine="auto"`` (the default) runs checkpoints with ONNX Runtime
+on CPU when it is installed: on the benchmark machine it was 3-4x faster than PyTorch for the default
+U-Net with identical class maps (BENCHMARKS.md, section 3), and falls back to PyTorch otherwise, or for a
+network the exporter cannot handle. ``TorchNetwork`` uses channels-last memory (oneDNN's preferred
+convolution layout); bfloat16 autocast is opt-in (``precision="bf16"``): faster on CPUs with native bf16,
+but it changed 0.6 % of the pixels of a Dubai model, more than the 0.5 % this project accepts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+
+from landseg.checkpoint import ModelCard
+from landseg.errors import ConfigError
+
+
+class Network(Protocol):
+    """What the inference core calls: logits of a normalized batch, on the member's device."""
+
+    fixed_side: int | None
+    """Tile side the network takes and no other (an exported ONNX graph), or None for any side."""
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+
+def require_package(module: str, purpose: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ConfigError(f"{purpose} needs the {module} package: pip install {module}") from None
+
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+Engine = Literal["auto", "torch", "onnxruntime"]
+ENGINES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def onnxruntime_available() -> bool:
+    """ONNX Runtime and the exporter's packages are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx", "onnxscript"))
+
+
+def resolve_engine(engine: str, device: str | torch.device, precision: str = "fp32") -> str:
+    """``auto`` is ONNX Runtime for fp32 on CPU where it is installed, PyTorch otherwise."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine != "auto":
+        return engine
+    on_cpu = torch.device(device).type == "cpu"
+    return "onnxruntime" if on_cpu and precision == "fp32" and onnxruntime_available() else "torch"
+
+
+class TorchNetwork:
+    """A torch segmentation network set up for inference: ``(B, C, h, w)`` float32 to logits."""
+
+    fixed_side: int | None = None
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        precision: Precision = "fp32",
+        channels_last: bool = True,
+        compile: bool = False,
+    ):
+        self.device = torch.device(device)
+        self.precision = check_precision(precision)
+        self.channels_last = channels_last
+        network = network.to(self.device).eval()
+        if channels_last:
+            network = network.to(memory_format=torch.channels_last)
+        self.network = torch.compile(network) if compile else network
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.network(batch)
+
+
+@dataclass
+class Member:
+    card: ModelCard
+    network: Network
+    """Maps a normalized ``(B, C, h, w)`` float32 batch on ``device`` to ``(B, K, h', w')`` logits."""
+    path: Path
+    device: torch.device = torch.device("cpu")
+    engine: str = "torch"
+
+    @property
+    def fixed_side(self) -> int | None:
+        """Tile side the network was exported for, when it takes no other (ONNX models)."""
+        return getattr(self.network, "fixed_side", None)
+
+
+
+class OnnxNetwork:
+    """An ONNX Runtime session with the torch-in, torch-out interface of ``TorchNetwork``."""
+
+    def __init__(self, model: str | Path | bytes, threads: int | None = None):
+        ort = require_package("onnxruntime", "--engine onnxruntime")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        model_input = model if isinstance(model, bytes) else str(model)
+        self.session = ort.InferenceSession(model_input, options, providers=["CPUExecutionProvider"])
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        self.fixed_side = first.shape[-1] if isinstance(first.shape[-1], int) else None
+        self.metadata = self.session.get_modelmeta().custom_metadata_map
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])

@@ -1,0 +1,60 @@
+"""Every choice between the pixels of a scene and its class map that is not the model's: tiles, overlap,
+blending, bands, no-data, the minimum mapping unit and which files to write.
+
+``landseg predict``, ``landseg evaluate``, training validation, ``landseg serve`` and the Dask tasks
+all hand the inference core one of these, so equal options mean equal maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from landseg.errors import ConfigError
+from landseg.predict.blocks import DEFAULT_BLOCK_WIDTH
+
+if TYPE_CHECKING:  # the command line builds options without importing SciPy or the vector stack
+    from landseg.predict.tiling import BlendKind
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    tile: int | None = None
+    """Network tile side in pixels; default the checkpoint's."""
+    overlap: float = 0.5
+    blend: BlendKind = "hann"
+    batch_size: int = 2
+    """Tiles per forward pass. On CPU larger batches add memory (about 190 MB per 512 px tile for the
+    default U-Net under ONNX Runtime) and no speed; GPUs want 8 or more."""
+    block_width: int = DEFAULT_BLOCK_WIDTH
+    bands: tuple[int, ...] | None = None
+    """1-based raster bands in the model's order, overriding the card's."""
+    nodata: float | None = None
+    """Input no-data value, overriding the file's."""
+    probabilities: bool = False
+    confidence: bool = False
+    preview: bool = True
+    areas: bool = True
+    polygons: str | None = None
+    """``gpkg`` or ``geojson``."""
+    simplify: float = 0.0
+    """Polygon simplification tolerance in pixels."""
+    min_area: int = 0
+    """Regions smaller than this many pixels take their surroundings' class; 0 keeps everything."""
+    gdal_cache_mb: int = 64
+    """GDAL's block cache: bounded so that memory stays flat in scene size."""
+
+    def check(self) -> None:
+        """Refuse bad options before any scene is read."""
+        from landseg.predict.tiling import BLEND_KINDS, tile_stride
+        from landseg.predict.vectors import VECTOR_FORMATS
+
+        tile_stride(self.tile or 1, self.overlap)
+        if self.blend not in BLEND_KINDS:
+            raise ConfigError(f"unknown blend {self.blend!r}; choose one of {', '.join(BLEND_KINDS)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be positive, got {self.batch_size}")
+        if self.polygons is not None and self.polygons not in VECTOR_FORMATS:
+            raise ConfigError(f"unknown polygon format {self.polygons!r}; choose one of {', '.join(VECTOR_FORMATS)}")
+        if self.min_area < 0 or self.simplify < 0:
+            raise ConfigError("--min-area and --simplify must not be negative")
