@@ -38,6 +38,9 @@ class ModelCard:
     """Default sliding-window tile for prediction (the training crop or larger)."""
     training: dict = field(default_factory=dict)
     """Free-form provenance: data set, epochs, validation mIoU, landseg version."""
+    input_stats: dict | None = None
+    """``io.pixel_stats.PixelStats.to_dict()`` of the training pixels: dtype, per-band ranges, resolution.
+    Inputs are checked against it; cards older than it skip the check."""
 
     def class_schema(self) -> ClassSchema:
         return ClassSchema.from_dict(self.schema)

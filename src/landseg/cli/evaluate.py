@@ -31,6 +31,8 @@ def evaluate_command(
     bands: options.Bands = None,
     nodata: options.Nodata = None,
     min_area: options.MinArea = DEFAULTS.min_area,
+    input_scale_values: options.InputScaleValues = DEFAULTS.input_value_scale,
+    allow_input_mismatch: options.AllowInputMismatch = False,
 ):
     """Per-class IoU, F1, precision and recall of the maps `landseg predict` writes with the same options.
 
@@ -42,7 +44,8 @@ def evaluate_command(
     from landseg.report import metrics_table
 
     chosen = PredictOptions(tile=tile, overlap=overlap, blend=blend, batch_size=batch_size,
-                            bands=options.parse_bands(bands), nodata=nodata, min_area=min_area)
+                            bands=options.parse_bands(bands), nodata=nodata, min_area=min_area,
+                            input_value_scale=input_scale_values, allow_input_mismatch=allow_input_mismatch)
     chosen.check()
     experiment = load_config(config)
     ensemble = load_ensemble(checkpoint, engine=engine, tta=tta, device=device, precision=precision, tile=tile)

@@ -26,6 +26,10 @@ Device = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")
 Bands = Annotated[Optional[str], typer.Option(help="Input bands in the model's order, e.g. 4,3,2.")]
 Nodata = Annotated[Optional[float], typer.Option(help="Input no-data value (default: the file's).")]
 MinArea = Annotated[int, typer.Option(help="Regions under this many pixels take their surroundings' class.")]
+InputScaleValues = Annotated[float, typer.Option(help="Multiply raw pixels by this first, e.g. 0.0255 for 16-bit "
+                                                 "reflectance (0-10000) into a model trained on 8-bit imagery.")]
+AllowInputMismatch = Annotated[bool, typer.Option("--allow-input-mismatch", help="Predict even when the input's "
+                                                  "dtype or value range is unlike the model's training pixels.")]
 
 
 def parse_bands(text: str | None) -> tuple[int, ...] | None:

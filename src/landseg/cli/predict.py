@@ -36,6 +36,8 @@ def predict_command(
     bands: options.Bands = None,
     nodata: options.Nodata = None,
     min_area: options.MinArea = DEFAULTS.min_area,
+    input_scale_values: options.InputScaleValues = DEFAULTS.input_value_scale,
+    allow_input_mismatch: options.AllowInputMismatch = False,
     probabilities: Annotated[bool, ProbabilitiesOption] = False,
     confidence: Annotated[bool, ConfidenceOption] = False,
     polygons: Annotated[Optional[str], typer.Option(help="Also write polygons per class: gpkg or geojson.")] = None,
@@ -57,6 +59,7 @@ def predict_command(
         tile=tile, overlap=overlap, blend=blend, batch_size=batch_size, block_width=block_width,
         bands=options.parse_bands(bands), nodata=nodata, probabilities=probabilities, confidence=confidence,
         preview=preview, areas=areas, polygons=polygons, simplify=simplify, min_area=min_area,
+        input_value_scale=input_scale_values, allow_input_mismatch=allow_input_mismatch,
     )
     common = dict(options=chosen, engine=engine, tta=tta, precision=precision, device=device, overwrite=overwrite)
     if dask or workers:

@@ -6,8 +6,9 @@ anything else holding an image in memory (``predict_array``), ``landseg serve`` 
 tasks. The steps, in order, are always the same:
 
 1. ``lay_out``: the ensemble's bands matched in the raster (by name, else by index), the no-data value,
-   the tile side at the model's input scale, the tile grid over the scene mirrored by a margin on every
-   side, and the blend weights;
+   a sample of the input checked against the pixels each model was trained on (dtype, value range,
+   resolution), the tile side at the model's input scale, the tile grid over the scene mirrored by a
+   margin on every side, and the blend weights;
 2. ``stream``: the grid read and predicted block by block, row by row (``streaming.py``): raw tiles are
    normalized, resampled to the model's scale, run through every member (torch or ONNX Runtime) with
    its test-time augmentations, averaged, and blended into finished ``Chunk`` s.
@@ -18,6 +19,7 @@ which reads like one, so both take exactly the same tiles.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -25,7 +27,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from landseg.errors import ConfigError
+from landseg.errors import ConfigError, DataError
+from landseg.io.pixel_stats import PixelStats, input_mismatch, resolution_warning, sample_input
 from landseg.predict.blocks import ColumnBlock, TileGrid, column_blocks, scene_grid
 from landseg.predict.ensemble import BandPlan, Ensemble
 from landseg.predict.options import PredictOptions
@@ -71,11 +74,41 @@ class Layout:
 
 def lay_out(dataset, ensemble: Ensemble, options: PredictOptions, source: str | Path) -> Layout:
     """Bands, no-data, tile grid and blend weights of ``dataset`` (a rasterio dataset or ``ArrayRaster``)."""
-    bands = ensemble.plan(dataset.count, dataset.descriptions, source, options.bands)
+    bands = ensemble.plan(dataset.count, dataset.descriptions, source, options.bands, options.input_value_scale)
+    nodata = options.nodata if options.nodata is not None else dataset.nodata
+    check_input(dataset, ensemble, bands, nodata, options, source)
     tile = ensemble.source_tile(options.tile)
     grid = scene_grid(dataset.height, dataset.width, tile, options.overlap)
-    nodata = options.nodata if options.nodata is not None else dataset.nodata
     return Layout(bands, grid, blend_weights(tile, options.blend), nodata)
+
+
+def check_input(dataset, ensemble: Ensemble, bands: BandPlan, nodata: float | None, options: PredictOptions,
+                source: str | Path) -> None:
+    """Refuse pixels unlike the training pixels of any member (unless allowed); warn of another resolution."""
+    for member, positions in zip(ensemble.members, bands.positions):
+        if member.card.input_stats is None:
+            continue
+        training = PixelStats.from_dict(member.card.input_stats)
+        given = sample_input(dataset, [bands.read[i] for i in positions], nodata, bands.value_scale)
+        problem = input_mismatch(training, given, bands.value_scale)
+        if problem and not options.allow_input_mismatch:
+            raise DataError(
+                f"{problem} ({member.path.name}); rescale it with --input-scale-values (e.g. "
+                f"{_suggested_scale(training, given):g}) or predict anyway with --allow-input-mismatch", source,
+            )
+        warning = resolution_warning(training, given)
+        if warning:
+            warnings.warn(f"{source}: {warning} ({member.path.name})", InputResolutionWarning, stacklevel=2)
+
+
+class InputResolutionWarning(UserWarning):
+    """The input's pixels are more than twice as large or small as the training pixels."""
+
+
+def _suggested_scale(training: PixelStats, given: PixelStats) -> float:
+    """The factor that brings the input's highest band percentile onto the training one's, to 3 digits."""
+    factor = max(training.high) / max(max(given.high), 1e-12)
+    return float(f"{factor:.3g}")
 
 
 def stream(

@@ -32,6 +32,8 @@ class BandPlan:
 
     read: list[int]
     positions: list[list[int]]
+    value_scale: float = 1.0
+    """Raw pixels are multiplied by this before each member's normalization (``--input-scale-values``)."""
 
 
 class Ensemble:
@@ -83,12 +85,13 @@ class Ensemble:
         descriptions: Sequence[str | None],
         source: str | Path,
         bands: Sequence[int] | None = None,
+        value_scale: float = 1.0,
     ) -> BandPlan:
         per_member = [
             match_bands(m.card, band_count, descriptions, source, m.path.name, override=bands) for m in self.members
         ]
         read = list(dict.fromkeys(b for member_bands in per_member for b in member_bands))
-        return BandPlan(read, [[read.index(b) for b in member_bands] for member_bands in per_member])
+        return BandPlan(read, [[read.index(b) for b in member_bands] for member_bands in per_member], value_scale)
 
     def predict(self, raw_tiles: np.ndarray, plan: BandPlan) -> np.ndarray:
         """``(B, len(plan.read), t, t)`` raw pixels to ``(B, K, t, t)`` float32 mean probabilities."""
@@ -96,7 +99,10 @@ class Ensemble:
         total = None
         with torch.inference_mode():
             for member, positions in zip(self.members, plan.positions):
-                probabilities = self._member_probabilities(member, raw_tiles[:, positions], side)
+                raw = raw_tiles[:, positions]
+                if plan.value_scale != 1.0:
+                    raw = raw.astype(np.float32) * np.float32(plan.value_scale)
+                probabilities = self._member_probabilities(member, raw, side)
                 total = probabilities if total is None else total.add_(probabilities)
             if len(self.members) > 1:
                 total.div_(len(self.members))

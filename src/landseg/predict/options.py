@@ -43,6 +43,11 @@ class PredictOptions:
     """Regions smaller than this many pixels take their surroundings' class; 0 keeps everything."""
     gdal_cache_mb: int = 64
     """GDAL's block cache: bounded so that memory stays flat in scene size."""
+    input_value_scale: float = 1.0
+    """Raw pixels are multiplied by this before the model's normalization (e.g. 255 / 10000 to give
+    16-bit reflectance to a model trained on 8-bit imagery)."""
+    allow_input_mismatch: bool = False
+    """Predict even when the input's dtype or value range is not what the model was trained on."""
 
     def check(self) -> None:
         """Refuse bad options before any scene is read."""
@@ -58,3 +63,5 @@ class PredictOptions:
             raise ConfigError(f"unknown polygon format {self.polygons!r}; choose one of {', '.join(VECTOR_FORMATS)}")
         if self.min_area < 0 or self.simplify < 0:
             raise ConfigError("--min-area and --simplify must not be negative")
+        if not self.input_value_scale > 0:
+            raise ConfigError(f"--input-scale-values must be positive, got {self.input_value_scale}")

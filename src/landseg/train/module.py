@@ -89,7 +89,9 @@ class SegmentationModule(L.LightningModule):
         cfg = self.train_config
         pixels = image[0].cpu().numpy()
         # The validation images hold the card's bands already, in the card's order.
-        options = PredictOptions(tile=cfg.val_tile, overlap=cfg.val_overlap, bands=tuple(range(1, len(pixels) + 1)))
+        # They are the training data's kind by construction, as float32: no input check.
+        options = PredictOptions(tile=cfg.val_tile, overlap=cfg.val_overlap, bands=tuple(range(1, len(pixels) + 1)),
+                                 allow_input_mismatch=True)
         predicted = predict_array(pixels, self.validation_ensemble(), options)
         probabilities = torch.from_numpy(predicted.probabilities)
         target = mask[0].to(probabilities.device)

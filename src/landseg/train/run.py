@@ -32,6 +32,7 @@ from landseg.io.raster import raster_info
 from landseg.io.write import atomic_output
 from landseg.losses import build_loss, resolve_class_weights
 from landseg.models import ModelSpec
+from landseg.io.pixel_stats import ground_resolution, pixel_stats
 from landseg.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization
 from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, RandomStateCheckpoint, TimeBudgetCosine
 from landseg.train.module import SegmentationModule
@@ -221,6 +222,7 @@ def train(
         band_names=[d or f"band {b}" for b, d in zip(bands, [info.descriptions[b - 1] for b in bands])],
         input_scale=config.data.input_scale,
         tile_size=max(tc.val_tile, tc.crop_size),
+        input_stats=pixel_stats((item.image for item in train_items), info.dtype, ground_resolution(info)).to_dict(),
         training={
             "experiment": config.name,
             "data_root": str(catalog.root),
