@@ -172,13 +172,14 @@ def without_validation(config):
 def train_and_score(config, run_dir: Path, minutes: float | None, **evaluate_options) -> dict:
     """Train ``config`` (without validation) for ``minutes`` of wall clock, then score its final weights
     on the ``val`` split with ``landseg.evaluate.evaluate`` (whole images, native resolution, one
-    confusion matrix; ``evaluate_options`` such as ``overlap`` go to it). Wall times: training (the
+    confusion matrix; ``evaluate_options`` such as ``overlap`` are the ``PredictOptions`` of the maps it scores). Wall times: training (the
     budget) with reading the data, and evaluation apart."""
     import time
     import warnings
 
     from landseg.checkpoint import read_checkpoint
     from landseg.evaluate import evaluate
+    from landseg.predict import PredictOptions, load_ensemble
     from landseg.train.run import train
 
     config = config.model_copy(deep=True)
@@ -190,8 +191,8 @@ def train_and_score(config, run_dir: Path, minutes: float | None, **evaluate_opt
     train_wall = time.perf_counter() - started
     steps = int(read_checkpoint(result.last_checkpoint).get("global_step", 0))
     started = time.perf_counter()
-    evaluation = evaluate(result.last_checkpoint, config, "val", run_dir / "eval", overlays=0, progress=False,
-                          **evaluate_options)
+    evaluation = evaluate(load_ensemble([result.last_checkpoint]), config, "val", run_dir / "eval",
+                          PredictOptions(**evaluate_options), overlays=0, progress=False)
     metrics = evaluation.metrics
     return {
         "miou": metrics["miou"],
