@@ -71,16 +71,17 @@ def read_checkpoint(path: str | Path) -> dict:
     if path.stat().st_size == 0:
         raise CheckpointError("checkpoint is empty (0 bytes)", path)
     try:
+        # Only tensors and plain data: a pickle that names any other callable is refused, never run.
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Checkpoints written by older Lightning versions hold objects the safe loader refuses.
-        pass
+    except pickle.UnpicklingError as exc:
+        refused = (str(exc).split("Unsupported global: ")[1:] or ["an object"])[0].split()[0:2]
+        raise CheckpointError(
+            f"checkpoint needs unpickling of {' '.join(refused).rstrip('.')} (which could run arbitrary code), so "
+            "landseg does not load it; if you trust its source, load it once with torch.load(weights_only=False) "
+            "and save only its state_dict and hyper_parameters", path,
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint is truncated or corrupt ({str(exc).splitlines()[0][:160]})", path) from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise CheckpointError(f"checkpoint is truncated or corrupt ({type(exc).__name__})", path) from None
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
