@@ -213,7 +213,6 @@ def stage_naive(settings: dict) -> dict:
     from landseg.checkpoint import load_checkpoint
     from landseg.io.raster import read_image
     from landseg.io.write import write_index_geotiff
-    from landseg.predict.sliding import pad_to_tile
     from landseg.predict.tiling import tile_windows
 
     started = time.perf_counter()
@@ -221,7 +220,9 @@ def stage_naive(settings: dict) -> dict:
     image = read_image(settings["scene"])
     normalized = loaded.card.input_normalization().apply(image.data)
     tile = settings["tile"]
-    padded = pad_to_tile(normalized, tile)
+    # Reflected at the bottom and right only as far as a scene smaller than one tile needs.
+    pad_h, pad_w = max(0, tile - normalized.shape[1]), max(0, tile - normalized.shape[2])
+    padded = np.pad(normalized, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
     windows = tile_windows(*padded.shape[1:], tile, settings["overlap"])
     limit = settings.get("naive_tiles") or len(windows)
     classes = np.zeros(padded.shape[1:], dtype=np.uint8)

@@ -13,7 +13,6 @@ from landseg.classes import get_schema
 from landseg.normalization import Normalization
 from landseg.predict.blocks import column_blocks, read_reflected, reflect_indices, scene_grid
 from landseg.predict.ensemble import Ensemble, Member, TorchNetwork
-from landseg.predict.sliding import predict_probabilities
 from landseg.predict.streaming import RollingBlend, stream_probabilities
 from landseg.predict.tiling import blend_weights
 
@@ -74,12 +73,23 @@ def streamed(path: Path, ensemble: Ensemble, tile: int, overlap: float, blend: s
 
 
 def padded_reference(net, data: np.ndarray, tile: int, overlap: float, blend: str) -> np.ndarray:
-    """The in-memory sliding window over the whole scene, mirrored by the same margin."""
+    """One whole-scene computation: the scene normalized and mirrored by the grid's margin in memory, every
+    tile of the grid run through ``net`` and added with its weights to one canvas, divided by the weight sums."""
     grid = scene_grid(data.shape[1], data.shape[2], tile, overlap)
     m = grid.margin
-    padded = np.pad(NORMALIZATION.apply(data), ((0, 0), (m, m), (m, m)), mode="reflect")
-    probabilities = predict_probabilities(net, padded, K, tile=tile, overlap=overlap, blend=blend, batch_size=5)
-    return probabilities[:, m : m + data.shape[1], m : m + data.shape[2]]
+    bottom, right = grid.rows[-1] + tile - data.shape[1], grid.cols[-1] + tile - data.shape[2]
+    padded = np.pad(NORMALIZATION.apply(data), ((0, 0), (m, bottom), (m, right)), mode="reflect")
+    weights = blend_weights(tile, blend).astype(np.float64)
+    sums = np.zeros((K, *padded.shape[1:]))
+    weight_sums = np.zeros(padded.shape[1:])
+    with torch.no_grad():
+        for row in grid.rows:
+            for col in grid.cols:
+                r, c = row + m, col + m
+                window = torch.from_numpy(np.ascontiguousarray(padded[None, :, r : r + tile, c : c + tile]))
+                sums[:, r : r + tile, c : c + tile] += weights * torch.softmax(net(window), 1)[0].double().numpy()
+                weight_sums[r : r + tile, c : c + tile] += weights
+    return (sums / weight_sums)[:, m : m + data.shape[1], m : m + data.shape[2]]
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,20 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from landseg.checkpoint import ModelCard
+from landseg.classes import get_schema
 from landseg.errors import ConfigError
-from landseg.predict.sliding import BlendAccumulator
+from landseg.normalization import Normalization
+from landseg.predict.blocks import TileGrid, scene_grid
+from landseg.predict.core import predict_array
+from landseg.predict.ensemble import Ensemble
+from landseg.predict.networks import Member
+from landseg.predict.options import PredictOptions
 from landseg.predict.tiling import (
     BLEND_KINDS,
     MIN_BLEND_WEIGHT,
@@ -99,6 +109,62 @@ def test_unknown_blend_is_refused():
         blend_weights(8, "cosine")
 
 
+# -- blending, as the inference core does it ---------------------------------------------------------
+SCHEMA = get_schema("synthetic")
+K = SCHEMA.num_classes
+
+
+def raw_ensemble(network: torch.nn.Module, bands: int) -> Ensemble:
+    """``network`` fed the pixels as they are: identity normalization, every band in order."""
+    card = ModelCard(model={}, schema=SCHEMA.to_dict(),
+                     normalization=Normalization(mean=(0.0,) * bands, std=(1.0,) * bands).to_dict(),
+                     bands=list(range(1, bands + 1)), tile_size=16)
+    return Ensemble([Member(card, network, Path("net.ckpt"))])
+
+
+class LogProbabilities(torch.nn.Module):
+    """Logits whose softmax is the input itself: every tile reports the same field where tiles overlap."""
+
+    def forward(self, x):
+        return torch.log(x)
+
+
+class TileMean(torch.nn.Module):
+    """Logits from each pixel and from the mean of its tile: every tile predicts probabilities of its own."""
+
+    def __init__(self, bands: int, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.pixel = torch.nn.Conv2d(bands, K, 1)
+        self.context = torch.nn.Conv2d(bands, K, 1)
+        with torch.no_grad():
+            self.context.weight.mul_(20.0)  # tiles differ a lot, so a wrong weight shows
+
+    def forward(self, x):
+        return self.pixel(x) + self.context(x.mean(dim=(-2, -1), keepdim=True))
+
+
+def mirrored(image: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """The image reflected outwards over everything the grid's tiles cover; its origin is ``-grid.margin``."""
+    m = grid.margin
+    bottom = grid.rows[-1] + grid.tile - image.shape[1]
+    right = grid.cols[-1] + grid.tile - image.shape[2]
+    return np.pad(image, ((0, 0), (m, bottom), (m, right)), mode="reflect")
+
+
+def tile_probabilities(network: torch.nn.Module, image: np.ndarray, grid: TileGrid) -> dict:
+    """Each grid tile's own softmax, one forward pass per tile, keyed by its scene origin."""
+    padded, m, t = mirrored(image, grid), grid.margin, grid.tile
+    result = {}
+    with torch.no_grad():
+        for row in grid.rows:
+            for col in grid.cols:
+                window = padded[:, row + m : row + m + t, col + m : col + m + t]
+                logits = network(torch.from_numpy(np.ascontiguousarray(window))[None])
+                result[row, col] = torch.softmax(logits, dim=1)[0].double().numpy()
+    return result
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     height=st.integers(8, 60),
@@ -106,33 +172,39 @@ def test_unknown_blend_is_refused():
     tile=st.integers(2, 8),
     overlap=st.sampled_from([0.0, 0.25, 0.5, 0.75]),
     kind=st.sampled_from(BLEND_KINDS),
+    block_width=st.integers(1, 40),
+    batch_size=st.integers(1, 9),
 )
-def test_accumulated_weights_normalize_to_one(height, width, tile, overlap, kind):
+def test_accumulated_weights_normalize_to_one(height, width, tile, overlap, kind, block_width, batch_size):
     # Every tile reports the same field, so any weighted average must give it back unchanged.
-    field = np.random.default_rng(height * 1000 + width).random((3, height, width), dtype=np.float32)
-    accumulator = BlendAccumulator(3, height, width, blend_weights(tile, kind))
-    for row, col in tile_windows(height, width, tile, overlap):
-        accumulator.add(row, col, field[:, row : row + tile, col : col + tile])
-    np.testing.assert_allclose(accumulator.result(), field, rtol=1e-5)
+    rng = np.random.default_rng(height * 1000 + width)
+    field = rng.dirichlet(np.ones(K), size=(height, width)).transpose(2, 0, 1).astype(np.float32) + 1e-3
+    field /= field.sum(axis=0)
+    options = PredictOptions(tile=tile, overlap=overlap, blend=kind, block_width=block_width, batch_size=batch_size)
+    result = predict_array(field, raw_ensemble(LogProbabilities(), K), options).probabilities
+    np.testing.assert_allclose(result, field, rtol=1e-5)
 
 
 def test_blended_value_is_the_weighted_mean_of_the_covering_tiles():
     height, width, tile = 10, 13, 6
     weights = blend_weights(tile, "hann")
-    windows = tile_windows(height, width, tile, 0.5)
-    rng = np.random.default_rng(0)
-    tiles = [rng.random((2, tile, tile), dtype=np.float32) for _ in windows]
-    accumulator = BlendAccumulator(2, height, width, weights)
-    for (row, col), values in zip(windows, tiles):
-        accumulator.add(row, col, values)
-    blended = accumulator.result()
+    image = np.random.default_rng(0).normal(size=(3, height, width)).astype(np.float32)
+    network = TileMean(3)
+    options = PredictOptions(tile=tile, overlap=0.5, blend="hann", batch_size=4, block_width=5)
+    blended = predict_array(image, raw_ensemble(network, 3), options).probabilities
+    grid = scene_grid(height, width, tile, 0.5)
+    tiles = tile_probabilities(network, image, grid)
+    assert len(tiles) > 4 and grid.margin > 0
     for y in range(height):
         for x in range(width):
-            numerator = np.zeros(2)
+            numerator = np.zeros(K)
             denominator = 0.0
-            for (row, col), values in zip(windows, tiles):
+            for (row, col), values in tiles.items():
                 if row <= y < row + tile and col <= x < col + tile:
                     w = float(weights[y - row, x - col])
                     numerator += w * values[:, y - row, x - col]
                     denominator += w
             np.testing.assert_allclose(blended[:, y, x], numerator / denominator, rtol=1e-5)
+    # The tiles' answers differ enough that a pixel's blend depends on which tiles and weights it takes.
+    first, *others = tiles.values()
+    assert max(np.abs(first - other).max() for other in others) > 0.1

@@ -2,13 +2,16 @@
 mask decoding and code remapping, tile and chip arithmetic, blending weights, config parsing."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from landseg.classes import IGNORE_INDEX, ClassSchema, LandClass
+from landseg.checkpoint import ModelCard
+from landseg.classes import IGNORE_INDEX, ClassSchema, LandClass, get_schema
 from landseg.config import (
     AugmentConfig, DataConfig, LossConfig, ModelConfig, OptimizerConfig, SamplingConfig, SchedulerConfig, TrainConfig,
     parse_config, set_dotted,
@@ -16,9 +19,13 @@ from landseg.config import (
 from landseg.data.prepare.align import LabelDecoder
 from landseg.data.prepare.tiling import chip_origins, chip_windows
 from landseg.errors import ConfigError, DataError
+from landseg.normalization import Normalization
 from landseg.predict.blocks import column_blocks, reflect_indices, scene_grid
-from landseg.predict.sliding import BlendAccumulator
-from landseg.predict.tiling import MIN_BLEND_WEIGHT, blend_weights, tile_origins, tile_stride, tile_windows
+from landseg.predict.core import predict_array
+from landseg.predict.ensemble import Ensemble
+from landseg.predict.networks import Member
+from landseg.predict.options import PredictOptions
+from landseg.predict.tiling import MIN_BLEND_WEIGHT, blend_weights, tile_origins, tile_stride
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -178,23 +185,52 @@ def test_blend_weights_are_bounded_symmetric_and_peak_in_the_centre(tile, kind):
     assert (np.diff(middle) <= 1e-7).all()  # never rises away from the centre
 
 
+class TileMean(torch.nn.Module):
+    """Logits from each pixel and from the mean of its tile: every tile predicts probabilities of its own."""
+
+    def __init__(self, bands: int, classes: int, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.pixel = torch.nn.Conv2d(bands, classes, 1)
+        self.context = torch.nn.Conv2d(bands, classes, 1)
+        with torch.no_grad():
+            self.context.weight.mul_(20.0)
+
+    def forward(self, x):
+        return self.pixel(x) + self.context(x.mean(dim=(-2, -1), keepdim=True))
+
+
 @FAST
 @given(height=st.integers(1, 40), width=st.integers(1, 40), tile=st.integers(2, 16), overlap=st.floats(0, 0.9),
        kind=st.sampled_from(["uniform", "hann", "gaussian"]), seed=st.integers(0, 2**16))
 def test_blending_is_the_weighted_mean_of_the_overlapping_tiles(height, width, tile, overlap, kind, seed):
-    tile = min(tile, height, width)
+    schema = get_schema("synthetic")
     rng = np.random.default_rng(seed)
-    weights = blend_weights(tile, kind)
-    accumulator = BlendAccumulator(3, height, width, weights)
-    numerator = np.zeros((3, height, width))
-    denominator = np.zeros((height, width))
-    for row, col in tile_windows(height, width, tile, overlap):
-        probabilities = rng.dirichlet(np.ones(3), size=(tile, tile)).transpose(2, 0, 1).astype(np.float32)
-        accumulator.add(row, col, probabilities)
-        numerator[:, row : row + tile, col : col + tile] += weights.astype(np.float64) * probabilities
-        denominator[row : row + tile, col : col + tile] += weights
-    blended = accumulator.result()
-    np.testing.assert_allclose(blended, numerator / denominator, rtol=1e-4, atol=1e-6)
+    image = rng.normal(size=(3, height, width)).astype(np.float32)
+    network = TileMean(3, schema.num_classes, seed)
+    card = ModelCard(model={}, schema=schema.to_dict(), normalization=Normalization((0.0,) * 3, (1.0,) * 3).to_dict(),
+                     bands=[1, 2, 3], tile_size=tile)
+    options = PredictOptions(overlap=overlap, blend=kind, batch_size=int(rng.integers(1, 6)))
+    blended = predict_array(image, Ensemble([Member(card, network, Path("net.ckpt"))]), options).probabilities
+    # Brute force over the grid the core lays out: every tile cut from the mirrored image, its softmax
+    # weighted into a canvas whose origin is the grid's first tile.
+    grid = scene_grid(height, width, tile, overlap)
+    m, top, left = grid.margin, grid.rows[0], grid.cols[0]
+    bottom, right = grid.rows[-1] + tile - height, grid.cols[-1] + tile - width
+    padded = np.pad(image, ((0, 0), (m, bottom), (m, right)), mode="reflect")
+    weights = blend_weights(tile, kind).astype(np.float64)
+    numerator = np.zeros((schema.num_classes, *padded.shape[1:]))
+    denominator = np.zeros(padded.shape[1:])
+    with torch.no_grad():
+        for row in grid.rows:
+            for col in grid.cols:
+                r, c = row - top, col - left
+                window = torch.from_numpy(np.ascontiguousarray(padded[:, r : r + tile, c : c + tile]))[None]
+                probabilities = torch.softmax(network(window), dim=1)[0].double().numpy()
+                numerator[:, r : r + tile, c : c + tile] += weights * probabilities
+                denominator[r : r + tile, c : c + tile] += weights
+    expected = (numerator / denominator)[:, -top : -top + height, -left : -left + width]
+    np.testing.assert_allclose(blended, expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(blended.sum(axis=0), 1.0, atol=1e-5)  # still a probability distribution
 
 

@@ -74,6 +74,7 @@ class Layout:
 
 def lay_out(dataset, ensemble: Ensemble, options: PredictOptions, source: str | Path) -> Layout:
     """Bands, no-data, tile grid and blend weights of ``dataset`` (a rasterio dataset or ``ArrayRaster``)."""
+    options.check()  # before the input check reads any pixel
     bands = ensemble.plan(dataset.count, dataset.descriptions, source, options.bands, options.input_value_scale)
     nodata = options.nodata if options.nodata is not None else dataset.nodata
     check_input(dataset, ensemble, bands, nodata, options, source)

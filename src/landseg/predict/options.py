@@ -54,7 +54,7 @@ class PredictOptions:
         from landseg.predict.tiling import BLEND_KINDS, tile_stride
         from landseg.predict.vectors import VECTOR_FORMATS
 
-        tile_stride(self.tile or 1, self.overlap)
+        tile_stride(1 if self.tile is None else self.tile, self.overlap)
         if self.blend not in BLEND_KINDS:
             raise ConfigError(f"unknown blend {self.blend!r}; choose one of {', '.join(BLEND_KINDS)}")
         if self.batch_size < 1:
