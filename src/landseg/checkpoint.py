@@ -8,6 +8,7 @@ card alone, so ``predict/`` and ``serve/`` never import ``train/`` or read a tra
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -74,11 +75,13 @@ def read_checkpoint(path: str | Path) -> dict:
         # Only tensors and plain data: a pickle that names any other callable is refused, never run.
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        refused = (str(exc).split("Unsupported global: ")[1:] or ["an object"])[0].split()[0:2]
+        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if refused is None:  # not a refusal: bytes that are no checkpoint pickle at all
+            raise CheckpointError("checkpoint is truncated or corrupt (not a readable pickle)", path) from None
         raise CheckpointError(
-            f"checkpoint needs unpickling of {' '.join(refused).rstrip('.')} (which could run arbitrary code), so "
-            "landseg does not load it; if you trust its source, load it once with torch.load(weights_only=False) "
-            "and save only its state_dict and hyper_parameters", path,
+            f"checkpoint needs unpickling of {refused.group(1)} (which could run arbitrary code), so landseg "
+            "does not load it; if you trust its source, load it once with torch.load(weights_only=False) and "
+            "save only its state_dict and hyper_parameters", path,
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint is truncated or corrupt ({str(exc).splitlines()[0][:160]})", path) from None
