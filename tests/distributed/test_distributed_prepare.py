@@ -13,9 +13,9 @@ from rasterio.transform import from_origin
 
 from landseg.data.prepare.config import parse_prepare_config
 from landseg.data.prepare.run import prepare_all
-from landseg.data.prepare.stats import BandMoments
+from landseg.data.prepare.stats import BandMoments, merge_moments
 from landseg.data.synthetic import generate_scene
-from landseg.distributed.prepare import merge_moments, prepare_all_on_cluster
+from landseg.distributed.prepare import prepare_all_on_cluster
 
 pytestmark = pytest.mark.slow
 

@@ -5,6 +5,7 @@ Mounted on the main app (``cli/main.py``) as ``landseg prepare``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -58,7 +59,7 @@ def align_command(
     from landseg.classes import get_schema
     from landseg.data.prepare.align import align_labels, resample_image
     from landseg.data.prepare.config import AlignConfig
-    from landseg.data.prepare.run import GDAL_CACHE_MB
+    from landseg.data.prepare.execution import GDAL_CACHE_MB
 
     options = _validated(AlignConfig, method=method, resample=resample, image_method=image_method, grid=grid,
                          block=block, threads=threads)
@@ -84,15 +85,9 @@ def align_command(
 def tile_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False,
                  dask: DaskOption = None, workers: WorkersOption = None):
     """Align where needed, cut chips, filter them; write chips, chips.csv and filters.json."""
-    from landseg.data.prepare.config import load_prepare_config
     from landseg.data.prepare.run import tile
 
-    prepared = load_prepare_config(config, set_ or [])
-    with _progress(prepared) as progress:
-        if dask or workers:
-            result = _on_cluster("tile", prepared, dask, workers, overwrite=overwrite, progress=progress)
-        else:
-            result = tile(prepared, overwrite=overwrite, progress=progress)
+    _, result = _cut("tile", tile, config, set_, overwrite, dask, workers)
     print_filter_report(result.report.to_dict())
     console.print(f"index: {result.index}\nreport: {result.report_path}")
     exit_if_quarantined(result.report.to_dict(), result.report_path)
@@ -118,7 +113,8 @@ def stats_command(config: ConfigArg, set_: SetOption = None, dask: DaskOption = 
     from landseg.data.prepare.run import stats
 
     prepared = load_prepare_config(config, set_ or [])
-    payload = _on_cluster("stats", prepared, dask, workers) if dask or workers else stats(prepared)
+    with _executor("stats", dask, workers) as executor:
+        payload = stats(prepared, executor=executor)
     print_stats(payload, prepared.out)
 
 
@@ -127,15 +123,9 @@ def stats_command(config: ConfigArg, set_: SetOption = None, dask: DaskOption = 
 def all_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False,
                 dask: DaskOption = None, workers: WorkersOption = None):
     """Every stage: align, tile and filter, split, stats; reproduces a data set from one config."""
-    from landseg.data.prepare.config import load_prepare_config
     from landseg.data.prepare.run import prepare_all
 
-    prepared = load_prepare_config(config, set_ or [])
-    with _progress(prepared) as progress:
-        if dask or workers:
-            summary = _on_cluster("all", prepared, dask, workers, overwrite=overwrite, progress=progress)
-        else:
-            summary = prepare_all(prepared, overwrite=overwrite, progress=progress)
+    prepared, summary = _cut("all", prepare_all, config, set_, overwrite, dask, workers)
     result = summary["tile"]
     print_filter_report(result.report.to_dict())
     print_split(summary["split"].to_dict())
@@ -143,12 +133,26 @@ def all_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteO
     exit_if_quarantined(result.report.to_dict(), result.report_path)
 
 
-def _on_cluster(stage: str, config, address: str | None, workers: int | None, **options):
-    """A preparation stage on Dask (imported only here, so the sequential commands do not need it)."""
-    from landseg.distributed.prepare import prepare_stage_on_cluster
+def _cut(name: str, stage, config: Path, overrides, overwrite: bool, address: str | None, workers: int | None):
+    """The loaded config and what ``stage`` (one that cuts chips) returns, run with a progress bar."""
+    from landseg.data.prepare.config import load_prepare_config
+
+    prepared = load_prepare_config(config, overrides or [])
+    with _executor(name, address, workers) as executor, _progress(prepared) as progress:
+        return prepared, stage(prepared, overwrite=overwrite, progress=progress, executor=executor)
+
+
+@contextmanager
+def _executor(stage: str, address: str | None, workers: int | None):
+    """None (this process) or a Dask cluster's executor; Dask is imported only when asked for."""
+    if not (address or workers):
+        yield None
+        return
+    from landseg.distributed.prepare import dask_executor
 
     console.print(f"[dim]{stage} on Dask: {address or f'{workers} local workers'}[/]")
-    return prepare_stage_on_cluster(stage, config, address=address, workers=workers, **options)
+    with dask_executor(address, workers) as executor:
+        yield executor
 
 
 def _validated(model, **values):

@@ -115,6 +115,27 @@ def test_stats_and_split_rerun_from_the_output_folder(prepared):
     assert runner.invoke(prepare_app, ["split", str(out)]).exit_code == 0
 
 
+def test_any_executor_runs_the_stages_and_writes_the_same_files(prepared, tmp_path):
+    """The stages' ``executor``: the standard library's process pool (plain pickle, unlike Dask's) in place
+    of the default loop writes the very same files, the aligned scene and the integer statistics included."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from landseg.data.prepare.run import prepare_all
+
+    config = load_prepare_config(prepared[0])  # another test reruns stats in that folder: start afresh
+    prepare_all(config.model_copy(update={"out": tmp_path / "loop"}))
+    with ProcessPoolExecutor(2) as pool:
+        prepare_all(config.model_copy(update={"out": tmp_path / "pool"}), executor=pool, chips_per_task=7)
+
+    def files(folder):
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.name not in ("prepare.yaml", "class_frequencies.png")}
+
+    ours, theirs = files(tmp_path / "pool"), files(tmp_path / "loop")
+    assert sorted(ours) == sorted(theirs) and "aligned/scene1_label.tif" in ours and "stats.json" in ours
+    assert [name for name in ours if ours[name] != theirs[name]] == []
+
+
 def test_align_command_and_friendly_errors(raw_scenes, tmp_path):
     pair = [str(raw_scenes / "scene1.tif"), str(raw_scenes / "label1.tif")]
     result = runner.invoke(prepare_app, ["align", *pair, "--out", str(tmp_path / "a.tif"), "--schema", "synthetic",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -145,13 +146,14 @@ class LabelDecoder:
 
 
 def index_decoder(schema: ClassSchema):
-    """Decoder of an index raster written by ``align_labels``: indices stay, anything else is ignore."""
-    classes = schema.num_classes
+    """Decoder of an index raster written by ``align_labels``: indices stay, anything else is ignore.
 
-    def decode(raw: np.ndarray) -> np.ndarray:
-        return np.where(raw < classes, raw, IGNORE_INDEX).astype(np.uint8)
+    A partial, not a closure: scenes travel to executor processes, and pickle refuses closures."""
+    return partial(_decode_indices, classes=schema.num_classes)
 
-    return decode
+
+def _decode_indices(raw: np.ndarray, classes: int) -> np.ndarray:
+    return np.where(raw < classes, raw, IGNORE_INDEX).astype(np.uint8)
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,16 @@ class FilterReport:
     def scene_without_chips(self, scene: str, image: str | Path, reasons: dict[str, int]) -> None:
         self.scenes_without_chips.append({"scene": scene, "image": str(image), "chips": reasons})
 
+    def extend(self, part: "FilterReport") -> None:
+        """Append one scene's report, as if this report had gone on to that scene (its task may have
+        run in another process)."""
+        self.candidates += part.candidates
+        self.kept += part.kept
+        for rule, chips in part.dropped.items():
+            self.dropped[rule].extend(chips)
+        self.quarantined.extend(part.quarantined)
+        self.scenes_without_chips.extend(part.scenes_without_chips)
+
     def to_dict(self) -> dict:
         return {
             "candidates": self.candidates,

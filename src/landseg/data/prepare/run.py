@@ -9,18 +9,24 @@ Stages, each rerunnable on its own from the output folder:
 3. split: ``splits/<name>.txt`` and ``splits/splits.json``;
 4. stats: ``stats.json`` (band mean/std in the form of ``data.normalization``, class frequencies before
    and after filtering and oversampling) and ``class_frequencies.png``.
+
+``tile``, ``stats`` and ``prepare_all`` take ``executor`` (see ``execution.py``): without one, every
+task runs here, one after another; with one, each scene's alignment, class totals and chips, and the
+band moments of each scene or batch of chips, are its tasks. Whatever combines scenes (filter reports,
+class totals, band moments) is done here in scene order, so both give the same files.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections import Counter
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import rasterio
 import yaml
 
 from landseg.classes import ClassSchema, get_schema
@@ -30,20 +36,22 @@ from landseg.io.raster import open_raster
 from landseg.io.write import atomic_output
 from landseg.data.prepare.align import Grid, LabelDecoder, align_labels, index_decoder, resample_image
 from landseg.data.prepare.config import PrepareConfig, save_prepare_config
+from landseg.data.prepare.execution import GDAL_CACHE_MB  # noqa: F401 - where benchmarks/ import it from
+from landseg.data.prepare.execution import batches, bounded_gdal, map_in_order
 from landseg.data.prepare.filters import ChipFilter, FilterReport
 from landseg.data.prepare.index import ChipRecord, find_index, index_path, read_index, write_index
 from landseg.data.prepare.rasters import Scaling, Unreadable, Unusable, open_readable, resolve_bands
 from landseg.data.prepare.split import SplitResult, read_split_lists, split_chips, write_splits
 from landseg.data.prepare.stats import (
-    BandStatistics, band_percentiles, band_statistics, class_frequencies, frequencies_payload,
+    BandStatistics, band_percentiles, class_frequencies, frequencies_payload, merged_statistics,
     plot_class_frequencies, write_stats_json,
 )
 from landseg.data.prepare.tiling import (
     ChipWriter, SceneSource, chip_mask_schema, chip_windows, cut_scene, scene_class_totals,
 )
 
-GDAL_CACHE_MB = 256
-"""GDAL's block cache; bounded so memory stays flat whatever the scene size."""
+CHIPS_PER_TASK = 256
+"""Chips whose band moments one executor task computes for ``stats``: enough to outweigh a task's overhead."""
 CHIP_SCHEMA_NAME = "schema.yaml"
 """Schema of the chip masks (class indices), for the training config's ``data.schema``."""
 OWNED_OUTPUTS = ("aligned", "images", "masks", "splits", "chips.csv", "chips.parquet", "filters.json", "stats.json",
@@ -105,11 +113,8 @@ def align_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> 
     return SceneSource(scene.name, resampled.path, scene.label, decoder, scene.image, scene.label)
 
 
-def chip_scaling(config: PrepareConfig, scenes: list[SceneSource],
-                 statistics: Callable[..., BandStatistics] = band_statistics,
-                 percentiles: Callable[..., tuple[list[float], list[float]]] = band_percentiles) -> Scaling | None:
-    """The chip value scaling of ``tiling.scale``; ``statistics`` and ``percentiles`` (called as
-    ``band_statistics`` and ``band_percentiles``) measure the scenes, so the cluster can pass its own."""
+def chip_scaling(config: PrepareConfig, scenes: list[SceneSource], executor: Executor | None = None) -> Scaling | None:
+    """The chip value scaling of ``tiling.scale``, the scenes measured one task per scene on ``executor``."""
     scale = config.tiling.scale
     if scale.method == "none":
         return None
@@ -119,49 +124,105 @@ def chip_scaling(config: PrepareConfig, scenes: list[SceneSource],
     if scale.method == "fixed":
         return Scaling.fixed(scale.min, scale.max, bands)  # type: ignore[arg-type]
     if scale.method == "percentile":
-        low, high = percentiles(paths, config.input.bands, config.input.nodata, scale.low, scale.high)
+        low, high = band_percentiles(paths, config.input.bands, config.input.nodata, scale.low, scale.high,
+                                     executor=executor)
         return Scaling.fixed(low, high, bands)
-    overall = statistics(paths, config.input.bands, config.input.nodata)
+    overall = merged_statistics(batches(paths, 1, executor), config.input.bands, config.input.nodata,
+                                executor=executor)
     return Scaling.mean_std(overall.mean, overall.std)
 
 
-def tile(config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None) -> TileResult:
+def tile(config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None,
+         executor: Executor | None = None) -> TileResult:
     """Align where needed, cut, filter and write chips; write the chip index and the filter report."""
     schema = get_schema(config.schema_)
-    out = config.out
-    _claim_output(out, overwrite)
-    save_prepare_config(config, out)
+    _claim_output(config.out, overwrite)
+    save_prepare_config(config, config.out)
     report = FilterReport()
-    scenes = []
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        for scene in raw_scenes(config):
-            try:
-                scenes.append(align_scene(scene, config, schema))
-            except (Unreadable, Unusable) as exc:
-                report.quarantine(exc.path or scene.image, exc.problem)
-            if progress:
-                progress("aligned", 1)
-        if not scenes:
-            raise DataError("no scene could be read; see the quarantine list", out / "filters.json")
-        tiling = config.tiling
-        chip_filter = ChipFilter.from_config(config.filters, schema)
-        if chip_filter.needs_class_totals:
-            totals = sum((scene_class_totals(s, tiling.size, tiling.step, schema.num_classes) for s in scenes),
-                         np.zeros(schema.num_classes, dtype=np.int64))
-            chip_filter = chip_filter.with_class_totals(totals)
-            report.frequent_classes = [schema.names[i] for i in chip_filter.frequent_classes]
+    with bounded_gdal():
+        scenes = _align_scenes(config, schema, report, executor, progress)
+        chip_filter = _chip_filter(config, schema, scenes, report, executor)
         _check_png(config, scenes[0])
-        writer = chip_writer(config, schema, chip_scaling(config, scenes))
-        records: list[ChipRecord] = []
-        for scene in scenes:
-            scene_records = cut_scene(
-                scene, bands=config.input.bands, nodata=config.input.nodata, size=tiling.size, stride=tiling.step,
-                chip_filter=chip_filter, writer=writer, report=report,
-                on_chip=(lambda: progress("chips", 1)) if progress else None,
-            )
-            note_scene_without_chips(report, scene, scene_records)
-            records += scene_records
+        writer = chip_writer(config, schema, chip_scaling(config, scenes, executor))
+        records = _cut_scenes(config, scenes, chip_filter, writer, report, executor, progress)
     return write_tile_outputs(config, schema, records, report)
+
+
+def _align_scenes(config: PrepareConfig, schema: ClassSchema, report: FilterReport, executor: Executor | None,
+                  progress: Progress | None) -> list[SceneSource]:
+    """The scenes on one grid each; those that cannot be read or paired are quarantined."""
+    raws = raw_scenes(config)
+    aligned = map_in_order(executor, partial(_align_task, config=config, schema=schema), raws,
+                           (lambda _: progress("aligned", 1)) if progress else None)
+    scenes = []
+    for outcome in aligned:
+        if isinstance(outcome, SceneSource):
+            scenes.append(outcome)
+        else:
+            report.quarantine(*outcome)
+    if not scenes:
+        raise DataError("no scene could be read; see the quarantine list", config.out / "filters.json")
+    return scenes
+
+
+def _align_task(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> SceneSource | tuple[str, str]:
+    """The aligned scene, or ``(path, problem)`` to quarantine: plain values, as they may cross processes."""
+    try:
+        with bounded_gdal():
+            return align_scene(scene, config, schema)
+    except (Unreadable, Unusable) as exc:
+        return str(exc.path or scene.image), exc.problem
+
+
+def _chip_filter(config: PrepareConfig, schema: ClassSchema, scenes: list[SceneSource], report: FilterReport,
+                 executor: Executor | None) -> ChipFilter:
+    """The filters of ``config``; ``top_k`` ranks the classes by pixel totals summed over every scene."""
+    chip_filter = ChipFilter.from_config(config.filters, schema)
+    if not chip_filter.needs_class_totals:
+        return chip_filter
+    count = partial(_totals_task, size=config.tiling.size, step=config.tiling.step, classes=schema.num_classes)
+    totals = sum(map_in_order(executor, count, scenes), np.zeros(schema.num_classes, dtype=np.int64))
+    chip_filter = chip_filter.with_class_totals(totals)
+    report.frequent_classes = [schema.names[i] for i in chip_filter.frequent_classes]
+    return chip_filter
+
+
+def _totals_task(scene: SceneSource, size: int, step: int, classes: int) -> np.ndarray:
+    with bounded_gdal():
+        return scene_class_totals(scene, size, step, classes)
+
+
+def _cut_scenes(config: PrepareConfig, scenes: list[SceneSource], chip_filter: ChipFilter, writer: ChipWriter,
+                report: FilterReport, executor: Executor | None, progress: Progress | None) -> list[ChipRecord]:
+    """Every scene's chip records, its report appended to ``report`` in scene order."""
+    on_chip, on_scene = _chip_progress(progress, executor)
+    cut = partial(_cut_task, config=config, chip_filter=chip_filter, writer=writer, on_chip=on_chip)
+    records: list[ChipRecord] = []
+    for scene, (scene_records, scene_report) in zip(scenes, map_in_order(executor, cut, scenes, on_scene)):
+        report.extend(scene_report)
+        note_scene_without_chips(report, scene, scene_records)
+        records += scene_records
+    return records
+
+
+def _cut_task(scene: SceneSource, config: PrepareConfig, chip_filter: ChipFilter, writer: ChipWriter,
+              on_chip: Callable[[], None] | None = None) -> tuple[list[ChipRecord], FilterReport]:
+    report = FilterReport()
+    with bounded_gdal():
+        records = cut_scene(scene, bands=config.input.bands, nodata=config.input.nodata, size=config.tiling.size,
+                            stride=config.tiling.step, chip_filter=chip_filter, writer=writer, report=report,
+                            on_chip=on_chip)
+    return records, report
+
+
+def _chip_progress(progress: Progress | None, executor: Executor | None):
+    """``(per chip, per scene)`` progress callbacks: an executor's task may run in another process, which
+    cannot call back, so its chips are counted when its scene returns."""
+    if progress is None:
+        return None, None
+    if executor is None:
+        return (lambda: progress("chips", 1)), None
+    return None, (lambda result: progress("chips", len(result[0])))
 
 
 def chip_writer(config: PrepareConfig, schema: ClassSchema, scaling: Scaling | None) -> ChipWriter:
@@ -264,17 +325,20 @@ def write_stats(config: PrepareConfig, chips: StatsChips, bands: BandStatistics)
     return payload
 
 
-def stats(config: PrepareConfig) -> dict:
-    """Band statistics of one split's chips and class frequencies at every stage; ``stats.json`` + plot."""
+def stats(config: PrepareConfig, executor: Executor | None = None, chips_per_task: int = CHIPS_PER_TASK) -> dict:
+    """Band statistics of one split's chips and class frequencies at every stage; ``stats.json`` + plot.
+    On ``executor``, one task per ``chips_per_task`` chips, their band moments merged exactly."""
     chips = stats_chips(config)
-    return write_stats(config, chips, band_statistics(chips.images))
+    groups = batches(chips.images, chips_per_task, executor)
+    return write_stats(config, chips, merged_statistics(groups, executor=executor))
 
 
-def prepare_all(config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None) -> dict:
-    """Every stage; returns a summary (also printed by the CLI)."""
-    tiled = tile(config, overwrite=overwrite, progress=progress)
+def prepare_all(config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None,
+                executor: Executor | None = None, chips_per_task: int = CHIPS_PER_TASK) -> dict:
+    """Every stage (split, being cheap, always here); returns a summary (also printed by the CLI)."""
+    tiled = tile(config, overwrite=overwrite, progress=progress, executor=executor)
     splits = split(config)
-    summary = stats(config)
+    summary = stats(config, executor, chips_per_task)
     return {"tile": tiled, "split": splits, "stats": summary}
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from functools import partial, reduce
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
@@ -21,6 +23,7 @@ from landseg.classes import ClassSchema
 from landseg.errors import DataError
 from landseg.io.raster import open_raster
 from landseg.io.write import atomic_output
+from landseg.data.prepare.execution import batches, bounded_gdal, map_in_order
 from landseg.data.prepare.rasters import block_windows, read_window, resolve_bands, scene_nodata
 
 STATS_BLOCK = 1024
@@ -101,6 +104,37 @@ def _fold(op, current, new):
     return new.copy() if current is None else op(current, new)
 
 
+def merge_moments(first: BandMoments, second: BandMoments) -> BandMoments:
+    """The moments of both pixel sets together, as if one ``BandMoments`` had seen them all."""
+    if first.bands != second.bands:
+        raise ValueError(f"cannot merge moments of {first.bands} and {second.bands} bands")
+    if second.count == 0:
+        return first
+    if first.count == 0:
+        return second
+    merged = BandMoments(first.bands)
+    merged.count = first.count + second.count
+    merged.minimum = np.minimum(first.minimum, second.minimum)
+    merged.maximum = np.maximum(first.maximum, second.maximum)
+    if first._sum and second._sum:  # integer data: exact integer sums, not an average of averages
+        merged._sum = [a + b for a, b in zip(first._sum, second._sum)]
+        merged._sum_sq = [a + b for a, b in zip(first._sum_sq, second._sum_sq)]
+        return merged
+    merged.exact = False
+    mean_a, m2_a = _float_moments(first)
+    mean_b, m2_b = _float_moments(second)
+    delta = mean_b - mean_a
+    merged._mean = mean_a + delta * (second.count / merged.count)
+    merged._m2 = m2_a + m2_b + delta**2 * (first.count * second.count / merged.count)
+    return merged
+
+
+def _float_moments(moments: BandMoments) -> tuple[np.ndarray, np.ndarray]:
+    if moments._sum:
+        return np.array(moments.mean), np.array(moments.std) ** 2 * moments.count
+    return moments._mean, moments._m2  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class BandStatistics:
     bands: list[int]
@@ -174,6 +208,22 @@ def band_statistics(
     return raster_moments(paths, bands, nodata, block).statistics()
 
 
+def _moments_task(paths: Sequence[Path], bands, nodata: float | None, block: int) -> RasterMoments:
+    with bounded_gdal():
+        return raster_moments(paths, bands, nodata, block)
+
+
+def merged_statistics(
+    groups: Sequence[Sequence[Path]], bands: Sequence[int | str] | None = None, nodata: float | None = None,
+    block: int = STATS_BLOCK, executor: Executor | None = None,
+) -> BandStatistics:
+    """``band_statistics`` over every raster of ``groups``: one task per group, the moments merged exactly."""
+    parts = map_in_order(executor, partial(_moments_task, bands=bands, nodata=nodata, block=block), groups)
+    last = parts[-1]
+    return RasterMoments(reduce(merge_moments, (p.moments for p in parts)), last.bands, last.names,
+                         last.dtype).statistics()
+
+
 # -- percentiles -----------------------------------------------------------------------------------
 class HistogramBins(NamedTuple):
     """One histogram layout shared by every raster, so histograms of separate scenes add bin by bin."""
@@ -229,17 +279,28 @@ def percentiles_from_histograms(
     return result[0], result[1]
 
 
+def _histograms_task(paths: Sequence[Path], bands, nodata: float | None, layout: HistogramBins,
+                     block: int) -> list[np.ndarray]:
+    with bounded_gdal():
+        return band_histograms(paths, bands, nodata, **layout._asdict(), block=block)
+
+
 def band_percentiles(
     paths: Sequence[Path], bands: Sequence[int | str] | None, nodata: float | None, low: float, high: float,
-    block: int = STATS_BLOCK,
+    block: int = STATS_BLOCK, executor: Executor | None = None,
 ) -> tuple[list[float], list[float]]:
-    """The ``low`` and ``high`` percentiles of each band over all valid pixels, from streamed histograms.
+    """The ``low`` and ``high`` percentiles of each band over all valid pixels, from streamed histograms
+    (on ``executor``: one task per raster, the histograms summed bin by bin).
 
     Exact for 8- and 16-bit integers (one bin per value); float bands use 65536 bins between their
     minimum and maximum, so the result is within one bin width.
     """
-    layout = histogram_bins(band_statistics(paths, bands, nodata, block))
-    histograms = band_histograms(paths, bands, nodata, **layout._asdict(), block=block)
+    groups = batches(paths, 1, executor)
+    # Only the minimum and maximum shape the bins: exact whatever the grouping.
+    layout = histogram_bins(merged_statistics(groups, bands, nodata, block, executor))
+    parts = map_in_order(executor, partial(_histograms_task, bands=bands, nodata=nodata, layout=layout,
+                                           block=block), groups)
+    histograms = [sum(part[i] for part in parts) for i in range(len(layout.bins))]
     return percentiles_from_histograms(histograms, layout, low, high)
 
 
