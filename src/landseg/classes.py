@@ -236,7 +236,8 @@ class ClassSchema:
         try:
             data = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read class schema: {exc}", path) from None
+            problem = (str(exc).splitlines() or [type(exc).__name__])[0]  # YAML errors span lines
+            raise ConfigError(f"cannot read class schema: {problem}", path) from None
         if not isinstance(data, dict):
             raise ConfigError("class schema must be a mapping with a 'classes' list", path)
         return cls.from_dict(data, source=str(path))

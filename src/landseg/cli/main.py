@@ -87,6 +87,7 @@ def demo(
     console.print(f"[bold green]demo report:[/] {report}")
 
 
+from landseg.cli.checkpoints import convert_checkpoint_command  # noqa: E402 - heavy imports inside
 from landseg.cli.evaluate import evaluate_command  # noqa: E402 - heavy imports inside
 from landseg.cli.predict import export_command, predict_command  # noqa: E402 - heavy imports inside
 from landseg.cli.prepare import prepare_app  # noqa: E402 - imports only typer
@@ -97,6 +98,7 @@ app.command(name="predict")(friendly_errors(predict_command))
 app.command(name="export")(friendly_errors(export_command))
 app.add_typer(prepare_app, name="prepare")
 app.command(name="serve")(friendly_errors(_serve))
+app.command(name="convert-checkpoint")(friendly_errors(convert_checkpoint_command))
 
 
 if __name__ == "__main__":  # pragma: no cover

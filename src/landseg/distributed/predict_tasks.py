@@ -37,6 +37,7 @@ from rasterio.windows import Window
 from landseg.distributed.cluster import EnsembleSource, worker_ensemble
 from landseg.errors import DataError
 from landseg.io.raster import open_raster, read_error_message
+from landseg.io.safety import read_json_limited
 from landseg.io.write import atomic_output
 from landseg.predict.blocks import ColumnBlock, TileGrid
 from landseg.predict.core import lay_out, stream
@@ -175,7 +176,7 @@ def assemble_scene(plan: ScenePlan, out_dir: Path, models: EnsembleSource, optio
     if is_finished(paths) and not all(b.path.exists() for b in blocks):
         # An earlier attempt finished the scene and died while deleting its block files.
         shutil.rmtree(plan.work, ignore_errors=True)
-        record = json.loads(paths["record"].read_text(encoding="utf-8"))
+        record = read_json_limited(paths["record"])
         return SceneResult(plan.source, paths, record["height"], record["width"], record["tiles_predicted"],
                            record["seconds"], stages=record["stages"])
     started = time.perf_counter()

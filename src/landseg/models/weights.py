@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import pickle
 import re
 from pathlib import Path
 
@@ -150,8 +151,8 @@ def _read_state(variant: str) -> tuple[dict[str, torch.Tensor], Path]:
     path = weights_path(variant)
     try:
         return torch.load(path, map_location="cpu", weights_only=True), path
-    except (RuntimeError, OSError, EOFError) as exc:
-        raise CheckpointError(f"cannot read EfficientNet-{variant} weights ({exc})", path) from None
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"cannot read EfficientNet-{variant} weights ({str(exc).splitlines()[0][:200]})", path) from None
 
 
 def load_offline_classifier(variant: str = "lite0") -> nn.Module:

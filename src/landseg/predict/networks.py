@@ -115,6 +115,8 @@ class OnnxNetwork:
 
     def __init__(self, model: str | Path | bytes, threads: int | None = None):
         ort = require_package("onnxruntime", "--engine onnxruntime")
+        # No custom-op library is ever registered (register_custom_ops_library loads native code), and
+        # only the CPU provider: a model file can use ONNX Runtime's built-in operators, nothing else.
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from landseg.checkpoint import LoadedModel, ModelCard, load_checkpoint
-from landseg.errors import CheckpointError, ConfigError
+from landseg.errors import CheckpointError, ConfigError, DataError
+from landseg.io.safety import JSON_SIDECAR_LIMIT, inside_folder, parse_json_limited
 from landseg.io.write import atomic_output
 from landseg.predict.networks import Member, OnnxNetwork, require_package
 
@@ -110,6 +111,7 @@ def load_onnx_member(path: str | Path, threads: int | None = None) -> Member:
     path = Path(path)
     if not path.exists():
         raise CheckpointError("model file does not exist", path)
+    check_external_data(path)
     try:
         network = OnnxNetwork(path, threads)
     except ConfigError:
@@ -119,4 +121,58 @@ def load_onnx_member(path: str | Path, threads: int | None = None) -> Member:
     card_json = network.metadata.get(CARD_METADATA)
     if card_json is None:
         raise CheckpointError("ONNX model carries no landseg model card; export it with `landseg export`", path)
-    return Member(ModelCard.from_dict(json.loads(card_json)), network, path, engine="onnxruntime")
+    card = parse_json_limited(card_json, JSON_SIDECAR_LIMIT, path, error=CheckpointError)
+    if not isinstance(card, dict):
+        raise CheckpointError("ONNX model's landseg card is not a JSON object", path)
+    return Member(ModelCard.from_dict(card), network, path, engine="onnxruntime")
+
+
+def check_external_data(path: Path) -> None:
+    """Refuse an ONNX model whose tensors read external data from outside its own folder.
+
+    ONNX stores large tensors in side files named by relative path, and a crafted model can name
+    ``../../home/you/.ssh/id_rsa`` or a link to it; recent ONNX Runtime refuses such paths, older ones
+    read them. The graph is parsed without its external data, so nothing is read before the check.
+    """
+    onnx = require_package("onnx", "checking an ONNX model")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors have no common type
+        raise CheckpointError(f"not a readable ONNX model ({str(exc).splitlines()[0][:160]})", path) from None
+    for tensor in _all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        try:
+            inside_folder(path.parent, location, path)
+        except DataError as exc:
+            raise CheckpointError(f"tensor {tensor.name!r} keeps its data outside the model's folder: {exc.problem}; "
+                                  "landseg reads external data only from files in that folder", path) from None
+
+
+def _all_tensors(model):
+    """Every tensor of the model: initializers, constants, and those of subgraphs and functions."""
+    yield from _graph_tensors(model.graph)
+    for function in model.functions:
+        for node in function.node:
+            yield from _node_tensors(node)
+
+
+def _graph_tensors(graph):
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node):
+    # protobuf caps message nesting (100 levels), so this recursion is bounded by the parser.
+    for attribute in node.attribute:
+        yield from [attribute.t] if attribute.HasField("t") else []
+        yield from attribute.tensors
+        sparse = [attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []
+        for tensor in [*sparse, *attribute.sparse_tensors]:
+            yield from (tensor.values, tensor.indices)
+        for graph in [*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs]:
+            yield from _graph_tensors(graph)

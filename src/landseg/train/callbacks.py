@@ -16,13 +16,20 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from landseg.checkpoint import read_checkpoint
 from landseg.errors import OutputError
 from landseg.io.write import atomic_output
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written to a temporary file, fsynced, then renamed: a kill never leaves a
-    half-written ``last.ckpt`` where a good one used to be."""
+    half-written ``last.ckpt`` where a good one used to be. They are read back (``--resume``) by
+    landseg's safe loader, never by Lightning's own."""
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        # Lightning may ask for weights_only=False (its default before torch 2.6, or when told so):
+        # a checkpoint is data whatever the caller asks, and the refusal is landseg's one-line error.
+        return read_checkpoint(path)
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         path = Path(path)

@@ -29,6 +29,7 @@ from landseg.data.sampling import (ClassStatistics, RareClassOversampling, Sampl
 from landseg.train.sampling import UnpaddedDistributedSampler
 from landseg.errors import CheckpointError, ConfigError, DataError
 from landseg.io.raster import raster_info
+from landseg.io.safety import read_json_limited
 from landseg.io.write import atomic_output
 from landseg.losses import build_loss, resolve_class_weights
 from landseg.models import ModelSpec
@@ -58,10 +59,10 @@ def resolve_normalization(config: ExperimentConfig, dtype: str, items: list[Labe
     norm = config.data.normalization
     mode = norm.mode
     if norm.stats_file is not None:
+        stats = read_json_limited(norm.stats_file, error=ConfigError)
         try:
-            stats = json.loads(Path(norm.stats_file).read_text())
             normalization = Normalization.from_dict(stats["normalization"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"not a usable statistics file ({type(exc).__name__}: {exc})", norm.stats_file) from None
         if normalization.bands != bands:
             raise ConfigError(f"holds statistics of {normalization.bands} bands, the data has {bands}", norm.stats_file)
