@@ -1,0 +1,150 @@
+"""Published models that ship with landseg, each loaded as a ``LoadedModel`` like a trained checkpoint.
+
+An entry is plain data: what the model reads (sensor, bands, resolution), what it predicts (classes
+and colours), where it comes from and under which licence. ``load_zoo_model`` turns it into the same
+card and network that ``load_checkpoint`` gives for a landseg checkpoint, so prediction, evaluation
+and serving need no special case beyond how the network is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from landseg.errors import ConfigError
+from landseg.normalization import DynamicWorldNormalization
+
+if TYPE_CHECKING:
+    from landseg.checkpoint import LoadedModel, ModelCard
+
+@dataclass(frozen=True)
+class ZooClass:
+    name: str
+    color: str
+    code: int
+    """Value of the class in the model's own label products."""
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str
+    title: str
+    arch: str
+    """The card's ``model["arch"]``. No ``ModelSpec`` accepts it, so a zoo card that reaches
+    ``build_model`` by mistake fails loudly instead of building some other network."""
+    sensor: str
+    band_names: tuple[str, ...]
+    bands: tuple[int, ...]
+    """1-based indices of ``band_names`` in the sensor's usual full stack."""
+    resolution_m: float
+    classes: tuple[ZooClass, ...]
+    normalization: dict
+    tile_size: int
+    licence: str
+    citation: str
+    source: str
+    weights_file: str
+    """File name under ``landseg/zoo/weights/``."""
+    attribution_files: tuple[str, ...] = ()
+    notes: str = ""
+    build: Callable[[Path], object] | None = field(default=None, repr=False, compare=False)
+    """Weights path to network in eval mode."""
+
+    @property
+    def weights_path(self) -> Path:
+        return Path(str(resources.files("landseg.zoo") / "weights" / self.weights_file))
+
+    @property
+    def size_bytes(self) -> int | None:
+        """Size of the weights on disk, or None when the file is not installed."""
+        path = self.weights_path
+        return path.stat().st_size if path.is_file() else None
+
+    def schema_dict(self) -> dict:
+        return {
+            "name": self.name.replace("-", "_"),
+            "description": f"{self.title}: {len(self.classes)} classes, codes as in its own products",
+            "classes": [{"name": c.name, "color": c.color, "code": c.code} for c in self.classes],
+            "ignore_codes": [],
+            "ignore_colors": [],
+        }
+
+    def card(self) -> "ModelCard":
+        from landseg.checkpoint import ModelCard
+
+        return ModelCard(
+            model={"arch": self.arch, "zoo": self.name, "num_classes": len(self.classes),
+                   "in_channels": len(self.bands)},
+            schema=self.schema_dict(),
+            normalization=dict(self.normalization),
+            bands=list(self.bands),
+            band_names=list(self.band_names),
+            input_scale=1.0,
+            tile_size=self.tile_size,
+            training={"zoo_model": self.name, "sensor": self.sensor, "resolution_m": self.resolution_m,
+                      "citation": self.citation, "licence": self.licence, "source": self.source},
+        )
+
+
+def _build_dynamic_world(path: Path):
+    from landseg.zoo.dynamic_world import load_dynamic_world
+
+    return load_dynamic_world(path)
+
+
+DYNAMIC_WORLD_CENTER = (1.7417268007636313, 1.7261204997060209, 1.6798346251414997, 1.7734969472909623,
+                        2.289154079164943, 2.382939712192371, 2.3828939530384052, 2.1952484264967844,
+                        1.554812948247501)
+DYNAMIC_WORLD_SPREAD = (2.023298706048351, 2.038905204308012, 2.179592821212937, 2.2890068333026603,
+                        2.6171674549378166, 2.773418590375327, 2.7578332604178284, 2.789092484314204,
+                        2.4140534947492487)
+
+DYNAMIC_WORLD = ZooModel(
+    name="dynamic-world",
+    title="Dynamic World (Google, WRI, National Geographic)",
+    arch="dynamic_world",
+    sensor="Sentinel-2 L1C (top-of-atmosphere reflectance x 10000)",
+    band_names=("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"),
+    bands=(2, 3, 4, 5, 6, 7, 8, 12, 13),
+    resolution_m=10.0,
+    classes=tuple(ZooClass(name, color, code) for code, (name, color) in enumerate([
+        ("Water", "#419BDF"), ("Trees", "#397D49"), ("Grass", "#88B053"), ("Flooded vegetation", "#7A87C6"),
+        ("Crops", "#E49635"), ("Shrub and scrub", "#DFC35A"), ("Built", "#C4281B"), ("Bare", "#A59B8F"),
+        ("Snow and ice", "#B39FE1"),
+    ])),
+    normalization=DynamicWorldNormalization(DYNAMIC_WORLD_CENTER, DYNAMIC_WORLD_SPREAD).to_dict(),
+    # Even sides keep every tile's half-resolution grid on the scene's; 512 is near the 510 px training tiles.
+    tile_size=512,
+    licence="Apache-2.0 (attribution in DYNAMIC_WORLD_NOTICE)",
+    citation=("Brown, C.F., Brumby, S.P., Guzder-Williams, B. et al. Dynamic World, Near real-time global "
+              "10 m land use land cover mapping. Sci Data 9, 251 (2022). doi:10.1038/s41597-022-01307-4"),
+    source="https://github.com/google/dynamicworld (commit 0dd288f, model/forward), converted to PyTorch",
+    weights_file="dynamic_world.safetensors",
+    attribution_files=("DYNAMIC_WORLD_LICENSE", "DYNAMIC_WORLD_NOTICE"),
+    notes="Inputs are the 13-band L1C stack B1..B12 with B8A (bands 2-8, 12, 13 are read); see docs/ZOO.md",
+    build=_build_dynamic_world,
+)
+
+ZOO: dict[str, ZooModel] = {DYNAMIC_WORLD.name: DYNAMIC_WORLD}
+
+
+def list_zoo_models() -> list[ZooModel]:
+    return [ZOO[name] for name in sorted(ZOO)]
+
+
+def get_zoo_model(name: str) -> ZooModel:
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in ZOO:
+        raise ConfigError(f"unknown zoo model {name!r}; available: {', '.join(sorted(ZOO))}")
+    return ZOO[key]
+
+
+def load_zoo_model(name: str, device: str = "cpu") -> "LoadedModel":
+    """The zoo model ``name`` as card, network (eval mode, on ``device``) and the path of its weights."""
+    from landseg.checkpoint import LoadedModel
+
+    entry = get_zoo_model(name)
+    network = entry.build(entry.weights_path).to(device)
+    return LoadedModel(card=entry.card(), network=network, path=entry.weights_path)
