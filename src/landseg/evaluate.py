@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import rasterio
 from rich.progress import track
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, get_schema
 from landseg.config import ExperimentConfig
 from landseg.data.catalog import Sample, build_catalog, load_pair
 from landseg.errors import CheckpointError, DataError
+from landseg.io.georef import open_without_grid_warning
 from landseg.io.write import atomic_output
 from landseg.metrics import ConfusionMatrix, metrics_dict
 from landseg.predict.engine import gdal_environment, predict_scene
@@ -139,7 +139,7 @@ def evaluate(
 def predicted_map(image: Path, ensemble: Ensemble, maps_dir: Path, options: PredictOptions, stem: str) -> np.ndarray:
     """The class map ``landseg predict`` writes for ``image``, written to ``maps_dir`` and read back."""
     scene = predict_scene(image, ensemble, maps_dir, options, stem=stem)
-    with gdal_environment(options), rasterio.open(scene.paths["classes"]) as written:
+    with gdal_environment(options), open_without_grid_warning(scene.paths["classes"]) as written:
         return written.read(1)
 
 

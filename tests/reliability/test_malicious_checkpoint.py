@@ -3,11 +3,8 @@ and the command never runs."""
 
 from __future__ import annotations
 
-import builtins
-import os
 
 import pytest
-import torch
 import yaml
 from reliability_helpers import experiment, write_geotiff
 from typer.testing import CliRunner
@@ -18,31 +15,6 @@ from landseg.distributed.cluster import EnsembleSource
 from landseg.errors import CheckpointError
 
 runner = CliRunner()
-
-
-class RunsCommand:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-class EvaluatesCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return builtins.eval, (f"open({str(self.marker)!r}, 'w').close()",)
-
-
-@pytest.fixture(params=[RunsCommand, EvaluatesCode], ids=["os.system", "builtins.eval"])
-def malicious(request, tmp_path):
-    """A file shaped like a landseg checkpoint whose card unpickles into a call; and its would-be marker."""
-    marker = tmp_path / "code_ran"
-    path = tmp_path / "shared_model.ckpt"
-    torch.save({"epoch": 0, "hyper_parameters": {"card": request.param(marker)}, "state_dict": {}}, path)
-    return path, marker
 
 
 def assert_refused(result, path, marker):

@@ -5,7 +5,6 @@ YAML, JSON sidecars, ONNX models and archives. ``test_malicious_checkpoint.py`` 
 from __future__ import annotations
 
 import argparse
-import builtins
 import io
 import os
 import re
@@ -32,30 +31,6 @@ from landseg.train.run import train
 
 runner = CliRunner()
 SRC = Path(__file__).parents[2] / "src" / "landseg"
-
-
-class RunsCommand:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-class EvaluatesCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return builtins.eval, (f"open({str(self.marker)!r}, 'w').close()",)
-
-
-@pytest.fixture(params=[RunsCommand, EvaluatesCode], ids=["os.system", "builtins.eval"])
-def malicious(request, tmp_path):
-    marker = tmp_path / "code_ran"
-    path = tmp_path / "shared_model.ckpt"
-    torch.save({"epoch": 0, "hyper_parameters": {"card": request.param(marker)}, "state_dict": {}}, path)
-    return path, marker
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from PIL import Image
 from landseg.classes import IGNORE_INDEX, get_schema
 from landseg.predict.engine import PredictOptions, predict_scene
 from landseg.predict.ensemble import load_ensemble
+from landseg.serve import ServeSettings, create_app
 from landseg.serve.engine import PredictionOptions, run_prediction
 from landseg.serve.uploads import safe_display_name, sniff_format
 
@@ -63,6 +64,18 @@ def test_run_prediction_matches_the_cli_engine(tmp_path, serve_model, serve_chec
     assert any(0.05 < fraction < 0.85 for fraction in progress)  # tile-level progress, not just start and end
 
 
+def test_the_server_runs_the_engine_predict_chooses(tmp_path, serve_checkpoint, serve_images):
+    """Without a model handed in, the app loads its model as ``landseg predict`` does (``--engine auto``:
+    ONNX Runtime on the CPU), and an upload's map is the map the command writes with default options."""
+    served = create_app(ServeSettings(checkpoint=serve_checkpoint, workdir=tmp_path)).state.model
+    assert served.engine == "onnxruntime"
+    outputs = run_prediction(served, serve_images["geotiff"], tmp_path / "web", PredictionOptions())
+    scene = predict_scene(serve_images["geotiff"], load_ensemble([serve_checkpoint]), tmp_path / "cli",
+                          PredictOptions(), stem="cli")
+    with rasterio.open(outputs["classes_tif"]) as web, rasterio.open(scene.paths["classes"]) as cli:
+        np.testing.assert_array_equal(web.read(1), cli.read(1))
+
+
 def test_polygons_are_wgs84_and_rasterize_back_to_the_class_map(tmp_path, serve_model, serve_images):
     outputs = run_prediction(serve_model, serve_images["geotiff"], tmp_path, PredictionOptions())
     collection = json.loads(outputs["polygons_geojson"].read_text())
@@ -78,6 +91,7 @@ def test_polygons_are_wgs84_and_rasterize_back_to_the_class_map(tmp_path, serve_
     assert first["color"] == "#" + bytes(SCHEMA.palette[first["class_index"]]).hex().upper()
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the test reads the map
 def test_a_plain_photo_gets_pixel_outputs_and_no_geotiff(tmp_path, serve_model, serve_checkpoint, serve_images):
     outputs = run_prediction(serve_model, serve_images["png"], tmp_path / "web", PredictionOptions(overlap=0.0))
     assert "classes_tif" not in outputs and not (tmp_path / "web" / "result_classes.tif").exists()

@@ -20,6 +20,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from landseg.classes import IGNORE_INDEX
+from landseg.io.georef import Georeference, open_without_grid_warning
 from landseg.io.write import atomic_output
 
 SCRATCH_BLOCK = 256
@@ -40,14 +41,14 @@ def open_scratch(
     height: int,
     width: int,
     count: int,
-    crs,
-    transform,
+    georef: Georeference,
     descriptions: Sequence[str] | None = None,
     colormap: dict | None = None,
     scale: float | None = None,
     tags: dict | None = None,
 ) -> rasterio.io.DatasetWriter:
-    """A new tiled, uncompressed uint8 GeoTIFF (no-data 255), open for writing windows."""
+    """A new tiled, uncompressed uint8 GeoTIFF (no-data 255), open for writing windows, placed on Earth
+    as ``georef`` says (geotransform, GCPs, RPCs or nothing); the COG copy keeps all of it."""
     profile = {
         "driver": "GTiff",
         "width": width,
@@ -55,8 +56,7 @@ def open_scratch(
         "count": count,
         "dtype": "uint8",
         "nodata": NODATA_BYTE,
-        "crs": crs,
-        "transform": transform,
+        **georef.creation_profile(),
         "tiled": True,
         "blockxsize": SCRATCH_BLOCK,
         "blockysize": SCRATCH_BLOCK,
@@ -65,7 +65,7 @@ def open_scratch(
     }
     if colormap is not None:
         profile["photometric"] = "palette"
-    dataset = rasterio.open(path, "w", **profile)
+    dataset = open_without_grid_warning(path, "w", **profile)
     if colormap is not None:
         dataset.write_colormap(1, colormap)
     for band, description in enumerate(descriptions or (), start=1):
@@ -99,6 +99,7 @@ def copy_to_cog(scratch: Path, destination: Path, resampling: str) -> Path:
     """Copy a finished scratch raster to ``destination`` as a deflate-compressed COG with overviews.
 
     ``resampling`` names how overviews are made: ``MODE`` for class maps, ``AVERAGE`` for probabilities.
+    GDAL's COG driver copies the scratch's geotransform and CRS, GCPs and RPCs.
     """
     with atomic_output(destination) as temporary:
         rasterio.shutil.copy(

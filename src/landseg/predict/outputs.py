@@ -16,6 +16,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import CRSError
 
 from landseg.classes import IGNORE_INDEX, ClassSchema
+from landseg.io.georef import open_without_grid_warning
 from landseg.io.write import atomic_output
 
 AREA_COLUMNS = ("class", "pixels", "share", "area_m2", "area_ha")
@@ -76,7 +77,7 @@ def class_areas_from_counts(
 def count_classes(raster_path: str | Path, num_classes: int) -> np.ndarray:
     """Pixels per class index of a class raster's band 1, read block by block (no-data skipped)."""
     counts = np.zeros(max(num_classes, IGNORE_INDEX + 1), dtype=np.int64)
-    with rasterio.open(raster_path) as source:
+    with open_without_grid_warning(raster_path) as source:
         for _, window in source.block_windows(1):
             counts += np.bincount(source.read(1, window=window).ravel(), minlength=counts.size)
     counts[IGNORE_INDEX] = 0
@@ -95,7 +96,7 @@ def write_preview(class_raster: str | Path, schema: ClassSchema, path: str | Pat
     """A coloured PNG with legend of a class raster of any size, read at most ``PREVIEW_MAX_SIDE`` a side."""
     from landseg.report.overlay import PREVIEW_MAX_SIDE, save_colorized_png
 
-    with rasterio.open(class_raster) as source:
+    with open_without_grid_warning(class_raster) as source:
         step = max(1, -(-max(source.height, source.width) // PREVIEW_MAX_SIDE))
         shape = (max(1, source.height // step), max(1, source.width // step))
         # Decimated reads come from the COG's overviews, built by majority vote.
@@ -103,15 +104,17 @@ def write_preview(class_raster: str | Path, schema: ClassSchema, path: str | Pat
     return save_colorized_png(index, schema, path, legend=True)
 
 
-def write_area_csv(path: str | Path, rows: list[dict]) -> Path:
+def write_area_csv(path: str | Path, rows: list[dict], note: str | None = None) -> Path:
+    """The area rows as CSV; ``note`` (areas approximate, or why there are none in m2) fills a last column."""
     path = Path(path)
     with atomic_output(path) as temporary:
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=AREA_COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=AREA_COLUMNS + (("note",) if note else ()))
             writer.writeheader()
             for row in rows:
                 writer.writerow(
                     {
+                        **({"note": note} if note else {}),
                         "class": row["class"],
                         "pixels": row["pixels"],
                         "share": f"{row['share']:.6f}",

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
 from landseg.classes import IGNORE_INDEX
 from landseg.errors import ConfigError
+from landseg.io.georef import open_without_grid_warning
 
 DEFAULT_BLOCK = 1024
 # Each round lets the large regions grow by one small region; real maps settle in two or three.
@@ -185,7 +185,7 @@ def remove_small_regions_raster(
     """
     source, target = Path(first), Path(second)
     for _ in range(MAX_ROUNDS):
-        with rasterio.open(source) as reader, rasterio.open(target, "r+") as writer:
+        with open_without_grid_warning(source) as reader, open_without_grid_warning(target, "r+") as writer:
 
             def read(row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
                 return reader.read(1, window=Window(col0, row0, col1 - col0, row1 - row0))

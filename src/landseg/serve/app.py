@@ -23,9 +23,11 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from landseg import __version__
-from landseg.checkpoint import LoadedModel, ModelCard, load_checkpoint
+from landseg.checkpoint import LoadedModel, ModelCard
+from landseg.predict.networks import Member
+from landseg.serve.auth import TokenGate
 from landseg.serve.body_limit import BodySizeLimit, too_large_message
-from landseg.serve.engine import run_prediction
+from landseg.serve.engine import load_served_member, run_prediction
 from landseg.serve.jobs import Job, JobManager, JobStatus, QueueFull
 from landseg.serve.model_info import describe_model
 from landseg.serve.results import DOWNLOADS, VIEWS, Engine, download_name, predict_job
@@ -54,10 +56,10 @@ ERRORS = {
 
 
 def create_app(
-    settings: ServeSettings, model: LoadedModel | None = None, engine: Engine = run_prediction
+    settings: ServeSettings, model: LoadedModel | Member | None = None, engine: Engine = run_prediction
 ) -> FastAPI:
     """The web app for one checkpoint. ``model`` and ``engine`` replace the defaults in tests."""
-    model = model if model is not None else load_checkpoint(settings.checkpoint)
+    model = model if model is not None else load_served_member(settings.model_reference, settings.engine)
     model_info = describe_model(model)
     limits = LimitsInfo(
         max_upload_bytes=settings.max_upload_bytes,
@@ -99,6 +101,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    app.state.model = model  # what every upload runs: the member `landseg predict` would load
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD, message_limit=settings.max_upload_bytes
     )
@@ -109,6 +112,10 @@ def create_app(
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
+
+    if settings.token is not None:
+        # Added last, so outermost: no route, page, static file or download answers before the token is checked.
+        app.add_middleware(TokenGate, token=settings.token.get_secret_value())
 
     @app.exception_handler(RequestValidationError)
     async def one_line_validation_errors(request: Request, exc: RequestValidationError):

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
-import rasterio
 from pydantic import BaseModel, ConfigDict, Field
 
 from landseg.checkpoint import LoadedModel
+from landseg.io.georef import Georeference, open_without_grid_warning
 from landseg.io.write import write_index_png
 from landseg.predict.engine import PredictOptions, gdal_environment, predict_scene
-from landseg.predict.ensemble import Ensemble, Member, TorchNetwork
+from landseg.predict.ensemble import Ensemble, Member, TorchNetwork, load_ensemble
+from landseg.predict.networks import Engine
 from landseg.predict.vectors import write_polygons
 
 ProgressCallback = Callable[[float, str], None]
@@ -53,14 +54,26 @@ class PredictionOptions(BaseModel):
         return PredictOptions(overlap=self.overlap, min_area=self.min_area)
 
 
-def ensemble_for(model: LoadedModel, tta: str) -> Ensemble:
-    """The server's already-loaded network as a one-member ensemble of the streaming engine."""
-    member = Member(model.card, TorchNetwork(model.network), model.path)
-    return Ensemble([member], tta=None if tta == "none" else tta)
+def load_served_member(reference: str, engine: Engine = "auto") -> Member:
+    """The model the server predicts with, chosen as ``landseg predict`` chooses: ``auto`` runs ONNX
+    Runtime on the CPU (exported once, cached), so an upload and the command run the same network."""
+    return load_ensemble([reference], engine=engine).members[0]
+
+
+def served_member(model: LoadedModel | Member) -> Member:
+    """A member of the core's ensembles; an in-memory ``LoadedModel`` (tests, notebooks) runs in torch."""
+    if isinstance(model, Member):
+        return model
+    return Member(model.card, TorchNetwork(model.network), model.path)
+
+
+def ensemble_for(model: LoadedModel | Member, tta: str) -> Ensemble:
+    """The server's already-loaded model as a one-member ensemble of the streaming engine."""
+    return Ensemble([served_member(model)], tta=None if tta == "none" else tta)
 
 
 def run_prediction(
-    model: LoadedModel,
+    model: LoadedModel | Member,
     input_path: str | Path,
     out_dir: str | Path,
     options: PredictionOptions,
@@ -100,8 +113,9 @@ def run_prediction(
         outputs["polygons_geojson"] = write_polygons(
             classes_tif, out_dir / f"{OUTPUT_STEM}_polygons.geojson", schema, to_crs=GEOJSON_CRS
         )
-        with rasterio.open(classes_tif) as written:
-            georeferenced = written.crs is not None
+        with open_without_grid_warning(classes_tif) as written:
+            # A grid, GCPs or RPCs: the COG places the map on Earth, which the PNG cannot.
+            georeferenced = Georeference.of(written).georeferenced
             # Uploads are bounded in size (settings.max_pixels), so the class map fits in memory here.
             index: np.ndarray = written.read(1)
     outputs["classes_png"] = write_index_png(out_dir / f"{OUTPUT_STEM}_classes.png", index, schema)

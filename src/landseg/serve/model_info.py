@@ -26,8 +26,10 @@ def validation_miou(raw: dict) -> float | None:
 
 def describe_model(model: LoadedModel, raw: dict | None = None) -> dict[str, Any]:
     """Everything ``GET /api/model`` returns; ``raw`` is the checkpoint as read from disk."""
-    raw = read_checkpoint(model.path) if raw is None else raw
     card = model.card
+    zoo_name = card.model.get("zoo")
+    if raw is None:  # a zoo model's weights file holds tensors only, no training state
+        raw = {} if zoo_name else read_checkpoint(model.path)
     schema = card.class_schema()
     training = {key: card.training[key] for key in TRAINING_FIELDS if key in card.training}
     data_root = card.training.get("data_root")
@@ -39,7 +41,7 @@ def describe_model(model: LoadedModel, raw: dict | None = None) -> dict[str, Any
     if miou is None and isinstance(card.training.get(VALIDATION_METRIC), (int, float)):
         miou = float(card.training[VALIDATION_METRIC])
     return {
-        "checkpoint": model.path.name,
+        "checkpoint": zoo_name or model.path.name,
         "architecture": card.model.get("arch"),
         "encoder": card.model.get("encoder"),
         "schema": schema.name,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from landseg.errors import ConfigError
 
@@ -14,7 +15,11 @@ MEBIBYTE = 1024 * 1024
 class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    checkpoint: Path
+    checkpoint: Path | None = None
+    model: str | None = Field(None, description="A zoo model by name, instead of a checkpoint.")
+    engine: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto", description="As `landseg predict --engine`: auto runs ONNX Runtime on the CPU when installed."
+    )
     max_upload_mb: float = Field(200.0, gt=0, description="Largest accepted upload, in MiB.")
     max_pixels: int = Field(
         50_000_000,
@@ -31,6 +36,22 @@ class ServeSettings(BaseModel):
     workdir: Path | None = Field(
         None, description="Folder in which the private work folder is made (default: the system's temp folder)."
     )
+    token: SecretStr | None = Field(
+        None, description="Access token every request must carry (required off loopback: serve.auth)."
+    )
+
+    @model_validator(mode="after")
+    def _one_model(self) -> "ServeSettings":
+        if (self.checkpoint is None) == (self.model is None):
+            raise ValueError("give exactly one model: --checkpoint FILE or --model NAME")
+        return self
+
+    @property
+    def model_reference(self) -> str:
+        """What ``predict.models.load_model`` loads: the checkpoint's path or ``zoo:NAME``."""
+        from landseg.predict.models import model_references
+
+        return model_references([self.checkpoint] if self.checkpoint else [], [self.model] if self.model else [])[0]
 
     @property
     def max_upload_bytes(self) -> int:
@@ -47,7 +68,8 @@ class ServeSettings(BaseModel):
             return cls(**options)
         except ValidationError as exc:
             problems = "; ".join(
-                f"--{'-'.join(str(part) for part in error['loc']).replace('_', '-')}: {error['msg']}"
+                (f"--{'-'.join(str(part) for part in error['loc']).replace('_', '-')}: " if error["loc"] else "")
+                + error["msg"].removeprefix("Value error, ")
                 for error in exc.errors()
             )
             raise ConfigError(problems) from None

@@ -19,6 +19,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from landseg.checkpoint import ModelCard
 from landseg.errors import LandsegError
+from landseg.io.georef import GCPS, RPCS, Georeference
 from landseg.io.raster import RasterImage, read_image
 
 # Leading bytes of each accepted format, and the one GDAL driver allowed to read it.
@@ -97,6 +98,7 @@ def inspect_upload(path: Path, card: ModelCard, max_pixels: int) -> tuple[Path, 
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(named, driver=driver) as src:
                 width, height, bands, dtype = src.width, src.height, src.count, src.dtypes[0]
+                georef = Georeference.of(src)
     except RasterioError as exc:
         problem = scrub_paths(str(exc))
         raise UploadRejected(422, f"the file looks like {kind} but cannot be opened ({problem})") from None
@@ -124,10 +126,18 @@ def inspect_upload(path: Path, card: ModelCard, max_pixels: int) -> tuple[Path, 
         height=height,
         bands=bands,
         dtype=dtype,
-        georeferenced=image.georeferenced,
-        crs=image.crs.to_string() if image.crs is not None else None,
+        georeferenced=georef.georeferenced,
+        crs=placed_by(georef),
     )
     return named, info, image
+
+
+def placed_by(georef: Georeference) -> str | None:
+    """What the page says places the image on Earth: its CRS, or its GCPs or RPCs."""
+    kind, crs = georef.kind, georef.describe()["crs"]
+    if kind == GCPS:
+        return f"GCPs in {crs}"
+    return "RPCs" if kind == RPCS and crs is None else crs
 
 
 def scrub_paths(text: str) -> str:
