@@ -12,6 +12,7 @@ def private_model_cache(tmp_path_factory):
     """Exported ONNX models are cached per user; the tests keep theirs apart and leave nothing behind."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LANDSEG_CACHE", str(tmp_path_factory.mktemp("landseg_cache")))
+        patch.setenv("LANDSEG_EXPORT_IN_PROCESS", "1")  # a spawned exporter costs seconds per checkpoint
         yield
 
 

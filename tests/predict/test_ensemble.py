@@ -63,8 +63,10 @@ class TestMatchBands:
             match_bands(model_card, 3, ("red", "green", "blue"), "/data/rgb.tif", "s2.ckpt")
         message = str(caught.value)
         assert caught.value.path == "/data/rgb.tif"
-        assert "has 3 bands named red, green, blue" in message and "s2.ckpt" in message
-        assert "at least 4 bands expected" in message and "nir" in message
+        assert "lacks band nir that model s2.ckpt reads" in message
+        assert "named red, green, blue" in message and "--bands" in message
+        with pytest.raises(DataError, match="at least 4 bands expected"):  # unnamed bands: counted instead
+            match_bands(model_card, 3, (None, None, None), "/data/rgb.tif", "s2.ckpt")
 
 
 def test_ensemble_averages_members_with_their_own_bands_and_normalization():

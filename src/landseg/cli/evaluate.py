@@ -16,10 +16,11 @@ from landseg.predict.options import PredictOptions
 
 
 def evaluate_command(
-    checkpoint: options.Checkpoints,
     config: Annotated[Path, typer.Option(help="Experiment YAML naming the data and its split.")],
     split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "val",
     out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json, maps, plots and report.")] = Path("evaluation"),
+    checkpoint: options.Checkpoints = None,
+    model: options.ZooModels = None,
     tile: options.Tile = DEFAULTS.tile,
     overlap: options.Overlap = DEFAULTS.overlap,
     blend: options.Blend = DEFAULTS.blend,
@@ -48,7 +49,8 @@ def evaluate_command(
                             input_value_scale=input_scale_values, allow_input_mismatch=allow_input_mismatch)
     chosen.check()
     experiment = load_config(config)
-    ensemble = load_ensemble(checkpoint, engine=engine, tta=tta, device=device, precision=precision, tile=tile)
+    models = options.model_references(checkpoint, model)
+    ensemble = load_ensemble(models, engine=engine, tta=tta, device=device, precision=precision, tile=tile)
     result = evaluate(ensemble, experiment, split, out, chosen)
     Console().print(metrics_table(result.metrics, schema=result.schema, title=f"{split}: {result.metrics['images']} images"))
     console.print(f"metrics: {result.metrics_path}\nreport:  {result.report_path}")

@@ -13,8 +13,10 @@ from landseg.predict.options import PredictOptions
 
 DEFAULTS = PredictOptions()
 
-Checkpoints = Annotated[list[Path], typer.Option("--checkpoint", "-c", help="A .ckpt or exported .onnx model; "
-                                                  "repeat for an ensemble.")]
+Checkpoints = Annotated[Optional[list[Path]], typer.Option("--checkpoint", "-c", help="A .ckpt or exported .onnx "
+                                                            "model; repeat for an ensemble.")]
+ZooModels = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A ready model by name (`landseg "
+                                                        "models` lists them); repeatable, combinable with -c.")]
 Tile = Annotated[Optional[int], typer.Option(help="Network tile side in pixels (default: the card's).")]
 Overlap = Annotated[float, typer.Option(help="Tile overlap fraction in [0, 1).")]
 Blend = Annotated[str, typer.Option(help="Weights of overlapping tiles: uniform, hann or gaussian.")]
@@ -39,3 +41,12 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(part) for part in text.replace(" ", "").split(","))
     except ValueError:
         raise ConfigError(f"--bands must be 1-based band numbers separated by commas, got {text!r}") from None
+
+
+def model_references(checkpoints: list[Path] | None, zoo_models: list[str] | None) -> list[str]:
+    """The ensemble's members from ``--checkpoint`` and ``--model``, checkpoints first."""
+    from landseg.predict.models import model_references as references
+
+    if not checkpoints and not zoo_models:
+        raise ConfigError("no model given: pass --checkpoint FILE or --model NAME (`landseg models` lists the names)")
+    return references(checkpoints or [], zoo_models or [])

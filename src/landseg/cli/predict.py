@@ -23,7 +23,8 @@ WorkersOption = typer.Option("--workers", help="Run on a local Dask cluster of N
 
 def predict_command(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
-    checkpoint: options.Checkpoints,
+    checkpoint: options.Checkpoints = None,
+    model: options.ZooModels = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("predictions"),
     tile: options.Tile = DEFAULTS.tile,
     overlap: options.Overlap = DEFAULTS.overlap,
@@ -50,6 +51,8 @@ def predict_command(
     workers: Annotated[Optional[int], WorkersOption] = None,
     threads: Annotated[Optional[int], typer.Option(help="Network threads per Dask worker (default: its share "
                                                           "of the cores on a local cluster).")] = None,
+    stac: Annotated[Optional[list[Path]], typer.Option("--stac", help="A STAC Item (MLM extension) whose mlm:model "
+                                                       "asset to run; repeatable, combinable with -c.")] = None,
 ):
     """Land-cover maps of scenes of any size: class COG, optional probabilities, preview, areas, polygons.
 
@@ -61,17 +64,22 @@ def predict_command(
         preview=preview, areas=areas, polygons=polygons, simplify=simplify, min_area=min_area,
         input_value_scale=input_scale_values, allow_input_mismatch=allow_input_mismatch,
     )
+    if stac:  # the model each MLM item describes joins the ensemble like a --checkpoint
+        from landseg.interop.stac import model_from_item
+
+        checkpoint = [*(checkpoint or []), *(model_from_item(item) for item in stac)]
+    models = options.model_references(checkpoint, model)
     common = dict(options=chosen, engine=engine, tta=tta, precision=precision, device=device, overwrite=overwrite)
     if dask or workers:
         from landseg.distributed.predict import predict_on_cluster
 
-        summary = predict_on_cluster(inputs, checkpoint, out, address=dask, workers=workers, threads=threads, **common)
+        summary = predict_on_cluster(inputs, models, out, address=dask, workers=workers, threads=threads, **common)
     else:
         if threads is not None:
             raise ConfigError("--threads sets the threads of Dask workers; use it with --dask or --workers")
         from landseg.predict.run import run_predict
 
-        summary = run_predict(inputs, checkpoint, out, **common)
+        summary = run_predict(inputs, models, out, **common)
     if summary.failed:
         total = len(summary.done) + len(summary.skipped) + len(summary.failed)
         Console(stderr=True).print(f"[red]{len(summary.failed)} of {total} inputs failed[/]")
@@ -79,12 +87,28 @@ def predict_command(
 
 
 def export_command(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A landseg checkpoint (.ckpt).")],
     onnx: Annotated[Path, typer.Option("--onnx", help="The ONNX file to write.")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="A landseg checkpoint (.ckpt).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A zoo model by name, instead of -c.")] = None,
     tile: Annotated[Optional[int], typer.Option(help="Tile side the model takes (default: the checkpoint's).")] = None,
+    stac: Annotated[Optional[Path], typer.Option("--stac", help="Also write a STAC Item (MLM extension) describing "
+                                                 "the export; in the ONNX file's folder or above.")] = None,
 ):
-    """Export a checkpoint to ONNX (model card included) for `landseg predict --engine onnxruntime`."""
-    from landseg.predict.onnx import export_onnx
+    """Export a checkpoint or zoo model to ONNX (model card included) for `landseg predict --engine onnxruntime`.
 
-    path = export_onnx(checkpoint, onnx, tile)
+    The file also carries Deepness metadata, so QGIS's Deepness plugin runs it as it is (docs/INTEROP.md).
+    """
+    from landseg.interop.deepness import export_for_deepness
+    from landseg.interop.stac import check_item_folder, write_mlm_item
+    from landseg.predict.models import load_model
+
+    if (checkpoint is None) == (model is None):
+        raise ConfigError("export needs exactly one model: --checkpoint FILE or --model NAME")
+    references = options.model_references([checkpoint] if checkpoint else None, [model] if model else None)
+    if stac is not None:
+        check_item_folder(stac, onnx)
+    loaded = load_model(references[0])
+    path = export_for_deepness(loaded, onnx, tile)  # landseg's card and Deepness's metadata (docs/INTEROP.md)
     Console(stderr=True).print(f"[green]exported[/] {path}")
+    if stac is not None:
+        Console(stderr=True).print(f"[green]wrote[/] {write_mlm_item(loaded, path, stac, tile)}")

@@ -78,8 +78,11 @@ class EnsembleSource:
 
     @classmethod
     def of(cls, checkpoints, **options) -> "EnsembleSource":
-        """Absolute paths: workers may run in another directory (or on another machine sharing the files)."""
-        return cls(tuple(str(Path(c).resolve()) for c in checkpoints), **options)
+        """Model references (``predict.models``), files as absolute paths: workers may run in another
+        directory (or on another machine sharing the files); a zoo model loads from the worker's landseg."""
+        from landseg.predict.models import zoo_name
+
+        return cls(tuple(str(c) if zoo_name(c) else str(Path(c).resolve()) for c in checkpoints), **options)
 
     def load(self):
         import torch

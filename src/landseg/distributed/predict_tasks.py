@@ -36,15 +36,17 @@ from rasterio.windows import Window
 
 from landseg.distributed.cluster import EnsembleSource, worker_ensemble
 from landseg.errors import DataError
+from landseg.io.georef import open_without_grid_warning
 from landseg.io.raster import open_raster, read_error_message
 from landseg.io.safety import read_json_limited
 from landseg.io.write import atomic_output
 from landseg.predict.blocks import ColumnBlock, TileGrid
 from landseg.predict.core import lay_out, stream
 from landseg.predict.engine import (
-    SceneOutputs, SceneResult, chunk_layers, gdal_environment, is_finished, output_paths, remove_stale_temporaries,
-    write_run_record,
+    SceneOutputs, SceneResult, check_free_disk, chunk_layers, gdal_environment, is_finished, output_bytes, output_paths,
+    remove_stale_temporaries, write_run_record,
 )
+from landseg.predict.models import model_file
 from landseg.predict.options import PredictOptions
 
 PROGRESS_TOPIC = "landseg-predict-tiles"
@@ -92,7 +94,7 @@ def work_digest(source: Path, out_dir: Path, source_models: EnsembleSource, opti
         return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
 
     recipe = {"source": fingerprint(source), "out": str(Path(out_dir).resolve()),
-              "models": [fingerprint(c) for c in source_models.checkpoints],
+              "models": [[c, *fingerprint(model_file(c))] for c in source_models.checkpoints],
               "loading": {**asdict(source_models), "checkpoints": None, "threads": None},
               "options": asdict(options)}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -105,6 +107,8 @@ def plan_scene(source: Path, work: Path, stem: str, digest: str, models: Ensembl
     ensemble = worker_ensemble(models)
     with gdal_environment(options), open_raster(source) as dataset:
         layout = lay_out(dataset, ensemble, options, source)
+    # Before any block is predicted; assembly checks again once the block files take their room.
+    check_free_disk(work.parent, output_bytes(layout.grid.height, layout.grid.width, ensemble.num_classes, options))
     return ScenePlan(source, stem, work, layout.grid, tuple(layout.blocks(options.block_width)), digest)
 
 
@@ -142,7 +146,7 @@ def predict_block(plan: ScenePlan, index: int, models: EnsembleSource, options: 
 def open_block_file(path: Path, height: int, width: int, count: int) -> rasterio.io.DatasetWriter:
     """A block's uint8 bands as a compressed GeoTIFF of one-row strips: the block's chunks arrive top to
     bottom in whole rows, so every strip is compressed and written exactly once."""
-    return rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count, dtype="uint8",
+    return open_without_grid_warning(path, "w", driver="GTiff", width=width, height=height, count=count, dtype="uint8",
                          tiled=False, blockysize=1, compress="deflate", zlevel=1, interleave="pixel",
                          BIGTIFF="IF_SAFER")
 
@@ -195,6 +199,7 @@ def assemble_scene(plan: ScenePlan, out_dir: Path, models: EnsembleSource, optio
         "tiles_in_grid": plan.grid.tile_count, "seconds": round(seconds, 3),
         "stages": {k: round(v, 3) for k, v in stages.items()},
         "distributed": {"blocks": len(plan.blocks), "reused_blocks": sum(b.reused for b in blocks)},
+        "georeferencing": outputs.georef.describe(),
     })
     shutil.rmtree(plan.work, ignore_errors=True)
     remove_stale_temporaries(out_dir, plan.stem)
@@ -212,7 +217,7 @@ def _copy_blocks(plan: ScenePlan, blocks: Sequence[BlockResult], scratches: dict
         layout["confidence"] = slice(after, after + 1)
     for result in blocks:
         block = plan.blocks[result.index]
-        with rasterio.open(result.path) as source:
+        with open_without_grid_warning(result.path) as source:
             for top in range(0, source.height, COPY_ROWS):
                 height = min(COPY_ROWS, source.height - top)
                 data = source.read(window=Window(0, top, source.width, height))

@@ -18,6 +18,7 @@ from rasterio.windows import Window
 
 from landseg.classes import ClassSchema, UnknownPolicy
 from landseg.errors import DataError
+from landseg.io.sentinel2 import is_sentinel2_product, open_sentinel2
 
 # An image claiming more pixels than this is refused before any memory is allocated.
 MAX_PIXELS_IN_MEMORY = 1_000_000_000
@@ -57,12 +58,15 @@ class RasterInfo:
 
 
 def open_raster(path: str | Path):
-    """``rasterio.open`` with a clear error instead of GDAL's, and no warning for plain JPEG/PNG."""
+    """``rasterio.open`` with a clear error instead of GDAL's, and no warning for plain JPEG/PNG; a
+    Sentinel-2 ``.SAFE`` folder, ``.zip`` or STAC item opens as one stacked raster (``sentinel2.py``)."""
     path = Path(path)
     if not path.exists():
         raise DataError("file does not exist", path)
     if path.is_file() and path.stat().st_size == 0:
         raise DataError("file is empty (0 bytes)", path)
+    if is_sentinel2_product(path):
+        return open_sentinel2(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

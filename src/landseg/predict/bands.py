@@ -48,6 +48,13 @@ def match_bands(
         found = [by_name.get(_normalized(name)) for name in card.band_names]
         if all(index is not None for index in found):
             return [int(index) for index in found]  # type: ignore[arg-type]
+        if any(index is not None for index in found):  # a named stack that lacks some of the bands
+            missing = [name for name, index in zip(card.band_names, found) if index is None]
+            raise DataError(
+                f"lacks band{'s' if len(missing) > 1 else ''} {', '.join(missing)} that model {model_name} reads "
+                f"(its bands are named {', '.join(d for d in descriptions if d)}); add them, or choose bands with "
+                "--bands", source,
+            )
     needed = max(card.bands)
     if band_count < needed:
         names = f" ({', '.join(card.band_names)})" if card.band_names else ""

@@ -29,11 +29,13 @@ from rasterio.windows import Window
 
 from landseg.errors import ConfigError, DataError
 from landseg.io.pixel_stats import PixelStats, input_mismatch, resolution_warning, sample_input
+from landseg.io.sentinel2 import LEVEL_TAG
 from landseg.predict.blocks import ColumnBlock, TileGrid, column_blocks, scene_grid
 from landseg.predict.ensemble import BandPlan, Ensemble
 from landseg.predict.options import PredictOptions
 from landseg.predict.streaming import Chunk, stream_probabilities
 from landseg.predict.tiling import blend_weights
+from landseg.zoo import get_zoo_model
 
 
 class ArrayRaster:
@@ -87,6 +89,8 @@ def check_input(dataset, ensemble: Ensemble, bands: BandPlan, nodata: float | No
                 source: str | Path) -> None:
     """Refuse pixels unlike the training pixels of any member (unless allowed); warn of another resolution."""
     for member, positions in zip(ensemble.members, bands.positions):
+        if member.card.model.get("zoo"):
+            _check_zoo_input(dataset, member, [bands.read[i] for i in positions], nodata, bands, options, source)
         if member.card.input_stats is None:
             continue
         training = PixelStats.from_dict(member.card.input_stats)
@@ -100,6 +104,20 @@ def check_input(dataset, ensemble: Ensemble, bands: BandPlan, nodata: float | No
         warning = resolution_warning(training, given)
         if warning:
             warnings.warn(f"{source}: {warning} ({member.path.name})", InputResolutionWarning, stacklevel=2)
+
+
+def _check_zoo_input(dataset, member, read: list[int], nodata: float | None, bands: BandPlan,
+                     options: PredictOptions, source: str | Path) -> None:
+    """A zoo model states its sensor and product level instead of training statistics: check those."""
+    entry = get_zoo_model(member.card.model["zoo"])
+    given = sample_input(dataset, read, nodata, bands.value_scale)
+    tags = dataset.tags() if hasattr(dataset, "tags") else {}
+    problem = entry.input_problem(tags.get(LEVEL_TAG), max(given.high), given.dtype)
+    if problem and not options.allow_input_mismatch:
+        raise DataError(f"{problem}; predict anyway with --allow-input-mismatch", source)
+    if given.resolution_m is not None and not 0.5 <= given.resolution_m / entry.resolution_m <= 2:
+        warnings.warn(f"{source}: has {given.resolution_m:g} m pixels, {member.name} reads {entry.resolution_m:g} m: "
+                      "resample the input, or expect a worse map", InputResolutionWarning, stacklevel=3)
 
 
 class InputResolutionWarning(UserWarning):

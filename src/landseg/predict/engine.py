@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import glob
 import json
+import shutil
 import time
-import warnings
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,11 +19,12 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 
 from landseg import __version__
 from landseg.classes import IGNORE_INDEX
-from landseg.errors import DataError
+from landseg.errors import DataError, OutputError
+from landseg.io.georef import Georeference
 from landseg.io.raster import open_raster, read_error_message
 from landseg.io.write import atomic_output
 from landseg.predict.cog import (
@@ -48,6 +49,9 @@ from landseg.predict.core import lay_out, stream
 from landseg.predict.streaming import Chunk
 from landseg.predict.options import PredictOptions
 from landseg.predict.vectors import VECTOR_FORMATS, write_polygons
+
+DISK_MARGIN_BYTES = 16 * 1024 * 1024
+"""Room for the preview, areas, polygons and run record beside the rasters."""
 
 
 def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str, Path]:
@@ -92,9 +96,9 @@ class SceneResult:
 
 @contextmanager
 def gdal_environment(options: PredictOptions) -> Iterator[None]:
-    """GDAL's block cache bounded; decompression on all cores; no warning for plain photos' missing grid."""
-    with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb, GDAL_NUM_THREADS="ALL_CPUS"):
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    """GDAL's block cache bounded; decompression on all cores. (A plain photo's missing grid is not warned
+    about where its rasters are opened, ``io.georef.open_without_grid_warning``, not for a whole run.)"""
+    with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb, GDAL_NUM_THREADS="ALL_CPUS"):
         yield
 
 
@@ -108,9 +112,12 @@ class SceneOutputs:
                  cleanup: ExitStack):
         self.paths, self.options, self.cleanup = paths, options, cleanup
         self.schema = ensemble.schema
-        self.height, self.width, self.crs = dataset.height, dataset.width, dataset.crs
-        self.transform = dataset.transform if self.crs is not None or not dataset.transform.is_identity else None
-        self.tags = {"landseg_version": __version__, "models": ",".join(m.path.name for m in ensemble.members)}
+        self.height, self.width = dataset.height, dataset.width
+        # Geotransform, GCPs and RPCs, whichever the input has, go into every raster output.
+        self.georef = Georeference.of(dataset)
+        check_free_disk(paths["classes"].parent, output_bytes(self.height, self.width, self.schema.num_classes, options))
+        self.tags = {"landseg_version": __version__, "models": ",".join(m.path.name for m in ensemble.members),
+                     "landseg_schema": json.dumps(self.schema.to_dict())}  # values are class indices
         colormap = self.schema.colormap()
         self.scratches = {"classes": self._new_scratch("classes", 1, descriptions=["class"], colormap=colormap)}
         if options.probabilities:
@@ -123,8 +130,7 @@ class SceneOutputs:
     def _new_scratch(self, kind: str, count: int, **kwargs) -> rasterio.io.DatasetWriter:
         path = scratch_path(self.paths[kind], "raw")
         self.cleanup.callback(path.unlink, missing_ok=True)
-        created = open_scratch(path, self.height, self.width, count, self.crs, self.transform, tags=self.tags,
-                               **kwargs)
+        created = open_scratch(path, self.height, self.width, count, self.georef, tags=self.tags, **kwargs)
         self.cleanup.callback(created.close)
         return created
 
@@ -150,12 +156,17 @@ class SceneOutputs:
         stages["cog"] = time.perf_counter() - mark
         mark = time.perf_counter()
         if counts is not None:
-            rows = class_areas_from_counts(counts, schema, self.transform, self.crs)
-            write_area_csv(paths["areas"], rows)
+            # On GCPs: an affine grid fitted to them (approximate); on RPCs alone or no grid: pixels only.
+            transform, crs = self.georef.area_grid()
+            rows = class_areas_from_counts(counts, schema, transform, crs)
+            note = self.georef.area_note()
+            write_area_csv(paths["areas"], rows, note=note)
             write_area_json(paths["areas_json"], rows, {
                 "source": str(source), "height": self.height, "width": self.width,
-                "crs": None if self.crs is None else self.crs.to_string(),
-                "pixel_area_m2": pixel_area_m2(self.transform, self.crs),
+                "crs": None if crs is None else crs.to_string(),
+                "pixel_area_m2": pixel_area_m2(transform, crs),
+                **({"approximate": True} if self.georef.approximate else {}),
+                **({"note": note} if note else {}),
             })
         if options.preview:
             write_preview(paths["classes"], schema, paths["color"])
@@ -198,9 +209,41 @@ def predict_scene(
     write_run_record(paths, source, ensemble, options, {
         "height": shape[0], "width": shape[1], "tiles_predicted": tiles, "tiles_in_grid": layout.grid.tile_count,
         "seconds": round(seconds, 3), "stages": {k: round(v, 3) for k, v in stages.items()},
+        "georeferencing": outputs.georef.describe(),
     })
     remove_stale_temporaries(out_dir, stem)
     return SceneResult(source, paths, shape[0], shape[1], tiles, seconds, stages=stages)
+
+
+def output_bytes(height: int, width: int, num_classes: int, options: PredictOptions) -> int:
+    """Disk bytes a scene's outputs may take at their peak: every raster's uncompressed scratch (a second
+    class scratch for the minimum mapping unit) and its COG beside it, counted at the scratch's size
+    (deflate and overviews, a third more, assumed to cancel at worst), plus a margin for the small files."""
+    pixels = height * width
+    bands = 1 + (num_classes if options.probabilities else 0) + (1 if options.confidence else 0)
+    scratch = pixels * (bands + (1 if options.min_area > 1 else 0))
+    return scratch + pixels * bands + DISK_MARGIN_BYTES
+
+
+def check_free_disk(folder: Path, needed: int) -> None:
+    """``OutputError`` naming ``folder`` when its filesystem has fewer than ``needed`` bytes free."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # a filesystem that cannot say: writing will tell (an OutputError naming the file)
+        return
+    if free < needed:
+        raise OutputError(f"not enough free disk space for this scene's outputs: they need about "
+                          f"{_bytes(needed)} ({needed:,} bytes), the folder has {_bytes(free)} ({free:,} bytes) free",
+                          folder)
+
+
+def _bytes(count: int) -> str:
+    """``1.2 GiB``: the size in the largest binary unit it reaches."""
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB")
+    power = 0
+    while power < len(units) - 1 and count >= 1024 ** (power + 1):
+        power += 1
+    return f"{count} bytes" if power == 0 else f"{count / 1024 ** power:.3g} {units[power]}"
 
 
 def chunk_layers(chunk: Chunk, options: PredictOptions) -> dict[str, np.ndarray]:

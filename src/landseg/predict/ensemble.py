@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from landseg.checkpoint import CARD_KEY, ModelCard, load_checkpoint, read_checkpoint
 from landseg.classes import ClassSchema
 from landseg.errors import CheckpointError, ConfigError
-from landseg.normalization import Normalization
+from landseg.normalization import AnyNormalization
 from landseg.predict.bands import match_bands
+from landseg.predict.models import is_onnx_file, load_model, model_file, read_card
 from landseg.predict.networks import Engine, Member, Precision, TorchNetwork, check_precision, resolve_engine
 from landseg.predict.onnx import load_onnx_member, onnx_member_from_checkpoint
 from landseg.predict.tta import TTAMode, softmax_probabilities, tta_transforms
@@ -39,7 +39,7 @@ class BandPlan:
 class Ensemble:
     def __init__(self, members: Sequence[Member], tta: TTAMode | None = None):
         if not members:
-            raise ConfigError("no model given: pass at least one --checkpoint")
+            raise ConfigError("no model given: pass at least one --checkpoint or --model")
         self.members = list(members)
         self.schema: ClassSchema = self.members[0].card.class_schema()
         for member in self.members[1:]:
@@ -123,15 +123,9 @@ class Ensemble:
         return probabilities.float()
 
 
-def normalize_batch(raw: np.ndarray, normalization: Normalization) -> torch.Tensor:
-    """``Normalization.apply`` on a whole ``(B, C, h, w)`` batch at once, in place in one float32 copy."""
-    batch = torch.from_numpy(np.ascontiguousarray(raw)).to(torch.float32)
-    shape = (1, -1, 1, 1)
-    batch.sub_(torch.tensor(normalization.mean, dtype=torch.float32).view(shape))
-    batch.div_(torch.tensor(normalization.std, dtype=torch.float32).view(shape))
-    if not np.issubdtype(raw.dtype, np.integer):  # no-data as NaN or inf becomes the normalized mean
-        batch.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-    return batch
+def normalize_batch(raw: np.ndarray, normalization: AnyNormalization) -> torch.Tensor:
+    """The card's normalization, of whichever kind, on a whole ``(B, C, h, w)`` batch at once."""
+    return normalization.apply_torch(torch.from_numpy(np.ascontiguousarray(raw)))
 
 
 def _softmax(logits: torch.Tensor, num_classes: int, size: torch.Size) -> torch.Tensor:
@@ -147,7 +141,7 @@ def _softmax(logits: torch.Tensor, num_classes: int, size: torch.Size) -> torch.
 
 
 def load_ensemble(
-    checkpoints: Sequence[str | Path],
+    models: Sequence[str | Path],
     engine: Engine = "auto",
     tta: TTAMode | None = None,
     device: str | torch.device = "cpu",
@@ -157,40 +151,32 @@ def load_ensemble(
     threads: int | None = None,
     tile: int | None = None,
 ) -> Ensemble:
-    """Members from landseg checkpoints (``.ckpt``) or exported models (``.onnx``, always ONNX Runtime).
+    """Members from model references (``models.py``): landseg checkpoints (``.ckpt``), exported models
+    (``.onnx``, always ONNX Runtime) and zoo models (``zoo:NAME``).
 
-    Checkpoints run by ONNX Runtime are exported for the network tile of ``tile`` (default: the first
-    card's tile size) at their own input scale, once, and cached (``onnx.cached_export``).
+    Checkpoints and zoo models run by ONNX Runtime are exported for the network tile of ``tile``
+    (default: the first card's tile size) at their own input scale, once, and cached (``onnx.cached_export``).
     """
     check_precision(precision)
     chosen = resolve_engine(engine, device, precision)
     members: list[Member] = []
     source_side = None
-    for checkpoint in checkpoints:
-        path = Path(checkpoint)
-        if path.suffix.lower() == ".onnx":
-            members.append(load_onnx_member(path, threads=threads))
+    for reference in models:
+        if is_onnx_file(reference):
+            members.append(load_onnx_member(Path(reference), threads=threads))
             continue
         loaded = None
-        card = read_card(path) if chosen == "onnxruntime" else (loaded := load_checkpoint(path)).card
+        card = read_card(reference) if chosen == "onnxruntime" else (loaded := load_model(reference)).card
         if source_side is None:
             source_side = max(1, round((tile or card.tile_size) / card.input_scale)) if card.input_scale > 0 else 1
         if chosen == "onnxruntime":
             side = max(1, round(source_side * card.input_scale))
-            member = onnx_member_from_checkpoint(path, card, side, threads=threads, fall_back=engine == "auto")
+            member = onnx_member_from_checkpoint(model_file(reference), card, side, threads=threads,
+                                                 fall_back=engine == "auto", load=lambda r=reference: load_model(r))
             if member is not None:
                 members.append(member)
                 continue
-        loaded = loaded or load_checkpoint(path)
+        loaded = loaded or load_model(reference)
         network = TorchNetwork(loaded.network, device, precision, channels_last, compile)
-        members.append(Member(loaded.card, network, path, network.device))
+        members.append(Member(loaded.card, network, loaded.path, network.device))
     return Ensemble(members, tta)
-
-
-def read_card(path: Path) -> ModelCard:
-    """The model card of a landseg checkpoint, without building its network."""
-    raw = read_checkpoint(path)
-    card_data = raw.get("hyper_parameters", {}).get(CARD_KEY) if isinstance(raw, dict) else None
-    if card_data is None:
-        raise CheckpointError("not a landseg checkpoint (it carries no model card)", path)
-    return ModelCard.from_dict(card_data)

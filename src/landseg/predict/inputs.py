@@ -37,8 +37,10 @@ def find_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) -> li
     paths: list[Path] = []
     for item in inputs:
         candidate = Path(item)
-        if candidate.is_dir():
-            found = sorted(p for p in candidate.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if candidate.is_dir() and candidate.suffix.lower() == ".safe":  # a Sentinel-2 product is one scene
+            paths.append(candidate)
+        elif candidate.is_dir():
+            found = _images_in(candidate)
             found = [p for p in found if wanted(p)]
             if not found:
                 raise DataError("folder holds no images (.tif, .jpg, .png, ...)", candidate)
@@ -61,6 +63,14 @@ def find_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) -> li
             )
         by_stem[path.stem] = path
     return unique
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """Image files under ``folder``; a Sentinel-2 ``.SAFE`` folder counts as one image, its band files as none."""
+    products = sorted(p for p in folder.rglob("*.SAFE") if p.is_dir())
+    found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+             and not any(product in p.parents for product in products)]
+    return sorted(found + products)
 
 
 @dataclass

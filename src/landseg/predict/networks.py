@@ -6,7 +6,8 @@ on CPU when it is installed: on the benchmark machine it was 3-4x faster than Py
 U-Net with identical class maps (BENCHMARKS.md, section 3), and falls back to PyTorch otherwise, or for a
 network the exporter cannot handle. ``TorchNetwork`` uses channels-last memory (oneDNN's preferred
 convolution layout); bfloat16 autocast is opt-in (``precision="bf16"``): faster on CPUs with native bf16,
-but it changed 0.6 % of the pixels of a Dubai model, more than the 0.5 % this project accepts.
+but it changed 0.6-0.7 % of the pixels of Dubai models (99.42 % and 99.27 % argmax agreement with fp32,
+``benchmarks/predict_precision.py``), more than the 0.5 % this project accepts for a default.
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ class Member:
         """Tile side the network was exported for, when it takes no other (ONNX models)."""
         return getattr(self.network, "fixed_side", None)
 
+    @property
+    def name(self) -> str:
+        """What to call the member in messages: a zoo model's name, else its file name."""
+        return str(self.card.model.get("zoo") or self.path.name)
 
 
 class OnnxNetwork:

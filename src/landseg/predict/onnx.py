@@ -4,19 +4,26 @@ The exported graph takes ``(batch, bands, tile, tile)`` float32 normalized tiles
 size: the streaming engine only cuts tiles of one size) and returns logits. The model card travels in
 the ONNX file's metadata, so an ``.onnx`` file predicts on its own, exactly like its checkpoint.
 Checkpoints that ``landseg predict`` runs with ONNX Runtime are exported once per checkpoint content
-and tile size into a cache folder (``$LANDSEG_CACHE``, else ``$XDG_CACHE_HOME/landseg``, else
-``~/.cache/landseg``). Needs ``onnx`` and ``onnxscript`` to export and ``onnxruntime`` to run.
+and tile size, beside the checkpoint (``best.ckpt`` -> ``best.<key>.t512.onnx``; ``landseg train`` writes
+them for its best and last checkpoints), or where that folder is not writable into a cache folder
+(``$LANDSEG_CACHE``, else ``$XDG_CACHE_HOME/landseg``, else ``~/.cache/landseg``). Needs ``onnx`` and
+``onnxscript`` to export and ``onnxruntime`` to run.
 """
 
 from __future__ import annotations
 
 import copy
+import glob
 import hashlib
 import json
 import os
+import re
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -24,6 +31,7 @@ from landseg.checkpoint import LoadedModel, ModelCard, load_checkpoint
 from landseg.errors import CheckpointError, ConfigError, DataError
 from landseg.io.safety import JSON_SIDECAR_LIMIT, inside_folder, parse_json_limited
 from landseg.io.write import atomic_output
+from landseg.predict.deepness import deepness_member, is_deepness_graph
 from landseg.predict.networks import Member, OnnxNetwork, require_package
 
 CARD_METADATA = "landseg_card"
@@ -68,36 +76,123 @@ def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "landseg"
 
 
-def _content_key(path: Path, side: int) -> str:
+def _content_key(path: Path) -> str:
+    """12 hex digits of the file's content, the opset and torch's version: what an export depends on."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    digest.update(f"{side}|{OPSET}|{torch.__version__}".encode())
-    return digest.hexdigest()[:20]
+    digest.update(f"{OPSET}|{torch.__version__}".encode())
+    return digest.hexdigest()[:12]
 
 
-def cached_export(checkpoint: str | Path, side: int) -> Path:
-    """The ONNX export of ``checkpoint`` for ``side``-pixel tiles, from the cache or made now."""
+EXPORT_SUFFIX = re.compile(r"\.(?P<key>[0-9a-f]{12})\.t(?P<side>[0-9]+)\.onnx")
+
+
+def export_beside(checkpoint: Path, key: str, side: int) -> Path:
+    """Where the export of ``checkpoint`` lives beside it: ``best.ckpt`` -> ``best.<key>.t<side>.onnx``."""
+    return checkpoint.with_name(f"{checkpoint.stem}.{key}.t{side}.onnx")
+
+
+def cached_export(
+    checkpoint: str | Path, side: int, load: Callable[[], LoadedModel] | None = None, isolate: bool | None = None
+) -> Path:
+    """The ONNX export of ``checkpoint`` for ``side``-pixel tiles, made once per checkpoint content.
+
+    It lives beside the checkpoint (``export_beside``), so the next run with it starts at once; where that
+    folder is not writable, and for weights that are no landseg checkpoint (a zoo model's ``.safetensors``
+    inside the installed package, built by ``load``), it goes to the user cache (``cache_folder()/onnx``).
+    With ``isolate``, a checkpoint is exported in a child process, so the exporter's memory is returned
+    before prediction starts (default: isolated unless ``$LANDSEG_EXPORT_IN_PROCESS`` is set). Exports of
+    older contents of the checkpoint beside it are removed.
+    """
     checkpoint = Path(checkpoint)
-    target = cache_folder() / "onnx" / f"{checkpoint.stem}-{_content_key(checkpoint, side)}.onnx"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(checkpoint, target, side)
-    return target
+    key = _content_key(checkpoint)
+    beside = export_beside(checkpoint, key, side)
+    in_cache = cache_folder() / "onnx" / beside.name
+    zoo_weights = load is not None and checkpoint.suffix == ".safetensors"
+    for found in ((in_cache,) if zoo_weights else (beside, in_cache)):
+        if found.is_file():
+            return found
+    if not zoo_weights and os.access(checkpoint.parent, os.W_OK):
+        try:
+            _export(checkpoint, beside, side, isolate)
+        except OSError:  # a full disk, or permissions os.access misjudged (root on a read-only mount)
+            pass
+        else:
+            remove_stale_exports(checkpoint, key)
+            return beside
+    in_cache.parent.mkdir(parents=True, exist_ok=True)
+    if zoo_weights:
+        export_onnx(load(), in_cache, side)
+    else:
+        _export(checkpoint, in_cache, side, isolate)
+    return in_cache
+
+
+def _export(checkpoint: Path, destination: Path, side: int, isolate: bool | None) -> Path:
+    """``export_onnx``, with ``isolate`` in a child Python process: a fresh interpreter (``-c``, not
+    multiprocessing's spawn, which would rerun the caller's own script), whose memory goes back to the
+    system when it ends. Its errors come back as the same one-line errors."""
+    if isolate is None:
+        isolate = not os.environ.get("LANDSEG_EXPORT_IN_PROCESS")
+    if not isolate:
+        return export_onnx(checkpoint, destination, side)
+    command = [sys.executable, "-c", CHILD_EXPORT, str(checkpoint), str(destination), str(side)]
+    source = str(Path(__file__).resolve().parents[2])  # the folder holding this landseg, installed or not
+    path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": path})
+    if done.returncode == 0:
+        return destination
+    try:
+        reported = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
+        raise CheckpointError(f"the ONNX export process failed (exit code {done.returncode}) {tail}".strip(),
+                              checkpoint) from None
+    if reported["kind"] == "OSError":
+        raise OSError(reported["errno"], reported["problem"])
+    error = ConfigError if reported["kind"] == "ConfigError" else CheckpointError
+    raise error(reported["problem"], reported["path"])
+
+
+CHILD_EXPORT = "import sys; from landseg.predict.onnx import export_in_child; sys.exit(export_in_child(*sys.argv[1:]))"
+
+
+def export_in_child(checkpoint: str, destination: str, side: str) -> int:
+    """The child of ``_export``: exports, and reports an error as one JSON line on stdout."""
+    try:
+        export_onnx(Path(checkpoint), Path(destination), int(side))
+    except (CheckpointError, ConfigError) as exc:
+        print(json.dumps({"kind": type(exc).__name__, "problem": exc.problem, "path": exc.path}))
+        return 1
+    except OSError as exc:
+        print(json.dumps({"kind": "OSError", "errno": exc.errno, "problem": str(exc)}))
+        return 2
+    return 0
+
+
+def remove_stale_exports(checkpoint: Path, key: str) -> None:
+    """Delete the exports beside ``checkpoint`` made from its earlier contents (a ``best.ckpt`` overwritten
+    by training); those of its present content, at any tile size, stay."""
+    for sibling in checkpoint.parent.glob(f"{glob.escape(checkpoint.stem)}.*.t*.onnx"):
+        match = EXPORT_SUFFIX.fullmatch(sibling.name[len(checkpoint.stem):])
+        if match and match["key"] != key:
+            sibling.unlink(missing_ok=True)
 
 
 def onnx_member_from_checkpoint(
-    checkpoint: str | Path, card: ModelCard, side: int, threads: int | None = None, fall_back: bool = False
+    checkpoint: str | Path, card: ModelCard, side: int, threads: int | None = None, fall_back: bool = False,
+    load: Callable[[], LoadedModel] | None = None,
 ) -> Member | None:
     """A checkpoint run by ONNX Runtime; with ``fall_back``, None where it cannot be exported."""
     checkpoint = Path(checkpoint)
     try:
         try:
-            network = OnnxNetwork(cached_export(checkpoint, side), threads)
+            network = OnnxNetwork(cached_export(checkpoint, side, load), threads)
         except OSError:  # no writable cache: export for this run only
             with tempfile.TemporaryDirectory() as scratch:
-                exported = export_onnx(checkpoint, Path(scratch) / "model.onnx", side)
+                exported = export_onnx(load() if load else checkpoint, Path(scratch) / "model.onnx", side)
                 network = OnnxNetwork(exported.read_bytes(), threads)
     except CheckpointError:
         if fall_back:
@@ -119,6 +214,8 @@ def load_onnx_member(path: str | Path, threads: int | None = None) -> Member:
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
         raise CheckpointError(f"not a readable ONNX model ({str(exc).splitlines()[0][:160]})", path) from None
     card_json = network.metadata.get(CARD_METADATA)
+    if is_deepness_graph(network.metadata):  # landseg's export for QGIS, or another tool's Deepness model
+        return deepness_member(network, path, card_json)
     if card_json is None:
         raise CheckpointError("ONNX model carries no landseg model card; export it with `landseg export`", path)
     card = parse_json_limited(card_json, JSON_SIDECAR_LIMIT, path, error=CheckpointError)

@@ -44,7 +44,7 @@ def run_predict(
     if not todo:
         return summary
     ensemble = load_ensemble(checkpoints, engine=engine, tta=tta, device=device, precision=precision, tile=options.tile)
-    console.print("models: " + ", ".join(f"{m.path.name} ({m.engine})" for m in ensemble.members))
+    console.print("models: " + ", ".join(f"{m.name} ({m.engine})" for m in ensemble.members))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:

@@ -29,6 +29,7 @@ from rasterio.crs import CRS
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, color_hex
 from landseg.errors import ConfigError
+from landseg.io.georef import Georeference, open_without_grid_warning
 from landseg.io.write import atomic_output
 from landseg.predict.outputs import SQUARE_METRES_PER_HECTARE, pixel_area_m2
 
@@ -145,11 +146,17 @@ def write_polygons(
     strip: int = DEFAULT_STRIP,
     batch: int = 5000,
     to_crs: str | None = None,
+    values: Callable[[np.ndarray], np.ndarray] | None = None,
+    fields: Callable[[int], dict] | None = None,
+    min_pixels: int = 0,
 ) -> Path:
     """Polygons of every class of a class raster (band 1) into ``destination`` (.gpkg or .geojson).
 
     ``to_crs`` (e.g. ``"EPSG:4326"``) reprojects them from the raster's CRS; a raster without a CRS
-    keeps its own coordinates (pixel column and row for a plain photo)."""
+    keeps its own coordinates (pixel column and row for a plain photo). Other maps than class maps
+    (``landseg change``'s from-to codes): ``values`` recodes each strip as read (``IGNORE_INDEX`` drops
+    a pixel), ``fields(value)`` gives a polygon's descriptive fields in place of the class index, name
+    and colour, and polygons of fewer than ``min_pixels`` pixels are left out."""
     shapely = _shapely()
     destination = Path(destination)
     kind = {suffix: name for name, suffix in VECTOR_FORMATS.items()}.get(destination.suffix.lower())
@@ -157,8 +164,10 @@ def write_polygons(
         raise ConfigError(f"polygon output must end in {' or '.join(VECTOR_FORMATS.values())}", destination)
     if simplify < 0:
         raise ConfigError(f"simplification tolerance must be >= 0 pixels, got {simplify}")
-    with rasterio.open(raster_path) as source, atomic_output(destination) as temporary:
-        transform, crs = source.transform, source.crs
+    with open_without_grid_warning(raster_path) as source, atomic_output(destination) as temporary:
+        # The geotransform, or an affine grid fitted to the raster's GCPs; pixel coordinates without either.
+        transform, crs = Georeference.of(source).area_grid()
+        transform = Affine.identity() if transform is None else transform
         target = crs if to_crs is None or crs is None else CRS.from_user_input(to_crs)
         area_per_pixel = pixel_area_m2(transform, crs)
         matrix = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
@@ -173,18 +182,24 @@ def write_polygons(
             writer.write(geometries, records)
 
         def read_rows(top: int, bottom: int) -> np.ndarray:
-            return source.read(1, window=((top, bottom), (0, source.width)))
+            data = source.read(1, window=((top, bottom), (0, source.width)))
+            return data if values is None else values(data)
 
         geometries, records = [], []
         for value, polygon in strip_polygons(read_rows, source.height, strip):
             pixels = int(round(polygon.area))
+            if pixels < min_pixels:
+                continue
             geometries.append(shapely.affinity.affine_transform(polygon.simplify(simplify), matrix))
             area_m2 = None if area_per_pixel is None else pixels * area_per_pixel
             known = value < schema.num_classes
-            records.append({
+            described = fields(value) if fields is not None else {
                 "class_index": value,
                 "class_name": schema.names[value] if known else str(value),
                 "color": colors[value] if known else "",
+            }
+            records.append({
+                **described,
                 "pixels": pixels,
                 "area_m2": area_m2,
                 "area_ha": None if area_m2 is None else area_m2 / SQUARE_METRES_PER_HECTARE,

@@ -49,6 +49,11 @@ class ZooModel:
     """File name under ``landseg/zoo/weights/``."""
     attribution_files: tuple[str, ...] = ()
     notes: str = ""
+    processing_level: str | None = None
+    """The product level the model reads (Sentinel-2 ``L1C``); a raster tagged with another is refused."""
+    brightest_band_range: tuple[float, float] | None = None
+    """Where the 99th percentile of the input's brightest band must lie: a coarse test that the pixels
+    are this sensor's units (8-bit pictures and 0-1 reflectances fall below, other scalings above)."""
     build: Callable[[Path], object] | None = field(default=None, repr=False, compare=False)
     """Weights path to network in eval mode."""
 
@@ -61,6 +66,22 @@ class ZooModel:
         """Size of the weights on disk, or None when the file is not installed."""
         path = self.weights_path
         return path.stat().st_size if path.is_file() else None
+
+    def input_problem(self, level: str | None, brightest: float, dtype: str) -> str | None:
+        """Why a raster of product ``level`` whose brightest band reaches ``brightest`` is not this model's
+        input, or None. Other levels and value ranges give confident, wrong maps, hence the refusal."""
+        if self.processing_level and level and level != self.processing_level:
+            return (f"is a Sentinel-2 {level} product (bottom-of-atmosphere, atmospherically corrected), but "
+                    f"{self.name} reads {self.processing_level} (top-of-atmosphere) reflectance: pass the "
+                    f"{self.processing_level} product of the same date (MSI{self.processing_level} in its name)")
+        if self.brightest_band_range is not None:
+            low, high = self.brightest_band_range
+            if not low <= brightest <= high:
+                return (f"has {dtype} pixels whose brightest band reaches only {brightest:g}" if brightest < low
+                        else f"has {dtype} pixels whose brightest band reaches {brightest:g}") + (
+                        f", but {self.name} reads {self.sensor}, whose brightest band usually reaches "
+                        f"{low:g}-{high:g}: this does not look like {self.sensor.split(' (')[0]}")
+        return None
 
     def schema_dict(self) -> dict:
         return {
@@ -125,6 +146,9 @@ DYNAMIC_WORLD = ZooModel(
     attribution_files=("DYNAMIC_WORLD_LICENSE", "DYNAMIC_WORLD_NOTICE"),
     notes="Inputs are the 13-band L1C stack B1..B12 with B8A (bands 2-8, 12, 13 are read); see docs/ZOO.md",
     build=_build_dynamic_world,
+    processing_level="L1C",
+    # Even a dark ocean scene's brightest band (blue, lit by the atmosphere) is above ~500 in L1C.
+    brightest_band_range=(400.0, 30000.0),
 )
 
 ZOO: dict[str, ZooModel] = {DYNAMIC_WORLD.name: DYNAMIC_WORLD}

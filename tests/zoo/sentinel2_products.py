@@ -1,0 +1,125 @@
+"""Sentinel-2 products built from a real 13-band chip, as users download them: a minimal L1C ``.SAFE``
+(safe-compact layout, one JPEG 2000 file per band at its native 10, 20 or 60 m), its ``.zip``, and a
+STAC item whose assets are per-band GeoTIFFs. Coarser bands are the chip's pixels averaged over 2x2
+(20 m) or 6x6 (60 m) blocks, which is how the sensor's coarser bands relate to the 10 m grid."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import Affine
+
+BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+RESOLUTION = {"B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10, "B8A": 20,
+              "B9": 60, "B10": 60, "B11": 20, "B12": 20}
+FILE_BAND = {b: b if b == "B8A" else f"B{int(b[1:]):02d}" for b in BANDS}
+TILE = "T31TCH"
+
+
+def chip_bands(chip: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Each band of the chip at its native resolution, and the chip's 10 m profile."""
+    with rasterio.open(chip) as source:
+        stack, profile = source.read(), source.profile
+    bands = {}
+    for name, pixels in zip(BANDS, stack):
+        factor = RESOLUTION[name] // 10
+        h, w = pixels.shape[0] // factor, pixels.shape[1] // factor
+        blocks = pixels[: h * factor, : w * factor].reshape(h, factor, w, factor).astype(np.float64)
+        bands[name] = np.round(blocks.mean(axis=(1, 3))).astype(np.uint16)
+    return bands, profile
+
+
+def _band_profile(profile: dict, pixels: np.ndarray, name: str, driver: str) -> dict:
+    t = profile["transform"]
+    factor = RESOLUTION[name] // 10
+    return {"driver": driver, "width": pixels.shape[1], "height": pixels.shape[0], "count": 1, "dtype": "uint16",
+            "crs": profile["crs"], "transform": Affine(t.a * factor, t.b, t.c, t.d, t.e * factor, t.f)}
+
+
+def write_safe(chip: Path, folder: Path, level: str = "L1C", skip: tuple[str, ...] = ()) -> Path:
+    """``S2A_MSI{level}_..._{TILE}_....SAFE`` with the files GDAL's SENTINEL2 driver reads."""
+    bands, profile = chip_bands(chip)
+    safe = folder / f"S2A_MSI{level}_20200601T103031_N0209_R108_{TILE}_20200601T123456.SAFE"
+    images = safe / "GRANULE" / f"L1C_{TILE}_A025775_20200601T103031" / "IMG_DATA"
+    images.mkdir(parents=True)
+    stem = f"{TILE}_20200601T103031"
+    entries = []
+    for name, pixels in bands.items():
+        if name in skip:
+            continue
+        with rasterio.open(images / f"{stem}_{FILE_BAND[name]}.jp2", "w", QUALITY=100, REVERSIBLE="YES",
+                           **_band_profile(profile, pixels, name, "JP2OpenJPEG")) as target:
+            target.write(pixels, 1)
+        entries.append(f"<IMAGE_FILE>{images.relative_to(safe).as_posix()}/{stem}_{FILE_BAND[name]}</IMAGE_FILE>")
+    (safe / f"MTD_MSI{level}.xml").write_text(_product_xml(level, entries), encoding="utf-8")
+    (images.parent / "MTD_TL.xml").write_text(_tile_xml(level, profile), encoding="utf-8")
+    return safe
+
+
+def _tile_xml(level: str, profile: dict) -> str:
+    """The granule's geocoding: EPSG code, and size and corner at each resolution."""
+    t, epsg = profile["transform"], profile["crs"].to_epsg()
+    grids = "".join(
+        f'<Size resolution="{r}"><NROWS>{profile["height"] * 10 // r}</NROWS><NCOLS>{profile["width"] * 10 // r}'
+        f'</NCOLS></Size>' for r in (10, 20, 60)
+    ) + "".join(
+        f'<Geoposition resolution="{r}"><ULX>{t.c!r}</ULX><ULY>{t.f!r}</ULY><XDIM>{r}</XDIM><YDIM>-{r}</YDIM>'
+        "</Geoposition>" for r in (10, 20, 60)
+    )
+    return (f'<n1:Level-{level[1:]}_Tile_ID xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-'
+            f'{level[1:]}_Tile_Metadata.xsd"><n1:Geometric_Info><Tile_Geocoding><HORIZONTAL_CS_NAME>WGS84 / UTM'
+            f"</HORIZONTAL_CS_NAME><HORIZONTAL_CS_CODE>EPSG:{epsg}</HORIZONTAL_CS_CODE>{grids}</Tile_Geocoding>"
+            f"</n1:Geometric_Info></n1:Level-{level[1:]}_Tile_ID>\n")
+
+
+def _product_xml(level: str, entries: list[str]) -> str:
+    number = level[1:]
+    return f"""<n1:Level-{number}_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-{number}.xsd">
+<n1:General_Info><Product_Info><PROCESSING_LEVEL>Level-{number}</PROCESSING_LEVEL>
+<PRODUCT_TYPE>S2MSI{number}</PRODUCT_TYPE><PROCESSING_BASELINE>02.09</PROCESSING_BASELINE>
+<Query_Options completeSingleTile="true"><PRODUCT_FORMAT>SAFE_COMPACT</PRODUCT_FORMAT></Query_Options>
+<Product_Organisation><Granule_List><Granule granuleIdentifier="L1C_{TILE}" imageFormat="JPEG2000">
+{''.join(entries)}
+</Granule></Granule_List></Product_Organisation></Product_Info>
+<Product_Image_Characteristics><QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>
+</Product_Image_Characteristics></n1:General_Info></n1:Level-{number}_User_Product>
+"""
+
+
+def zip_safe(safe: Path) -> Path:
+    target = safe.with_suffix(".zip")
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
+        for path in sorted(safe.rglob("*")):
+            archive.write(path, path.relative_to(safe.parent).as_posix())
+    return target
+
+
+def write_stac_item(chip: Path, folder: Path, level: str = "L1C", resolutions: dict[str, int] | None = None) -> Path:
+    """An item ``item.json`` with one GeoTIFF asset per band (relative hrefs, Earth Search style keys)."""
+    bands, profile = chip_bands(chip)
+    folder.mkdir(parents=True, exist_ok=True)
+    assets = {}
+    for name, pixels in bands.items():
+        if resolutions and name in resolutions:  # a band delivered at another resolution than the sensor's
+            factor = resolutions[name] // RESOLUTION[name]
+            pixels = pixels[::factor, ::factor]
+            name_profile = _band_profile(profile, pixels, name, "GTiff")
+            t = name_profile["transform"]
+            name_profile["transform"] = Affine(t.a * factor, 0, t.c, 0, t.e * factor, t.f)
+        else:
+            name_profile = _band_profile(profile, pixels, name, "GTiff")
+        with rasterio.open(folder / f"{FILE_BAND[name]}.tif", "w", **name_profile) as target:
+            target.write(pixels, 1)
+        assets[name.lower()] = {"href": f"./{FILE_BAND[name]}.tif", "type": "image/tiff; application=geotiff",
+                                "eo:bands": [{"name": FILE_BAND[name]}], "roles": ["data"]}
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": f"S2A_{TILE}_20200601_0_{level}",
+            "geometry": None, "properties": {"datetime": "2020-06-01T10:30:31Z", "processing:level": level,
+                                             "s2:product_type": f"S2MSI{level[1:]}"},
+            "links": [], "assets": assets}
+    path = folder / f"S2A_{TILE}_20200601_{level}.json"
+    path.write_text(json.dumps(item, indent=1), encoding="utf-8")
+    return path
