@@ -169,10 +169,10 @@ def without_validation(config):
 
 
 # -- one quality run: train under a budget, then score the validation split ------------------------------
-def train_and_score(config, run_dir: Path, minutes: float | None, **evaluate_options) -> dict:
+def train_and_score(config, run_dir: Path, minutes: float | None, engine: str = "auto", **evaluate_options) -> dict:
     """Train ``config`` (without validation) for ``minutes`` of wall clock, then score its final weights
     on the ``val`` split with ``landseg.evaluate.evaluate`` (whole images, native resolution, one
-    confusion matrix; ``evaluate_options`` such as ``overlap`` are the ``PredictOptions`` of the maps it scores). Wall times: training (the
+    confusion matrix; ``engine`` as ``landseg evaluate --engine``; ``evaluate_options`` such as ``overlap`` are the ``PredictOptions`` of the maps it scores). Wall times: training (the
     budget) with reading the data, and evaluation apart."""
     import time
     import warnings
@@ -184,6 +184,7 @@ def train_and_score(config, run_dir: Path, minutes: float | None, **evaluate_opt
 
     config = config.model_copy(deep=True)
     config.train.max_minutes = minutes  # as train() would set it: the recorded config shows the budget
+    config.train.onnx_export = False  # the final weights (last.ckpt) are scored; evaluate exports those itself
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*validation_step.*but have no .val_dataloader.*")
@@ -191,7 +192,7 @@ def train_and_score(config, run_dir: Path, minutes: float | None, **evaluate_opt
     train_wall = time.perf_counter() - started
     steps = int(read_checkpoint(result.last_checkpoint).get("global_step", 0))
     started = time.perf_counter()
-    evaluation = evaluate(load_ensemble([result.last_checkpoint]), config, "val", run_dir / "eval",
+    evaluation = evaluate(load_ensemble([result.last_checkpoint], engine=engine), config, "val", run_dir / "eval",
                           PredictOptions(**evaluate_options), overlays=0, progress=False)
     metrics = evaluation.metrics
     return {

@@ -42,8 +42,8 @@ SMOKE = [
     "data.split.train=[tile_1]", "train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=2",
     "train.crop_size=64", "train.val_tile=128", "data.input_scale=0.0625",
 ]
-"""A few steps on one tile, scored at a sixteenth of the resolution without overlap: checks the plumbing."""
-SMOKE_EVALUATION = {"overlap": 0.0}
+"""A few steps on one tile, scored at a sixteenth of the resolution without overlap by torch (no ONNX export): checks the plumbing."""
+SMOKE_EVALUATION = {"overlap": 0.0, "engine": "torch"}
 
 
 def budget_overrides(args) -> list[str]:

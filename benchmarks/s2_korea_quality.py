@@ -137,7 +137,7 @@ def run_variants(split_name: str, recipe: Path, base_overrides: list[str], varia
         config = load_recipe(recipe, base_overrides + assignments(change))
         print(f"[{datetime.datetime.now():%H:%M:%S}] {split_name}/{name}: training", file=sys.stderr)
         result = train_and_score(config, out / split_name / name, None if args.smoke else args.minutes,
-                                 **({"overlap": 0.0} if args.smoke else {}))
+                                 **({"overlap": 0.0, "engine": "torch"} if args.smoke else {}))
         print(f"[{datetime.datetime.now():%H:%M:%S}] {split_name}/{name}: mIoU {result['miou']:.4f}, "
               + ", ".join(f"{c} {format_number(result['per_class_iou'][c])}" for c in RARE), file=sys.stderr)
         results[name] = {"changed": assignments(change), **result}

@@ -87,6 +87,9 @@ class DataConfig(Section):
     unknown_labels: Literal["error", "ignore"] = "error"
     normalization: NormalizationConfig = NormalizationConfig()
     input_scale: float = Field(1.0, gt=0, le=4)
+    exclude: Path | None = None
+    """Regions to leave out of training: a ``landseg audit`` regions.gpkg or regions.csv (relative to the
+    config file); their pixels become ignore pixels in the training images (``landseg.data.exclude``)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -270,11 +273,15 @@ class TrainConfig(Section):
     gradient_clip: float | None = Field(None, gt=0)
     """Clip gradients to this norm (or value, see ``gradient_clip_algorithm``) before each step."""
     gradient_clip_algorithm: Literal["norm", "value"] = "norm"
-    channels_last: bool = False
+    channels_last: bool | Literal["auto"] = "auto"
+    """Channels-last memory for the network and batches; ``auto``: on CPUs and for mixed precision on GPUs
+    (``landseg.train.precision``)."""
     num_workers: int = 0
     seed: int = 0
     deterministic: bool = False
-    precision: str = "32-true"
+    precision: str = "auto"
+    """Lightning's precision (``32-true``, ``bf16-mixed``, ``16-mixed``...); ``auto``: ``bf16-mixed`` where the
+    CPU or GPU computes bf16 in hardware, ``16-mixed`` on older GPUs, ``32-true`` elsewhere."""
     accelerator: str = "auto"
     devices: int | str = 1
     """Devices per node (GPUs, or CPU processes with ``accelerator: cpu``); ``auto`` takes all."""
@@ -287,6 +294,9 @@ class TrainConfig(Section):
     """Validate every N epochs on whole validation images (sliding windows at native resolution)."""
     val_tile: int = 512
     val_overlap: float = 0.25
+    onnx_export: bool = True
+    """At the end, export the best checkpoint to ONNX beside it (at the card's tile size), so
+    that ``landseg predict`` runs them with ONNX Runtime at once (``predict.onnx.cached_export``)."""
 
     @model_validator(mode="after")
     def _known_strategy(self) -> "TrainConfig":
@@ -360,6 +370,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     stats_file = config.data.normalization.stats_file
     if stats_file is not None:
         config.data.normalization.stats_file = _relative_to(path, stats_file)
+    if config.data.exclude is not None:
+        config.data.exclude = _relative_to(path, config.data.exclude)
     schema = config.data.schema_
     if isinstance(schema, str) and schema.lower().endswith((".yaml", ".yml")):
         config.data.schema_ = str(_relative_to(path, Path(schema)))

@@ -8,7 +8,9 @@ a resume.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +19,7 @@ from torch.utils.data import Dataset, Sampler
 
 from landseg.classes import IGNORE_INDEX, ClassSchema
 from landseg.data.catalog import Sample, load_pair
+from landseg.data.exclude import Exclusions
 
 
 @dataclass
@@ -55,13 +58,20 @@ def load_labelled_images(
     scale: float = 1.0,
     progress: bool = True,
     description: str = "Reading images",
+    exclude: Path | None = None,
 ) -> list[LabelledImage]:
+    """``exclude``: a ``landseg audit`` regions file whose regions become ignore pixels (``data/exclude.py``)."""
     from rich.progress import track
 
+    exclusions = Exclusions.read(exclude) if exclude is not None else None
     items = []
     for sample in track(samples, description=description, disable=not progress, transient=True):
         image, mask = load_pair(sample, schema, bands=bands, tolerance=tolerance, unknown=unknown, nodata=nodata)
+        if exclusions is not None:
+            mask = exclusions.apply(sample.image, mask, image.transform, image.crs)
         items.append(resample_pair(LabelledImage(image.data, mask, sample.name), scale))
+    if exclusions is not None and exclusions.polygons and not exclusions.matched_images:
+        warnings.warn(f"{exclude}: names none of these {len(samples)} images; no pixel was excluded", stacklevel=2)
     return items
 
 

@@ -26,6 +26,7 @@ from landseg.predict.core import predict_array
 from landseg.predict.ensemble import Ensemble
 from landseg.predict.networks import Member
 from landseg.predict.options import PredictOptions
+from landseg.train.precision import resolve_precision
 
 
 class SegmentationModule(L.LightningModule):
@@ -38,6 +39,9 @@ class SegmentationModule(L.LightningModule):
         self.card = ModelCard.from_dict(card)
         self.train_config = TrainConfig.model_validate(train)
         self.model = build_model(ModelSpec.from_dict(card["model"]))
+        if self.train_config.channels_last == "auto":  # train() passes it resolved; a module built elsewhere
+            cfg = self.train_config
+            self.train_config.channels_last = resolve_precision(cfg.precision, "auto", cfg.accelerator).channels_last
         if self.train_config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.class_names = [c["name"] for c in card["schema"]["classes"]]

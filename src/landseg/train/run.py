@@ -7,7 +7,7 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from rich.console import Console
 from torch.utils.data import DataLoader
 
 from landseg import __version__
@@ -35,8 +36,11 @@ from landseg.losses import build_loss, resolve_class_weights
 from landseg.models import ModelSpec
 from landseg.io.pixel_stats import ground_resolution, pixel_stats
 from landseg.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization
+from landseg.predict.networks import onnxruntime_available
+from landseg.predict.onnx import cached_export
 from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, RandomStateCheckpoint, TimeBudgetCosine
 from landseg.train.module import SegmentationModule
+from landseg.train.precision import PrecisionChoice, resolve_precision
 from landseg.train.swa import CyclicSWA
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,16 @@ class TrainResult:
     history: Path
     global_rank: int = 0
     """This process's rank under DDP: only rank 0 should write reports and print."""
+    val_images: int = 0
+    precision: PrecisionChoice | None = None
+    onnx_exports: list[Path] = field(default_factory=list)
+    """ONNX exports written beside the checkpoints for ``landseg predict`` (empty without ONNX packages)."""
+
+    def validation_text(self) -> str:
+        """``best validation mIoU 0.4840``, or ``no validation images`` for a run without any."""
+        if not self.val_images:
+            return "no validation images"
+        return "not validated" if np.isnan(self.best_miou) else f"best validation mIoU {self.best_miou:.4f}"
 
 
 def resolve_normalization(config: ExperimentConfig, dtype: str, items: list[LabelledImage], bands: int) -> Normalization:
@@ -202,7 +216,8 @@ def train(
         unknown=config.data.unknown_labels, nodata=config.data.nodata, progress=progress,
     )
     train_items = load_labelled_images(
-        train_samples, scale=config.data.input_scale, description="Reading training images", **common
+        train_samples, scale=config.data.input_scale, description="Reading training images",
+        exclude=config.data.exclude, **common
     )
     val_items = load_labelled_images(val_samples, description="Reading validation images", **common)
     if tc.early_stopping is not None and not val_items:
@@ -210,6 +225,7 @@ def train(
     normalization = resolve_normalization(config, info.dtype, train_items, len(bands))
     statistics = ClassStatistics.from_masks((item.mask for item in train_items), schema.num_classes)
 
+    choice = resolve_precision(tc.precision, tc.channels_last, tc.accelerator)
     spec = ModelSpec(
         arch=config.model.arch, encoder=config.model.encoder, encoder_weights=config.model.encoder_weights,
         in_channels=len(bands), num_classes=schema.num_classes, widths=config.model.widths,
@@ -230,12 +246,15 @@ def train(
             "train_images": len(train_samples),
             "val_images": len(val_samples),
             "landseg_version": __version__,
+            "precision": choice.to_dict(),
         },
     )
     if resume:
         check_resumable(last, card)
         remove_stale_temporaries(run_dir)
-    module = SegmentationModule(card.to_dict(), resolve_train_settings(tc, statistics, schema.num_classes))
+    settings = resolve_train_settings(tc, statistics, schema.num_classes)
+    settings.update(precision=choice.precision, channels_last=choice.channels_last)
+    module = SegmentationModule(card.to_dict(), settings)
 
     try:
         crop_items = labelled_items(train_items)
@@ -291,7 +310,7 @@ def train(
         devices=tc.devices,
         num_nodes=tc.num_nodes,
         strategy=tc.strategy,
-        precision=tc.precision,
+        precision=choice.precision,
         deterministic=tc.deterministic,
         gradient_clip_val=tc.gradient_clip,
         gradient_clip_algorithm=tc.gradient_clip_algorithm if tc.gradient_clip else None,
@@ -316,6 +335,12 @@ def train(
     train_loader = DataLoader(
         train_set, batch_size=tc.batch_size, sampler=EpochSampler(len(train_set)), drop_last=True, **loader_options
     )
+    if trainer.is_global_zero:
+        log.info("training with %s", choice.describe())
+        if progress:
+            Console(stderr=True).print(f"[bold]precision[/] {choice.precision}, "
+                                       f"{'channels-last' if choice.channels_last else 'contiguous'} memory "
+                                       f"[dim]({choice.reason})[/]")
     started = time.monotonic()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -346,15 +371,40 @@ def train(
         minutes=minutes,
         history=history,
         global_rank=trainer.global_rank,
+        val_images=len(val_samples),
+        precision=choice,
     )
+    validated = val_loader is not None and not np.isnan(result.best_miou)
     summary = {
-        "best_checkpoint": str(best), "last_checkpoint": str(last), "best_val_miou": result.best_miou,
+        "best_checkpoint": str(best), "last_checkpoint": str(last),
+        "best_val_miou": result.best_miou if validated else None,
+        "validation": result.validation_text(),
         "epochs": result.epochs, "train_minutes": round(minutes, 2), "normalization": card.normalization,
+        "precision": choice.to_dict(),
     }
     if final is not None:
         summary["final_val_miou"] = final
     if swa is not None:
         summary["swa_cycles_averaged"] = swa.n_averaged
     if trainer.is_global_zero:
+        # best.ckpt is the one users predict with; one export keeps the end of short runs short.
+        result.onnx_exports = export_for_prediction([best], card.tile_size) if tc.onnx_export else []
+        summary["onnx_exports"] = [str(path) for path in result.onnx_exports]
         write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return result
+
+
+def export_for_prediction(checkpoints: Sequence[Path], side: int) -> list[Path]:
+    """The ONNX exports ``landseg predict`` would make on its first run, written now beside ``checkpoints``
+    (``predict.onnx.cached_export``), so that predicting starts at once. Best effort: a network the exporter
+    cannot handle, or a machine without the ONNX packages, leaves predict to run it with PyTorch."""
+    if not onnxruntime_available():
+        return []
+    exports = []
+    for checkpoint in dict.fromkeys(checkpoints):
+        try:
+            # In this process: training's memory is no concern here, and a child would import torch again.
+            exports.append(cached_export(checkpoint, side, isolate=False))
+        except (CheckpointError, OSError) as exc:
+            log.warning("no ONNX export beside %s: %s", checkpoint, exc)
+    return exports

@@ -1,0 +1,89 @@
+"""Does the torch engine's bf16 path give the class maps of fp32 on real images?
+
+``landseg predict``'s bf16 path (``--engine torch --precision bf16``: bfloat16 autocast, channels-last)
+becomes the default only where its argmax agrees with fp32 on at least 99.5 % of the pixels of real
+images. This script predicts each image of a folder (default: the Dubai tile-4 images) with a trained
+checkpoint through ``predict_scene`` with predict's default options, once in fp32 and once in bf16, and
+counts the pixels whose class is the same, image by image and in all.
+
+    python benchmarks/predict_precision.py --checkpoint runs/dubai/checkpoints/best.ckpt
+    # writes benchmarks/results/predict_precision.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import DATASETS, RESULTS, environment, markdown_table, write_json
+
+THRESHOLD = 0.995
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="A trained landseg checkpoint.")
+    parser.add_argument("--images", default=str(DATASETS / "dubai" / "tile_4" / "images" / "*.jpg"))
+    parser.add_argument("--limit", type=int, default=None, help="Only the first N images.")
+    parser.add_argument("--results", type=Path, default=RESULTS / "predict_precision.json")
+    args = parser.parse_args(argv)
+    import numpy as np
+    import rasterio
+    import torch
+
+    from landseg.checkpoint import load_checkpoint
+    from landseg.predict.engine import PredictOptions, predict_scene
+    from landseg.predict.ensemble import load_ensemble
+    from landseg.train.precision import cpu_bf16_support
+
+    images = sorted(glob.glob(args.images))[: args.limit]
+    if not images:
+        parser.error(f"no images match {args.images}")
+    env = environment(("torch", "segmentation-models-pytorch", "timm"))
+    card = load_checkpoint(args.checkpoint).card
+    engines = {name: load_ensemble([args.checkpoint], engine="torch", precision=name) for name in ("fp32", "bf16")}
+    options = PredictOptions(preview=False, areas=False)
+    rows, same_total, valid_total, seconds = [], 0, 0, {name: 0.0 for name in engines}
+    with tempfile.TemporaryDirectory() as scratch:
+        for number, image in enumerate(images):
+            maps = {}
+            for name, ensemble in engines.items():
+                started = time.perf_counter()
+                result = predict_scene(image, ensemble, Path(scratch) / f"{name}_{number}", options)
+                seconds[name] += time.perf_counter() - started
+                with rasterio.open(result.paths["classes"]) as src:
+                    maps[name] = src.read(1)
+                    nodata = src.nodata
+            valid = maps["fp32"] != nodata if nodata is not None else np.ones_like(maps["fp32"], dtype=bool)
+            same = int((maps["bf16"] == maps["fp32"])[valid].sum())
+            rows.append({"image": Path(image).name, "pixels": int(valid.sum()), "same": same,
+                         "agreement": round(same / max(int(valid.sum()), 1), 5)})
+            same_total, valid_total = same_total + same, valid_total + int(valid.sum())
+            print(f"{Path(image).name}: {rows[-1]['agreement']:.4%}", file=sys.stderr)
+    agreement = same_total / valid_total
+    payload = {
+        "benchmark": "bf16 against fp32 class maps (torch engine)",
+        "command": "python benchmarks/predict_precision.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "checkpoint": str(args.checkpoint), "architecture": card.model, "trained": card.training,
+        "tile": card.tile_size, "options": "predict defaults (overlap, Hann blend, batch)", "images": rows,
+        "pixels": valid_total, "agreement": round(agreement, 6), "threshold": THRESHOLD,
+        "bf16_default": agreement >= THRESHOLD, "cpu_bf16": cpu_bf16_support(), "threads": torch.get_num_threads(),
+        "seconds": {name: round(value, 1) for name, value in seconds.items()},
+        "environment": {**env, "load_average_end": environment(())["load_average"]},
+    }
+    write_json(args.results, payload)
+    print(markdown_table(["image", "pixels", "agreement"],
+                         [[r["image"], f"{r['pixels']:,}", f"{r['agreement']:.4%}"] for r in rows]
+                         + [["all", f"{valid_total:,}", f"**{agreement:.4%}**"]], [False, True, True]))
+    print(f"\nbf16 agrees with fp32 on {agreement:.3%} of {valid_total:,} pixels (threshold {THRESHOLD:.1%}): "
+          f"{'bf16 can be the default' if agreement >= THRESHOLD else 'fp32 stays the default'}; time fp32 "
+          f"{seconds['fp32']:.0f} s, bf16 {seconds['bf16']:.0f} s (noisy: shared machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
