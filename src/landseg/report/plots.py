@@ -46,9 +46,13 @@ def _text_color(rgb: Sequence[float]) -> str:
 
 
 def plot_confusion_matrix(
-    cm: ConfusionMatrix, schema: ClassSchema, path: PathLike, *, title: str | None = None
+    cm: ConfusionMatrix, schema: ClassSchema, path: PathLike, *, title: str | None = None,
+    axes: tuple[str, str] = ("true class", "predicted class"), scores: bool = True,
 ) -> Path:
-    """Row-normalized confusion matrix (share of each true class), annotated with share and pixel count."""
+    """Row-normalized confusion matrix (share of each true class), annotated with share and pixel count.
+
+    ``axes`` names the rows and the columns; ``scores`` False leaves mIoU and accuracy out of the title
+    (a matrix of other pairs than truth and prediction, such as ``landseg audit``'s given and likely class)."""
     if cm.num_classes != schema.num_classes:
         raise ValueError(
             f"{cm.num_classes}-class confusion matrix for schema {schema.name!r} with {schema.num_classes} classes"
@@ -61,7 +65,7 @@ def plot_confusion_matrix(
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#EEEEEE")
     image = ax.imshow(np.ma.masked_invalid(shares), cmap=cmap, vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=f"share of {axes[0]}")
     if k <= 20:
         font = 9 if k <= 8 else 7
         for i in range(k):
@@ -74,9 +78,11 @@ def plot_confusion_matrix(
     ax.set_yticks(range(k), labels=schema.names)
     for label, color in zip(ax.get_xticklabels() + ax.get_yticklabels(), schema.plot_colors() * 2):
         label.set_bbox({"facecolor": color, "edgecolor": "none", "alpha": 0.35, "pad": 1.5})
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    summary = f"mIoU {cm.miou:.3f} · pixel accuracy {cm.pixel_accuracy:.3f} · {cm.total:,} px"
+    ax.set_xlabel(axes[1])
+    ax.set_ylabel(axes[0])
+    summary = f"{cm.total:,} px"
+    if scores:
+        summary = f"mIoU {cm.miou:.3f} · pixel accuracy {cm.pixel_accuracy:.3f} · {summary}"
     ax.set_title(f"{title}\n{summary}" if title else summary, fontsize=10)
     return save_figure(fig, path)
 
