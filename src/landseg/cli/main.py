@@ -51,6 +51,23 @@ def datasets():
 
 @app.command()
 @friendly_errors
+def models():
+    """List the ready models of the zoo: what they read, what they map, licence and source."""
+    from landseg.zoo import list_zoo_models
+
+    table = Table(title="Ready models (landseg predict --model NAME IMAGE; docs/ZOO.md)", show_lines=True)
+    for column in ("model", "reads", "resolution", "classes", "licence", "source", "size"):
+        table.add_column(column, style="bold" if column == "model" else None, overflow="fold")
+    for entry in list_zoo_models():
+        classes = "\n".join(f"[{c.color}]■[/] {c.code} {c.name}" for c in entry.classes)
+        size = f"{entry.size_bytes / 1e6:.1f} MB" if entry.size_bytes is not None else "not installed"
+        table.add_row(entry.name, f"{entry.sensor}\nbands {', '.join(entry.band_names)}", f"{entry.resolution_m:g} m",
+                      classes, entry.licence, entry.source, size)
+    Console().print(table)
+
+
+@app.command()
+@friendly_errors
 def train(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder for checkpoints and logs.")] = Path("runs/latest"),
@@ -68,8 +85,8 @@ def train(
     if result.history.exists():
         plot_training_curves(result.history, out / "training_curves.png")
     console.print(
-        f"[green]trained[/] {result.epochs} epochs in {result.minutes:.1f} min; best validation mIoU "
-        f"{result.best_miou:.4f}\n  best: {result.best_checkpoint}\n  last: {result.last_checkpoint}"
+        f"[green]trained[/] {result.epochs} epochs in {result.minutes:.1f} min; {result.validation_text()}\n"
+        f"  best: {result.best_checkpoint}\n  last: {result.last_checkpoint}"
     )
 
 
@@ -87,18 +104,24 @@ def demo(
     console.print(f"[bold green]demo report:[/] {report}")
 
 
+from landseg.cli.change import change_command  # noqa: E402 - heavy imports inside
+from landseg.cli.audit import audit_command  # noqa: E402 - heavy imports inside
 from landseg.cli.checkpoints import convert_checkpoint_command  # noqa: E402 - heavy imports inside
 from landseg.cli.evaluate import evaluate_command  # noqa: E402 - heavy imports inside
 from landseg.cli.predict import export_command, predict_command  # noqa: E402 - heavy imports inside
 from landseg.cli.prepare import prepare_app  # noqa: E402 - imports only typer
+from landseg.cli.sweep import sweep_command  # noqa: E402 - heavy imports inside
 from landseg.serve.command import serve as _serve  # noqa: E402 - imports only typer
 
 app.command(name="evaluate")(friendly_errors(evaluate_command))
+app.command(name="audit")(friendly_errors(audit_command))
 app.command(name="predict")(friendly_errors(predict_command))
 app.command(name="export")(friendly_errors(export_command))
 app.add_typer(prepare_app, name="prepare")
 app.command(name="serve")(friendly_errors(_serve))
 app.command(name="convert-checkpoint")(friendly_errors(convert_checkpoint_command))
+app.command(name="sweep")(friendly_errors(sweep_command))
+app.command(name="change")(friendly_errors(change_command))
 
 
 if __name__ == "__main__":  # pragma: no cover
