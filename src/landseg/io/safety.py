@@ -91,15 +91,8 @@ def _extract_zip(archive: Path, destination: Path, max_bytes: int | None) -> Non
         members = bundle.infolist()
         check_member_paths((m.filename for m in members), destination, archive)
         _check_total(sum(m.file_size for m in members), max_bytes, archive)
-        for member in members:
-            target = inside_folder(destination, member.filename, archive)
-            if member.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # zipfile stops each member at its declared size, so the total checked above holds.
-            with bundle.open(member) as packed, open(target, "wb") as unpacked:
-                shutil.copyfileobj(packed, unpacked)
+        # zipfile stops each member at its declared size, so the total checked above holds.
+        _unpack(((m.filename, m.is_dir(), lambda m=m: bundle.open(m)) for m in members), destination, archive)
 
 
 def _extract_tar(archive: Path, destination: Path, max_bytes: int | None) -> None:
@@ -111,14 +104,19 @@ def _extract_tar(archive: Path, destination: Path, max_bytes: int | None) -> Non
                 raise DataError(f"archive member {member.name!r} is a link or special file; only files are unpacked",
                                 archive)
         _check_total(sum(m.size for m in members), max_bytes, archive)
-        for member in members:
-            target = inside_folder(destination, member.name, archive)
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with bundle.extractfile(member) as packed, open(target, "wb") as unpacked:
-                shutil.copyfileobj(packed, unpacked)
+        _unpack(((m.name, m.isdir(), lambda m=m: bundle.extractfile(m)) for m in members), destination, archive)
+
+
+def _unpack(members, destination: Path, archive: Path) -> None:
+    """Write ``(name, is_folder, open_member)`` members, each checked to land inside ``destination``."""
+    for name, is_folder, open_member in members:
+        target = inside_folder(destination, name, archive)
+        if is_folder:
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open_member() as packed, open(target, "wb") as unpacked:
+            shutil.copyfileobj(packed, unpacked)
 
 
 def _check_total(total: int, max_bytes: int | None, archive: Path) -> None:
