@@ -281,3 +281,16 @@ def test_a_clean_archive_is_extracted_within_its_size_limit(tmp_path):
     assert (safe_extract(archive, tmp_path / "dest") / "maps" / "a.tif").read_bytes() == b"a" * 1000
     with pytest.raises(DataError, match="unpacks to 1,002 bytes"):
         safe_extract(archive, tmp_path / "small", max_bytes=1001)
+
+
+def test_a_clean_tar_archive_is_extracted_with_its_folders(tmp_path):
+    archive = tmp_path / "bundle.tar"
+    with tarfile.open(archive, "w") as bundle:
+        folder = tarfile.TarInfo("maps")
+        folder.type = tarfile.DIRTYPE
+        bundle.addfile(folder)
+        data = tarfile.TarInfo("maps/a.tif")
+        data.size = 5
+        bundle.addfile(data, io.BytesIO(b"abcde"))
+    extracted = safe_extract(archive, tmp_path / "dest")
+    assert (extracted / "maps").is_dir() and (extracted / "maps" / "a.tif").read_bytes() == b"abcde"
