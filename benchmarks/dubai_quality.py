@@ -110,20 +110,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="A few steps on one tile, evaluated at quarter resolution; not a measurement.")
     parser.add_argument("--out", type=Path, default=None, help="Folder for the runs (and, with --smoke, the JSON).")
     parser.add_argument("--results", type=Path, default=None, help="JSON output (default benchmarks/results/dubai.json).")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="A config override for every run, e.g. data.exclude=runs/dubai_audit/regions.csv "
+                        "(repeatable); recorded in the results.")
     args = parser.parse_args(argv)
     args.variants = args.variants.split(",") if args.variants else None
     if args.smoke and args.out is None:
         parser.error("--smoke needs --out (a smoke run writes nothing under benchmarks/results)")
     out = args.out or REPO / "runs" / "benchmarks" / f"dubai_{datetime.datetime.now():%Y%m%d_%H%M%S}"
     results_path = args.results or (out / "dubai.json" if args.smoke else RESULTS / "dubai.json")
-    overrides = budget_overrides(args)
+    overrides = budget_overrides(args) + args.settings
     environment_before = environment(("torch", "lightning", "segmentation-models-pytorch", "timm"))
     started = time.perf_counter()
 
     payload = {
         "benchmark": "1. Quality: Dubai aerial, fixed CPU budget", "smoke": args.smoke,
         "command": "python benchmarks/dubai_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "budget_minutes": None if args.smoke else args.minutes, "seed": args.seed,
+        "budget_minutes": None if args.smoke else args.minutes, "seed": args.seed, "settings": args.settings,
         "split": {"train": ["tile_1", "tile_2", "tile_3", "tile_5", "tile_6", "tile_7"], "val": ["tile_4"]},
         "scoring": "final weights after the budget, landseg evaluate on tile 4, whole images, native resolution",
         "environment": environment_before, "complete": False, "baselines": {}, "recipes": {},
