@@ -101,6 +101,11 @@ class ModelConfig(Section):
     widths: list[int] | None = None
     dropout: float = 0.0
     extra: dict = {}
+    init: str | None = None
+    """A zoo model to fine-tune (``landseg models``), e.g. ``dynamic-world``: the run starts from its network
+    and weights (its classification layer replaced when the schema has other classes), and reads and
+    normalizes its inputs as it does, so arch, encoder and data.normalization stay unset
+    (``landseg.train.from_zoo``)."""
 
 
 class OptimizerConfig(Section):

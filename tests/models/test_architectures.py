@@ -166,6 +166,13 @@ class TestDpt(ArchitectureContract):
     unused = ("net.encoder.model.norm.", "net.encoder.model.head.")  # DPT reads the ViT blocks before these
 
 
+class TestDynamicWorld(ArchitectureContract):
+    """Dynamic World's network, here with the synthetic schema's classes: what ``model.init: dynamic-world``
+    fine-tunes (the zoo's weights are tested in tests/zoo)."""
+
+    spec = ModelSpec("dynamic_world", NUM_CLASSES, in_channels=9)
+
+
 def test_every_architecture_has_a_contract():
     covered = {cls.spec.arch for cls in ArchitectureContract.__subclasses__()}
     assert covered == set(list_architectures())

@@ -9,10 +9,10 @@ from landseg.errors import ConfigError
 from landseg.models import ModelSpec, build_model, list_architectures
 
 
-def test_architectures_are_all_of_smp_and_the_classic_unet():
+def test_architectures_are_all_of_smp_the_classic_unet_and_dynamic_world():
     expected = {
         "unet", "unetplusplus", "fpn", "deeplabv3", "deeplabv3plus", "segformer", "pspnet",
-        "linknet", "manet", "pan", "upernet", "dpt", "classic_unet",
+        "linknet", "manet", "pan", "upernet", "dpt", "classic_unet", "dynamic_world",
     }
     assert set(list_architectures()) == expected
     assert set(smp.MODEL_ARCHITECTURES_MAPPING) <= set(list_architectures())
@@ -44,6 +44,17 @@ def test_classic_unet_has_no_encoder_to_fill():
     spec = ModelSpec("classic_unet", 3, encoder="tu-tf_efficientnet_lite0", encoder_weights="offline")
     assert (spec.encoder, spec.encoder_weights, spec.widths) == (None, None, None)
     assert spec.to_dict()["encoder"] is None
+
+
+def test_dynamic_world_is_its_fixed_network_with_any_head():
+    spec = ModelSpec("dynamic_world", 3, encoder="tu-tf_efficientnet_lite0", encoder_weights="offline", in_channels=9)
+    assert (spec.encoder, spec.encoder_weights) == (None, None)
+    network = build_model(spec)
+    assert network.head.out_channels == 3 and network.stem.conv.in_channels == 9
+    with pytest.raises(ConfigError, match="takes no widths"):
+        ModelSpec("dynamic_world", 3, widths=[8, 16])
+    with pytest.raises(ConfigError, match="takes no extra"):
+        ModelSpec("dynamic_world", 3, extra={"decoder_channels": [8]})
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,11 @@
 """Sentinel-2 products built from a real 13-band chip, as users download them: a minimal L1C ``.SAFE``
-(safe-compact layout, one JPEG 2000 file per band at its native 10, 20 or 60 m), its ``.zip``, and a
-STAC item whose assets are per-band GeoTIFFs. Coarser bands are the chip's pixels averaged over 2x2
-(20 m) or 6x6 (60 m) blocks, which is how the sensor's coarser bands relate to the 10 m grid."""
+(safe-compact layout, one JPEG 2000 file per band at its native 10, 20 or 60 m) or L2A ``.SAFE``
+(``IMG_DATA/R10m``, ``R20m``, ``R60m`` folders, no B10), its ``.zip``, and a STAC item whose assets are
+per-band GeoTIFFs. Coarser bands are the chip's pixels averaged over 2x2 (20 m) or 6x6 (60 m) blocks,
+which is how the sensor's coarser bands relate to the 10 m grid.
+
+``write_sentinel2_like_stack`` needs no real chip: a synthetic scene (``landseg.data.synthetic``) as the
+9 bands Dynamic World reads, in L1C-like digital numbers, named B2 ... B12, on a 10 m UTM grid."""
 
 from __future__ import annotations
 
@@ -41,22 +45,27 @@ def _band_profile(profile: dict, pixels: np.ndarray, name: str, driver: str) -> 
 
 
 def write_safe(chip: Path, folder: Path, level: str = "L1C", skip: tuple[str, ...] = ()) -> Path:
-    """``S2A_MSI{level}_..._{TILE}_....SAFE`` with the files GDAL's SENTINEL2 driver reads."""
+    """``S2A_MSI{level}_..._{TILE}_....SAFE`` with the files GDAL's SENTINEL2 driver reads, in the layout of
+    the level: L1C one folder of ``{stem}_B02.jp2`` ...; L2A ``R{res}m/{stem}_B02_{res}m.jp2`` ... at each
+    band's native resolution, without B10 (which L2A products leave out)."""
     bands, profile = chip_bands(chip)
     safe = folder / f"S2A_MSI{level}_20200601T103031_N0209_R108_{TILE}_20200601T123456.SAFE"
-    images = safe / "GRANULE" / f"L1C_{TILE}_A025775_20200601T103031" / "IMG_DATA"
-    images.mkdir(parents=True)
+    granule = safe / "GRANULE" / f"{level}_{TILE}_A025775_20200601T103031"
     stem = f"{TILE}_20200601T103031"
     entries = []
     for name, pixels in bands.items():
-        if name in skip:
+        if name in skip or (level == "L2A" and name == "B10"):
             continue
-        with rasterio.open(images / f"{stem}_{FILE_BAND[name]}.jp2", "w", QUALITY=100, REVERSIBLE="YES",
+        images, file_stem = granule / "IMG_DATA", f"{stem}_{FILE_BAND[name]}"
+        if level == "L2A":
+            images, file_stem = images / f"R{RESOLUTION[name]}m", f"{file_stem}_{RESOLUTION[name]}m"
+        images.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(images / f"{file_stem}.jp2", "w", QUALITY=100, REVERSIBLE="YES",
                            **_band_profile(profile, pixels, name, "JP2OpenJPEG")) as target:
             target.write(pixels, 1)
-        entries.append(f"<IMAGE_FILE>{images.relative_to(safe).as_posix()}/{stem}_{FILE_BAND[name]}</IMAGE_FILE>")
+        entries.append(f"<IMAGE_FILE>{images.relative_to(safe).as_posix()}/{file_stem}</IMAGE_FILE>")
     (safe / f"MTD_MSI{level}.xml").write_text(_product_xml(level, entries), encoding="utf-8")
-    (images.parent / "MTD_TL.xml").write_text(_tile_xml(level, profile), encoding="utf-8")
+    (granule / "MTD_TL.xml").write_text(_tile_xml(level, profile), encoding="utf-8")
     return safe
 
 
@@ -122,4 +131,41 @@ def write_stac_item(chip: Path, folder: Path, level: str = "L1C", resolutions: d
             "links": [], "assets": assets}
     path = folder / f"S2A_{TILE}_20200601_{level}.json"
     path.write_text(json.dumps(item, indent=1), encoding="utf-8")
+    return path
+
+
+DW_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12")
+# Bands of a synthetic scene (red, green, blue, nir, swir, then blends of nir and swir) standing in for them.
+_SCENE_BAND_FOR = {"B2": 2, "B3": 1, "B4": 0, "B5": 5, "B6": 6, "B7": 7, "B8": 3, "B11": 4, "B12": 8}
+
+
+def sentinel2_like_pixels(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(9, size, size)`` uint16 L1C-like digital numbers (about 400-5500) in Dynamic World's band order, and
+    the scene's ``synthetic`` schema labels (``255`` no-data; there is none)."""
+    from landseg.data.synthetic import generate_scene
+
+    scene = generate_scene(size, seed, bands=9)
+    stack = scene.image[[_SCENE_BAND_FOR[b] for b in DW_BANDS]].astype(np.uint16)
+    return (400 + stack * 20).astype(np.uint16), scene.labels
+
+
+def write_sentinel2_like_stack(path: Path, pixels: np.ndarray, names: bool = True) -> Path:
+    """``pixels`` as a georeferenced GeoTIFF at 10 m in UTM 31N, its bands described ``B2`` ... ``B12``."""
+    count, height, width = pixels.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count, dtype=pixels.dtype.name,
+                       crs="EPSG:32631", transform=Affine(10.0, 0, 399960.0, 0, -10.0, 4800000.0)) as target:
+        target.write(pixels)
+        if names:
+            target.descriptions = DW_BANDS[:count]
+    return path
+
+
+def write_labels(path: Path, labels: np.ndarray) -> Path:
+    """``(H, W)`` uint8 class codes on the grid of ``write_sentinel2_like_stack``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=labels.shape[1], height=labels.shape[0], count=1,
+                       dtype="uint8", crs="EPSG:32631", transform=Affine(10.0, 0, 399960.0, 0, -10.0, 4800000.0),
+                       nodata=255) as target:
+        target.write(labels.astype(np.uint8), 1)
     return path

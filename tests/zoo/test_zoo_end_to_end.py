@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from typer.testing import CliRunner
 
 from landseg.cli.main import app
@@ -115,11 +117,28 @@ def test_the_10m_bands_of_a_product_are_the_chip_pixels(tmp_path):
 
 @needs_shared
 def test_an_l2a_product_is_refused_with_what_to_pass(tmp_path):
-    # As STAC item: an L2A .SAFE has another layout (R10m/ folders) that these tests do not build.
     stac = write_stac_item(CHIP, tmp_path / "stac", level="L2A")
     result = predict(str(stac), "--out", str(tmp_path / "out"), "--engine", "torch")
     assert result.exit_code != 0
     assert "Sentinel-2 L2A product" in result.output and "pass the L1C product" in result.output
+
+
+@needs_shared
+@pytest.mark.parametrize("form", ["safe", "zip"])
+def test_an_l2a_safe_product_is_refused_in_one_line(tmp_path, form):
+    # The L2A layout: IMG_DATA/R10m, R20m, R60m with _10m ... suffixes, no B10; GDAL names it SENTINEL2_L2A.
+    safe = write_safe(CHIP, tmp_path, level="L2A")
+    source = zip_safe(safe) if form == "zip" else safe
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = predict(str(source), "--out", str(tmp_path / "out"), "--engine", "torch")
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {source}: is a Sentinel-2 L2A product")
+    assert "dynamic-world reads L1C (top-of-atmosphere) reflectance: pass the L1C product" in errors[0]
+    # No rasterio warning printed around the one line (the product's metadata file has no grid of its own).
+    assert [str(w.message) for w in caught if issubclass(w.category, NotGeoreferencedWarning)] == []
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 @needs_shared

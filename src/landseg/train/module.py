@@ -30,15 +30,17 @@ from landseg.train.precision import resolve_precision
 
 
 class SegmentationModule(L.LightningModule):
-    def __init__(self, card: dict, train: dict):
+    def __init__(self, card: dict, train: dict, network: torch.nn.Module | None = None):
         """``train``: a ``TrainConfig`` as a dict, its class-weight statistics already resolved to numbers
-        (``landseg.losses.resolve_class_weights``), so that the checkpoint records the weights used."""
+        (``landseg.losses.resolve_class_weights``), so that the checkpoint records the weights used.
+        ``network``: the card's network with its starting weights (a zoo model's, for ``model.init``);
+        by default ``build_model`` builds it freshly initialised."""
         super().__init__()
         # Stored in every checkpoint: the card is all that prediction needs.
         self.save_hyperparameters({CARD_KEY: card, "train": train})
         self.card = ModelCard.from_dict(card)
         self.train_config = TrainConfig.model_validate(train)
-        self.model = build_model(ModelSpec.from_dict(card["model"]))
+        self.model = network if network is not None else build_model(ModelSpec.from_dict(card["model"]))
         if self.train_config.channels_last == "auto":  # train() passes it resolved; a module built elsewhere
             cfg = self.train_config
             self.train_config.channels_last = resolve_precision(cfg.precision, "auto", cfg.accelerator).channels_last

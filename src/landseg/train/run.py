@@ -33,11 +33,12 @@ from landseg.io.raster import raster_info
 from landseg.io.safety import read_json_limited
 from landseg.io.write import atomic_output
 from landseg.losses import build_loss, resolve_class_weights
-from landseg.models import ModelSpec
+from landseg.models import ModelSpec, build_model
 from landseg.io.pixel_stats import ground_resolution, pixel_stats
 from landseg.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization
 from landseg.predict.networks import onnxruntime_available
 from landseg.predict.onnx import cached_export
+from landseg.train import from_zoo
 from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, RandomStateCheckpoint, TimeBudgetCosine
 from landseg.train.module import SegmentationModule
 from landseg.train.precision import PrecisionChoice, resolve_precision
@@ -204,13 +205,19 @@ def train(
     if max_minutes is not None:
         config.train.max_minutes = max_minutes
     tc = config.train
+    zoo = from_zoo.zoo_start(config)  # before any image is read: a contradicting config fails at once
+    if zoo is not None:
+        from_zoo.settle_config(config, zoo)
     L.seed_everything(tc.seed, workers=True, verbose=False)
 
     schema: ClassSchema = get_schema(config.data.schema_)
     catalog = build_catalog(config.data)
     train_samples, val_samples = catalog.split("train"), catalog.splits.get("val", [])
     info = raster_info(train_samples[0].image)
-    bands = config.data.bands or list(range(1, info.count + 1))
+    if zoo is not None:
+        bands = from_zoo.zoo_bands(zoo, config, info.count, info.descriptions)
+    else:
+        bands = config.data.bands or list(range(1, info.count + 1))
     common = dict(
         schema=schema, bands=bands, tolerance=config.data.size_tolerance,
         unknown=config.data.unknown_labels, nodata=config.data.nodata, progress=progress,
@@ -222,39 +229,59 @@ def train(
     val_items = load_labelled_images(val_samples, description="Reading validation images", **common)
     if tc.early_stopping is not None and not val_items:
         raise ConfigError("train.early_stopping needs validation images (data.split has no val images)")
-    normalization = resolve_normalization(config, info.dtype, train_items, len(bands))
+    input_stats = pixel_stats((item.image for item in train_items), info.dtype, ground_resolution(info))
+    if zoo is not None:
+        from_zoo.check_training_pixels(zoo, input_stats, catalog.root)
+        normalization = Normalization.from_dict(zoo.normalization)
+    else:
+        normalization = resolve_normalization(config, info.dtype, train_items, len(bands))
     statistics = ClassStatistics.from_masks((item.mask for item in train_items), schema.num_classes)
 
     choice = resolve_precision(tc.precision, tc.channels_last, tc.accelerator)
-    spec = ModelSpec(
-        arch=config.model.arch, encoder=config.model.encoder, encoder_weights=config.model.encoder_weights,
-        in_channels=len(bands), num_classes=schema.num_classes, widths=config.model.widths,
-        dropout=config.model.dropout, extra=dict(config.model.extra),
-    )
+    if zoo is not None:
+        spec = zoo.model_spec(schema.num_classes)
+    else:
+        spec = ModelSpec(
+            arch=config.model.arch, encoder=config.model.encoder, encoder_weights=config.model.encoder_weights,
+            in_channels=len(bands), num_classes=schema.num_classes, widths=config.model.widths,
+            dropout=config.model.dropout, extra=dict(config.model.extra),
+        )
+    network = build_model(spec) if zoo is not None else None  # else the module builds it, as it always has
+    training = {
+        "experiment": config.name,
+        "data_root": str(catalog.root),
+        "train_images": len(train_samples),
+        "val_images": len(val_samples),
+        "landseg_version": __version__,
+        "precision": choice.to_dict(),
+    }
+    card_inputs = {
+        "normalization": normalization.to_dict(),
+        "bands": bands,
+        "band_names": [d or f"band {b}" for b, d in zip(bands, [info.descriptions[b - 1] for b in bands])],
+    }
+    start_message = None
+    if zoo is not None:
+        # The zoo model's weights, and its input contract on the card: predict reads scenes as the zoo model.
+        replaced = zoo.start_training(network)
+        training["init"] = from_zoo.provenance(zoo, replaced)
+        card_inputs = from_zoo.card_fields(zoo)
+        start_message = from_zoo.start_message(zoo, replaced, schema.num_classes)
     card = ModelCard(
         model=spec.to_dict(),
         schema=schema.to_dict(),
-        normalization=normalization.to_dict(),
-        bands=bands,
-        band_names=[d or f"band {b}" for b, d in zip(bands, [info.descriptions[b - 1] for b in bands])],
         input_scale=config.data.input_scale,
         tile_size=max(tc.val_tile, tc.crop_size),
-        input_stats=pixel_stats((item.image for item in train_items), info.dtype, ground_resolution(info)).to_dict(),
-        training={
-            "experiment": config.name,
-            "data_root": str(catalog.root),
-            "train_images": len(train_samples),
-            "val_images": len(val_samples),
-            "landseg_version": __version__,
-            "precision": choice.to_dict(),
-        },
+        input_stats=input_stats.to_dict(),
+        training=training,
+        **card_inputs,
     )
     if resume:
         check_resumable(last, card)
         remove_stale_temporaries(run_dir)
     settings = resolve_train_settings(tc, statistics, schema.num_classes)
     settings.update(precision=choice.precision, channels_last=choice.channels_last)
-    module = SegmentationModule(card.to_dict(), settings)
+    module = SegmentationModule(card.to_dict(), settings, network=network)
 
     try:
         crop_items = labelled_items(train_items)
@@ -336,6 +363,10 @@ def train(
         train_set, batch_size=tc.batch_size, sampler=EpochSampler(len(train_set)), drop_last=True, **loader_options
     )
     if trainer.is_global_zero:
+        if start_message and not resume:  # a resumed run continues from its own weights
+            log.info(start_message)
+            if progress:
+                Console(stderr=True).print(f"[bold]fine-tuning[/] {start_message}")
         log.info("training with %s", choice.describe())
         if progress:
             Console(stderr=True).print(f"[bold]precision[/] {choice.precision}, "

@@ -1,18 +1,10 @@
-"""The forward network of Dynamic World (Brown et al. 2022) in PyTorch, computing what the SavedModel does.
+"""Dynamic World's published weights (Brown et al. 2022), loaded into its network architecture.
 
-Read from the SavedModel's graph (``tools/convert_dynamic_world.py`` converts its variables):
-
-- a full-resolution stem, 3x3 convolution 9 -> 64;
-- ``tf.image.resize(..., (H // 2, W // 2), bilinear, antialias=True)`` (ScaleAndTranslate with the
-  triangle kernel widened to the downscale), so everything after it runs at half resolution;
-- two residual blocks (64 -> 96 -> 144) and a 64 -> 48 side branch of the resized stem, concatenated;
-- a third residual block (192 -> 144), bilinear upsampling back to (H, W) (half-pixel centres, no
-  antialias), L2 normalization over channels and a 1x1 convolution to 9 logits.
-
-Every convolution is followed by batch normalization (epsilon 1e-3) and Mish. A residual block is
-three "separable" units (here pointwise 1x1 first, then depthwise 3x3, each with its own norm and Mish)
-plus a 1x1 shortcut, summed. Any H, W >= 2 works; odd sides are fine, because both resizes take their
-sizes from the input (H // 2 down, H up).
+The architecture is ``landseg.models.dynamic_world`` (so that a network fine-tuned from these weights is an
+ordinary landseg checkpoint, rebuilt by ``build_model``); here are the weights: ``load_dynamic_world``
+gives the zoo model's network, exactly the SavedModel's (``tools/convert_dynamic_world.py`` converts its
+variables), and ``start_from_dynamic_world`` puts them into a network to fine-tune, whose classification
+layer is kept when it predicts Dynamic World's 9 classes and left as built (freshly initialised) otherwise.
 """
 
 from __future__ import annotations
@@ -20,93 +12,65 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from landseg.errors import CheckpointError
+from landseg.models.dynamic_world import (BN_EPSILON, HEAD, IN_BANDS, L2_EPSILON, NUM_CLASSES, ConvNormMish,
+                                          DynamicWorldNet, ResidualBlock, SeparableUnit)
 
-IN_BANDS = 9
-NUM_CLASSES = 9
-BN_EPSILON = 1e-3
-"""Keras' default, and what every FusedBatchNormV3 of the graph uses (torch's default is 1e-5)."""
-L2_EPSILON = 1e-12
-"""``tf.math.l2_normalize``'s floor on the sum of squares."""
-
-
-class ConvNormMish(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, depthwise: bool = False):
-        groups = in_channels if depthwise else 1
-        super().__init__()
-        # TensorFlow's SAME padding for odd kernels at stride 1 is symmetric, so plain padding matches it.
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, groups=groups)
-        self.norm = nn.BatchNorm2d(out_channels, eps=BN_EPSILON)
-        self.act = nn.Mish()
-
-
-class SeparableUnit(nn.Sequential):
-    """Pointwise, then depthwise: the order the SavedModel's layers run in (Keras' SeparableConv2D is the reverse)."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.pointwise = ConvNormMish(in_channels, out_channels)
-        self.depthwise = ConvNormMish(out_channels, out_channels, kernel=3, depthwise=True)
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, units: int = 3):
-        super().__init__()
-        widths = [in_channels] + [out_channels] * units
-        self.units = nn.Sequential(*(SeparableUnit(a, b) for a, b in zip(widths, widths[1:])))
-        self.shortcut = ConvNormMish(in_channels, out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.units(x) + self.shortcut(x)
-
-
-class DynamicWorldNet(nn.Module):
-    """``(N, 9, H, W)`` normalized B2, B3, B4, B5, B6, B7, B8, B11, B12 to ``(N, 9, H, W)`` logits."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = ConvNormMish(IN_BANDS, 64, kernel=3)
-        self.block1 = ResidualBlock(64, 96)
-        self.block2 = ResidualBlock(96, 144)
-        self.side = SeparableUnit(64, 48)
-        self.block3 = ResidualBlock(144 + 48, 144)
-        self.head = nn.Conv2d(144, NUM_CLASSES, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        if min(size) < 2:
-            raise ValueError(f"Dynamic World needs inputs of at least 2 x 2 pixels, got {tuple(size)}")
-        x = self.stem(x)
-        # torch's antialiased bilinear is the same triangle filter as ScaleAndTranslate's (to ~1e-7).
-        x = F.interpolate(x, size=(size[0] // 2, size[1] // 2), mode="bilinear", align_corners=False, antialias=True)
-        x = torch.cat([self.block2(self.block1(x)), self.side(x)], dim=1)
-        x = F.interpolate(self.block3(x), size=size, mode="bilinear", align_corners=False)
-        x = x * torch.rsqrt(x.square().sum(dim=1, keepdim=True).clamp_min(L2_EPSILON))
-        return self.head(x)
+__all__ = ["BN_EPSILON", "IN_BANDS", "L2_EPSILON", "NUM_CLASSES", "ConvNormMish", "DynamicWorldNet", "ResidualBlock",
+           "SeparableUnit", "load_dynamic_world", "start_from_dynamic_world"]
 
 
 def load_dynamic_world(path: str | Path) -> DynamicWorldNet:
     """The network with its converted weights from a safetensors file, in eval mode."""
-    from safetensors.torch import load_file
-
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError("Dynamic World weights are missing (run tools/convert_dynamic_world.py)", path)
     net = DynamicWorldNet()
-    _load_state(net, load_file(str(path)), path)
+    _load_state(net, _read_weights(path), path)
     return net.eval()
 
 
-def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+def start_from_dynamic_world(network: nn.Module, path: str | Path) -> list[str]:
+    """Dynamic World's weights from ``path`` put into ``network`` (a ``DynamicWorldNet`` of any number of
+    classes, as ``build_model`` makes it), to fine-tune; the names of the layers left as built.
+
+    Every layer is Dynamic World's except ``head`` when ``network`` predicts another number of classes
+    than its 9: that layer keeps its fresh initialisation and is named in the result. Nothing else may
+    differ; a network of another architecture or band count is a ``CheckpointError``.
+    """
+    path = Path(path)
+    state = _read_weights(path)
+    own = network.state_dict()
+    unknown = [key for key in state if key not in own]
+    if unknown:
+        raise CheckpointError(f"the network to fine-tune is no Dynamic World network (it lacks {unknown[:3]})", path)
+    replaced = sorted({key.rsplit(".", 1)[0] for key, tensor in state.items() if own[key].shape != tensor.shape})
+    if set(replaced) - {HEAD}:
+        raise CheckpointError(
+            f"only Dynamic World's {HEAD} may change shape when fine-tuning, not {[r for r in replaced if r != HEAD]} "
+            f"(the network reads {own['stem.conv.weight'].shape[1]} bands, Dynamic World {IN_BANDS})", path,
+        )
+    kept = {key: tensor for key, tensor in state.items() if key.rsplit(".", 1)[0] not in replaced}
+    with torch.no_grad():
+        _load_state(network, kept, path, leave=tuple(f"{layer}." for layer in replaced))
+    return replaced
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError("Dynamic World weights are missing (run tools/convert_dynamic_world.py)", path)
+    return load_file(str(path))
+
+
+def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path, leave: tuple[str, ...] = ()) -> None:
     # BatchNorm's step counter only matters for training with momentum=None; the file stays float32-only.
     try:
         result = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # a tensor of the wrong shape
         raise CheckpointError(f"weights do not fit the Dynamic World network ({str(exc)[:200]})", path) from None
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked") and not k.startswith(leave)]
     if missing or result.unexpected_keys:
         raise CheckpointError(
             f"weights do not fit the Dynamic World network (missing {missing[:5]}, "

@@ -18,6 +18,7 @@ from landseg.normalization import DynamicWorldNormalization
 
 if TYPE_CHECKING:
     from landseg.checkpoint import LoadedModel, ModelCard
+    from landseg.models import ModelSpec
 
 @dataclass(frozen=True)
 class ZooClass:
@@ -32,8 +33,10 @@ class ZooModel:
     name: str
     title: str
     arch: str
-    """The card's ``model["arch"]``. No ``ModelSpec`` accepts it, so a zoo card that reaches
-    ``build_model`` by mistake fails loudly instead of building some other network."""
+    """The card's ``model["arch"]``: the ``ModelSpec`` architecture of the network (``build_model`` builds
+    it, untrained, for any number of classes; ``model.init`` fine-tunes it from these weights). A zoo card's
+    ``model`` also names the zoo model (``"zoo"``), which no ``ModelSpec`` accepts: a zoo card that reaches
+    ``load_checkpoint`` by mistake fails loudly instead of building a network without its weights."""
     sensor: str
     band_names: tuple[str, ...]
     bands: tuple[int, ...]
@@ -56,6 +59,9 @@ class ZooModel:
     are this sensor's units (8-bit pictures and 0-1 reflectances fall below, other scalings above)."""
     build: Callable[[Path], object] | None = field(default=None, repr=False, compare=False)
     """Weights path to network in eval mode."""
+    start: Callable[[object, Path], list[str]] | None = field(default=None, repr=False, compare=False)
+    """``(network, weights path)``: the weights put into a network built by ``build_model`` from
+    ``model_spec(num_classes)``, to fine-tune; returns the layers left freshly initialised."""
 
     @property
     def weights_path(self) -> Path:
@@ -92,6 +98,19 @@ class ZooModel:
             "ignore_colors": [],
         }
 
+    def model_spec(self, num_classes: int) -> "ModelSpec":
+        """The network to fine-tune from this model: its architecture and bands, ``num_classes`` classes."""
+        from landseg.models import ModelSpec
+
+        return ModelSpec(arch=self.arch, num_classes=num_classes, in_channels=len(self.bands))
+
+    def start_training(self, network) -> list[str]:
+        """This model's weights put into ``network`` (built from ``model_spec``); the layers it replaced, i.e.
+        left as built because their shape differs (the classification layer, for other classes)."""
+        if self.start is None:
+            raise ConfigError(f"zoo model {self.name} cannot be fine-tuned (model.init)")
+        return self.start(network, self.weights_path)
+
     def card(self) -> "ModelCard":
         from landseg.checkpoint import ModelCard
 
@@ -113,6 +132,12 @@ def _build_dynamic_world(path: Path):
     from landseg.zoo.dynamic_world import load_dynamic_world
 
     return load_dynamic_world(path)
+
+
+def _start_from_dynamic_world(network, path: Path) -> list[str]:
+    from landseg.zoo.dynamic_world import start_from_dynamic_world
+
+    return start_from_dynamic_world(network, path)
 
 
 DYNAMIC_WORLD_CENTER = (1.7417268007636313, 1.7261204997060209, 1.6798346251414997, 1.7734969472909623,
@@ -146,6 +171,7 @@ DYNAMIC_WORLD = ZooModel(
     attribution_files=("DYNAMIC_WORLD_LICENSE", "DYNAMIC_WORLD_NOTICE"),
     notes="Inputs are the 13-band L1C stack B1..B12 with B8A (bands 2-8, 12, 13 are read); see docs/ZOO.md",
     build=_build_dynamic_world,
+    start=_start_from_dynamic_world,
     processing_level="L1C",
     # Even a dark ocean scene's brightest band (blue, lit by the atmosphere) is above ~500 in L1C.
     brightest_band_range=(400.0, 30000.0),
