@@ -1,4 +1,4 @@
-"""Benchmark scripts 1, 2 and 4: recipe merging, the chip-index split, and each script's ``--smoke`` mode
+"""Benchmark scripts 1, 2, 4 and 9: recipe merging, the chip-index split, and each script's ``--smoke`` mode
 on the real data (skipped where ../shared/datasets is absent). Smoke runs measure nothing; they check
 that every run trains, is scored and lands in the JSON with the keys BENCHMARKS.md relies on."""
 
@@ -15,6 +15,7 @@ import common  # noqa: E402
 import dubai_quality  # noqa: E402
 import s2_korea_quality  # noqa: E402
 import train_throughput  # noqa: E402
+import zoo_throughput  # noqa: E402
 
 DUBAI_CLASSES = ["Building", "Land", "Road", "Vegetation", "Water"]
 S2_CLASSES = ["Building", "Road", "Field", "Forest", "Background"]
@@ -122,11 +123,13 @@ def test_smoke_modes_write_their_json(tmp_path, shared_datasets, capsys):
     # --best-from: the ablation alone, from the stored best, which is not trained again.
     again = tmp_path / "dubai_again"
     assert dubai_quality.main(["--smoke", "--out", str(again), "--best-from", str(dubai_out / "dubai.json"),
-                               "--ablation", "--variants", "loss_focal"]) == 0
+                               "--ablation", "--variants", "loss_focal", "--set", "train.augment.rotate90=false"]) == 0
     reused = json.loads((again / "dubai.json").read_text())
     assert reused["best"]["miou"] == dubai["best"]["miou"] and reused["best"]["from_results"]
     assert not (again / "dubai_best").exists() and list(reused["ablation"]["variants"]) == ["loss_focal"]
     assert reused["ablation"]["variants"]["loss_focal"]["config"]["train"]["loss"]["name"] == "focal"
+    assert reused["settings"] == ["train.augment.rotate90=false"]
+    assert reused["ablation"]["variants"]["loss_focal"]["config"]["train"]["augment"]["rotate90"] is False
 
     assert s2_korea_quality.main(["--smoke", "--out", str(s2_out), "--variants", "ce,focal", "--blocked", "none"]) == 0
     s2 = json.loads((s2_out / "s2_korea.json").read_text())
@@ -145,3 +148,14 @@ def test_smoke_modes_write_their_json(tmp_path, shared_datasets, capsys):
 
     printed = capsys.readouterr().out  # the Dubai tables of both runs, then the Sentinel-2 one
     assert printed.count("| run |") == 3 and "efficiency a/b" in printed
+
+
+def test_zoo_throughput_smoke_times_both_engines(tmp_path, capsys):
+    results = tmp_path / "zoo.json"
+    assert zoo_throughput.main(["--smoke", "--results", str(results), "--threads", "1"]) == 0
+    payload = json.loads(results.read_text())
+    assert [row["engine"] for row in payload["network"]] == ["torch", "onnxruntime"]
+    for row in payload["network"]:
+        assert row["wall_s"] > 0 and row["mpx_per_s"] > 0 and row["km2_per_core_hour"] > 0
+    assert payload["end_to_end"] == [] and payload["environment"]["git_commit"]
+    assert "network alone, 64² tile" in capsys.readouterr().out
