@@ -197,6 +197,25 @@ def test_exclusions_match_images_by_path_end_and_need_map_coordinates_only_for_a
                                                    Affine.identity(), None)
 
 
+def test_a_region_outline_longer_than_the_csv_modules_field_limit_is_read(tmp_path):
+    """A large, ragged region (Dubai's biggest audit regions) has a WKT of megabytes: one CSV field."""
+    import csv as csv_module
+
+    from landseg.data.exclude import Exclusions
+
+    stairs = [(x, y) for step in range(12_000) for x, y in ((step + 1, step), (step + 1, step + 1))]
+    outline = shapely.Polygon([(0, 0), *stairs, (0, 12_000)])
+    wkt = outline.wkt
+    assert len(wkt) > csv_module.field_size_limit()
+    path = tmp_path / "regions.csv"
+    path.write_text(f'image,pixel_wkt\ntile_1/images/a.jpg,"{wkt}"\n')
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    out = Exclusions.read(path).apply(tmp_path / "tile_1" / "images" / "a.jpg", mask, Affine.identity(), None)
+    lower_left = np.tril(np.ones((8, 8), dtype=bool))  # pixel centres (col + 0.5, row + 0.5) with row >= col
+    assert (out[lower_left] == IGNORE_INDEX).all() and (out[~lower_left] == 0).all()
+    assert csv_module.field_size_limit() == 131072  # the module's limit is given back
+
+
 def test_a_rerun_reuses_its_fold_models_only_for_the_same_folds(folds_run, noisy, tmp_path):
     out, _ = folds_run
     copy = tmp_path / "again"

@@ -92,11 +92,17 @@ def _keyed(source: Path, keys, geometries) -> dict[str, list]:
 def _read_csv(path: Path) -> Exclusions:
     import shapely
 
+    limit = csv.field_size_limit()
     try:
+        # A large region's outline is one long WKT field, past the csv module's 128 KiB default; no field
+        # can be longer than the file that holds it.
+        csv.field_size_limit(max(limit, path.stat().st_size))
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"data.exclude: cannot read the CSV ({exc})", path) from None
+    finally:
+        csv.field_size_limit(limit)
     if rows and not {IMAGE_COLUMN, PIXEL_GEOMETRY_COLUMN} <= set(rows[0]):
         raise ConfigError(f"data.exclude: the CSV needs columns {IMAGE_COLUMN!r} and {PIXEL_GEOMETRY_COLUMN!r} "
                           "(the regions.csv of `landseg audit`)", path)
