@@ -156,6 +156,7 @@ class TrialRunner:
             pruning = ValidationPruning(
                 trial, enabled=repeat == 0,
                 on_report=(lambda e, v, n=trial.number: self.reporter.validated(n, e, v)) if self.reporter else None,
+                seconds_as_step=self.plan.minutes_per_trial is not None,
             )
             result = _train(config, run_dir, self.plan.minutes_per_trial, self.progress, pruning)
             if not math.isfinite(result.best_miou):

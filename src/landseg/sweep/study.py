@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from landseg.errors import ConfigError, LandsegError
 from landseg.sweep.objective import (WORKER_ATTR, InvalidCombination, Reporter, SurplusTrial, SweepPlan,
                                      TrialRunner, plan_record, target_trials, worker_is_dead)
+from landseg.sweep.pruning import SameTimeMedianPruner
 from landseg.sweep.space import SearchSpace
 
 PLAN_ATTR = "landseg_plan"
@@ -108,6 +109,8 @@ def make_sampler(plan: SweepPlan, space: SearchSpace, worker: int = 0) -> optuna
 def make_pruner(plan: SweepPlan) -> optuna.pruners.BasePruner:
     if not plan.pruning:
         return optuna.pruners.NopPruner()
+    if plan.minutes_per_trial is not None:  # equal time, not equal epochs (landseg.sweep.pruning)
+        return SameTimeMedianPruner(n_startup_trials=plan.startup_trials)
     return optuna.pruners.MedianPruner(n_startup_trials=plan.startup_trials, n_warmup_steps=0)
 
 
