@@ -14,7 +14,10 @@ a fresh process so its peak RSS (``VmHWM``) is its own:
 - ``predict``: ``landseg predict`` end to end (``landseg.predict.run.run_predict``: load the model,
   read, normalize, forward, blend, write the class COG, preview and areas);
 - ``naive``: the whole image in memory, one fp32 tile at a time, no blending (later tiles overwrite),
-  then one GeoTIFF; on the smallest scene (``--naive-tiles`` limits it and extrapolates).
+  then one GeoTIFF; on the smallest scene (``--naive-tiles`` limits it and extrapolates);
+- ``profile``: on the smallest scene, ``predict`` with the network answered from a lookup of one real
+  forward pass per batch shape, so what is left is the pipeline's own work, and a cProfile of it (the
+  main thread: reading, blending, writing, COG, preview, areas).
 
 Efficiency = raw time for the scene's tile grid (tiles / raw tiles/s) over the end-to-end wall time;
 raw tiles/s is measured just before and just after each scene (their spread says how steady the
@@ -207,6 +210,54 @@ def stage_predict(settings: dict) -> dict:
             "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
+class _Lookup:
+    """A network stand-in that answers each batch shape with one real forward pass, computed once."""
+
+    def __init__(self, network):
+        self._network, self._answers = network, {}
+
+    def __getattr__(self, name):
+        return getattr(self._network, name)
+
+    def __call__(self, batch):
+        key = tuple(batch.shape)
+        if key not in self._answers:
+            self._answers[key] = self._network(batch)
+        return self._answers[key].clone()
+
+
+def stage_profile(settings: dict) -> dict:
+    """``predict`` with every network replaced by ``_Lookup``: the wall time left is the pipeline's own work
+    (read, normalize, softmax, blend, write, COG, preview, areas). A second, cProfiled run breaks down the
+    main thread, where all of it runs except normalize and softmax (in the forward thread)."""
+    import cProfile
+    import pstats
+
+    import landseg.predict.ensemble as ensemble_module
+
+    real_load = ensemble_module.load_ensemble
+
+    def load_with_lookups(*args, **kwargs):
+        ensemble = real_load(*args, **kwargs)
+        for member in ensemble.members:
+            member.network = _Lookup(member.network)
+        return ensemble
+
+    ensemble_module.load_ensemble = load_with_lookups
+    timed = stage_predict(settings)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    stage_predict({**settings, "out": settings["out"] + "_profiled"})
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    top = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:15]
+    return {"wall_s": timed["wall_s"], "stages_s": timed["stages_s"], "tiles_in_grid": timed["tiles_in_grid"],
+            "main_thread_top_tottime": [
+                {"function": f"{Path(file).name}:{line}({name})", "calls": calls, "tottime_s": round(tottime, 3),
+                 "cumtime_s": round(cumtime, 3)}
+                for (file, line, name), (_, calls, tottime, cumtime, _) in top]}
+
+
 def stage_naive(settings: dict) -> dict:
     import torch
 
@@ -309,7 +360,7 @@ def _near_tile_borders(grid, height: int, width: int) -> np.ndarray:
     return near
 
 
-STAGES = {"peak": stage_peak, "raw": stage_raw, "predict": stage_predict, "naive": stage_naive,
+STAGES = {"peak": stage_peak, "raw": stage_raw, "predict": stage_predict, "naive": stage_naive, "profile": stage_profile,
           "agreement": stage_agreement, "variants": stage_variants}
 
 
@@ -393,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matmul peak: {peak}", file=sys.stderr)
     variants = run_stage("variants", {**base, "work": str(args.work), "compile": args.compile})
     print(f"variants: {variants}", file=sys.stderr)
-    rows, naive = [], None
+    rows, naive, profile = [], None, None
 
     def save(complete: bool, agreement: dict | None = None) -> None:
         """The results so far, rewritten after every scene so an interrupted run keeps its numbers."""
@@ -404,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                        "precision": args.precision, "engine": args.engine, "raw_tiles": raw_tiles, "model": MODEL,
                        "naive_tiles": args.naive_tiles},
             "environment": {**env, "load_average_end": os.getloadavg()}, "matmul_peak": peak, "variants": variants,
-            "scenes": rows, "naive": naive, "agreement": agreement,
+            "scenes": rows, "naive": naive, "profile": profile, "agreement": agreement,
             "rss_growth_largest_over_smallest": round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3),
             # The headline figures the targets are judged on: the worst scene for efficiency and memory.
             "efficiency": min(row["efficiency"] for row in rows),
@@ -444,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
                      "gflops": round(raw["gflop_per_tile"] * naive_run["tiles"] / naive_run["wall_s"], 1),
                      "speedup_of_predict": round(naive_run["wall_s"] / run["wall_s"], 2)}
             print(f"naive {size}²: {naive}", file=sys.stderr)
+            profile = run_stage("profile", {**base, "scene": str(scene), "out": str(args.work / f"profile_{size}")})
+            profile = {"size": size, **profile, "model_time_share": round(raw_s / run["wall_s"], 4),
+                       "pipeline_share": round(profile["wall_s"] / run["wall_s"], 4)}
+            print(f"profile {size}²: {profile}", file=sys.stderr)
         save(complete=False)
     rss_growth = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
     save(complete=True, agreement=agreement_check())  # the agreement check comes last: it times nothing

