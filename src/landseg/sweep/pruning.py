@@ -53,7 +53,7 @@ class ValidationPruning(L.Callback):
     def _step(self, epoch: int) -> int:
         if not self.seconds_as_step:
             return epoch
-        return int(self.clock() - (self.started if self.started is not None else self.clock()))
+        return int(self.clock() - self.started)  # Lightning calls on_train_start before any such validation
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
