@@ -6,8 +6,10 @@ import optuna
 import pytest
 import torch
 
+from landseg.sweep import objective
 from landseg.sweep.objective import SweepPlan
 from landseg.sweep.pruning import SameTimeMedianPruner, ValidationPruning
+from landseg.sweep.run import run_sweep
 from landseg.sweep.study import make_pruner
 
 # Two completed trials of an expensive configuration: their first validation came after 400 s.
@@ -81,3 +83,21 @@ def test_validations_are_reported_at_seconds_since_training_started_or_at_epochs
 def test_a_time_budget_makes_the_sweep_prune_at_equal_time(minutes, pruning, kind):
     plan = SweepPlan(config="c.yaml", space="s.yaml", out="out", trials=4, minutes_per_trial=minutes, pruning=pruning)
     assert type(make_pruner(plan)) is kind
+
+
+def test_a_time_budgeted_sweep_reports_seconds_of_training(tmp_path, tiny_config_2_epochs, lr_space, monkeypatch):
+    made = []
+
+    class Recording(ValidationPruning):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(objective, "ValidationPruning", Recording)
+    out = tmp_path / "timed"
+    run_sweep(SweepPlan(config=str(tiny_config_2_epochs), space=str(lr_space), out=str(out), trials=1,
+                        minutes_per_trial=5.0, study_name="timed"))
+    (trial,) = optuna.load_study(study_name="timed", storage=f"sqlite:///{out / 'study.db'}").trials
+    (callback,) = made
+    assert callback.seconds_as_step and callback.started is not None  # the clock started with training
+    assert trial.intermediate_values and max(trial.intermediate_values) <= 5 * 60
