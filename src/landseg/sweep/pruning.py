@@ -45,6 +45,7 @@ class ValidationPruning(L.Callback):
         self.clock = clock
         self.started: float | None = None
         self.reported: set[int] = set()
+        self.reported_steps: set[int] = set()
         self.pruned_at: int | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -67,8 +68,12 @@ class ValidationPruning(L.Callback):
             self.on_report(epoch, value)
         if not self.enabled or epoch in self.reported or not math.isfinite(value):
             return  # epoch already reported: the final validation after a time limit
+        step = self._step(epoch)
+        if step in self.reported_steps:
+            return  # two validations within one second: Optuna keeps the first report of a step
         self.reported.add(epoch)
-        self.trial.report(value, step=self._step(epoch))
+        self.reported_steps.add(step)
+        self.trial.report(value, step=step)
         if self.pruned_at is None and self.trial.should_prune():
             self.pruned_at = epoch
             trainer.should_stop = True
