@@ -76,6 +76,19 @@ def test_any_size_gives_logits_of_the_same_size(dynamic_world, size):
     assert torch.isfinite(logits).all()
 
 
+def test_bf16_autocast_runs_and_keeps_the_stored_reference_classes(dynamic_world):
+    # predict's torch engine with --precision bf16 runs the network under CPU autocast; torch's antialiased
+    # resize has no bfloat16 kernel, so the port must step around it rather than fail.
+    reference = np.load(SMALL_REFERENCE)
+    batch = dynamic_world.card.input_normalization().apply_torch(
+        torch.from_numpy(reference["even_raw"].astype(np.float32))[None])
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = dynamic_world.network(batch)[0].float().numpy()
+    expected = reference["even_logits"]
+    assert logits.shape == expected.shape
+    assert (logits.argmax(0) == expected.argmax(0)).mean() > 0.95
+
+
 def test_a_one_pixel_side_is_refused_with_a_message():
     with pytest.raises(ValueError, match="at least 2 x 2"):
         DynamicWorldNet().eval()(torch.rand(1, 9, 1, 8))

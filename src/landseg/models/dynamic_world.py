@@ -85,8 +85,11 @@ class DynamicWorldNet(nn.Module):
         if min(size) < 2:
             raise ValueError(f"Dynamic World needs inputs of at least 2 x 2 pixels, got {tuple(size)}")
         x = self.stem(x)
-        # torch's antialiased bilinear is the same triangle filter as ScaleAndTranslate's (to ~1e-7).
-        x = F.interpolate(x, size=(size[0] // 2, size[1] // 2), mode="bilinear", align_corners=False, antialias=True)
+        # torch's antialiased bilinear is the same triangle filter as ScaleAndTranslate's (to ~1e-7). It has
+        # no bfloat16 kernel, so under bf16 autocast it runs in float32 and hands back the autocast dtype.
+        dtype = x.dtype
+        x = F.interpolate(x.float(), size=(size[0] // 2, size[1] // 2), mode="bilinear", align_corners=False,
+                          antialias=True).to(dtype)
         x = torch.cat([self.block2(self.block1(x)), self.side(x)], dim=1)
         x = F.interpolate(self.block3(x), size=size, mode="bilinear", align_corners=False)
         x = x * torch.rsqrt(x.square().sum(dim=1, keepdim=True).clamp_min(L2_EPSILON))
