@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", type=Path, default=recipe_path("s2_korea_chips"))
     parser.add_argument("--variants-file", type=Path, default=recipe_path("s2_korea_imbalance"))
     parser.add_argument("--variants", default=None, help="Comma-separated subset of the variants (default all).")
-    parser.add_argument("--blocked", choices=["none", "ce", "all"], default="ce",
-                        help="Variants trained on the spatially blocked split, when the prepared data exists.")
+    parser.add_argument("--blocked", choices=["none", "ce", "all", "only"], default="ce",
+                        help="Variants trained on the spatially blocked split, when the prepared data exists "
+                             "('only': the selected variants on the blocked split, and no chip-split runs).")
     parser.add_argument("--blocked-recipe", type=Path, default=REPO / "configs" / "s2_korea.yaml")
     parser.add_argument("--write-split", action="store_true", help="Write the chip-index split files and stop.")
     parser.add_argument("--smoke", action="store_true", help="A few steps on 2 chips; not a measurement.")
@@ -222,11 +223,15 @@ def main(argv: list[str] | None = None) -> int:
 
     chip_overrides = budget + assignments({"data.split.files": files})
     payload["variants"] = {}
-    run_variants("chip_split", args.recipe, chip_overrides, variants, args, out, payload["variants"], save)
     missing = prepared_data_missing(args.blocked_recipe)
+    if args.blocked == "only" and missing:
+        parser.error(f"--blocked only needs the prepared data: {missing} "
+                     "(landseg prepare all configs/s2_korea_prepare.yaml)")
+    if args.blocked != "only":
+        run_variants("chip_split", args.recipe, chip_overrides, variants, args, out, payload["variants"], save)
     blocked = None
     if args.blocked != "none" and not missing:
-        blocked_variants = variants if args.blocked == "all" else {"ce": variants.get("ce", {})}
+        blocked_variants = variants if args.blocked in ("all", "only") else {"ce": variants.get("ce", {})}
         blocked = payload["blocked_split"] = {"recipe": str(args.blocked_recipe), "variants": {}}  # saved as it fills
         run_variants("blocked_split", args.blocked_recipe, budget, blocked_variants, args, out, blocked["variants"], save)
     elif args.blocked != "none":
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.update({f"blocked split, {n}": r for n, r in blocked["variants"].items()})
     print(score_table(runs, CLASSES))
     print()
-    print(rare_table(payload["variants"]))
+    print(rare_table(payload["variants"] or (blocked or {}).get("variants", {})))
     env = payload["environment"]
     print(f"\nchip split leak: {payload['chip_split']['leak']['val_pixels_inside_training_chips']:.1%} of the "
           f"validation pixels lie inside training chips. Budget {payload['budget_minutes']} min per run, seed "
