@@ -3,17 +3,24 @@
 ``landseg predict``'s bf16 path (``--engine torch --precision bf16``: bfloat16 autocast, channels-last)
 becomes the default only where its argmax agrees with fp32 on at least 99.5 % of the pixels of real
 images. This script predicts each image of a folder (default: the Dubai tile-4 images) with a trained
-checkpoint through ``predict_scene`` with predict's default options, once in fp32 and once in bf16, and
-counts the pixels whose class is the same, image by image and in all.
+model (a checkpoint or ``zoo:NAME``) through ``predict_scene`` with predict's default options, once in fp32
+and once in bf16, and counts the pixels whose class is the same, image by image and in all.
 
     python benchmarks/predict_precision.py --checkpoint runs/dubai/checkpoints/best.ckpt
     # writes benchmarks/results/predict_precision.json
+
+The threshold holds per architecture, so each one is measured on its own trained network and images;
+``--label`` keeps every measurement under its name in one file (default ``predict_precision_architectures.json``):
+
+    python benchmarks/predict_precision.py --checkpoint zoo:dynamic-world --label dynamic_world \
+        --images "../shared/datasets/samples/sen12ms/*_s2_*.tif"
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import sys
 import tempfile
 import time
@@ -26,25 +33,31 @@ THRESHOLD = 0.995
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="A trained landseg checkpoint.")
+    parser.add_argument("--checkpoint", required=True, help="A trained landseg checkpoint, or zoo:NAME.")
     parser.add_argument("--images", default=str(DATASETS / "dubai" / "tile_4" / "images" / "*.jpg"))
     parser.add_argument("--limit", type=int, default=None, help="Only the first N images.")
-    parser.add_argument("--results", type=Path, default=RESULTS / "predict_precision.json")
+    parser.add_argument("--label", default=None,
+                        help="Store the result under this name in --results, beside those of other architectures.")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="JSON output (default predict_precision.json, or predict_precision_architectures.json "
+                             "with --label).")
     args = parser.parse_args(argv)
+    results = args.results or RESULTS / ("predict_precision_architectures.json" if args.label
+                                         else "predict_precision.json")
     import numpy as np
     import rasterio
     import torch
 
-    from landseg.checkpoint import load_checkpoint
     from landseg.predict.engine import PredictOptions, predict_scene
     from landseg.predict.ensemble import load_ensemble
+    from landseg.predict.models import read_card
     from landseg.train.precision import cpu_bf16_support
 
     images = sorted(glob.glob(args.images))[: args.limit]
     if not images:
         parser.error(f"no images match {args.images}")
     env = environment(("torch", "segmentation-models-pytorch", "timm"))
-    card = load_checkpoint(args.checkpoint).card
+    card = read_card(args.checkpoint)
     engines = {name: load_ensemble([args.checkpoint], engine="torch", precision=name) for name in ("fp32", "bf16")}
     options = PredictOptions(preview=False, areas=False)
     rows, same_total, valid_total, seconds = [], 0, 0, {name: 0.0 for name in engines}
@@ -75,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": {name: round(value, 1) for name, value in seconds.items()},
         "environment": {**env, "load_average_end": environment(())["load_average"]},
     }
-    write_json(args.results, payload)
+    if args.label:
+        everything = json.loads(results.read_text()) if results.exists() else {"architectures": {}}
+        everything["architectures"][args.label] = payload
+        write_json(results, everything)
+    else:
+        write_json(results, payload)
     print(markdown_table(["image", "pixels", "agreement"],
                          [[r["image"], f"{r['pixels']:,}", f"{r['agreement']:.4%}"] for r in rows]
                          + [["all", f"{valid_total:,}", f"**{agreement:.4%}**"]], [False, True, True]))

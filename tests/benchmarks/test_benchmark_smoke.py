@@ -13,6 +13,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import common  # noqa: E402
 import dubai_quality  # noqa: E402
+import predict_precision  # noqa: E402
 import predict_speed  # noqa: E402
 import s2_korea_quality  # noqa: E402
 import train_throughput  # noqa: E402
@@ -93,6 +94,19 @@ def test_s2_korea_chip_index_split_follows_the_rule_and_measures_its_leak(shared
     leak = s2_korea_quality.split_leak(config, s2_korea_quality.SPLIT_FOLDER)
     assert set(leak["per_val_chip"]) == {Path(v).stem for v in val}
     assert 0.0 < leak["val_pixels_inside_training_chips"] < 1.0
+
+
+def test_s2_korea_blocked_only_names_the_missing_prepared_data(shared_datasets, tmp_path, capsys):
+    recipe = (common.REPO / "configs" / "s2_korea.yaml").read_text()
+    unprepared = tmp_path / "configs" / "s2_korea.yaml"
+    unprepared.parent.mkdir()
+    unprepared.write_text(recipe)  # its data root, ../runs/prepared/s2_korea, does not exist under tmp_path
+    with pytest.raises(SystemExit) as stopped:
+        s2_korea_quality.main(["--blocked", "only", "--blocked-recipe", str(unprepared), "--out", str(tmp_path)])
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err
+    assert str(tmp_path / "runs" / "prepared" / "s2_korea") in message and "landseg prepare all" in message
+    assert not (tmp_path / "chip_split").exists()
 
 
 def check_run(run: dict, classes: list[str]) -> None:
@@ -178,3 +192,26 @@ def test_predict_speed_smoke_reports_the_targets_and_profiles_the_pipeline(tmp_p
     assert 0 < profile["wall_s"] and set(profile["stages_s"]) == set(scenes[0]["stages_s"])
     own_times = [entry["tottime_s"] for entry in profile["main_thread_top_tottime"]]
     assert len(own_times) == 15 and own_times == sorted(own_times, reverse=True)
+
+
+def test_predict_precision_keeps_each_architecture_beside_the_others(shared_datasets, tmp_path):
+    import rasterio
+    from rasterio.windows import Window
+
+    # A corner of a real Sentinel-2 L1C chip, the zoo model's own kind of image.
+    with rasterio.open(shared_datasets / "samples" / "sen1floods11" / "Spain_7370579_S2Hand.tif") as src:
+        profile = {**src.profile, "width": 96, "height": 80}
+        pixels = src.read(window=Window(0, 0, 96, 80))
+    image = tmp_path / "s2_corner.tif"
+    with rasterio.open(image, "w", **{k: v for k, v in profile.items() if k not in ("blockxsize", "blockysize",
+                                                                                  "tiled")}) as dst:
+        dst.write(pixels)
+    results = tmp_path / "precision.json"
+    for label in ("first", "second"):
+        assert predict_precision.main(["--checkpoint", "zoo:dynamic-world", "--images", str(image),
+                                       "--label", label, "--results", str(results)]) == 0
+    measured = json.loads(results.read_text())["architectures"]
+    assert list(measured) == ["first", "second"]
+    for run in measured.values():
+        assert run["architecture"]["arch"] == "dynamic_world" and run["pixels"] == 96 * 80
+        assert 0.9 < run["agreement"] <= 1.0 and run["bf16_default"] == (run["agreement"] >= run["threshold"])
