@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import RESULTS, environment, format_number, markdown_table, write_json
 
 KINDS = ("blobs", "class_painted", "shifted")
@@ -61,28 +60,53 @@ def make_data(root: Path, scenes_per_kind: int, size: int, seed: int) -> dict[st
 
 
 def config_dict(root: Path, seed: int, smoke: bool, scenes: int) -> dict:
-    model = ({"arch": "classic_unet", "encoder": None, "encoder_weights": None, "widths": [8, 16, 32]} if smoke else
-             {"arch": "unet", "encoder": "tu-tf_efficientnet_lite0", "encoder_weights": "offline",
-              "extra": {"decoder_channels": [128, 64, 32, 16, 16]}})
+    model = (
+        {"arch": "classic_unet", "encoder": None, "encoder_weights": None, "widths": [8, 16, 32]}
+        if smoke
+        else {
+            "arch": "unet",
+            "encoder": "tu-tf_efficientnet_lite0",
+            "encoder_weights": "offline",
+            "extra": {"decoder_channels": [128, 64, 32, 16, 16]},
+        }
+    )
     return {
         "name": "audit-benchmark",
-        "data": {"root": str(root), "schema": "synthetic", "images": "images/scene_{id}.tif",
-                 "masks": "masks/scene_{id}.tif",
-                 "split": {"field": "id", "train": [f"{i:03d}" for i in range(0, scenes, 2)],
-                           "val": [f"{i:03d}" for i in range(1, scenes, 2)]}},
+        "data": {
+            "root": str(root),
+            "schema": "synthetic",
+            "images": "images/scene_{id}.tif",
+            "masks": "masks/scene_{id}.tif",
+            "split": {
+                "field": "id",
+                "train": [f"{i:03d}" for i in range(0, scenes, 2)],
+                "val": [f"{i:03d}" for i in range(1, scenes, 2)],
+            },
+        },
         "model": model,
-        "train": {"crop_size": 128 if smoke else 192, "batch_size": 8, "epochs": 1 if smoke else 1000,
-                  "steps_per_epoch": 4 if smoke else 25, "optimizer": {"name": "adamw", "lr": 2e-3},
-                  "scheduler": {"name": "cosine"}, "seed": seed, "val_tile": 256, "precision": "32-true",
-                  "onnx_export": False},
+        "train": {
+            "crop_size": 128 if smoke else 192,
+            "batch_size": 8,
+            "epochs": 1 if smoke else 1000,
+            "steps_per_epoch": 4 if smoke else 25,
+            "optimizer": {"name": "adamw", "lr": 2e-3},
+            "scheduler": {"name": "cosine"},
+            "seed": seed,
+            "val_tile": 256,
+            "precision": "32-true",
+            "onnx_export": False,
+        },
     }
 
 
 def pixel_scores(flagged: np.ndarray, changed: np.ndarray) -> dict:
     hits = int((flagged & changed).sum())
-    return {"precision": hits / flagged.sum() if flagged.sum() else None,
-            "recall": hits / changed.sum() if changed.sum() else None,
-            "flagged_pixels": int(flagged.sum()), "changed_pixels": int(changed.sum())}
+    return {
+        "precision": hits / flagged.sum() if flagged.sum() else None,
+        "recall": hits / changed.sum() if changed.sum() else None,
+        "flagged_pixels": int(flagged.sum()),
+        "changed_pixels": int(changed.sum()),
+    }
 
 
 def region_scores(reported: np.ndarray, changed: np.ndarray, min_region: int) -> dict:
@@ -93,8 +117,12 @@ def region_scores(reported: np.ndarray, changed: np.ndarray, min_region: int) ->
     injected = label_regions(changed, min_region)
     found = sum(1 for n in range(1, int(injected.max(initial=0)) + 1) if (reported[injected == n] > 0).mean() >= 0.5)
     count, total = int(reported.max(initial=0)), int(injected.max(initial=0))
-    return {"precision": right / count if count else None, "recall": found / total if total else None,
-            "reported": count, "injected": total}
+    return {
+        "precision": right / count if count else None,
+        "recall": found / total if total else None,
+        "reported": count,
+        "injected": total,
+    }
 
 
 def merge(scores: list[dict], kind: str) -> dict:
@@ -103,14 +131,22 @@ def merge(scores: list[dict], kind: str) -> dict:
         flagged = sum(s["flagged_pixels"] for s in scores)
         changed = sum(s["changed_pixels"] for s in scores)
         hits_p = sum((s["precision"] or 0) * s["flagged_pixels"] for s in scores)
-        return {"precision": hits_p / flagged if flagged else None, "recall": hits_p / changed if changed else None,
-                "flagged_pixels": flagged, "changed_pixels": changed}
+        return {
+            "precision": hits_p / flagged if flagged else None,
+            "recall": hits_p / changed if changed else None,
+            "flagged_pixels": flagged,
+            "changed_pixels": changed,
+        }
     reported = sum(s["reported"] for s in scores)
     injected = sum(s["injected"] for s in scores)
     right = sum((s["precision"] or 0) * s["reported"] for s in scores)
     found = sum((s["recall"] or 0) * s["injected"] for s in scores)
-    return {"precision": right / reported if reported else None, "recall": found / injected if injected else None,
-            "reported": reported, "injected": injected}
+    return {
+        "precision": right / reported if reported else None,
+        "recall": found / injected if injected else None,
+        "reported": reported,
+        "injected": injected,
+    }
 
 
 def main() -> None:
@@ -126,9 +162,9 @@ def main() -> None:
     if args.smoke:
         args.scenes_per_kind, args.size, args.minutes = 1, 96, 0.1
 
-    from rasterio import features
     import shapely
     from affine import Affine
+    from rasterio import features
 
     from landseg.audit import audit
     from landseg.audit.issues import IssueFinder
@@ -152,8 +188,15 @@ def main() -> None:
         training_config.data.split.val = None
         trained = train(training_config, work / "run", max_minutes=args.minutes, progress=False)
         train_seconds = time.monotonic() - started
-        result = audit(config, work / "audit", split="val", checkpoints=[trained.last_checkpoint],
-                       min_region=args.min_region, engine="torch", progress=False)
+        result = audit(
+            config,
+            work / "audit",
+            split="val",
+            checkpoints=[trained.last_checkpoint],
+            min_region=args.min_region,
+            engine="torch",
+            progress=False,
+        )
         audit_seconds = time.monotonic() - started - train_seconds
 
         # The reported regions, back on each image's pixel grid.
@@ -162,9 +205,17 @@ def main() -> None:
         # The probabilities again (the audit does not keep them), for cleanlab's raw flags and the baseline.
         schema = get_schema("synthetic")
         samples = build_catalog(config.data).split("val")
-        cached = cache_probabilities(config, schema, samples, [s.name for s in samples],
-                                     load_ensemble([trained.last_checkpoint], engine="torch"), "model",
-                                     work / "scratch", PredictOptions(), progress=False)
+        cached = cache_probabilities(
+            config,
+            schema,
+            samples,
+            [s.name for s in samples],
+            load_ensemble([trained.last_checkpoint], engine="torch"),
+            "model",
+            work / "scratch",
+            PredictOptions(),
+            progress=False,
+        )
         finder = IssueFinder(schema.num_classes)
         for image in cached:
             finder.learn(image.labels(), image.probabilities())
@@ -193,31 +244,64 @@ def main() -> None:
             }
             for name, value in per_image.items():
                 scores[kind].setdefault(name, []).append(value)
-    results = {kind: {name: merge(values, "regions" if name.endswith("regions") else "pixels")
-                      for name, values in by_name.items()} for kind, by_name in scores.items()}
+    results = {
+        kind: {
+            name: merge(values, "regions" if name.endswith("regions") else "pixels") for name, values in by_name.items()
+        }
+        for kind, by_name in scores.items()
+    }
     blobs = results["blobs"]["audit_pixels"]
-    target = {"blob_precision_at_least": 0.8, "blob_recall_at_least": 0.5,
-              "met": bool(blobs["precision"] is not None and blobs["precision"] >= 0.8 and blobs["recall"] >= 0.5
-                          and blobs["precision"] > (results["blobs"]["baseline_pixels"]["precision"] or 0))}
+    target = {
+        "blob_precision_at_least": 0.8,
+        "blob_recall_at_least": 0.5,
+        "met": bool(
+            blobs["precision"] is not None
+            and blobs["precision"] >= 0.8
+            and blobs["recall"] >= 0.5
+            and blobs["precision"] > (results["blobs"]["baseline_pixels"]["precision"] or 0)
+        ),
+    }
     table_rows = []
     for kind in KINDS:
-        for name in ("audit_pixels", "cleanlab_raw_pixels", "baseline_pixels", "baseline_raw_pixels", "audit_regions",
-                     "baseline_regions"):
+        for name in (
+            "audit_pixels",
+            "cleanlab_raw_pixels",
+            "baseline_pixels",
+            "baseline_raw_pixels",
+            "audit_regions",
+            "baseline_regions",
+        ):
             s = results[kind][name]
             table_rows.append([kind, name, format_number(s["precision"]), format_number(s["recall"])])
     payload = {
         "benchmark": "audit_quality",
         "smoke": args.smoke,
-        "settings": {"audited_scenes_per_kind": args.scenes_per_kind, "training_scenes": scenes // 2,
-                     "size": args.size, "train_minutes": args.minutes, "min_region": args.min_region,
-                     "seed": args.seed, "probabilities": "one model trained on the other scenes (--checkpoint)",
-                     "noise": {"blobs": "5 % of labelled pixels, discs of radius 6-12 px",
-                               "class_painted": "half of the Building regions labelled Field",
-                               "shifted": "labels shifted 3 px down and right"}},
+        "settings": {
+            "audited_scenes_per_kind": args.scenes_per_kind,
+            "training_scenes": scenes // 2,
+            "size": args.size,
+            "train_minutes": args.minutes,
+            "min_region": args.min_region,
+            "seed": args.seed,
+            "probabilities": "one model trained on the other scenes (--checkpoint)",
+            "noise": {
+                "blobs": "5 % of labelled pixels, discs of radius 6-12 px",
+                "class_painted": "half of the Building regions labelled Field",
+                "shifted": "labels shifted 3 px down and right",
+            },
+        },
         "results": results,
         "target": target,
-        "audit_summary": {k: result.summary[k] for k in ("flagged_pixels", "labelled_pixels", "regions",
-                                                          "estimated_issues_cleanlab", "self_confidence_cutoff")},
+        "audit_summary": {
+            k: result.summary[k]
+            for k in (
+                "flagged_pixels",
+                "labelled_pixels",
+                "regions",
+                "estimated_issues_cleanlab",
+                "self_confidence_cutoff",
+            )
+        },
         "train_seconds": round(train_seconds, 1),
         "train_epochs": trained.epochs,
         "audit_seconds": round(audit_seconds, 1),

@@ -57,11 +57,32 @@ def write_inputs(folder: Path, n: int) -> tuple[Path, Path, np.ndarray]:
     shift = n // 8  # AFTER starts this many BEFORE pixels right of and below BEFORE's origin
     before_grid = Affine(10.0, 0, ORIGIN[0], 0, -10.0, ORIGIN[1])
     after_grid = Affine(20.0, 0, ORIGIN[0] + 10.0 * shift, 0, -20.0, ORIGIN[1] - 10.0 * shift)
-    profile = dict(driver="GTiff", count=1, dtype="uint8", nodata=255, crs="EPSG:32632", tiled=True,
-                   blockxsize=512, blockysize=512, compress="deflate")
-    tags = {"landseg_schema": json.dumps({"name": "synthetic", "classes": [
-        {"name": n_, "color": c} for n_, c in zip(("Field", "Forest", "Water", "Road", "Building"),
-                                                 ("#E6C84F", "#1A7A2E", "#1F77B4", "#555555", "#D62728"))]})}
+    profile = dict(
+        driver="GTiff",
+        count=1,
+        dtype="uint8",
+        nodata=255,
+        crs="EPSG:32632",
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+    )
+    tags = {
+        "landseg_schema": json.dumps(
+            {
+                "name": "synthetic",
+                "classes": [
+                    {"name": n_, "color": c}
+                    for n_, c in zip(
+                        ("Field", "Forest", "Water", "Road", "Building"),
+                        ("#E6C84F", "#1A7A2E", "#1F77B4", "#555555", "#D62728"),
+                        strict=False,
+                    )
+                ],
+            }
+        )
+    }
     known = np.zeros((CLASSES, CLASSES), dtype=np.int64)
     before_path, after_path = folder / f"before_{n}.tif", folder / f"after_{n}.tif"
     cols = np.arange(n)
@@ -81,8 +102,9 @@ def write_inputs(folder: Path, n: int) -> tuple[Path, Path, np.ndarray]:
         for top in range(0, m, STRIP):
             rows = np.arange(top, min(top + STRIP, m))[:, None]
             # a 20 m pixel holds the 10 m pixels (shift + 2 row, shift + 2 col) and their neighbours
-            dst.write(after_class(shift + 2 * rows, shift + 2 * coarse_cols[None]), 1,
-                      window=((top, top + len(rows)), (0, m)))
+            dst.write(
+                after_class(shift + 2 * rows, shift + 2 * coarse_cols[None]), 1, window=((top, top + len(rows)), (0, m))
+            )
     return before_path, after_path, known
 
 
@@ -96,11 +118,15 @@ def measure(before: str, after: str, out: str) -> dict:
     imports_rss = peak_rss_mb()
     started = time.perf_counter()
     result = compare_maps(before, after, out, options=ChangeOptions(polygons="gpkg"), console=Console(quiet=True))
-    return {"seconds": round(time.perf_counter() - started, 2),
-            "stages": {k: round(v, 2) for k, v in result.stages.items()},
-            "pixels": result.summary["pixels"], "compared_pixels": result.summary["compared_pixels"],
-            "changed_pixels": result.summary["changed_pixels"], "peak_rss_mb": round(peak_rss_mb(), 1),
-            "rss_after_imports_mb": round(imports_rss, 1)}
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "stages": {k: round(v, 2) for k, v in result.stages.items()},
+        "pixels": result.summary["pixels"],
+        "compared_pixels": result.summary["compared_pixels"],
+        "changed_pixels": result.summary["changed_pixels"],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rss_after_imports_mb": round(imports_rss, 1),
+    }
 
 
 def main() -> None:
@@ -119,19 +145,36 @@ def main() -> None:
             mark = time.perf_counter()
             before, after, known = write_inputs(folder, n)
             generated = time.perf_counter() - mark
-            child = subprocess.run([sys.executable, __file__, "--child", str(before), str(after), str(folder / f"out_{n}")],
-                                   capture_output=True, text=True, check=True)
+            child = subprocess.run(
+                [sys.executable, __file__, "--child", str(before), str(after), str(folder / f"out_{n}")],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             measured = json.loads(child.stdout.strip().splitlines()[-1])
             got = np.array(measured.pop("pixels"))
-            row = {"size": n, "after_grid": "20 m, shifted N/8 px (warped)", "generate_seconds": round(generated, 1),
-                   **measured, "megapixels_per_second": round(measured["compared_pixels"] / 1e6 / measured["seconds"], 2),
-                   "matrix_equals_known": bool((got == known).all()), "matrix_abs_difference": int(np.abs(got - known).sum())}
+            row = {
+                "size": n,
+                "after_grid": "20 m, shifted N/8 px (warped)",
+                "generate_seconds": round(generated, 1),
+                **measured,
+                "megapixels_per_second": round(measured["compared_pixels"] / 1e6 / measured["seconds"], 2),
+                "matrix_equals_known": bool((got == known).all()),
+                "matrix_abs_difference": int(np.abs(got - known).sum()),
+            }
             print(json.dumps(row))
             runs.append(row)
             for path in (before, after):
                 path.unlink()
-    write_json(args.results, {"benchmark": "change_speed", "environment": environment(("numpy", "rasterio")),
-                              "note": "2-core machine shared with other jobs; times are upper bounds", "runs": runs})
+    write_json(
+        args.results,
+        {
+            "benchmark": "change_speed",
+            "environment": environment(("numpy", "rasterio")),
+            "note": "2-core machine shared with other jobs; times are upper bounds",
+            "runs": runs,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,14 @@ def git_state() -> dict:
     are left out: one benchmark's fresh JSON does not change the code the next one runs."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", ".", ":!benchmarks/results"],
-                                    cwd=REPO, capture_output=True, text=True).stdout)
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
     except OSError:
         commit, dirty = "", False
     return {"git_commit": commit, "git_dirty": dirty}
@@ -192,8 +198,15 @@ def train_and_score(config, run_dir: Path, minutes: float | None, engine: str = 
     train_wall = time.perf_counter() - started
     steps = int(read_checkpoint(result.last_checkpoint).get("global_step", 0))
     started = time.perf_counter()
-    evaluation = evaluate(load_ensemble([result.last_checkpoint], engine=engine), config, "val", run_dir / "eval",
-                          PredictOptions(**evaluate_options), overlays=0, progress=False)
+    evaluation = evaluate(
+        load_ensemble([result.last_checkpoint], engine=engine),
+        config,
+        "val",
+        run_dir / "eval",
+        PredictOptions(**evaluate_options),
+        overlays=0,
+        progress=False,
+    )
     metrics = evaluation.metrics
     return {
         "miou": metrics["miou"],
@@ -211,14 +224,24 @@ def train_and_score(config, run_dir: Path, minutes: float | None, engine: str = 
     }
 
 
-def score_table(runs: dict[str, dict], class_names: Sequence[str], extra: dict[str, Sequence[str]] | None = None) -> str:
+def score_table(
+    runs: dict[str, dict], class_names: Sequence[str], extra: dict[str, Sequence[str]] | None = None
+) -> str:
     """Markdown rows of mIoU, per-class IoU, pixel accuracy, steps and training minutes per run;
     ``extra`` adds leading text columns (e.g. the run's role)."""
     extra = extra or {}
     headers = ["run", *extra, "mIoU", *class_names, "pixel acc.", "steps", "train min"]
     rows = []
     for index, (name, run) in enumerate(runs.items()):
-        rows.append([name, *(column[index] for column in extra.values()), format_number(run["miou"]),
-                     *(format_number(run["per_class_iou"].get(c)) for c in class_names),
-                     format_number(run["pixel_accuracy"]), run["steps"], f"{run['train_minutes']:.1f}"])
+        rows.append(
+            [
+                name,
+                *(column[index] for column in extra.values()),
+                format_number(run["miou"]),
+                *(format_number(run["per_class_iou"].get(c)) for c in class_names),
+                format_number(run["pixel_accuracy"]),
+                run["steps"],
+                f"{run['train_minutes']:.1f}",
+            ]
+        )
     return markdown_table(headers, rows, [False] * (1 + len(extra)) + [True] * (len(class_names) + 4))

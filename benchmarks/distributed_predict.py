@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import RESULTS, environment, markdown_table, write_json
 
 CATALONIA_KM2 = 32_108
@@ -47,7 +46,8 @@ ORTHO_GSD_M = 0.25
 
 
 def write_scene(folder: Path, name: str, size: int, seed: int) -> Path:
-    from landseg.data.synthetic import generate_scene, write_scene as write_synthetic
+    from landseg.data.synthetic import generate_scene
+    from landseg.data.synthetic import write_scene as write_synthetic
 
     path = folder / f"{name}.tif"
     if not path.exists():
@@ -106,28 +106,40 @@ def run_dask(scenes, checkpoint, out, options, engine, workers, threads, referen
         load_s = time.perf_counter() - started
         cpu_before = client.run(cpu_seconds)
         started = time.perf_counter()
-        summary = run_predict_distributed(scenes, [checkpoint], out, client, options, engine=engine, threads=threads,
-                                          overwrite=True)
+        summary = run_predict_distributed(
+            scenes, [checkpoint], out, client, options, engine=engine, threads=threads, overwrite=True
+        )
         job_s = time.perf_counter() - started
         cpu_after = client.run(cpu_seconds)
         worker_cpu_s = sum(cpu_after[w] - cpu_before[w] for w in cpu_after if w in cpu_before)
         raw = None
         if raw_tiles:
-            raw = client.submit(raw_tile_seconds, models, options.tile, options.batch_size, raw_tiles,
-                                pure=False).result()
+            raw = client.submit(
+                raw_tile_seconds, models, options.tile, options.batch_size, raw_tiles, pure=False
+            ).result()
     records = [json.loads(r.paths["record"].read_text()) for r in summary.done]
     tiles = sum(r["tiles_predicted"] for r in records)
     worker_s = sum(r["stages"]["predict"] for r in records)
     tail_s = sum(sum(v for k, v in r["stages"].items() if k != "predict") for r in records)
     maps = class_maps(out, scenes)
-    differing = sum(int((a != b).sum()) for a, b in zip(maps, reference))
-    return {"workers": workers, "threads": threads, "cluster_start_s": round(cluster_s, 2),
-            "model_load_s": round(load_s, 2), "job_s": round(job_s, 2), "worker_cpu_s": round(worker_cpu_s, 1),
-            "cores_used": round(worker_cpu_s / job_s, 2), "load_average": os.getloadavg(),
-            "tiles": tiles, "block_worker_s": round(worker_s, 2), "tail_worker_s": round(tail_s, 2),
-            "engines": sorted({e for r in records for e in r["engines"]}),
-            "raw_s_per_tile": None if raw is None else round(raw, 4),
-            "pixels_differing_from_single": differing, "failed": len(summary.failed)}
+    differing = sum(int((a != b).sum()) for a, b in zip(maps, reference, strict=False))
+    return {
+        "workers": workers,
+        "threads": threads,
+        "cluster_start_s": round(cluster_s, 2),
+        "model_load_s": round(load_s, 2),
+        "job_s": round(job_s, 2),
+        "worker_cpu_s": round(worker_cpu_s, 1),
+        "cores_used": round(worker_cpu_s / job_s, 2),
+        "load_average": os.getloadavg(),
+        "tiles": tiles,
+        "block_worker_s": round(worker_s, 2),
+        "tail_worker_s": round(tail_s, 2),
+        "engines": sorted({e for r in records for e in r["engines"]}),
+        "raw_s_per_tile": None if raw is None else round(raw, 4),
+        "pixels_differing_from_single": differing,
+        "failed": len(summary.failed),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from predict_speed import write_checkpoint
 
-    from landseg.predict.run import run_predict
     from landseg.predict.engine import PredictOptions
+    from landseg.predict.run import run_predict
 
     count, size = args.scenes or (2 if args.small else 8), args.size or (256 if args.small else 2048)
     tile, repeats = args.tile or (128 if args.small else 512), args.repeats or (1 if args.small else 2)
@@ -168,8 +180,17 @@ def main(argv: list[str] | None = None) -> int:
         order = shapes if repeat % 2 == 0 else shapes[::-1]
         for workers, threads in order:
             raw_tiles = (8 if args.small else 32) if (workers, threads) == (1, 1) else 0
-            run = run_dask(scenes, checkpoint, args.work / f"dask_{workers}x{threads}", options, args.engine, workers,
-                           threads, reference, raw_tiles)
+            run = run_dask(
+                scenes,
+                checkpoint,
+                args.work / f"dask_{workers}x{threads}",
+                options,
+                args.engine,
+                workers,
+                threads,
+                reference,
+                raw_tiles,
+            )
             runs[f"{workers}x{threads}"].append(run)
             print(f"dask {workers}x{threads}: {run}", file=sys.stderr)
 
@@ -182,43 +203,83 @@ def main(argv: list[str] | None = None) -> int:
     tail_s_per_mpx = statistics.median(r["tail_worker_s"] for r in one) / (count * size * size / 1e6)
     cpu_s_per_tile = statistics.median(r["worker_cpu_s"] for r in one) / tiles
     cpu_efficiency = statistics.median(r["worker_cpu_s"] for r in one) / statistics.median(
-        r["worker_cpu_s"] for r in runs["2x1"])
-    stride = tile - int(round(tile * args.overlap))
+        r["worker_cpu_s"] for r in runs["2x1"]
+    )
+    stride = tile - round(tile * args.overlap)
     country_px = CATALONIA_KM2 * 1e6 / ORTHO_GSD_M**2
     country_tiles = country_px / stride**2
     core_hours = country_tiles * cpu_s_per_tile / 3600
     projection = {
-        "area_km2": CATALONIA_KM2, "gsd_m": ORTHO_GSD_M, "pixels": country_px, "tiles": round(country_tiles),
+        "area_km2": CATALONIA_KM2,
+        "gsd_m": ORTHO_GSD_M,
+        "pixels": country_px,
+        "tiles": round(country_tiles),
         "cpu_core_hours": round(core_hours, 1),
         "wall_hours": {str(cores): round(core_hours / (cores * cpu_efficiency), 1) for cores in (64, 256, 1024)},
     }
     payload = {
         "environment": {**env, "load_average_end": os.getloadavg()},
-        "config": {"scenes": count, "size": size, "tile": tile, "overlap": args.overlap, "engine": args.engine,
-                   "batch_size": options.batch_size, "block_width": options.block_width, "repeats": repeats},
-        "single_process_s": round(single_s, 2), "runs": runs, "best_job_s": best,
-        "speedup_2_over_1_worker": round(speedup, 3), "per_worker_efficiency": round(speedup / 2, 3),
-        "cpu_efficiency_2_workers": round(cpu_efficiency, 3), "cpu_s_per_tile": round(cpu_s_per_tile, 4),
-        "worker_s_per_tile": round(worker_s_per_tile, 4), "raw_network_s_per_tile": raw_s_per_tile,
-        "tail_worker_s_per_mpx": round(tail_s_per_mpx, 3), "projection": projection,
+        "config": {
+            "scenes": count,
+            "size": size,
+            "tile": tile,
+            "overlap": args.overlap,
+            "engine": args.engine,
+            "batch_size": options.batch_size,
+            "block_width": options.block_width,
+            "repeats": repeats,
+        },
+        "single_process_s": round(single_s, 2),
+        "runs": runs,
+        "best_job_s": best,
+        "speedup_2_over_1_worker": round(speedup, 3),
+        "per_worker_efficiency": round(speedup / 2, 3),
+        "cpu_efficiency_2_workers": round(cpu_efficiency, 3),
+        "cpu_s_per_tile": round(cpu_s_per_tile, 4),
+        "worker_s_per_tile": round(worker_s_per_tile, 4),
+        "raw_network_s_per_tile": raw_s_per_tile,
+        "tail_worker_s_per_mpx": round(tail_s_per_mpx, 3),
+        "projection": projection,
     }
     write_json(results, payload)
     rows = [["single process (model load included)", "-", "-", "-", f"{single_s:.1f}", "-", "-", "-", "-"]]
     for shape, rs in runs.items():
         workers, threads = shape.split("x")
-        rows.append([f"dask {workers} worker{'s' if workers != '1' else ''} x {threads} thread{'s' if threads != '1' else ''}",
-                     f"{statistics.median(r['cluster_start_s'] for r in rs):.1f}",
-                     f"{statistics.median(r['model_load_s'] for r in rs):.1f}",
-                     " / ".join(f"{r['job_s']:.1f}" for r in rs), f"{best[shape]:.1f}",
-                     f"{best['1x1'] / best[shape]:.2f}", " / ".join(f"{r['worker_cpu_s']:.0f}" for r in rs),
-                     " / ".join(f"{r['cores_used']:.2f}" for r in rs),
-                     str(max(r["pixels_differing_from_single"] for r in rs))])
-    print(markdown_table(["run", "cluster start s", "model load s", "job s (each run)", "best job s",
-                          "speed-up over 1x1", "workers' CPU s (each run)", "cores the workers got (each run)",
-                          "class pixels differing from single"], rows, [False] + [True] * 8))
-    print(f"\nper-worker efficiency (2 workers, wall): {speedup / 2:.2f}; CPU efficiency {cpu_efficiency:.2f}; "
-          f"{cpu_s_per_tile:.3f} CPU-s per tile in all; {worker_s_per_tile:.3f} worker-s per tile in blocks "
-          f"(network alone {raw_s_per_tile:.3f} s); tail {tail_s_per_mpx:.3f} worker-s per Mpx")
+        rows.append(
+            [
+                f"dask {workers} worker{'s' if workers != '1' else ''} x {threads} thread{'s' if threads != '1' else ''}",
+                f"{statistics.median(r['cluster_start_s'] for r in rs):.1f}",
+                f"{statistics.median(r['model_load_s'] for r in rs):.1f}",
+                " / ".join(f"{r['job_s']:.1f}" for r in rs),
+                f"{best[shape]:.1f}",
+                f"{best['1x1'] / best[shape]:.2f}",
+                " / ".join(f"{r['worker_cpu_s']:.0f}" for r in rs),
+                " / ".join(f"{r['cores_used']:.2f}" for r in rs),
+                str(max(r["pixels_differing_from_single"] for r in rs)),
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "run",
+                "cluster start s",
+                "model load s",
+                "job s (each run)",
+                "best job s",
+                "speed-up over 1x1",
+                "workers' CPU s (each run)",
+                "cores the workers got (each run)",
+                "class pixels differing from single",
+            ],
+            rows,
+            [False] + [True] * 8,
+        )
+    )
+    print(
+        f"\nper-worker efficiency (2 workers, wall): {speedup / 2:.2f}; CPU efficiency {cpu_efficiency:.2f}; "
+        f"{cpu_s_per_tile:.3f} CPU-s per tile in all; {worker_s_per_tile:.3f} worker-s per tile in blocks "
+        f"(network alone {raw_s_per_tile:.3f} s); tail {tail_s_per_mpx:.3f} worker-s per Mpx"
+    )
     print(f"projection: {json.dumps(projection)}")
     print(f"results: {results}", file=sys.stderr)
     return 0

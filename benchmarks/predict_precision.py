@@ -36,14 +36,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="A trained landseg checkpoint, or zoo:NAME.")
     parser.add_argument("--images", default=str(DATASETS / "dubai" / "tile_4" / "images" / "*.jpg"))
     parser.add_argument("--limit", type=int, default=None, help="Only the first N images.")
-    parser.add_argument("--label", default=None,
-                        help="Store the result under this name in --results, beside those of other architectures.")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="JSON output (default predict_precision.json, or predict_precision_architectures.json "
-                             "with --label).")
+    parser.add_argument(
+        "--label",
+        default=None,
+        help="Store the result under this name in --results, beside those of other architectures.",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="JSON output (default predict_precision.json, or predict_precision_architectures.json with --label).",
+    )
     args = parser.parse_args(argv)
-    results = args.results or RESULTS / ("predict_precision_architectures.json" if args.label
-                                         else "predict_precision.json")
+    results = args.results or RESULTS / (
+        "predict_precision_architectures.json" if args.label else "predict_precision.json"
+    )
     import numpy as np
     import rasterio
     import torch
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     card = read_card(args.checkpoint)
     engines = {name: load_ensemble([args.checkpoint], engine="torch", precision=name) for name in ("fp32", "bf16")}
     options = PredictOptions(preview=False, areas=False)
-    rows, same_total, valid_total, seconds = [], 0, 0, {name: 0.0 for name in engines}
+    rows, same_total, valid_total, seconds = [], 0, 0, dict.fromkeys(engines, 0.0)
     with tempfile.TemporaryDirectory() as scratch:
         for number, image in enumerate(images):
             maps = {}
@@ -73,18 +80,32 @@ def main(argv: list[str] | None = None) -> int:
                     nodata = src.nodata
             valid = maps["fp32"] != nodata if nodata is not None else np.ones_like(maps["fp32"], dtype=bool)
             same = int((maps["bf16"] == maps["fp32"])[valid].sum())
-            rows.append({"image": Path(image).name, "pixels": int(valid.sum()), "same": same,
-                         "agreement": round(same / max(int(valid.sum()), 1), 5)})
+            rows.append(
+                {
+                    "image": Path(image).name,
+                    "pixels": int(valid.sum()),
+                    "same": same,
+                    "agreement": round(same / max(int(valid.sum()), 1), 5),
+                }
+            )
             same_total, valid_total = same_total + same, valid_total + int(valid.sum())
             print(f"{Path(image).name}: {rows[-1]['agreement']:.4%}", file=sys.stderr)
     agreement = same_total / valid_total
     payload = {
         "benchmark": "bf16 against fp32 class maps (torch engine)",
         "command": "python benchmarks/predict_precision.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "checkpoint": str(args.checkpoint), "architecture": card.model, "trained": card.training,
-        "tile": card.tile_size, "options": "predict defaults (overlap, Hann blend, batch)", "images": rows,
-        "pixels": valid_total, "agreement": round(agreement, 6), "threshold": THRESHOLD,
-        "bf16_default": agreement >= THRESHOLD, "cpu_bf16": cpu_bf16_support(), "threads": torch.get_num_threads(),
+        "checkpoint": str(args.checkpoint),
+        "architecture": card.model,
+        "trained": card.training,
+        "tile": card.tile_size,
+        "options": "predict defaults (overlap, Hann blend, batch)",
+        "images": rows,
+        "pixels": valid_total,
+        "agreement": round(agreement, 6),
+        "threshold": THRESHOLD,
+        "bf16_default": agreement >= THRESHOLD,
+        "cpu_bf16": cpu_bf16_support(),
+        "threads": torch.get_num_threads(),
         "seconds": {name: round(value, 1) for name, value in seconds.items()},
         "environment": {**env, "load_average_end": environment(())["load_average"]},
     }
@@ -94,12 +115,19 @@ def main(argv: list[str] | None = None) -> int:
         write_json(results, everything)
     else:
         write_json(results, payload)
-    print(markdown_table(["image", "pixels", "agreement"],
-                         [[r["image"], f"{r['pixels']:,}", f"{r['agreement']:.4%}"] for r in rows]
-                         + [["all", f"{valid_total:,}", f"**{agreement:.4%}**"]], [False, True, True]))
-    print(f"\nbf16 agrees with fp32 on {agreement:.3%} of {valid_total:,} pixels (threshold {THRESHOLD:.1%}): "
-          f"{'bf16 can be the default' if agreement >= THRESHOLD else 'fp32 stays the default'}; time fp32 "
-          f"{seconds['fp32']:.0f} s, bf16 {seconds['bf16']:.0f} s (noisy: shared machine)")
+    print(
+        markdown_table(
+            ["image", "pixels", "agreement"],
+            [[r["image"], f"{r['pixels']:,}", f"{r['agreement']:.4%}"] for r in rows]
+            + [["all", f"{valid_total:,}", f"**{agreement:.4%}**"]],
+            [False, True, True],
+        )
+    )
+    print(
+        f"\nbf16 agrees with fp32 on {agreement:.3%} of {valid_total:,} pixels (threshold {THRESHOLD:.1%}): "
+        f"{'bf16 can be the default' if agreement >= THRESHOLD else 'fp32 stays the default'}; time fp32 "
+        f"{seconds['fp32']:.0f} s, bf16 {seconds['bf16']:.0f} s (noisy: shared machine)"
+    )
     return 0
 
 

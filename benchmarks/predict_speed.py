@@ -63,13 +63,23 @@ def write_checkpoint(path: Path) -> Path:
     torch.manual_seed(0)
     spec = ModelSpec.from_dict(MODEL)
     network = build_model(spec)
-    card = ModelCard(model=spec.to_dict(), schema=get_schema("dubai").to_dict(),
-                     normalization=Normalization.from_unit_stats(IMAGENET_MEAN, IMAGENET_STD).to_dict(),
-                     bands=[1, 2, 3], band_names=["red", "green", "blue"], tile_size=512)
+    card = ModelCard(
+        model=spec.to_dict(),
+        schema=get_schema("dubai").to_dict(),
+        normalization=Normalization.from_unit_stats(IMAGENET_MEAN, IMAGENET_STD).to_dict(),
+        bands=[1, 2, 3],
+        band_names=["red", "green", "blue"],
+        tile_size=512,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.partial")
-    torch.save({"hyper_parameters": {CARD_KEY: card.to_dict()},
-                "state_dict": {STATE_PREFIX + k: v for k, v in network.state_dict().items()}}, temporary)
+    torch.save(
+        {
+            "hyper_parameters": {CARD_KEY: card.to_dict()},
+            "state_dict": {STATE_PREFIX + k: v for k, v in network.state_dict().items()},
+        },
+        temporary,
+    )
     os.replace(temporary, path)
     return path
 
@@ -89,9 +99,21 @@ def write_scene(folder: Path, size: int, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     pattern = generate_scene(min(size, 2048), seed=seed).image  # (3, s, s) uint8
     side = pattern.shape[-1]
-    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32632",
-                   transform=from_origin(300_000.0, 5_200_000.0, 10.0, 10.0), tiled=True, blockxsize=512,
-                   blockysize=512, compress="deflate", predictor=2, interleave="pixel")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32632",
+        transform=from_origin(300_000.0, 5_200_000.0, 10.0, 10.0),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        predictor=2,
+        interleave="pixel",
+    )
     temporary = path.with_name(f".{path.stem}.partial.tif")
     columns = reflect_indices(np.arange(size), side)
     with rasterio.Env(GDAL_CACHEMAX=256), rasterio.open(temporary, "w", **profile) as dst:
@@ -135,8 +157,9 @@ def stage_raw(settings: dict) -> dict:
 
     loaded = load_checkpoint(settings["checkpoint"])
     tile, batch = settings["tile"], settings["batch_size"]
-    member = load_ensemble([settings["checkpoint"]], engine=settings["engine"], precision=settings["precision"],
-                           tile=tile).members[0]
+    member = load_ensemble(
+        [settings["checkpoint"]], engine=settings["engine"], precision=settings["precision"], tile=tile
+    ).members[0]
     network = member.network
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         loaded.network(torch.zeros(1, 3, tile, tile))
@@ -148,10 +171,15 @@ def stage_raw(settings: dict) -> dict:
             torch.softmax(network(tiles).float(), dim=1)
             done += batch
         seconds = time.perf_counter() - started
-    return {"tiles": done, "wall_s": round(seconds, 2), "tiles_per_s": round(done / seconds, 3),
-            "gflop_per_tile": round(counter.get_total_flops() / 1e9, 3), "engine": member.engine,
-            "precision": settings["precision"],
-            "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "tiles": done,
+        "wall_s": round(seconds, 2),
+        "tiles_per_s": round(done / seconds, 3),
+        "gflop_per_tile": round(counter.get_total_flops() / 1e9, 3),
+        "engine": member.engine,
+        "precision": settings["precision"],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def stage_variants(settings: dict) -> dict:
@@ -189,25 +217,38 @@ def stage_variants(settings: dict) -> dict:
             while done < settings["raw_tiles"]:
                 network(tiles)
                 done += batch
-            result[name] = {"tiles_per_s": round(done / (time.perf_counter() - started), 3),
-                            "first_batch_s": round(first, 2)}
+            result[name] = {
+                "tiles_per_s": round(done / (time.perf_counter() - started), 3),
+                "first_batch_s": round(first, 2),
+            }
     return result
 
 
 def stage_predict(settings: dict) -> dict:
-    from landseg.predict.run import run_predict
     from landseg.predict.engine import PredictOptions
+    from landseg.predict.run import run_predict
 
     options = PredictOptions(tile=settings["tile"], overlap=settings["overlap"], batch_size=settings["batch_size"])
     started = time.perf_counter()
-    summary = run_predict([settings["scene"]], [settings["checkpoint"]], settings["out"], options,
-                          engine=settings["engine"], precision=settings["precision"], overwrite=True)
+    summary = run_predict(
+        [settings["scene"]],
+        [settings["checkpoint"]],
+        settings["out"],
+        options,
+        engine=settings["engine"],
+        precision=settings["precision"],
+        overwrite=True,
+    )
     seconds = time.perf_counter() - started
     result = summary.done[0]
     record = json.loads(result.paths["record"].read_text())
-    return {"wall_s": round(seconds, 2), "tiles_predicted": record["tiles_predicted"],
-            "tiles_in_grid": record["tiles_in_grid"], "stages_s": record["stages"],
-            "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "wall_s": round(seconds, 2),
+        "tiles_predicted": record["tiles_predicted"],
+        "tiles_in_grid": record["tiles_in_grid"],
+        "stages_s": record["stages"],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 class _Lookup:
@@ -251,11 +292,20 @@ def stage_profile(settings: dict) -> dict:
     profiler.disable()
     stats = pstats.Stats(profiler).stats
     top = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:15]
-    return {"wall_s": timed["wall_s"], "stages_s": timed["stages_s"], "tiles_in_grid": timed["tiles_in_grid"],
-            "main_thread_top_tottime": [
-                {"function": f"{Path(file).name}:{line}({name})", "calls": calls, "tottime_s": round(tottime, 3),
-                 "cumtime_s": round(cumtime, 3)}
-                for (file, line, name), (_, calls, tottime, cumtime, _) in top]}
+    return {
+        "wall_s": timed["wall_s"],
+        "stages_s": timed["stages_s"],
+        "tiles_in_grid": timed["tiles_in_grid"],
+        "main_thread_top_tottime": [
+            {
+                "function": f"{Path(file).name}:{line}({name})",
+                "calls": calls,
+                "tottime_s": round(tottime, 3),
+                "cumtime_s": round(cumtime, 3),
+            }
+            for (file, line, name), (_, calls, tottime, cumtime, _) in top
+        ],
+    }
 
 
 def stage_naive(settings: dict) -> dict:
@@ -285,13 +335,19 @@ def stage_naive(settings: dict) -> dict:
     forward = time.perf_counter() - forward_started
     out = Path(settings["out"]) / "naive_classes.tif"
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_index_geotiff(out, classes[: image.shape[0], : image.shape[1]], image.crs, image.transform,
-                        loaded.card.class_schema())
+    write_index_geotiff(
+        out, classes[: image.shape[0], : image.shape[1]], image.crs, image.transform, loaded.card.class_schema()
+    )
     measured = time.perf_counter() - started
     # With a tile limit, the untimed tiles are charged at the timed tiles' mean forward time.
     wall = measured + forward / limit * (len(windows) - limit)
-    return {"wall_s": round(wall, 2), "measured_s": round(measured, 2), "tiles": len(windows), "tiles_run": limit,
-            "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "wall_s": round(wall, 2),
+        "measured_s": round(measured, 2),
+        "tiles": len(windows),
+        "tiles_run": limit,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def stage_agreement(settings: dict) -> dict:
@@ -308,8 +364,10 @@ def stage_agreement(settings: dict) -> dict:
     from landseg.predict.ensemble import load_ensemble
 
     checkpoint, images = settings["checkpoint"], sorted(settings["images"])
-    engines = {"fp32": load_ensemble([checkpoint], engine="torch", precision="fp32"),
-               "bf16": load_ensemble([checkpoint], engine="torch", precision="bf16")}
+    engines = {
+        "fp32": load_ensemble([checkpoint], engine="torch", precision="fp32"),
+        "bf16": load_ensemble([checkpoint], engine="torch", precision="bf16"),
+    }
     if package_version("onnxruntime") and package_version("onnxscript"):
         engines["onnxruntime"] = load_ensemble([checkpoint], engine="onnxruntime")
     options = PredictOptions(overlap=settings["overlap"], preview=False, areas=False)
@@ -338,10 +396,13 @@ def stage_agreement(settings: dict) -> dict:
             for key, mask in (("near", near & valid), ("away", ~near & valid)):
                 seam[key][0] += int(disagree[mask].sum())
                 seam[key][1] += int(mask.sum())
-    return {"images": [Path(p).name for p in images], "pixels": totals.get("bf16", [0, 0])[1],
-            "agreement_with_fp32": {name: round(a / n, 5) for name, (a, n) in totals.items()},
-            "one_pass_disagreement_near_tile_borders": round(seam["near"][0] / max(seam["near"][1], 1), 5),
-            "one_pass_disagreement_away_from_borders": round(seam["away"][0] / max(seam["away"][1], 1), 5)}
+    return {
+        "images": [Path(p).name for p in images],
+        "pixels": totals.get("bf16", [0, 0])[1],
+        "agreement_with_fp32": {name: round(a / n, 5) for name, (a, n) in totals.items()},
+        "one_pass_disagreement_near_tile_borders": round(seam["near"][0] / max(seam["near"][1], 1), 5),
+        "one_pass_disagreement_away_from_borders": round(seam["away"][0] / max(seam["away"][1], 1), 5),
+    }
 
 
 def _near_tile_borders(grid, height: int, width: int) -> np.ndarray:
@@ -360,8 +421,15 @@ def _near_tile_borders(grid, height: int, width: int) -> np.ndarray:
     return near
 
 
-STAGES = {"peak": stage_peak, "raw": stage_raw, "predict": stage_predict, "naive": stage_naive, "profile": stage_profile,
-          "agreement": stage_agreement, "variants": stage_variants}
+STAGES = {
+    "peak": stage_peak,
+    "raw": stage_raw,
+    "predict": stage_predict,
+    "naive": stage_naive,
+    "profile": stage_profile,
+    "agreement": stage_agreement,
+    "variants": stage_variants,
+}
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -374,21 +442,31 @@ def environment() -> dict:
     flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
     env = common_environment(("torch", "onnxruntime"))
     env["load_average_start"] = env.pop("load_average")
-    return {**env, "cpu_bf16": [f for f in flags if "bf16" in f or f.startswith("amx")],
-            "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__}
+    return {
+        **env,
+        "cpu_bf16": [f for f in flags if "bf16" in f or f.startswith("amx")],
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+    }
 
 
 def table(rows: list[dict], naive: dict | None) -> str:
-    lines = ["| scene | tiles (grid / run) | raw forward s | predict s | efficiency | raw spread | "
-             "model GFLOP/s | peak RSS MB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| scene | tiles (grid / run) | raw forward s | predict s | efficiency | raw spread | "
+        "model GFLOP/s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['size']}² | {r['tiles_in_grid']} / {r['tiles_predicted']} | {r['raw_s']:.0f} | "
-                     f"{r['predict_s']:.0f} | {r['efficiency']:.3f} | {r['raw']['spread']:.0%} | "
-                     f"{r['gflops_end_to_end']:.0f} | {r['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {r['size']}² | {r['tiles_in_grid']} / {r['tiles_predicted']} | {r['raw_s']:.0f} | "
+            f"{r['predict_s']:.0f} | {r['efficiency']:.3f} | {r['raw']['spread']:.0%} | "
+            f"{r['gflops_end_to_end']:.0f} | {r['peak_rss_mb']:.0f} |"
+        )
     if naive:
-        lines.append(f"| {naive['size']}² naive | {naive['tiles']} / {naive['tiles_run']} | - | "
-                     f"{naive['wall_s']:.0f} | - | - | {naive['gflops']:.0f} | {naive['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {naive['size']}² naive | {naive['tiles']} / {naive['tiles_run']} | - | "
+            f"{naive['wall_s']:.0f} | - | - | {naive['gflops']:.0f} | {naive['peak_rss_mb']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -404,10 +482,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-tiles", type=int, default=None, help="Tiles timed per raw measurement (default 64).")
     parser.add_argument("--compile", action="store_true", help="Also time torch.compile (slow to compile).")
     parser.add_argument("--naive-tiles", type=int, default=None, help="Limit the naive loop to this many tiles.")
-    parser.add_argument("--agreement", type=Path, default=None,
-                        help="A trained checkpoint: also compare bf16 and ONNX Runtime with fp32 on real images.")
-    parser.add_argument("--agreement-images", default=str(REPO.parent / "shared" / "datasets" / "dubai" / "tile_4"
-                                                          / "images" / "*.jpg"))
+    parser.add_argument(
+        "--agreement",
+        type=Path,
+        default=None,
+        help="A trained checkpoint: also compare bf16 and ONNX Runtime with fp32 on real images.",
+    )
+    parser.add_argument(
+        "--agreement-images", default=str(REPO.parent / "shared" / "datasets" / "dubai" / "tile_4" / "images" / "*.jpg")
+    )
     parser.add_argument("--agreement-only", action="store_true", help="Only the agreement check.")
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "landseg-bench-predict")
     parser.add_argument("--results", type=Path, default=None, help="JSON output (default benchmarks/results/...).")
@@ -421,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     tile = args.tile or (128 if args.small else 512)
     raw_tiles = args.raw_tiles or (8 if args.small else 64)
     results = args.results or REPO / "benchmarks" / "results" / (
-        "predict_speed_small.json" if args.small else "predict_speed.json")
+        "predict_speed_small.json" if args.small else "predict_speed.json"
+    )
     env = environment()
 
     def agreement_check() -> dict | None:
@@ -429,8 +513,10 @@ def main(argv: list[str] | None = None) -> int:
             return None
         import glob
 
-        result = run_stage("agreement", {"checkpoint": str(args.agreement), "overlap": args.overlap,
-                                         "images": glob.glob(args.agreement_images)})
+        result = run_stage(
+            "agreement",
+            {"checkpoint": str(args.agreement), "overlap": args.overlap, "images": glob.glob(args.agreement_images)},
+        )
         print(f"agreement: {result}", file=sys.stderr)
         return {**result, "checkpoint": str(args.agreement)}
 
@@ -438,8 +524,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(agreement_check(), indent=2))
         return 0
     checkpoint = write_checkpoint(args.work / "unet_lite0.ckpt")
-    base = {"checkpoint": str(checkpoint), "tile": tile, "overlap": args.overlap, "batch_size": args.batch_size,
-            "precision": args.precision, "engine": args.engine, "raw_tiles": raw_tiles}
+    base = {
+        "checkpoint": str(checkpoint),
+        "tile": tile,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+        "precision": args.precision,
+        "engine": args.engine,
+        "raw_tiles": raw_tiles,
+    }
     peak = run_stage("peak", base)
     print(f"matmul peak: {peak}", file=sys.stderr)
     variants = run_stage("variants", {**base, "work": str(args.work), "compile": args.compile})
@@ -449,13 +542,28 @@ def main(argv: list[str] | None = None) -> int:
     def save(complete: bool, agreement: dict | None = None) -> None:
         """The results so far, rewritten after every scene so an interrupted run keeps its numbers."""
         payload = {
-            "benchmark": "3. Whole-scene prediction speed and memory", "small": args.small, "complete": complete,
+            "benchmark": "3. Whole-scene prediction speed and memory",
+            "small": args.small,
+            "complete": complete,
             "command": " ".join(["python", "benchmarks/predict_speed.py", *sys.argv[1:]]),
-            "config": {"sizes": sizes, "tile": tile, "overlap": args.overlap, "batch_size": args.batch_size,
-                       "precision": args.precision, "engine": args.engine, "raw_tiles": raw_tiles, "model": MODEL,
-                       "naive_tiles": args.naive_tiles},
-            "environment": {**env, "load_average_end": os.getloadavg()}, "matmul_peak": peak, "variants": variants,
-            "scenes": rows, "naive": naive, "profile": profile, "agreement": agreement,
+            "config": {
+                "sizes": sizes,
+                "tile": tile,
+                "overlap": args.overlap,
+                "batch_size": args.batch_size,
+                "precision": args.precision,
+                "engine": args.engine,
+                "raw_tiles": raw_tiles,
+                "model": MODEL,
+                "naive_tiles": args.naive_tiles,
+            },
+            "environment": {**env, "load_average_end": os.getloadavg()},
+            "matmul_peak": peak,
+            "variants": variants,
+            "scenes": rows,
+            "naive": naive,
+            "profile": profile,
+            "agreement": agreement,
             "rss_growth_largest_over_smallest": round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3),
             # The headline figures the targets are judged on: the worst scene for efficiency and memory.
             "efficiency": min(row["efficiency"] for row in rows),
@@ -475,29 +583,52 @@ def main(argv: list[str] | None = None) -> int:
         # Raw speed is measured just before and just after the scene, and averaged per tile, so that a
         # change in the machine's load during the run shows up as spread instead of as efficiency.
         seconds_per_tile = (1 / before["tiles_per_s"] + 1 / after["tiles_per_s"]) / 2
-        raw = {**before, "tiles_per_s": round(1 / seconds_per_tile, 3), "before": before["tiles_per_s"],
-               "after": after["tiles_per_s"],
-               "spread": round(abs(before["tiles_per_s"] - after["tiles_per_s"]) * seconds_per_tile, 3),
-               "load_average": os.getloadavg()}
+        raw = {
+            **before,
+            "tiles_per_s": round(1 / seconds_per_tile, 3),
+            "before": before["tiles_per_s"],
+            "after": after["tiles_per_s"],
+            "spread": round(abs(before["tiles_per_s"] - after["tiles_per_s"]) * seconds_per_tile, 3),
+            "load_average": os.getloadavg(),
+        }
         raw_s = run["tiles_in_grid"] / raw["tiles_per_s"]
-        rows.append({"size": size, "tiles_in_grid": run["tiles_in_grid"], "tiles_predicted": run["tiles_predicted"],
-                     "raw_tiles_per_s": raw["tiles_per_s"], "raw_s": round(raw_s, 2), "predict_s": run["wall_s"],
-                     "efficiency": round(raw_s / run["wall_s"], 4),
-                     "efficiency_per_tile_run": round(run["tiles_predicted"] / raw["tiles_per_s"] / run["wall_s"], 4),
-                     "gflops_raw": round(raw["gflop_per_tile"] * raw["tiles_per_s"], 1),
-                     "gflops_end_to_end": round(raw["gflop_per_tile"] * run["tiles_in_grid"] / run["wall_s"], 1),
-                     "peak_rss_mb": run["peak_rss_mb"], "stages_s": run["stages_s"], "raw": raw})
+        rows.append(
+            {
+                "size": size,
+                "tiles_in_grid": run["tiles_in_grid"],
+                "tiles_predicted": run["tiles_predicted"],
+                "raw_tiles_per_s": raw["tiles_per_s"],
+                "raw_s": round(raw_s, 2),
+                "predict_s": run["wall_s"],
+                "efficiency": round(raw_s / run["wall_s"], 4),
+                "efficiency_per_tile_run": round(run["tiles_predicted"] / raw["tiles_per_s"] / run["wall_s"], 4),
+                "gflops_raw": round(raw["gflop_per_tile"] * raw["tiles_per_s"], 1),
+                "gflops_end_to_end": round(raw["gflop_per_tile"] * run["tiles_in_grid"] / run["wall_s"], 1),
+                "peak_rss_mb": run["peak_rss_mb"],
+                "stages_s": run["stages_s"],
+                "raw": raw,
+            }
+        )
         print(f"{size}²: {rows[-1]}", file=sys.stderr)
         if naive is None:
-            naive_run = run_stage("naive", {**base, "scene": str(scene), "out": str(args.work / f"naive_{size}"),
-                                            "naive_tiles": args.naive_tiles})
-            naive = {"size": size, **naive_run,
-                     "gflops": round(raw["gflop_per_tile"] * naive_run["tiles"] / naive_run["wall_s"], 1),
-                     "speedup_of_predict": round(naive_run["wall_s"] / run["wall_s"], 2)}
+            naive_run = run_stage(
+                "naive",
+                {**base, "scene": str(scene), "out": str(args.work / f"naive_{size}"), "naive_tiles": args.naive_tiles},
+            )
+            naive = {
+                "size": size,
+                **naive_run,
+                "gflops": round(raw["gflop_per_tile"] * naive_run["tiles"] / naive_run["wall_s"], 1),
+                "speedup_of_predict": round(naive_run["wall_s"] / run["wall_s"], 2),
+            }
             print(f"naive {size}²: {naive}", file=sys.stderr)
             profile = run_stage("profile", {**base, "scene": str(scene), "out": str(args.work / f"profile_{size}")})
-            profile = {"size": size, **profile, "model_time_share": round(raw_s / run["wall_s"], 4),
-                       "pipeline_share": round(profile["wall_s"] / run["wall_s"], 4)}
+            profile = {
+                "size": size,
+                **profile,
+                "model_time_share": round(raw_s / run["wall_s"], 4),
+                "pipeline_share": round(profile["wall_s"] / run["wall_s"], 4),
+            }
             print(f"profile {size}²: {profile}", file=sys.stderr)
         save(complete=False)
     rss_growth = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
@@ -508,11 +639,13 @@ def main(argv: list[str] | None = None) -> int:
         ratio = value["tiles_per_s"] / variants["fp32"]["tiles_per_s"]
         print(f"| {name} | {value['tiles_per_s']:.2f} | {ratio:.2f}x |")
     engine = f"{rows[0]['raw']['engine']} {rows[0]['raw']['precision']}"
-    print(f"\nengine {engine}; peak RSS largest over smallest scene {rss_growth:.2f}x; predict is "
-          f"{naive['speedup_of_predict']:.2f}x faster than the naive loop on {naive['size']}²; matmul peak "
-          f"{peak['matmul_fp32_gflops']:.0f} GFLOP/s fp32, {peak['matmul_bf16_gflops']:.0f} bf16. CPU: {env['cpu']} "
-          f"({env['cpu_count']} cores), torch {env['torch']}, commit {env['git_commit'][:10]}"
-          f"{' (dirty)' if env['git_dirty'] else ''}, load {env['load_average_start'][0]:.1f}.")
+    print(
+        f"\nengine {engine}; peak RSS largest over smallest scene {rss_growth:.2f}x; predict is "
+        f"{naive['speedup_of_predict']:.2f}x faster than the naive loop on {naive['size']}²; matmul peak "
+        f"{peak['matmul_fp32_gflops']:.0f} GFLOP/s fp32, {peak['matmul_bf16_gflops']:.0f} bf16. CPU: {env['cpu']} "
+        f"({env['cpu_count']} cores), torch {env['torch']}, commit {env['git_commit'][:10]}"
+        f"{' (dirty)' if env['git_dirty'] else ''}, load {env['load_average_start'][0]:.1f}."
+    )
     return 0
 
 

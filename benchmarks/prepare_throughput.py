@@ -55,8 +55,13 @@ def write_inputs(folder: Path, size: int, seed: int = 0) -> dict:
             _write_image(image_path, size, from_origin(*origin, pixel, pixel), seed)
         if not label_path.exists():
             _write_label(label_path, size * FACTOR, from_origin(*origin, pixel / FACTOR, pixel / FACTOR), seed)
-    return {"image": str(image_path), "label": str(label_path), "generate_s": round(time.perf_counter() - started, 1),
-            "image_file_mb": image_path.stat().st_size / 2**20, "label_file_mb": label_path.stat().st_size / 2**20}
+    return {
+        "image": str(image_path),
+        "label": str(label_path),
+        "generate_s": round(time.perf_counter() - started, 1),
+        "image_file_mb": image_path.stat().st_size / 2**20,
+        "label_file_mb": label_path.stat().st_size / 2**20,
+    }
 
 
 def _strips(height: int, rows: int):
@@ -70,9 +75,21 @@ def _write_image(path: Path, size: int, transform, seed: int) -> None:
 
     rng = np.random.default_rng(seed)
     levels = rng.integers(200, 4000, (BANDS, size // 64 + 1, size // 64 + 1)).astype(np.uint16)
-    profile = dict(driver="GTiff", width=size, height=size, count=BANDS, dtype="uint16", crs="EPSG:32652",
-                   transform=transform, tiled=True, blockxsize=512, blockysize=512, compress="deflate", predictor=2,
-                   interleave="pixel")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=BANDS,
+        dtype="uint16",
+        crs="EPSG:32652",
+        transform=transform,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        predictor=2,
+        interleave="pixel",
+    )
     temporary = path.with_name(f".{path.stem}.partial.tif")
     with rasterio.open(temporary, "w", **profile) as dst:
         for top, rows in _strips(size, 512):
@@ -89,11 +106,25 @@ def _write_label(path: Path, size: int, transform, seed: int) -> None:
     from rasterio.windows import Window
 
     rng = np.random.default_rng(seed + 1)
-    cells = rng.choice(np.array([0, 1, 2, 3, 4, NODATA_LABEL], dtype=np.uint8), p=[0.4, 0.25, 0.15, 0.08, 0.07, 0.05],
-                       size=(size // CELL + 1, size // CELL + 1))
-    profile = dict(driver="GTiff", width=size, height=size, count=1, dtype="uint8", crs="EPSG:32652",
-                   transform=transform, nodata=NODATA_LABEL, tiled=True, blockxsize=512, blockysize=512,
-                   compress="deflate")
+    cells = rng.choice(
+        np.array([0, 1, 2, 3, 4, NODATA_LABEL], dtype=np.uint8),
+        p=[0.4, 0.25, 0.15, 0.08, 0.07, 0.05],
+        size=(size // CELL + 1, size // CELL + 1),
+    )
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32652",
+        transform=transform,
+        nodata=NODATA_LABEL,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+    )
     temporary = path.with_name(f".{path.stem}.partial.tif")
     rows_per_strip = 2048
     with rasterio.open(temporary, "w", **profile) as dst:
@@ -127,22 +158,37 @@ def stage_main(stage: str, inputs: dict, work: Path) -> dict:
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         if stage.startswith("align_"):
             method = stage.removeprefix("align_")
-            result = align_labels(inputs["image"], inputs["label"], work / f"aligned_{method}_{size}.tif",
-                                  get_schema("synthetic"), method=method)
+            result = align_labels(
+                inputs["image"],
+                inputs["label"],
+                work / f"aligned_{method}_{size}.tif",
+                get_schema("synthetic"),
+                method=method,
+            )
             read_bytes, detail = result.source_bytes, {"windows": result.windows}
         else:
-            config = parse_prepare_config({
-                "out": str(work / f"chips_{size}"), "schema": "synthetic",
-                "input": {"scenes": [{"image": inputs["image"], "label": str(work / f"aligned_mode_{size}.tif")}]},
-                "tiling": {"size": CHIP},
-            })
+            config = parse_prepare_config(
+                {
+                    "out": str(work / f"chips_{size}"),
+                    "schema": "synthetic",
+                    "input": {"scenes": [{"image": inputs["image"], "label": str(work / f"aligned_mode_{size}.tif")}]},
+                    "tiling": {"size": CHIP},
+                }
+            )
             result = tile(config, overwrite=True)
             read_bytes = size * size * (BANDS * 2 + 1)
             detail = {"chips": result.report.candidates, "kept": result.report.kept}
     seconds = time.perf_counter() - started
     peak = peak_rss_mb()
-    return {"stage": stage, "size": size, "wall_s": round(seconds, 2), "input_mb": round(read_bytes / 2**20, 1),
-            "mb_per_s": round(read_bytes / 2**20 / seconds, 1), "peak_rss_mb": round(peak, 1), **detail}
+    return {
+        "stage": stage,
+        "size": size,
+        "wall_s": round(seconds, 2),
+        "input_mb": round(read_bytes / 2**20, 1),
+        "mb_per_s": round(read_bytes / 2**20 / seconds, 1),
+        "peak_rss_mb": round(peak, 1),
+        **detail,
+    }
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -151,16 +197,23 @@ def environment() -> dict:
     after it) and the GDAL stack."""
     import rasterio
 
-    return {**common_environment(("numpy", "torch")), "rasterio": rasterio.__version__,
-            "gdal": rasterio.__gdal_version__}
+    return {
+        **common_environment(("numpy", "torch")),
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+    }
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| scene (image px) | stage | input MB (uncompressed) | wall s | MB/s | peak RSS MB |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| scene (image px) | stage | input MB (uncompressed) | wall s | MB/s | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['size']}² ({r['size'] * FACTOR}² labels) | {r['stage']} | {r['input_mb']:,.0f} | "
-                     f"{r['wall_s']:.1f} | {r['mb_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {r['size']}² ({r['size'] * FACTOR}² labels) | {r['stage']} | {r['input_mb']:,.0f} | "
+            f"{r['wall_s']:.1f} | {r['mb_per_s']:.0f} | {r['peak_rss_mb']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -177,35 +230,50 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(stage_main(args.stage, json.loads(args.inputs), args.work)))
         return 0
     sizes = [int(s) for s in (args.sizes or ("128,256" if args.small else "4096,8192")).split(",")]
-    results = args.results or RESULTS / (
-        "prepare_throughput_small.json" if args.small else "prepare_throughput.json")
+    results = args.results or RESULTS / ("prepare_throughput_small.json" if args.small else "prepare_throughput.json")
     env, rows, inputs_by_size = environment(), [], {}
     for size in sizes:
         inputs = write_inputs(args.work, size)
         inputs_by_size[size] = inputs
-        print(f"inputs {size}²: generated in {inputs['generate_s']} s (0 = reused), image file "
-              f"{inputs['image_file_mb']:.0f} MB, label file {inputs['label_file_mb']:.0f} MB", file=sys.stderr)
+        print(
+            f"inputs {size}²: generated in {inputs['generate_s']} s (0 = reused), image file "
+            f"{inputs['image_file_mb']:.0f} MB, label file {inputs['label_file_mb']:.0f} MB",
+            file=sys.stderr,
+        )
         for stage in ("align_mode", "align_nearest", "tile"):
             rows.append(run_stage(stage, {**inputs, "size": size}, args.work))
             print(f"  {stage}: {rows[-1]}", file=sys.stderr)
     biggest = [r for r in rows if r["size"] == max(sizes)]
     smallest = [r for r in rows if r["size"] == min(sizes)]
-    rss_growth = max(b["peak_rss_mb"] / s["peak_rss_mb"] for b, s in zip(biggest, smallest))
+    rss_growth = max(b["peak_rss_mb"] / s["peak_rss_mb"] for b, s in zip(biggest, smallest, strict=False))
     payload = {
-        "benchmark": "5. Data preparation throughput", "small": args.small,
+        "benchmark": "5. Data preparation throughput",
+        "small": args.small,
         "command": "python benchmarks/prepare_throughput.py" + (" --small" if args.small else ""),
-        "config": {"sizes": sizes, "bands": BANDS, "dtype": "uint16", "label_factor": FACTOR, "chip": CHIP,
-                   "label_parcel_px": CELL, "compression": "deflate", "gdal_cache_mb": 256},
-        "environment": env, "inputs": {str(k): v for k, v in inputs_by_size.items()}, "stages": rows,
+        "config": {
+            "sizes": sizes,
+            "bands": BANDS,
+            "dtype": "uint16",
+            "label_factor": FACTOR,
+            "chip": CHIP,
+            "label_parcel_px": CELL,
+            "compression": "deflate",
+            "gdal_cache_mb": 256,
+        },
+        "environment": env,
+        "inputs": {str(k): v for k, v in inputs_by_size.items()},
+        "stages": rows,
         "rss_growth_largest_over_smallest": round(rss_growth, 3),
         "label_in_memory_mb_largest": round((max(sizes) * FACTOR) ** 2 / 2**20, 1),
     }
     write_json(results, payload)
     print(table(rows))
-    print(f"\npeak RSS, largest over smallest scene: {rss_growth:.2f}x; the largest label raster alone is "
-          f"{payload['label_in_memory_mb_largest']:,.0f} MB uncompressed. "
-          f"CPU: {env['cpu']} ({env['cpu_count']} cores), "
-          f"GDAL {env['gdal']}, commit {env['git_commit'][:10]}{' (dirty)' if env['git_dirty'] else ''}.")
+    print(
+        f"\npeak RSS, largest over smallest scene: {rss_growth:.2f}x; the largest label raster alone is "
+        f"{payload['label_in_memory_mb_largest']:,.0f} MB uncompressed. "
+        f"CPU: {env['cpu']} ({env['cpu_count']} cores), "
+        f"GDAL {env['gdal']}, commit {env['git_commit'][:10]}{' (dirty)' if env['git_dirty'] else ''}."
+    )
     return 0
 
 

@@ -35,17 +35,35 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from common import (CONFIGS, REPO, RESULTS, assignments, environment, format_number, load_recipe, markdown_table,
-                    recipe_path, score_table, train_and_score, write_json)
+from common import (
+    CONFIGS,
+    REPO,
+    RESULTS,
+    assignments,
+    environment,
+    format_number,
+    load_recipe,
+    markdown_table,
+    recipe_path,
+    score_table,
+    train_and_score,
+    write_json,
+)
 
 CLASSES = ["Building", "Road", "Field", "Forest", "Background"]
 RARE = ["Building", "Road"]
 SPLIT_FOLDER = CONFIGS / "s2_korea_split"
-TRAIN_CHIPS, VAL_CHIPS = range(0, 30), range(30, 40)
+TRAIN_CHIPS, VAL_CHIPS = range(30), range(30, 40)
 BUDGET_EPOCHS = 100_000
-SMOKE = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=2", "train.crop_size=64",
-         "train.val_tile=128", "data.input_scale=0.125"]
-SMOKE_CHIPS = (range(0, 2), range(30, 32))
+SMOKE = [
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
+    "train.batch_size=2",
+    "train.crop_size=64",
+    "train.val_tile=128",
+    "data.input_scale=0.125",
+]
+SMOKE_CHIPS = (range(2), range(30, 32))
 
 
 # -- the chip-index split ----------------------------------------------------------------------------------
@@ -69,10 +87,21 @@ def split_lists(config, train_chips=TRAIN_CHIPS, val_chips=VAL_CHIPS) -> dict[st
     writer.writerow(["chip", "date", "id", "image", "mask", "split"])
     for number, sample in enumerate(order):
         split = "train" if number in train_chips else "val" if number in val_chips else ""
-        writer.writerow([number, sample.fields["date"], sample.fields["id"], paths[number],
-                         sample.mask.relative_to(root).as_posix(), split])
-    return {"train.txt": "".join(f"{paths[i]}\n" for i in train_chips),
-            "val.txt": "".join(f"{paths[i]}\n" for i in val_chips), "chips.csv": index.getvalue()}
+        writer.writerow(
+            [
+                number,
+                sample.fields["date"],
+                sample.fields["id"],
+                paths[number],
+                sample.mask.relative_to(root).as_posix(),
+                split,
+            ]
+        )
+    return {
+        "train.txt": "".join(f"{paths[i]}\n" for i in train_chips),
+        "val.txt": "".join(f"{paths[i]}\n" for i in val_chips),
+        "chips.csv": index.getvalue(),
+    }
 
 
 def write_split(folder: Path, lists: dict[str, str]) -> None:
@@ -87,8 +116,10 @@ def check_split(folder: Path, lists: dict[str, str]) -> None:
     for name, text in lists.items():
         path = folder / name
         if not path.exists() or path.read_text() != text:
-            raise SystemExit(f"{path} is missing or does not follow the chip-index rule; "
-                             "run python benchmarks/s2_korea_quality.py --write-split")
+            raise SystemExit(
+                f"{path} is missing or does not follow the chip-index rule; "
+                "run python benchmarks/s2_korea_quality.py --write-split"
+            )
 
 
 def split_leak(config, folder: Path) -> dict:
@@ -109,7 +140,7 @@ def split_leak(config, folder: Path) -> dict:
         for _, bounds, _, _ in footprints["train"]:
             top, left = rowcol(transform, bounds.left, bounds.top, op=round)
             bottom, right = rowcol(transform, bounds.right, bounds.bottom, op=round)
-            inside[max(top, 0):max(bottom, 0), max(left, 0):max(right, 0)] = True
+            inside[max(top, 0) : max(bottom, 0), max(left, 0) : max(right, 0)] = True
         per_chip[Path(name).stem] = round(float(inside.mean()), 4)
         covered_total += int(inside.sum())
         pixels_total += inside.size
@@ -121,8 +152,11 @@ def prepared_data_missing(recipe: Path) -> str | None:
     config = load_recipe(recipe)
     root = Path(config.data.root)
     needed = [root / f for f in (config.data.split.files or {}).values()]
-    needed += [Path(p) for p in (config.data.normalization.stats_file, config.data.schema_)
-               if isinstance(p, (str, Path)) and str(p).endswith((".json", ".yaml"))]
+    needed += [
+        Path(p)
+        for p in (config.data.normalization.stats_file, config.data.schema_)
+        if isinstance(p, (str, Path)) and str(p).endswith((".json", ".yaml"))
+    ]
     absent = [str(p) for p in needed if not p.exists()]
     if not root.is_dir():
         absent.insert(0, str(root))
@@ -130,16 +164,24 @@ def prepared_data_missing(recipe: Path) -> str | None:
 
 
 # -- runs ------------------------------------------------------------------------------------------------
-def run_variants(split_name: str, recipe: Path, base_overrides: list[str], variants: dict, args, out: Path,
-                 results: dict, save) -> None:
+def run_variants(
+    split_name: str, recipe: Path, base_overrides: list[str], variants: dict, args, out: Path, results: dict, save
+) -> None:
     """Train and score every variant into ``results``, saving after each so a cut-off run keeps what it measured."""
     for name, change in variants.items():
         config = load_recipe(recipe, base_overrides + assignments(change))
         print(f"[{datetime.datetime.now():%H:%M:%S}] {split_name}/{name}: training", file=sys.stderr)
-        result = train_and_score(config, out / split_name / name, None if args.smoke else args.minutes,
-                                 **({"overlap": 0.0, "engine": "torch"} if args.smoke else {}))
-        print(f"[{datetime.datetime.now():%H:%M:%S}] {split_name}/{name}: mIoU {result['miou']:.4f}, "
-              + ", ".join(f"{c} {format_number(result['per_class_iou'][c])}" for c in RARE), file=sys.stderr)
+        result = train_and_score(
+            config,
+            out / split_name / name,
+            None if args.smoke else args.minutes,
+            **({"overlap": 0.0, "engine": "torch"} if args.smoke else {}),
+        )
+        print(
+            f"[{datetime.datetime.now():%H:%M:%S}] {split_name}/{name}: mIoU {result['miou']:.4f}, "
+            + ", ".join(f"{c} {format_number(result['per_class_iou'][c])}" for c in RARE),
+            file=sys.stderr,
+        )
         results[name] = {"changed": assignments(change), **result}
         save()
 
@@ -166,15 +208,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", type=Path, default=recipe_path("s2_korea_chips"))
     parser.add_argument("--variants-file", type=Path, default=recipe_path("s2_korea_imbalance"))
     parser.add_argument("--variants", default=None, help="Comma-separated subset of the variants (default all).")
-    parser.add_argument("--blocked", choices=["none", "ce", "all", "only"], default="ce",
-                        help="Variants trained on the spatially blocked split, when the prepared data exists "
-                             "('only': the selected variants on the blocked split, and no chip-split runs).")
+    parser.add_argument(
+        "--blocked",
+        choices=["none", "ce", "all", "only"],
+        default="ce",
+        help="Variants trained on the spatially blocked split, when the prepared data exists "
+        "('only': the selected variants on the blocked split, and no chip-split runs).",
+    )
     parser.add_argument("--blocked-recipe", type=Path, default=REPO / "configs" / "s2_korea.yaml")
     parser.add_argument("--write-split", action="store_true", help="Write the chip-index split files and stop.")
     parser.add_argument("--smoke", action="store_true", help="A few steps on 2 chips; not a measurement.")
     parser.add_argument("--out", type=Path, default=None, help="Folder for the runs (and, with --smoke, the JSON).")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="JSON output (default benchmarks/results/s2_korea.json).")
+    parser.add_argument(
+        "--results", type=Path, default=None, help="JSON output (default benchmarks/results/s2_korea.json)."
+    )
     args = parser.parse_args(argv)
     recipe_config = load_recipe(args.recipe)
     if args.write_split:
@@ -203,19 +250,27 @@ def main(argv: list[str] | None = None) -> int:
         variants = {name: variants[name] for name in wanted}
     started = time.perf_counter()
     payload = {
-        "benchmark": "2. Quality: Sentinel-2 Korea chips", "smoke": args.smoke,
+        "benchmark": "2. Quality: Sentinel-2 Korea chips",
+        "smoke": args.smoke,
         "command": "python benchmarks/s2_korea_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "budget_minutes": None if args.smoke else args.minutes, "seed": args.seed,
+        "budget_minutes": None if args.smoke else args.minutes,
+        "seed": args.seed,
         "environment": environment(("torch", "lightning", "segmentation-models-pytorch", "timm")),
         "scoring": "final weights after the budget, landseg evaluate on the val split, whole chips, native resolution",
-        "chip_split": {"rule": "pairs sorted by (date, number); chips 0-29 train, 30-39 val",
-                       "files": files, "train": (split_folder / "train.txt").read_text().split(),
-                       "val": (split_folder / "val.txt").read_text().split(),
-                       "leak": split_leak(recipe_config, split_folder)},
+        "chip_split": {
+            "rule": "pairs sorted by (date, number); chips 0-29 train, 30-39 val",
+            "files": files,
+            "train": (split_folder / "train.txt").read_text().split(),
+            "val": (split_folder / "val.txt").read_text().split(),
+            "leak": split_leak(recipe_config, split_folder),
+        },
         "complete": False,
     }
-    print(f"chip split: {payload['chip_split']['leak']['val_pixels_inside_training_chips']:.1%} of the validation "
-          "pixels lie inside a training chip's footprint", file=sys.stderr)
+    print(
+        f"chip split: {payload['chip_split']['leak']['val_pixels_inside_training_chips']:.1%} of the validation "
+        "pixels lie inside a training chip's footprint",
+        file=sys.stderr,
+    )
 
     def save() -> None:
         payload["wall_s"] = round(time.perf_counter() - started, 1)
@@ -225,15 +280,18 @@ def main(argv: list[str] | None = None) -> int:
     payload["variants"] = {}
     missing = prepared_data_missing(args.blocked_recipe)
     if args.blocked == "only" and missing:
-        parser.error(f"--blocked only needs the prepared data: {missing} "
-                     "(landseg prepare all configs/s2_korea_prepare.yaml)")
+        parser.error(
+            f"--blocked only needs the prepared data: {missing} (landseg prepare all configs/s2_korea_prepare.yaml)"
+        )
     if args.blocked != "only":
         run_variants("chip_split", args.recipe, chip_overrides, variants, args, out, payload["variants"], save)
     blocked = None
     if args.blocked != "none" and not missing:
         blocked_variants = variants if args.blocked in ("all", "only") else {"ce": variants.get("ce", {})}
         blocked = payload["blocked_split"] = {"recipe": str(args.blocked_recipe), "variants": {}}  # saved as it fills
-        run_variants("blocked_split", args.blocked_recipe, budget, blocked_variants, args, out, blocked["variants"], save)
+        run_variants(
+            "blocked_split", args.blocked_recipe, budget, blocked_variants, args, out, blocked["variants"], save
+        )
     elif args.blocked != "none":
         blocked = {"skipped": f"no prepared data: {missing} (landseg prepare all configs/s2_korea_prepare.yaml)"}
     payload["blocked_split"] = blocked
@@ -248,10 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(rare_table(payload["variants"] or (blocked or {}).get("variants", {})))
     env = payload["environment"]
-    print(f"\nchip split leak: {payload['chip_split']['leak']['val_pixels_inside_training_chips']:.1%} of the "
-          f"validation pixels lie inside training chips. Budget {payload['budget_minutes']} min per run, seed "
-          f"{args.seed}. CPU: {env['cpu']} ({env['cpu_count']} cores), torch {env['torch']}, commit "
-          f"{env['git_commit'][:10]}{' (dirty)' if env['git_dirty'] else ''}. Full numbers: {results_path}")
+    print(
+        f"\nchip split leak: {payload['chip_split']['leak']['val_pixels_inside_training_chips']:.1%} of the "
+        f"validation pixels lie inside training chips. Budget {payload['budget_minutes']} min per run, seed "
+        f"{args.seed}. CPU: {env['cpu']} ({env['cpu_count']} cores), torch {env['torch']}, commit "
+        f"{env['git_commit'][:10]}{' (dirty)' if env['git_dirty'] else ''}. Full numbers: {results_path}"
+    )
     return 0
 
 

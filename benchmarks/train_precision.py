@@ -40,8 +40,9 @@ def build(batch: int, crop: int, device: str):
     from landseg.models import ModelSpec, build_model
 
     torch.manual_seed(0)
-    network = build_model(ModelSpec(arch="unet", encoder="tu-tf_efficientnet_lite0", encoder_weights=None,
-                                    in_channels=3, num_classes=6)).to(device)
+    network = build_model(
+        ModelSpec(arch="unet", encoder="tu-tf_efficientnet_lite0", encoder_weights=None, in_channels=3, num_classes=6)
+    ).to(device)
     criterion = build_loss(LossConfig(name="focal", gamma=2.0), 6)
     images = torch.randn(batch, 3, crop, crop, device=device)
     masks = torch.randint(0, 6, (batch, crop, crop), device=device)
@@ -104,34 +105,57 @@ def main(argv: list[str] | None = None) -> int:
                 wall, used = steps[name]()
                 times[name].append(wall)
                 cpu[name].append(used)
-        print(f"round {number} (wall s, CPU s): " + ", ".join(
-            f"{n} {statistics.fmean(times[n][-args.steps:]):.3f} {statistics.fmean(cpu[n][-args.steps:]):.3f}"
-            for n in order), file=sys.stderr)
+        print(
+            f"round {number} (wall s, CPU s): "
+            + ", ".join(
+                f"{n} {statistics.fmean(times[n][-args.steps :]):.3f} {statistics.fmean(cpu[n][-args.steps :]):.3f}"
+                for n in order
+            ),
+            file=sys.stderr,
+        )
     means = {name: statistics.fmean(values) for name, values in times.items()}
     cpu_means = {name: statistics.fmean(values) for name, values in cpu.items()}
     baseline = means["fp32"]
     payload = {
-        "benchmark": "training precision and memory layout", "device": args.device,
+        "benchmark": "training precision and memory layout",
+        "device": args.device,
         "command": "python benchmarks/train_precision.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "network": "unet / tu-tf_efficientnet_lite0, 6 classes, focal loss, AdamW",
-        "batch_size": args.batch_size, "crop": args.crop, "steps_per_round": args.steps, "rounds": args.rounds,
-        "warmup": args.warmup, "threads": torch.get_num_threads(), "cpu_bf16": cpu_bf16_support(),
+        "batch_size": args.batch_size,
+        "crop": args.crop,
+        "steps_per_round": args.steps,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_bf16_support(),
         "environment": {**env, "load_average_end": environment(())["load_average"]},
         "mean_step_s": {name: round(value, 4) for name, value in means.items()},
         "speedup_vs_fp32": {name: round(baseline / value, 3) for name, value in means.items()},
-        "channels_last_gain": {"fp32": round(means["fp32"] / means["fp32_channels_last"], 3),
-                               "bf16": round(means["bf16"] / means["bf16_channels_last"], 3)},
+        "channels_last_gain": {
+            "fp32": round(means["fp32"] / means["fp32_channels_last"], 3),
+            "bf16": round(means["bf16"] / means["bf16_channels_last"], 3),
+        },
         "mean_step_cpu_s": {name: round(value, 4) for name, value in cpu_means.items()},
         "cpu_speedup_vs_fp32": {name: round(cpu_means["fp32"] / value, 3) for name, value in cpu_means.items()},
         "step_times_s": {name: [round(t, 4) for t in values] for name, values in times.items()},
         "step_cpu_s": {name: [round(t, 4) for t in values] for name, values in cpu.items()},
     }
     write_json(args.results, payload)
-    rows = [[name, f"{means[name]:.3f}", f"{baseline / means[name]:.2f}x", f"{cpu_means[name]:.3f}",
-             f"{cpu_means['fp32'] / cpu_means[name]:.2f}x"] for name in COMBINATIONS]
+    rows = [
+        [
+            name,
+            f"{means[name]:.3f}",
+            f"{baseline / means[name]:.2f}x",
+            f"{cpu_means[name]:.3f}",
+            f"{cpu_means['fp32'] / cpu_means[name]:.2f}x",
+        ]
+        for name in COMBINATIONS
+    ]
     print(markdown_table(["run as", "wall s/step", "vs fp32", "CPU s/step", "vs fp32"], rows, [False] + [True] * 4))
-    print(f"\nbatch {args.batch_size} x {args.crop}², {args.rounds} rounds of {args.steps} steps, "
-          f"{env['cpu']} ({env['cpu_count']} cores), load average {env['load_average']}")
+    print(
+        f"\nbatch {args.batch_size} x {args.crop}², {args.rounds} rounds of {args.steps} steps, "
+        f"{env['cpu']} ({env['cpu_count']} cores), load average {env['load_average']}"
+    )
     return 0
 
 

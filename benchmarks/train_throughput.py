@@ -85,9 +85,15 @@ def measure_loop(config, run_dir: Path, warmup: int) -> tuple[dict, object]:
     steps = [ends[i] - ends[i - 1] for i in range(warmup, len(ends))]
     inside = [ends[i] - starts[i] for i in range(warmup, len(ends))]
     gaps = [starts[i] - ends[i - 1] for i in range(warmup, len(ends))]
-    return {"steps": len(steps), "mean_s": statistics.fmean(steps), "median_s": statistics.median(steps),
-            "step_hooks_mean_s": statistics.fmean(inside), "between_steps_mean_s": statistics.fmean(gaps),
-            "train_call_wall_s": round(wall, 1), "step_times_s": [round(s, 4) for s in steps]}, clock
+    return {
+        "steps": len(steps),
+        "mean_s": statistics.fmean(steps),
+        "median_s": statistics.median(steps),
+        "step_hooks_mean_s": statistics.fmean(inside),
+        "between_steps_mean_s": statistics.fmean(gaps),
+        "train_call_wall_s": round(wall, 1),
+        "step_times_s": [round(s, 4) for s in steps],
+    }, clock
 
 
 def measure_fixed(clock, steps: int, warmup: int) -> dict:
@@ -103,8 +109,13 @@ def measure_fixed(clock, steps: int, warmup: int) -> dict:
     dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
     mixed = precision in ("bf16-mixed", "16-mixed")
     times = time_steps(model, criterion, optimizer, images, masks, warmup + steps, dtype if mixed else None)[warmup:]
-    return {"steps": len(times), "mean_s": statistics.fmean(times), "median_s": statistics.median(times),
-            "threads": torch.get_num_threads(), "step_times_s": [round(t, 4) for t in times]}
+    return {
+        "steps": len(times),
+        "mean_s": statistics.fmean(times),
+        "median_s": statistics.median(times),
+        "threads": torch.get_num_threads(),
+        "step_times_s": [round(t, 4) for t in times],
+    }
 
 
 def time_steps(model, criterion, optimizer, images, masks, steps: int, autocast_dtype) -> list[float]:
@@ -140,8 +151,14 @@ def measure_fastest(clock, steps: int, warmup: int) -> dict:
     images, masks = clock.batch
     images = images.contiguous(memory_format=torch.channels_last)
     times = time_steps(model, criterion, optimizer, images, masks, warmup + steps, torch.bfloat16)[warmup:]
-    return {"steps": len(times), "mean_s": statistics.fmean(times), "median_s": statistics.median(times),
-            "precision": "bf16 autocast", "channels_last": True, "step_times_s": [round(t, 4) for t in times]}
+    return {
+        "steps": len(times),
+        "mean_s": statistics.fmean(times),
+        "median_s": statistics.median(times),
+        "precision": "bf16 autocast",
+        "channels_last": True,
+        "step_times_s": [round(t, 4) for t in times],
+    }
 
 
 def measure_loader(clock, batches: int) -> dict:
@@ -170,11 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=8, help="Steps left out at the start of each measurement.")
     parser.add_argument("--rounds", type=int, default=None, help="Rounds of (a) and (b) (default 4; smoke 1).")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the config's).")
-    parser.add_argument("--set", action="append", default=[], help="Extra config override, e.g. train.precision=bf16-mixed.")
+    parser.add_argument(
+        "--set", action="append", default=[], help="Extra config override, e.g. train.precision=bf16-mixed."
+    )
     parser.add_argument("--smoke", action="store_true", help="A few steps of batch 2, 64 px; not a measurement.")
     parser.add_argument("--out", type=Path, default=None, help="Folder for the runs (and, with --smoke, the JSON).")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="JSON output (default benchmarks/results/train_throughput.json).")
+    parser.add_argument(
+        "--results", type=Path, default=None, help="JSON output (default benchmarks/results/train_throughput.json)."
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.batch_size, args.crop, args.steps, args.warmup = 2, 64, 2, 1
@@ -182,11 +202,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is None:
             parser.error("--smoke needs --out (a smoke run writes nothing under benchmarks/results)")
     args.rounds = args.rounds or 4
-    results_path = args.results or (args.out / "train_throughput.json" if args.smoke else RESULTS / "train_throughput.json")
+    results_path = args.results or (
+        args.out / "train_throughput.json" if args.smoke else RESULTS / "train_throughput.json"
+    )
     overrides = [
-        f"train.batch_size={args.batch_size}", f"train.crop_size={args.crop}", "train.epochs=1",
-        f"train.steps_per_epoch={args.warmup + args.steps}", "train.max_minutes=null", "data.split.val=[]",
-        *(SMOKE if args.smoke else []), *([f"train.num_workers={args.workers}"] if args.workers is not None else []),
+        f"train.batch_size={args.batch_size}",
+        f"train.crop_size={args.crop}",
+        "train.epochs=1",
+        f"train.steps_per_epoch={args.warmup + args.steps}",
+        "train.max_minutes=null",
+        "data.split.val=[]",
+        *(SMOKE if args.smoke else []),
+        *([f"train.num_workers={args.workers}"] if args.workers is not None else []),
         *args.set,
     ]
     config = load_recipe(recipe_path(args.recipe), overrides)
@@ -204,16 +231,29 @@ def main(argv: list[str] | None = None) -> int:
             fixed = fixed or measure_fixed(clock, args.steps, args.warmup)
             fastest = fastest or measure_fastest(clock, args.steps, args.warmup)
             loader = measure_loader(clock, args.steps)
-            rounds.append({"order": "fastest, fixed, loop" if fixed_first else "loop, fixed, fastest",
-                           "load_average": os.getloadavg(), "loop": loop, "fixed": fixed, "fastest": fastest,
-                           "loader": loader, "efficiency": round(fixed["mean_s"] / loop["mean_s"], 4),
-                           "default_vs_fastest": round(fastest["mean_s"] / loop["mean_s"], 4)})
-            print(f"round {number}: fastest {fastest['mean_s']:.3f} s/step, "
-                  f"fixed {fixed['mean_s']:.3f} s/step, loop {loop['mean_s']:.3f} s/step "
-                  f"(hooks {loop['step_hooks_mean_s']:.3f}, between {loop['between_steps_mean_s']:.3f}), loader "
-                  f"{loader['mean_s']:.3f} s/batch, efficiency {rounds[-1]['efficiency']:.3f}", file=sys.stderr)
-    pooled = {key: statistics.fmean([t for r in rounds for t in r[key]["step_times_s"]])
-              for key in ("fixed", "loop", "fastest")}
+            rounds.append(
+                {
+                    "order": "fastest, fixed, loop" if fixed_first else "loop, fixed, fastest",
+                    "load_average": os.getloadavg(),
+                    "loop": loop,
+                    "fixed": fixed,
+                    "fastest": fastest,
+                    "loader": loader,
+                    "efficiency": round(fixed["mean_s"] / loop["mean_s"], 4),
+                    "default_vs_fastest": round(fastest["mean_s"] / loop["mean_s"], 4),
+                }
+            )
+            print(
+                f"round {number}: fastest {fastest['mean_s']:.3f} s/step, "
+                f"fixed {fixed['mean_s']:.3f} s/step, loop {loop['mean_s']:.3f} s/step "
+                f"(hooks {loop['step_hooks_mean_s']:.3f}, between {loop['between_steps_mean_s']:.3f}), loader "
+                f"{loader['mean_s']:.3f} s/batch, efficiency {rounds[-1]['efficiency']:.3f}",
+                file=sys.stderr,
+            )
+    pooled = {
+        key: statistics.fmean([t for r in rounds for t in r[key]["step_times_s"]])
+        for key in ("fixed", "loop", "fastest")
+    }
     between = statistics.fmean([r["loop"]["between_steps_mean_s"] for r in rounds])
     hooks = statistics.fmean([r["loop"]["step_hooks_mean_s"] for r in rounds])
     loader = statistics.fmean([r["loader"]["mean_s"] for r in rounds])
@@ -222,38 +262,87 @@ def main(argv: list[str] | None = None) -> int:
     trained = clock.module.train_config
     in_step_share = hooks / (hooks + between)
     payload = {
-        "benchmark": "4. Training throughput", "smoke": args.smoke,
+        "benchmark": "4. Training throughput",
+        "smoke": args.smoke,
         "command": "python benchmarks/train_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "recipe": str(recipe_path(args.recipe)), "batch_size": args.batch_size, "crop": args.crop,
-        "num_workers": config.train.num_workers, "steps": args.steps, "warmup": args.warmup,
+        "recipe": str(recipe_path(args.recipe)),
+        "batch_size": args.batch_size,
+        "crop": args.crop,
+        "num_workers": config.train.num_workers,
+        "steps": args.steps,
+        "warmup": args.warmup,
         "environment": {**env, "load_average_end": environment(())["load_average"]},
-        "loop_precision": trained.precision, "loop_channels_last": trained.channels_last,
-        "fixed_step_s": round(pooled["fixed"], 6), "loop_step_s": round(pooled["loop"], 6),
-        "fastest_step_s": round(pooled["fastest"], 6), "default_vs_fastest": round(default_vs_fastest, 4),
-        "loop_step_hooks_s": round(hooks, 4), "loop_between_steps_s": round(between, 4),
-        "loader_batch_s": round(loader, 4), "efficiency": round(efficiency, 4),
-        "loop_share_in_step_hooks": round(in_step_share, 4), "target": 0.90,
-        "meets_target": efficiency >= 0.90, "rounds": rounds, "config": config.to_yaml_dict(),
+        "loop_precision": trained.precision,
+        "loop_channels_last": trained.channels_last,
+        "fixed_step_s": round(pooled["fixed"], 6),
+        "loop_step_s": round(pooled["loop"], 6),
+        "fastest_step_s": round(pooled["fastest"], 6),
+        "default_vs_fastest": round(default_vs_fastest, 4),
+        "loop_step_hooks_s": round(hooks, 4),
+        "loop_between_steps_s": round(between, 4),
+        "loader_batch_s": round(loader, 4),
+        "efficiency": round(efficiency, 4),
+        "loop_share_in_step_hooks": round(in_step_share, 4),
+        "target": 0.90,
+        "meets_target": efficiency >= 0.90,
+        "rounds": rounds,
+        "config": config.to_yaml_dict(),
     }
     write_json(results_path, payload)
-    rows = [[f"round {i}", f"{r['fixed']['mean_s']:.3f}", f"{r['loop']['mean_s']:.3f}",
-             f"{r['fastest']['mean_s']:.3f}", f"{r['loop']['step_hooks_mean_s']:.3f}",
-             f"{r['loop']['between_steps_mean_s']:.3f}", f"{r['loader']['mean_s']:.3f}", f"{r['efficiency']:.3f}",
-             f"{r['default_vs_fastest']:.3f}"] for i, r in enumerate(rounds)]
-    rows.append(["pooled", f"{pooled['fixed']:.3f}", f"{pooled['loop']:.3f}", f"{pooled['fastest']:.3f}",
-                 f"{hooks:.3f}", f"{between:.3f}", f"{loader:.3f}", f"**{efficiency:.3f}**",
-                 f"**{default_vs_fastest:.3f}**"])
-    print(markdown_table(["", "(a) fixed batch s/step", "(b) training loop s/step", "(c) bf16 channels-last s/step",
-                          "(b) in step hooks", "(b) between steps", "loader alone s/batch", "efficiency a/b",
-                          "default vs fastest c/b"], rows, [False] + [True] * 8))
-    print(f"\nbatch {args.batch_size} x {args.crop}², {args.steps} timed steps after {args.warmup} warm-up per "
-          f"measurement, {config.train.num_workers} DataLoader workers, {env['cpu']} ({env['cpu_count']} cores), "
-          f"torch {env['torch']}, loop precision {trained.precision} "
-          f"{'channels-last' if trained.channels_last else 'contiguous'}, "
-          f"commit {env['git_commit'][:10]}{' (dirty)' if env['git_dirty'] else ''}; "
-          f"target 0.90: {'met' if efficiency >= 0.90 else 'NOT met'}. Within the loop, {in_step_share:.1%} of the "
-          "time is spent in the step's hooks (training step, backward, optimizer), the rest fetching batches and "
-          "in Lightning's bookkeeping between them.")
+    rows = [
+        [
+            f"round {i}",
+            f"{r['fixed']['mean_s']:.3f}",
+            f"{r['loop']['mean_s']:.3f}",
+            f"{r['fastest']['mean_s']:.3f}",
+            f"{r['loop']['step_hooks_mean_s']:.3f}",
+            f"{r['loop']['between_steps_mean_s']:.3f}",
+            f"{r['loader']['mean_s']:.3f}",
+            f"{r['efficiency']:.3f}",
+            f"{r['default_vs_fastest']:.3f}",
+        ]
+        for i, r in enumerate(rounds)
+    ]
+    rows.append(
+        [
+            "pooled",
+            f"{pooled['fixed']:.3f}",
+            f"{pooled['loop']:.3f}",
+            f"{pooled['fastest']:.3f}",
+            f"{hooks:.3f}",
+            f"{between:.3f}",
+            f"{loader:.3f}",
+            f"**{efficiency:.3f}**",
+            f"**{default_vs_fastest:.3f}**",
+        ]
+    )
+    print(
+        markdown_table(
+            [
+                "",
+                "(a) fixed batch s/step",
+                "(b) training loop s/step",
+                "(c) bf16 channels-last s/step",
+                "(b) in step hooks",
+                "(b) between steps",
+                "loader alone s/batch",
+                "efficiency a/b",
+                "default vs fastest c/b",
+            ],
+            rows,
+            [False] + [True] * 8,
+        )
+    )
+    print(
+        f"\nbatch {args.batch_size} x {args.crop}², {args.steps} timed steps after {args.warmup} warm-up per "
+        f"measurement, {config.train.num_workers} DataLoader workers, {env['cpu']} ({env['cpu_count']} cores), "
+        f"torch {env['torch']}, loop precision {trained.precision} "
+        f"{'channels-last' if trained.channels_last else 'contiguous'}, "
+        f"commit {env['git_commit'][:10]}{' (dirty)' if env['git_dirty'] else ''}; "
+        f"target 0.90: {'met' if efficiency >= 0.90 else 'NOT met'}. Within the loop, {in_step_share:.1%} of the "
+        "time is spent in the step's hooks (training step, backward, optimizer), the rest fetching batches and "
+        "in Lightning's bookkeeping between them."
+    )
     return 0
 
 

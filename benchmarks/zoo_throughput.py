@@ -23,8 +23,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from common import REPO, RESULTS, environment, write_json
@@ -46,8 +46,12 @@ def median_pass(forward: Callable[[torch.Tensor], object], batch: torch.Tensor, 
 
 
 def rates(pixels: int, wall: float, cpu: float, resolution_m: float) -> dict:
-    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "mpx_per_s": round(pixels / wall / 1e6, 4),
-            "km2_per_core_hour": round(pixels / cpu * (resolution_m / 1000.0) ** 2 * 3600, 1)}
+    return {
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "mpx_per_s": round(pixels / wall / 1e6, 4),
+        "km2_per_core_hour": round(pixels / cpu * (resolution_m / 1000.0) ** 2 * 3600, 1),
+    }
 
 
 def network_alone(model: str, tile: int, batch_size: int, repeats: int, threads: int) -> list[dict]:
@@ -62,7 +66,9 @@ def network_alone(model: str, tile: int, batch_size: int, repeats: int, threads:
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path = export_onnx(loaded, Path(scratch) / f"{model}.onnx", tile=tile)
         session = OnnxNetwork(onnx_path, threads=threads)
-        rows.append({"engine": "onnxruntime", **rates(pixels, *median_pass(session, batch, repeats), entry.resolution_m)})
+        rows.append(
+            {"engine": "onnxruntime", **rates(pixels, *median_pass(session, batch, repeats), entry.resolution_m)}
+        )
     return [{"tile": tile, "batch": batch_size, "threads": threads, **row} for row in rows]
 
 
@@ -81,18 +87,26 @@ def end_to_end(model: str, image: Path, engine: str) -> dict:
         wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     scene = summary.done[0]
     pixels = scene.width * scene.height
-    return {"engine": engine, "image": str(image), "pixels": pixels,
-            **rates(pixels, wall, cpu, get_zoo_model(model).resolution_m)}
+    return {
+        "engine": engine,
+        "image": str(image),
+        "pixels": pixels,
+        **rates(pixels, wall, cpu, get_zoo_model(model).resolution_m),
+    }
 
 
 def table(payload: dict) -> str:
     lines = ["| what | engine | Mpx/s (wall) | CPU s | km² per core-hour |", "|---|---|---:|---:|---:|"]
     for row in payload["network"]:
-        lines.append(f"| network alone, {row['tile']}² tile, batch {row['batch']} | {row['engine']} | "
-                     f"{row['mpx_per_s']:.3f} | {row['cpu_s']:.2f} | {row['km2_per_core_hour']:,.0f} |")
+        lines.append(
+            f"| network alone, {row['tile']}² tile, batch {row['batch']} | {row['engine']} | "
+            f"{row['mpx_per_s']:.3f} | {row['cpu_s']:.2f} | {row['km2_per_core_hour']:,.0f} |"
+        )
     for row in payload["end_to_end"]:
-        lines.append(f"| `landseg predict --model {payload['model']}`, {row['pixels']:,} px | {row['engine']} | "
-                     f"{row['mpx_per_s']:.3f} | {row['cpu_s']:.2f} | {row['km2_per_core_hour']:,.0f} |")
+        lines.append(
+            f"| `landseg predict --model {payload['model']}`, {row['pixels']:,} px | {row['engine']} | "
+            f"{row['mpx_per_s']:.3f} | {row['cpu_s']:.2f} | {row['km2_per_core_hour']:,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -105,14 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="Sentinel-2 file for the end-to-end runs.")
     parser.add_argument("--smoke", action="store_true", help="Tiny tiles, one repeat, no end-to-end runs.")
-    parser.add_argument("--results", type=Path, default=None, help="JSON output (default benchmarks/results/zoo_throughput.json).")
+    parser.add_argument(
+        "--results", type=Path, default=None, help="JSON output (default benchmarks/results/zoo_throughput.json)."
+    )
     args = parser.parse_args(argv)
     if args.smoke and args.results is None:
         parser.error("--smoke needs --results (a smoke run writes nothing under benchmarks/results)")
     torch.set_num_threads(args.threads)
     tile, repeats = (64, 1) if args.smoke else (args.tile, args.repeats)
     payload = {
-        "benchmark": "9. Zoo model throughput", "smoke": args.smoke, "model": args.model,
+        "benchmark": "9. Zoo model throughput",
+        "smoke": args.smoke,
+        "model": args.model,
         "command": "python benchmarks/zoo_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "environment": environment(("torch", "onnxruntime")),
         "network": network_alone(args.model, tile, args.batch, repeats, args.threads),

@@ -64,7 +64,9 @@ def test_train_evaluate_predict(tmp_path, tiny_config, synthetic_dataset):
     assert len((run / "history.csv").read_text().splitlines()) == 4
 
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", "--checkpoint", str(best), "--config", str(tiny_config), "--out", str(out)])
+    result = runner.invoke(
+        app, ["evaluate", "--checkpoint", str(best), "--config", str(tiny_config), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["per_class"]) == {"Field", "Forest", "Water", "Road", "Building"}
@@ -95,8 +97,12 @@ def test_bad_inputs_give_one_line_errors(tmp_path, tiny_config, synthetic_datase
 
     bad_ckpt = tmp_path / "broken.ckpt"
     bad_ckpt.write_bytes(b"not a checkpoint")
-    result = runner.invoke(app, ["predict", "--checkpoint", str(bad_ckpt), str(synthetic_dataset / "images"), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["predict", "--checkpoint", str(bad_ckpt), str(synthetic_dataset / "images"), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 1 and "broken.ckpt" in result.output
 
-    result = runner.invoke(app, ["train", str(tiny_config), "--set", "train.batch_sise=2", "--out", str(tmp_path / "r")])
+    result = runner.invoke(
+        app, ["train", str(tiny_config), "--set", "train.batch_sise=2", "--out", str(tmp_path / "r")]
+    )
     assert result.exit_code == 1 and "did you mean 'batch_size'" in result.output

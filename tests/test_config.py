@@ -64,8 +64,10 @@ def test_schema_and_stats_files_are_relative_to_the_config(tmp_path):
     folder = tmp_path / "configs"
     folder.mkdir()
     path = folder / "exp.yaml"
-    path.write_text("data:\n  root: ../data\n  schema: ../prepared/schema.yaml\n"
-                    "  normalization: {stats_file: ../prepared/stats.json}\n")
+    path.write_text(
+        "data:\n  root: ../data\n  schema: ../prepared/schema.yaml\n"
+        "  normalization: {stats_file: ../prepared/stats.json}\n"
+    )
     config = load_config(path)
     assert config.data.schema_ == str(tmp_path / "prepared" / "schema.yaml")
     assert config.data.normalization.stats_file == tmp_path / "prepared" / "stats.json"

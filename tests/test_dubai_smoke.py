@@ -12,9 +12,17 @@ from landseg.train.run import train
 
 CONFIG = Path(__file__).parents[1] / "configs" / "dubai.yaml"
 TINY = [
-    "model.arch=classic_unet", "model.encoder=null", "model.encoder_weights=null", "model.widths=[8,16,32]",
-    "train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=2", "train.crop_size=64",
-    "data.split.train=[tile_1]", "data.split.val=[tile_4]", "train.val_tile=256",
+    "model.arch=classic_unet",
+    "model.encoder=null",
+    "model.encoder_weights=null",
+    "model.widths=[8,16,32]",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
+    "train.batch_size=2",
+    "train.crop_size=64",
+    "data.split.train=[tile_1]",
+    "data.split.val=[tile_4]",
+    "train.val_tile=256",
 ]
 
 
@@ -25,8 +33,9 @@ def test_dubai_trains_and_evaluates_on_tile_4(tmp_path, shared_datasets):
     assert result.best_checkpoint.exists()
     assert 0.0 <= result.best_miou <= 1.0
 
-    evaluation = evaluate(load_ensemble([result.best_checkpoint]), config, "val", tmp_path / "eval", progress=False,
-                          overlays=1)
+    evaluation = evaluate(
+        load_ensemble([result.best_checkpoint]), config, "val", tmp_path / "eval", progress=False, overlays=1
+    )
     metrics = json.loads(evaluation.metrics_path.read_text())
     assert metrics["images"] == 9
     assert set(metrics["per_class"]) == {"Building", "Land", "Road", "Vegetation", "Water"}

@@ -28,13 +28,23 @@ def trained(tmp_path_factory, synthetic_dataset):
     config = {
         "name": "tiny",
         "data": {
-            "root": str(synthetic_dataset), "schema": "synthetic",
-            "images": "images/scene_{id}.tif", "masks": "masks/scene_{id}.tif",
+            "root": str(synthetic_dataset),
+            "schema": "synthetic",
+            "images": "images/scene_{id}.tif",
+            "masks": "masks/scene_{id}.tif",
             "split": {"field": "id", "train": ["000", "001", "002", "003"], "val": VAL},
         },
         "model": {"arch": "classic_unet", "encoder": None, "encoder_weights": None, "widths": [8, 16, 32]},
-        "train": {"crop_size": 64, "batch_size": 8, "epochs": 6, "steps_per_epoch": 6, "val_tile": 48, "seed": 3,
-                  "optimizer": {"name": "adam", "lr": 0.02}, "scheduler": {"name": "none"}},
+        "train": {
+            "crop_size": 64,
+            "batch_size": 8,
+            "epochs": 6,
+            "steps_per_epoch": 6,
+            "val_tile": 48,
+            "seed": 3,
+            "optimizer": {"name": "adam", "lr": 0.02},
+            "scheduler": {"name": "none"},
+        },
     }
     folder = tmp_path_factory.mktemp("evaluate")
     path = folder / "tiny.yaml"
@@ -53,21 +63,27 @@ def confusion_of_written_maps(maps_dir, config_path) -> np.ndarray:
             predicted = written.read(1).astype(np.int64)
         truth = read_mask(sample.mask, schema).astype(np.int64)
         labelled = truth != IGNORE_INDEX
-        matrix += np.bincount(truth[labelled] * schema.num_classes + predicted[labelled],
-                              minlength=schema.num_classes**2).reshape(schema.num_classes, schema.num_classes)
+        matrix += np.bincount(
+            truth[labelled] * schema.num_classes + predicted[labelled], minlength=schema.num_classes**2
+        ).reshape(schema.num_classes, schema.num_classes)
     return matrix
 
 
-@pytest.mark.parametrize("options", [[], ["--tta", "flips", "--overlap", "0.25"], ["--min-area", "30"]],
-                         ids=["defaults", "tta-flips-overlap-0.25", "min-area-30"])
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--tta", "flips", "--overlap", "0.25"], ["--min-area", "30"]],
+    ids=["defaults", "tta-flips-overlap-0.25", "min-area-30"],
+)
 def test_evaluate_scores_exactly_the_maps_predict_writes(tmp_path, trained, synthetic_dataset, options):
     config, checkpoint = trained
     images = [str(synthetic_dataset / "images" / f"scene_{i}.tif") for i in VAL]
-    predicted = runner.invoke(app, ["predict", "-c", str(checkpoint), *images, "--out", str(tmp_path / "maps"),
-                                    *options])
+    predicted = runner.invoke(
+        app, ["predict", "-c", str(checkpoint), *images, "--out", str(tmp_path / "maps"), *options]
+    )
     assert predicted.exit_code == 0, predicted.output
-    evaluated = runner.invoke(app, ["evaluate", "-c", str(checkpoint), "--config", str(config),
-                                    "--out", str(tmp_path / "eval"), *options])
+    evaluated = runner.invoke(
+        app, ["evaluate", "-c", str(checkpoint), "--config", str(config), "--out", str(tmp_path / "eval"), *options]
+    )
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
 

@@ -14,7 +14,9 @@ import landseg
 
 
 def all_modules() -> list[str]:
-    return sorted(m.name for m in pkgutil.walk_packages(landseg.__path__, "landseg.") if not m.name.endswith("__main__"))
+    return sorted(
+        m.name for m in pkgutil.walk_packages(landseg.__path__, "landseg.") if not m.name.endswith("__main__")
+    )
 
 
 def test_no_module_imports_itself_through_others():
@@ -53,14 +55,17 @@ sys.exit(1 if failed else 0)
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 def test_every_module_imports_on_its_own():
-    done = subprocess.run([sys.executable, "-c", IMPORT_EACH, *all_modules()], capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_EACH, *all_modules()], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("module", ["landseg.cli", "landseg.predict", "landseg.serve"])
 def test_the_command_line_starts_without_torch(module):
     """``landseg --help`` must stay fast: these packages defer PyTorch to the commands that use it."""
-    code = f"import sys, {module}; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]"
+    code = (
+        f"import sys, {module}; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -109,8 +109,13 @@ def test_lovasz_matches_the_definition_and_skips_unlabelled():
     expected = lovasz_brute_force(probabilities[keep], labels[keep])
     assert float(loss_of(3, name="lovasz")(logits, target)) == pytest.approx(expected, rel=1e-5)
 
-    per_image = [lovasz_brute_force(probabilities[i * 16 : (i + 1) * 16][keep[i * 16 : (i + 1) * 16]],
-                                    labels[i * 16 : (i + 1) * 16][keep[i * 16 : (i + 1) * 16]]) for i in range(2)]
+    per_image = [
+        lovasz_brute_force(
+            probabilities[i * 16 : (i + 1) * 16][keep[i * 16 : (i + 1) * 16]],
+            labels[i * 16 : (i + 1) * 16][keep[i * 16 : (i + 1) * 16]],
+        )
+        for i in range(2)
+    ]
     value = loss_of(3, name="lovasz", per_image=True)(logits, target)
     assert float(value) == pytest.approx(np.mean(per_image), rel=1e-5)
 
@@ -153,7 +158,7 @@ def test_unlabelled_pixels_have_no_influence(name):
     assert float(loss(changed, target)) == pytest.approx(value.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("name", ALL_LOSSES + ["sum"])
+@pytest.mark.parametrize("name", [*ALL_LOSSES, "sum"])
 @pytest.mark.parametrize("case", ["extreme", "no_labels", "one_class"])
 def test_gradients_are_finite(name, case):
     rng = torch.Generator().manual_seed(2)
@@ -184,19 +189,24 @@ def test_statistical_class_weights_by_hand():
     frequencies = np.array([4 / 7, 1 / 4, 2 / 3])
     np.testing.assert_allclose(median, [*(np.median(frequencies) / frequencies), 0.0])
     np.testing.assert_allclose(median[:3], [1.0, (4 / 7) / (1 / 4), (4 / 7) / (2 / 3)])
-    np.testing.assert_allclose(statistical_class_weights("inverse_frequency", pixels, present_image_pixels),
-                               [7 / 12, 7 / 3, 7 / 6, 0.0])
-    np.testing.assert_allclose(statistical_class_weights("inverse_share", pixels, present_image_pixels),
-                               [7 / 4, 7.0, 7 / 2, 0.0])
+    np.testing.assert_allclose(
+        statistical_class_weights("inverse_frequency", pixels, present_image_pixels), [7 / 12, 7 / 3, 7 / 6, 0.0]
+    )
+    np.testing.assert_allclose(
+        statistical_class_weights("inverse_share", pixels, present_image_pixels), [7 / 4, 7.0, 7 / 2, 0.0]
+    )
     with pytest.raises(ValueError, match="no labelled pixel"):
         statistical_class_weights("inverse_share", np.zeros(3), np.zeros(3))
 
 
 def test_resolve_replaces_statistic_names_in_nested_terms():
-    config = LossConfig(name="sum", terms=[
-        {"name": "ce", "class_weights": "inverse_share"},
-        {"name": "focal", "alpha": "inverse_frequency"},
-    ])
+    config = LossConfig(
+        name="sum",
+        terms=[
+            {"name": "ce", "class_weights": "inverse_share"},
+            {"name": "focal", "alpha": "inverse_frequency"},
+        ],
+    )
     resolved = resolve_class_weights(config, np.array([3, 1]), np.array([4, 4]))
     assert resolved.terms[0].class_weights == pytest.approx([4 / 3, 4.0])
     assert resolved.terms[1].alpha == pytest.approx([2 / 3, 2.0])
@@ -214,8 +224,10 @@ def test_resolve_replaces_statistic_names_in_nested_terms():
         ({"name": "ce", "gamma": 1.0}, "loss 'ce' does not take 'gamma' (it belongs to focal)"),
         ({"name": "lovasz", "class_weights": "median_frequency"}, "does not take 'class_weights'"),
         ({"name": "sum"}, "loss 'sum' needs terms"),
-        ({"name": "sum", "terms": [{"name": "ce", "gama": 2}]},
-         "train.loss.terms.0: unknown key 'gama'; did you mean 'gamma'?"),
+        (
+            {"name": "sum", "terms": [{"name": "ce", "gama": 2}]},
+            "train.loss.terms.0: unknown key 'gama'; did you mean 'gamma'?",
+        ),
         ({"name": "focal", "alpha": [1.0, -1.0]}, "non-negative"),
         ({"name": "ce", "class_weights": "median"}, "train.loss.class_weights"),
     ],

@@ -24,9 +24,13 @@ def hand_counted() -> ConfusionMatrix:
 def test_hand_computed_matrix_and_scores():
     cm = hand_counted()
     #                          pred 0  1  2
-    expected = np.array([[3, 1, 0],  # truth 0
-                         [1, 2, 0],  # truth 1
-                         [0, 1, 2]])  # truth 2
+    expected = np.array(
+        [
+            [3, 1, 0],  # truth 0
+            [1, 2, 0],  # truth 1
+            [0, 1, 2],
+        ]
+    )  # truth 2
     np.testing.assert_array_equal(cm.matrix, expected)
     assert cm.matrix.dtype == np.int64
     assert cm.total == 10  # the two ignored pixels are not counted
@@ -138,7 +142,7 @@ def test_bad_inputs_raise():
 
 def brute_force(pred: np.ndarray, truth: np.ndarray, k: int, ignore: int) -> dict:
     counts = [[0] * k for _ in range(k)]
-    for t, p in zip(truth.ravel().tolist(), pred.ravel().tolist()):
+    for t, p in zip(truth.ravel().tolist(), pred.ravel().tolist(), strict=False):
         if t != ignore:
             counts[t][p] += 1
     iou, f1, precision, recall = [], [], [], []
@@ -154,8 +158,14 @@ def brute_force(pred: np.ndarray, truth: np.ndarray, k: int, ignore: int) -> dic
     present = [v for v in iou if v == v]
     fw = sum(sum(counts[c]) / total * iou[c] for c in range(k) if sum(counts[c]))
     return dict(
-        matrix=counts, iou=iou, f1=f1, precision=precision, recall=recall,
-        miou=sum(present) / len(present), accuracy=sum(counts[c][c] for c in range(k)) / total, fw=fw,
+        matrix=counts,
+        iou=iou,
+        f1=f1,
+        precision=precision,
+        recall=recall,
+        miou=sum(present) / len(present),
+        accuracy=sum(counts[c][c] for c in range(k)) / total,
+        fw=fw,
     )
 
 
@@ -168,7 +178,7 @@ def test_matches_brute_force_on_random_batches(seed):
     truth[truth == 4] = 5  # class 4 absent from truth; the prediction still uses it
     pred = np.where(rng.random(truth.shape) < 0.6, np.clip(truth, 0, k - 1), rng.integers(0, k, truth.shape))
     cm = ConfusionMatrix(k)
-    for batch_pred, batch_truth in zip(torch.from_numpy(pred), torch.from_numpy(truth)):
+    for batch_pred, batch_truth in zip(torch.from_numpy(pred), torch.from_numpy(truth), strict=False):
         cm.update(batch_pred, batch_truth)
     ref = brute_force(pred, truth, k, 255)
     np.testing.assert_array_equal(cm.matrix, ref["matrix"])
@@ -186,7 +196,7 @@ def test_merge_and_add_equal_one_update():
     whole = ConfusionMatrix(4)
     whole.update(pred, truth)
     parts = [ConfusionMatrix(4) for _ in range(3)]
-    for part, p, t in zip(parts, pred, truth):
+    for part, p, t in zip(parts, pred, truth, strict=False):
         part.update(p, t)
     assert parts[0] + parts[1] + parts[2] == whole
     assert parts[0].total == 64  # __add__ leaves its operands alone

@@ -24,8 +24,16 @@ SOURCE = REPO.parent / "shared" / "models" / "dynamic_world"
 OUT = REPO / "src" / "landseg" / "zoo" / "weights" / "dynamic_world.safetensors"
 
 EXPECTED_OPS = {
-    "Conv2D": 15, "DepthwiseConv2dNative": 10, "FusedBatchNormV3": 24, "Softplus": 24, "Tanh": 24,
-    "ScaleAndTranslate": 1, "ResizeBilinear": 1, "ConcatV2": 1, "AddV2": 3, "Rsqrt": 1,
+    "Conv2D": 15,
+    "DepthwiseConv2dNative": 10,
+    "FusedBatchNormV3": 24,
+    "Softplus": 24,
+    "Tanh": 24,
+    "ScaleAndTranslate": 1,
+    "ResizeBilinear": 1,
+    "ConcatV2": 1,
+    "AddV2": 3,
+    "Rsqrt": 1,
 }
 """Op counts of the forward function: any other network fails here instead of converting wrongly."""
 
@@ -34,16 +42,26 @@ def keras_name(layer: str, index: int) -> str:
     return layer if index == 0 else f"{layer}_{index}"
 
 
-def block_layers(prefix: str, pointwise: list[int], depthwise: list[int], first_norm: int,
-                 shortcut: int, shortcut_norm: int) -> list[tuple[str, str, str]]:
+def block_layers(
+    prefix: str, pointwise: list[int], depthwise: list[int], first_norm: int, shortcut: int, shortcut_norm: int
+) -> list[tuple[str, str, str]]:
     """(torch module, TF conv layer, TF batch-norm layer) for one residual block."""
     rows = []
-    for unit, (pw, dw) in enumerate(zip(pointwise, depthwise)):
+    for unit, (pw, dw) in enumerate(zip(pointwise, depthwise, strict=False)):
         norm = first_norm + 2 * unit
-        rows.append((f"{prefix}.units.{unit}.pointwise", keras_name("conv2d", pw), keras_name("batch_normalization", norm)))
-        rows.append((f"{prefix}.units.{unit}.depthwise", keras_name("depthwise_conv2d", dw),
-                     keras_name("batch_normalization", norm + 1)))
-    rows.append((f"{prefix}.shortcut", keras_name("conv2d", shortcut), keras_name("batch_normalization", shortcut_norm)))
+        rows.append(
+            (f"{prefix}.units.{unit}.pointwise", keras_name("conv2d", pw), keras_name("batch_normalization", norm))
+        )
+        rows.append(
+            (
+                f"{prefix}.units.{unit}.depthwise",
+                keras_name("depthwise_conv2d", dw),
+                keras_name("batch_normalization", norm + 1),
+            )
+        )
+    rows.append(
+        (f"{prefix}.shortcut", keras_name("conv2d", shortcut), keras_name("batch_normalization", shortcut_norm))
+    )
     return rows
 
 
@@ -106,7 +124,9 @@ def check_graph(model) -> None:
         if node.op == "FusedBatchNormV3":
             require(abs(attr["epsilon"].f - 1e-3) < 1e-9 and not attr["is_training"].b, node)
         if node.op in ("Conv2D", "DepthwiseConv2dNative"):
-            require(list(attr["strides"].list.i) == [1, 1, 1, 1] and list(attr["dilations"].list.i) == [1, 1, 1, 1], node)
+            require(
+                list(attr["strides"].list.i) == [1, 1, 1, 1] and list(attr["dilations"].list.i) == [1, 1, 1, 1], node
+            )
 
 
 def require(condition: bool, node) -> None:
@@ -131,8 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     check_graph(model)
     tensors = convert(read_variables(model))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"source": "google/dynamicworld@0dd288f model/forward", "license": "Apache-2.0",
-                "converted_with": f"tensorflow {tf.__version__}"}
+    metadata = {
+        "source": "google/dynamicworld@0dd288f model/forward",
+        "license": "Apache-2.0",
+        "converted_with": f"tensorflow {tf.__version__}",
+    }
     save_file(tensors, str(args.out), metadata=metadata)
     args.out.chmod(0o644)  # safetensors writes owner-only files; this one ships in the wheel
     for name in ("LICENSE", "NOTICE"):

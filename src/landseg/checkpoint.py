@@ -60,7 +60,7 @@ class ModelCard:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelCard":
+    def from_dict(cls, data: dict) -> ModelCard:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -93,7 +93,8 @@ def read_checkpoint(path: str | Path) -> dict:
         raise UnsafeCheckpointError(
             f"checkpoint needs unpickling of {name} (which could run arbitrary code), so landseg "
             f"does not load it; if its source is trusted, `landseg convert-checkpoint --trust {path} SAFE.ckpt` "
-            "writes a copy that holds only data", path,
+            "writes a copy that holds only data",
+            path,
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint is truncated or corrupt ({str(exc).splitlines()[0][:160]})", path) from None
@@ -112,7 +113,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     # The trained weights replace any pretrained ones: never download or unpack them again here.
     spec = ModelSpec.from_dict({**card.model, "encoder_weights": None})
     network = build_model(spec)
-    state = {k[len(STATE_PREFIX):]: v for k, v in raw["state_dict"].items() if k.startswith(STATE_PREFIX)}
+    state = {k[len(STATE_PREFIX) :]: v for k, v in raw["state_dict"].items() if k.startswith(STATE_PREFIX)}
     try:
         network.load_state_dict(state)
     except RuntimeError as exc:
@@ -137,7 +138,8 @@ def convert_checkpoint(source: str | Path, destination: str | Path, trust: bool)
     if not trust:
         raise CheckpointError(
             "converting unpickles the checkpoint, which runs any code it holds; pass --trust only if you "
-            "trust where it comes from", source,
+            "trust where it comes from",
+            source,
         )
     try:
         raw = read_checkpoint(source)  # already data: nothing is unpickled beyond the safe loader
@@ -153,7 +155,7 @@ def convert_checkpoint(source: str | Path, destination: str | Path, trust: bool)
 def _unpickle_trusted(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - whatever the pickle runs may raise anything
+    except Exception as exc:
         raise CheckpointError(f"cannot unpickle checkpoint ({type(exc).__name__}: {str(exc)[:160]})", path) from None
 
 
@@ -194,8 +196,9 @@ def _plain(value, where: str, source: Path):
     item = getattr(value, "item", None)  # numpy and torch scalars
     if callable(item) and getattr(value, "ndim", None) == 0:
         return _plain(item(), where, source)
-    raise CheckpointError(f"{where} holds a {type(value).__qualname__}, which is not plain data; cannot convert",
-                          source)
+    raise CheckpointError(
+        f"{where} holds a {type(value).__qualname__}, which is not plain data; cannot convert", source
+    )
 
 
 def _verify_converted(temporary: Path, source: Path) -> None:

@@ -12,10 +12,11 @@ label (no-data codes, ignore colours, and, when asked for, values the schema doe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 import yaml
@@ -118,7 +119,9 @@ class ClassSchema:
             raise DataError(f"mask has shape {mask.shape}; expected H x W codes or H x W x 3 colours", source)
         return self.decode_codes(mask, unknown=unknown, source=source)
 
-    def decode_codes(self, mask: np.ndarray, *, unknown: UnknownPolicy = "error", source: str | None = None) -> np.ndarray:
+    def decode_codes(
+        self, mask: np.ndarray, *, unknown: UnknownPolicy = "error", source: str | None = None
+    ) -> np.ndarray:
         if not self.has_codes:
             raise DataError(f"mask has one band, but schema {self.name!r} defines colours, not codes", source)
         if not np.issubdtype(mask.dtype, np.integer):
@@ -139,7 +142,9 @@ class ClassSchema:
             raise DataError(self._unknown_message("codes", unknown_values), source)
         return mapped[inverse.reshape(mask.shape)]
 
-    def decode_colors(self, rgb: np.ndarray, *, unknown: UnknownPolicy = "error", source: str | None = None) -> np.ndarray:
+    def decode_colors(
+        self, rgb: np.ndarray, *, unknown: UnknownPolicy = "error", source: str | None = None
+    ) -> np.ndarray:
         if not self.has_mask_colors:
             raise DataError(f"mask is RGB, but schema {self.name!r} defines codes, not colours", source)
         if rgb.dtype != np.uint8:
@@ -205,7 +210,7 @@ class ClassSchema:
         }
 
     @classmethod
-    def from_dict(cls, data: dict, source: str | None = None) -> "ClassSchema":
+    def from_dict(cls, data: dict, source: str | None = None) -> ClassSchema:
         allowed = {"name", "description", "classes", "ignore_codes", "ignore_colors"}
         extra = set(data) - allowed
         if extra:
@@ -231,7 +236,7 @@ class ClassSchema:
             raise ConfigError(f"class schema is malformed: missing or wrong field {exc}", source) from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "ClassSchema":
+    def from_yaml(cls, path: str | Path) -> ClassSchema:
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text())

@@ -50,7 +50,7 @@ class SplitConfig(Section):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "SplitConfig":
+    def _one_kind(self) -> SplitConfig:
         kinds = [self.field is not None, self.ratios is not None, self.files is not None]
         if sum(kinds) > 1:
             raise ValueError("give only one of split.field, split.ratios, split.files")
@@ -160,10 +160,10 @@ class LossConfig(Section):
     smooth: float = Field(0.0, ge=0)
     per_image: bool = False
     """lovasz: average the loss over images instead of computing it over the whole batch."""
-    terms: list["LossConfig"] = []
+    terms: list[LossConfig] = []
 
     @model_validator(mode="after")
-    def _options_fit_the_loss(self) -> "LossConfig":
+    def _options_fit_the_loss(self) -> LossConfig:
         allowed = _LOSS_OPTIONS[self.name] | {"name", "weight"}
         for option, field in type(self).model_fields.items():
             if option not in allowed and getattr(self, option) != field.default:
@@ -194,7 +194,7 @@ class AugmentConfig(Section):
     crop (image bilinear, mask nearest), ``s`` log-uniform in the range."""
 
     @model_validator(mode="after")
-    def _scale_range(self) -> "AugmentConfig":
+    def _scale_range(self) -> AugmentConfig:
         if self.scale is not None and not 0 < self.scale[0] <= self.scale[1] <= 8:
             raise ValueError(f"augment.scale must be [low, high] with 0 < low <= high <= 8, got {list(self.scale)}")
         return self
@@ -222,7 +222,7 @@ class SamplingConfig(Section):
     """oversample: extra copies of each rare crop (seed 000: 3, seed 001: 5)."""
 
     @model_validator(mode="after")
-    def _options_fit(self) -> "SamplingConfig":
+    def _options_fit(self) -> SamplingConfig:
         if self.name != "oversample":
             for option in ("rare_classes", "rare_below", "min_share", "copies"):
                 if getattr(self, option) != type(self).model_fields[option].default:
@@ -247,7 +247,7 @@ class SWAConfig(Section):
     """Training batches used to recompute batch-norm statistics; default one epoch."""
 
     @model_validator(mode="after")
-    def _lr_order(self) -> "SWAConfig":
+    def _lr_order(self) -> SWAConfig:
         if self.min_lr > self.max_lr:
             raise ValueError(f"swa.min_lr ({self.min_lr}) must not exceed swa.max_lr ({self.max_lr})")
         return self
@@ -304,7 +304,7 @@ class TrainConfig(Section):
     that ``landseg predict`` runs them with ONNX Runtime at once (``predict.onnx.cached_export``)."""
 
     @model_validator(mode="after")
-    def _known_strategy(self) -> "TrainConfig":
+    def _known_strategy(self) -> TrainConfig:
         if self.strategy == "auto":
             return self  # no need to import Lightning to check the default
         from lightning.pytorch.strategies import StrategyRegistry
@@ -317,7 +317,7 @@ class TrainConfig(Section):
         return self
 
     @model_validator(mode="after")
-    def _swa_fits(self) -> "TrainConfig":
+    def _swa_fits(self) -> TrainConfig:
         if self.swa is not None and self.swa.start_epoch + self.swa.cycle_epochs > self.epochs:
             raise ValueError(
                 f"swa: training stops after epoch {self.epochs} before the first cycle ends "

@@ -85,16 +85,27 @@ def run_demo(out: Path, minutes: float = 4.0, seed: int = 0) -> Path:
     metrics = evaluation.metrics
     figures = [
         ("Training curves", curves),
-        ("Confusion matrix on the validation scenes (rows: truth)", evaluation.report_path.parent / "confusion_matrix.png"),
+        (
+            "Confusion matrix on the validation scenes (rows: truth)",
+            evaluation.report_path.parent / "confusion_matrix.png",
+        ),
         ("Per-class scores on the validation scenes", evaluation.report_path.parent / "per_class.png"),
     ]
-    figures += sorted((f"Validation scene {p.stem.split('_', 2)[-1]}", p) for p in (out / "evaluation").glob("overlay_*.png"))
+    figures += sorted(
+        (f"Validation scene {p.stem.split('_', 2)[-1]}", p) for p in (out / "evaluation").glob("overlay_*.png")
+    )
     figures.append((f"Held-out scene {test_image.stem}: predicted land-cover map", written["color"]))
     notes = (
         f"Trained {result.epochs} epochs in {result.minutes:.1f} minutes; best validation mIoU {result.best_miou:.3f}.\n"
         f"Held-out prediction (Cloud-Optimized GeoTIFF with CRS and colour table): {written['classes']}\n"
         f"Class areas: {written['areas']}\nCheckpoint: {result.best_checkpoint}"
     )
-    report = write_report(out, f"landseg demo: mIoU {metrics['miou']:.3f} on synthetic validation scenes",
-                          metrics, figures, sections={"Run": notes}, schema=ensemble.schema)
+    report = write_report(
+        out,
+        f"landseg demo: mIoU {metrics['miou']:.3f} on synthetic validation scenes",
+        metrics,
+        figures,
+        sections={"Run": notes},
+        schema=ensemble.schema,
+    )
     return report

@@ -10,9 +10,9 @@ every score comes from it; ``metrics.json`` records the options, models and engi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from rich.progress import track
@@ -90,11 +90,17 @@ def evaluate(
     confusion = ConfusionMatrix(schema.num_classes, ignore_index=IGNORE_INDEX)
     figures: list[tuple[str, Path]] = []
     quarantined: list[DataError] = []
-    for sample, stem in track(list(zip(samples, map_stems(samples, config.data.root))),
-                              description=f"Evaluating {split}", disable=not progress):
+    for sample, stem in track(
+        list(zip(samples, map_stems(samples, config.data.root), strict=False)),
+        description=f"Evaluating {split}",
+        disable=not progress,
+    ):
         try:
             image, truth = load_pair(
-                sample, mask_schema, tolerance=config.data.size_tolerance, unknown=config.data.unknown_labels,
+                sample,
+                mask_schema,
+                tolerance=config.data.size_tolerance,
+                unknown=config.data.unknown_labels,
                 nodata=config.data.nodata,
             )
             predicted = predicted_map(sample.image, ensemble, out_dir / "maps", options, stem)
@@ -108,13 +114,18 @@ def evaluate(
             card_bands = ensemble.members[0].card.bands
             rgb_bands = [b - 1 for b in card_bands[:3]] if len(card_bands) >= 3 else None
             path = render_comparison(
-                display_rgb(image.data, rgb_bands, image.valid), truth, predicted, schema,
-                out_dir / f"overlay_{len(figures):02d}_{stem}.png", title=sample.name,
+                display_rgb(image.data, rgb_bands, image.valid),
+                truth,
+                predicted,
+                schema,
+                out_dir / f"overlay_{len(figures):02d}_{stem}.png",
+                title=sample.name,
             )
             figures.append((f"{sample.name}: image, truth, prediction, errors", path))
     if len(quarantined) == len(samples):
-        raise DataError(f"no image of split {split!r} could be evaluated; the first: {quarantined[0]}",
-                        config.data.root)
+        raise DataError(
+            f"no image of split {split!r} could be evaluated; the first: {quarantined[0]}", config.data.root
+        )
     metrics = metrics_dict(confusion, schema.names)
     metrics.update(
         split=split,
@@ -131,7 +142,11 @@ def evaluate(
         tmp.write_text(json.dumps(metrics, indent=2, default=str))
     report = _write_evaluation_report(out_dir, split, metrics, confusion, schema, figures, quarantined)
     return Evaluation(
-        metrics=metrics, confusion=confusion, metrics_path=metrics_path, report_path=report, schema=schema,
+        metrics=metrics,
+        confusion=confusion,
+        metrics_path=metrics_path,
+        report_path=report,
+        schema=schema,
         quarantined=quarantined,
     )
 
@@ -145,17 +160,25 @@ def predicted_map(image: Path, ensemble: Ensemble, maps_dir: Path, options: Pred
 
 def _write_evaluation_report(out_dir, split, metrics, confusion, schema, figures, quarantined) -> Path:
     plots = [
-        ("Confusion matrix (rows: truth, normalized)", plot_confusion_matrix(confusion, schema, out_dir / "confusion_matrix.png")),
+        (
+            "Confusion matrix (rows: truth, normalized)",
+            plot_confusion_matrix(confusion, schema, out_dir / "confusion_matrix.png"),
+        ),
         ("Per-class scores", plot_per_class(metrics, schema, out_dir / "per_class.png")),
     ]
     engines = ", ".join(sorted(set(metrics["engines"])))
     sections = {
-        "Models": "\n".join(metrics["models"]) + f"\nengine: {engines}; test-time augmentation: {metrics['tta'] or 'none'}",
+        "Models": "\n".join(metrics["models"])
+        + f"\nengine: {engines}; test-time augmentation: {metrics['tta'] or 'none'}",
         "Prediction options (as `landseg predict` takes them)": json.dumps(metrics["prediction_options"], default=str),
     }
     if quarantined:
         sections["Left out (unreadable or unusable files)"] = "\n".join(str(exc) for exc in quarantined)
     return write_report(
-        out_dir, f"Evaluation on {split} ({metrics['images']} images)", metrics, plots + figures, schema=schema,
+        out_dir,
+        f"Evaluation on {split} ({metrics['images']} images)",
+        metrics,
+        plots + figures,
+        schema=schema,
         sections=sections,
     )

@@ -80,8 +80,12 @@ class CrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         total = F.cross_entropy(
-            logits, target, weight=self.weight, ignore_index=IGNORE_INDEX,
-            label_smoothing=self.label_smoothing, reduction="sum",
+            logits,
+            target,
+            weight=self.weight,
+            ignore_index=IGNORE_INDEX,
+            label_smoothing=self.label_smoothing,
+            reduction="sum",
         )
         valid = target != IGNORE_INDEX
         if self.weight is None:
@@ -146,7 +150,7 @@ class WeightedSum(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         total = self.weights[0] * self.terms[0](logits, target)
-        for weight, term in zip(self.weights[1:], self.terms[1:]):
+        for weight, term in zip(self.weights[1:], self.terms[1:], strict=False):
             total = total + weight * term(logits, target)
         return total
 

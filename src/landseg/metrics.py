@@ -20,7 +20,8 @@ the CPU.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -64,7 +65,7 @@ class ConfusionMatrix:
         self._counts = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
 
     @classmethod
-    def from_matrix(cls, matrix: ArrayLike | Sequence[Sequence[int]], ignore_index: int = 255) -> "ConfusionMatrix":
+    def from_matrix(cls, matrix: ArrayLike | Sequence[Sequence[int]], ignore_index: int = 255) -> ConfusionMatrix:
         """Rebuild from saved counts (e.g. ``metrics_dict(...)["confusion_matrix"]``) or a gathered tensor."""
         if isinstance(matrix, torch.Tensor):
             matrix = matrix.detach().cpu().numpy()
@@ -105,7 +106,7 @@ class ConfusionMatrix:
         counts = torch.bincount(target_t * k + pred_t, minlength=k * k)
         self._counts += counts.reshape(k, k).cpu().numpy()
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add ``other``'s counts into this matrix (in place) and return self."""
         if not isinstance(other, ConfusionMatrix):
             return NotImplemented
@@ -117,14 +118,14 @@ class ConfusionMatrix:
         self._counts += other._counts
         return self
 
-    def __add__(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def __add__(self, other: ConfusionMatrix) -> ConfusionMatrix:
         if not isinstance(other, ConfusionMatrix):
             return NotImplemented
         return self.copy().merge(other)
 
     __iadd__ = merge
 
-    def copy(self) -> "ConfusionMatrix":
+    def copy(self) -> ConfusionMatrix:
         return ConfusionMatrix.from_matrix(self._counts, self.ignore_index)
 
     def reset(self) -> None:

@@ -53,13 +53,13 @@ class Normalization:
         return len(self.mean)
 
     @classmethod
-    def symmetric(cls, bands: int, max_value: float = 255.0) -> "Normalization":
+    def symmetric(cls, bands: int, max_value: float = 255.0) -> Normalization:
         """``[0, max_value]`` to ``[-1, 1]`` for every band."""
         half = max_value / 2.0
         return cls((half,) * bands, (half,) * bands)
 
     @classmethod
-    def from_unit_stats(cls, mean, std, max_value: float = 255.0) -> "Normalization":
+    def from_unit_stats(cls, mean, std, max_value: float = 255.0) -> Normalization:
         """Statistics given for inputs scaled to [0, 1] (ImageNet style), applied to raw values."""
         return cls(tuple(m * max_value for m in mean), tuple(s * max_value for s in std))
 
@@ -72,7 +72,7 @@ class Normalization:
         out = (image.astype(np.float32) - mean) / std
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
 
-    def apply_torch(self, batch: "torch.Tensor") -> "torch.Tensor":
+    def apply_torch(self, batch: torch.Tensor) -> torch.Tensor:
         """``apply`` on a ``(B, C, H, W)`` batch, as float32 on the batch's device; the input is left as it is."""
         import torch
 
@@ -87,7 +87,7 @@ class Normalization:
         return {"mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AnyNormalization":
+    def from_dict(cls, data: dict) -> AnyNormalization:
         """The normalization ``data`` describes, of whichever kind its ``kind`` key names (mean/std without one)."""
         if _kind_of(data) != MEAN_STD:
             return normalization_from_dict(data)
@@ -119,7 +119,9 @@ class DynamicWorldNormalization:
 
     def __post_init__(self):
         if len(self.center) != len(self.spread):
-            raise ConfigError(f"dynamic_world normalization has {len(self.center)} centers but {len(self.spread)} spreads")
+            raise ConfigError(
+                f"dynamic_world normalization has {len(self.center)} centers but {len(self.spread)} spreads"
+            )
         if any(s <= 0 for s in self.spread):
             raise ConfigError(f"dynamic_world normalization spreads must be positive, got {list(self.spread)}")
         if self.gain <= 0:
@@ -142,7 +144,7 @@ class DynamicWorldNormalization:
             out = (np.float32(0.5) * np.tanh(np.float32(0.5) * z) + np.float32(0.5)).astype(np.float32, copy=False)
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
 
-    def apply_torch(self, batch: "torch.Tensor") -> "torch.Tensor":
+    def apply_torch(self, batch: torch.Tensor) -> torch.Tensor:
         """``apply`` on a ``(B, C, H, W)`` batch, as float32 on the batch's device; the input is left as it is."""
         import torch
 
@@ -155,18 +157,27 @@ class DynamicWorldNormalization:
         return out.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "center": list(self.center), "spread": list(self.spread),
-                "gain": self.gain, "slope": self.slope, "shift": self.shift}
+        return {
+            "kind": self.kind,
+            "center": list(self.center),
+            "spread": list(self.spread),
+            "gain": self.gain,
+            "slope": self.slope,
+            "shift": self.shift,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DynamicWorldNormalization":
+    def from_dict(cls, data: dict) -> DynamicWorldNormalization:
         try:
             return cls(
-                tuple(float(v) for v in data["center"]), tuple(float(v) for v in data["spread"]),
+                tuple(float(v) for v in data["center"]),
+                tuple(float(v) for v in data["spread"]),
                 **{k: float(data[k]) for k in ("gain", "slope", "shift") if k in data},
             )
         except (KeyError, TypeError, ValueError):
-            raise ConfigError(f"dynamic_world normalization needs lists 'center' and 'spread', got {_describe(data)}") from None
+            raise ConfigError(
+                f"dynamic_world normalization needs lists 'center' and 'spread', got {_describe(data)}"
+            ) from None
 
 
 AnyNormalization = Union[Normalization, DynamicWorldNormalization]
@@ -193,12 +204,12 @@ def _describe(data: dict) -> str:
     return f"keys {sorted(data)}"
 
 
-def _check_batch(batch: "torch.Tensor", bands: int) -> None:
+def _check_batch(batch: torch.Tensor, bands: int) -> None:
     if batch.ndim != 4 or batch.shape[1] != bands:
         raise ConfigError(f"batch has shape {tuple(batch.shape)}; normalization expects (B, {bands}, H, W)")
 
 
-def _vector(values: tuple[float, ...], like: "torch.Tensor") -> "torch.Tensor":
+def _vector(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
     import torch
 
     return torch.tensor(values, dtype=torch.float32, device=like.device)

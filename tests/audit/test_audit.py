@@ -14,8 +14,8 @@ import pytest
 import rasterio
 import shapely
 import yaml
-from rasterio import features
 from affine import Affine
+from rasterio import features
 from typer.testing import CliRunner
 
 from landseg.audit.noise import relabel_blobs
@@ -42,12 +42,24 @@ def noisy(tmp_path_factory, synthetic_dataset):
             dataset.write(relabel_blobs(dataset.read(1), rng, 0.05, SCHEMA.num_classes, radius=(5, 8))[0], 1)
     config = {
         "name": "tiny-audit",
-        "data": {"root": "data", "schema": "synthetic", "images": "images/scene_{id}.tif",
-                 "masks": "masks/scene_{id}.tif",
-                 "split": {"field": "id", "train": ["000", "001", "002", "003"], "val": ["004", "005"]}},
+        "data": {
+            "root": "data",
+            "schema": "synthetic",
+            "images": "images/scene_{id}.tif",
+            "masks": "masks/scene_{id}.tif",
+            "split": {"field": "id", "train": ["000", "001", "002", "003"], "val": ["004", "005"]},
+        },
         "model": {"arch": "classic_unet", "encoder": None, "encoder_weights": None, "widths": [8, 16]},
-        "train": {"crop_size": 48, "batch_size": 4, "epochs": 1, "steps_per_epoch": 4, "val_tile": 96, "seed": 3,
-                  "optimizer": {"name": "adam", "lr": 0.02}, "scheduler": {"name": "none"}},
+        "train": {
+            "crop_size": 48,
+            "batch_size": 4,
+            "epochs": 1,
+            "steps_per_epoch": 4,
+            "val_tile": 96,
+            "seed": 3,
+            "optimizer": {"name": "adam", "lr": 0.02},
+            "scheduler": {"name": "none"},
+        },
     }
     path = folder / "audit.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -57,8 +69,24 @@ def noisy(tmp_path_factory, synthetic_dataset):
 @pytest.fixture(scope="module")
 def folds_run(noisy):
     out = noisy.parent / "audit_out"
-    result = runner.invoke(app, ["audit", "--config", str(noisy), "--folds", "2", "--out", str(out),
-                                 "--engine", "torch", "--min-region", "4", "--gallery", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            "--config",
+            str(noisy),
+            "--folds",
+            "2",
+            "--out",
+            str(out),
+            "--engine",
+            "torch",
+            "--min-region",
+            "4",
+            "--gallery",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -70,13 +98,21 @@ def read_csv(path):
 
 def test_folds_audit_writes_ranked_well_formed_outputs(folds_run, noisy):
     out, output = folds_run
-    for name in ("images.csv", "regions.csv", "classes.csv", "given_vs_likely.png", "gallery.html", "audit.json",
-                 "regions.gpkg"):
+    for name in (
+        "images.csv",
+        "regions.csv",
+        "classes.csv",
+        "given_vs_likely.png",
+        "gallery.html",
+        "audit.json",
+        "regions.gpkg",
+    ):
         assert (out / name).is_file(), name
     assert not (out / ".audit_scratch").exists()
     images = read_csv(out / "images.csv")
     assert [row["image"] for row in images] and {row["image"] for row in images} == {
-        f"images/scene_{i:03d}.tif" for i in range(4)}
+        f"images/scene_{i:03d}.tif" for i in range(4)
+    }
     assert [int(row["rank"]) for row in images] == [1, 2, 3, 4]
     qualities = [float(row["label_quality"]) for row in images]
     assert qualities == sorted(qualities) and all(0 <= q <= 1 for q in qualities)
@@ -97,7 +133,7 @@ def test_folds_audit_writes_ranked_well_formed_outputs(folds_run, noisy):
         summed[row["image"]] = summed.get(row["image"], 0) + int(row["pixels"])
     assert all(int(row["region_pixels"]) == summed.get(row["image"], 0) for row in images)
 
-    meta, _, geometry, fields = pyogrio.raw.read(out / "regions.gpkg", layer=LAYER)
+    meta, _, geometry, _fields = pyogrio.raw.read(out / "regions.gpkg", layer=LAYER)
     assert len(geometry) == len(regions) and "32632" in meta["crs"]
     areas = shapely.area(shapely.from_wkb(geometry))
     np.testing.assert_allclose(sorted(areas), sorted(int(r["pixels"]) * 0.25 for r in regions))
@@ -116,15 +152,45 @@ def test_folds_audit_writes_ranked_well_formed_outputs(folds_run, noisy):
 def test_checkpoint_that_saw_the_split_is_warned_about(folds_run, noisy, tmp_path):
     out, _ = folds_run
     checkpoint = out / "folds" / "fold_0" / "checkpoints" / "best.ckpt"
-    result = runner.invoke(app, ["audit", "--config", str(noisy), "-c", str(checkpoint), "--out", str(tmp_path / "a"),
-                                 "--engine", "torch", "--gallery", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            "--config",
+            str(noisy),
+            "-c",
+            str(checkpoint),
+            "--out",
+            str(tmp_path / "a"),
+            "--engine",
+            "torch",
+            "--gallery",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "warning:" in result.output and "audited images were in its training data" in result.output
     assert "--folds" in result.output
     assert json.loads((tmp_path / "a" / "audit.json").read_text())["warnings"]
     # the validation images were not in its training data: no warning
-    result = runner.invoke(app, ["audit", "--config", str(noisy), "-c", str(checkpoint), "--split", "val",
-                                 "--out", str(tmp_path / "b"), "--engine", "torch", "--gallery", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            "--config",
+            str(noisy),
+            "-c",
+            str(checkpoint),
+            "--split",
+            "val",
+            "--out",
+            str(tmp_path / "b"),
+            "--engine",
+            "torch",
+            "--gallery",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "warning:" not in result.output
 
@@ -136,11 +202,14 @@ def test_data_exclude_turns_the_regions_into_ignore_pixels(folds_run, noisy, tmp
     config = load_config(noisy, [f"data.exclude={out / f'regions.{kind}'}"])
     samples = build_catalog(config.data).split("train")
     items = load_labelled_images(samples, SCHEMA, None, progress=False, exclude=config.data.exclude)
-    for sample, item in zip(samples, items):
+    for sample, item in zip(samples, items, strict=False):
         _, mask = load_pair(sample, SCHEMA)
         polygons = [shapely.from_wkt(r["pixel_wkt"]) for r in regions if sample.image.as_posix().endswith(r["image"])]
-        inside = (features.geometry_mask(polygons, mask.shape, Affine.identity(), invert=True) if polygons
-                  else np.zeros(mask.shape, bool))
+        inside = (
+            features.geometry_mask(polygons, mask.shape, Affine.identity(), invert=True)
+            if polygons
+            else np.zeros(mask.shape, bool)
+        )
         assert (item.mask[inside] == IGNORE_INDEX).all()
         np.testing.assert_array_equal(item.mask[~inside], mask[~inside])
         assert inside.sum() == sum(int(r["pixels"]) for r in regions if sample.image.as_posix().endswith(r["image"]))
@@ -161,14 +230,17 @@ def test_data_exclude_is_relative_to_the_config_and_bad_files_are_one_line(noisy
     assert result.exit_code == 1 and "data.exclude must be a .gpkg or .csv" in result.output
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ([], "give either --checkpoint"),
-    (["--folds", "2", "-c", "x.ckpt"], "give either --checkpoint"),
-    (["--folds", "1"], "--folds must be at least 2"),
-    (["--folds", "9"], "the split has only 4 images"),
-    (["--folds", "2", "--split", "test"], "split 'test' is empty or not defined"),
-    (["--folds", "2", "--min-region", "0"], "--min-region must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ([], "give either --checkpoint"),
+        (["--folds", "2", "-c", "x.ckpt"], "give either --checkpoint"),
+        (["--folds", "1"], "--folds must be at least 2"),
+        (["--folds", "9"], "the split has only 4 images"),
+        (["--folds", "2", "--split", "test"], "split 'test' is empty or not defined"),
+        (["--folds", "2", "--min-region", "0"], "--min-region must be at least 1"),
+    ],
+)
 def test_bad_audit_requests_are_one_line(noisy, tmp_path, arguments, message):
     result = runner.invoke(app, ["audit", "--config", str(noisy), "--out", str(tmp_path / "o"), *arguments])
     assert result.exit_code == 1, result.output
@@ -179,8 +251,10 @@ def test_exclusions_match_images_by_path_end_and_need_map_coordinates_only_for_a
     from landseg.data.exclude import Exclusions
     from landseg.errors import DataError
 
-    (tmp_path / "regions.csv").write_text('image,pixel_wkt\ntile_1/images/a.jpg,"POLYGON ((1 1, 3 1, 3 2, 1 2, 1 1))"\n'
-                                         'tile_2/images/a.jpg,"POLYGON ((0 0, 1 0, 1 1, 0 1, 0 0))"\n')
+    (tmp_path / "regions.csv").write_text(
+        'image,pixel_wkt\ntile_1/images/a.jpg,"POLYGON ((1 1, 3 1, 3 2, 1 2, 1 1))"\n'
+        'tile_2/images/a.jpg,"POLYGON ((0 0, 1 0, 1 1, 0 1, 0 0))"\n'
+    )
     exclusions = Exclusions.read(tmp_path / "regions.csv")
     mask = np.zeros((4, 4), dtype=np.uint8)
     out = exclusions.apply(tmp_path / "data" / "tile_1" / "images" / "a.jpg", mask, Affine.identity(), None)
@@ -189,12 +263,21 @@ def test_exclusions_match_images_by_path_end_and_need_map_coordinates_only_for_a
     assert exclusions.excluded_pixels == 2 and exclusions.matched_images == 1
 
     import shapely as shp
-    pyogrio.raw.write(tmp_path / "r.gpkg", shp.to_wkb(np.array([shp.box(0, 0, 1, 1)], dtype=object)),
-                      [np.array(["tile_1/images/a.jpg"], dtype=object)], ["image"], layer=LAYER, driver="GPKG",
-                      geometry_type="Polygon", crs="EPSG:32632")
+
+    pyogrio.raw.write(
+        tmp_path / "r.gpkg",
+        shp.to_wkb(np.array([shp.box(0, 0, 1, 1)], dtype=object)),
+        [np.array(["tile_1/images/a.jpg"], dtype=object)],
+        ["image"],
+        layer=LAYER,
+        driver="GPKG",
+        geometry_type="Polygon",
+        crs="EPSG:32632",
+    )
     with pytest.raises(DataError, match="not georeferenced"):
-        Exclusions.read(tmp_path / "r.gpkg").apply(tmp_path / "tile_1" / "images" / "a.jpg", mask,
-                                                   Affine.identity(), None)
+        Exclusions.read(tmp_path / "r.gpkg").apply(
+            tmp_path / "tile_1" / "images" / "a.jpg", mask, Affine.identity(), None
+        )
 
 
 def test_a_region_outline_longer_than_the_csv_modules_field_limit_is_read(tmp_path):
@@ -221,11 +304,25 @@ def test_a_rerun_reuses_its_fold_models_only_for_the_same_folds(folds_run, noisy
     copy = tmp_path / "again"
     shutil.copytree(out / "folds", copy / "folds")
     stamp = (copy / "folds" / "fold_0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns
-    arguments = ["audit", "--config", str(noisy), "--folds", "2", "--out", str(copy), "--engine", "torch",
-                 "--min-region", "4", "--gallery", "0"]
+    arguments = [
+        "audit",
+        "--config",
+        str(noisy),
+        "--folds",
+        "2",
+        "--out",
+        str(copy),
+        "--engine",
+        "torch",
+        "--min-region",
+        "4",
+        "--gallery",
+        "0",
+    ]
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
     assert (copy / "folds" / "fold_0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns == stamp
+
     def without_model(rows):
         return [{k: v for k, v in row.items() if k != "model"} for row in rows]
 

@@ -16,8 +16,9 @@ from landseg.data.synthetic import generate_scene
 K = 5
 
 
-def simulated_probabilities(truth: np.ndarray, rng: np.random.Generator, confidence: float = 3.0,
-                            noise: float = 1.2) -> np.ndarray:
+def simulated_probabilities(
+    truth: np.ndarray, rng: np.random.Generator, confidence: float = 3.0, noise: float = 1.2
+) -> np.ndarray:
     """A model that mostly knows the clean labels: softmax of a scaled one-hot plus Gaussian noise."""
     from scipy import ndimage
 
@@ -30,11 +31,11 @@ def simulated_probabilities(truth: np.ndarray, rng: np.random.Generator, confide
 
 def run_finder(labels: list[np.ndarray], probabilities: list[np.ndarray]) -> list:
     finder = IssueFinder(K)
-    for lab, prob in zip(labels, probabilities):
+    for lab, prob in zip(labels, probabilities, strict=False):
         finder.learn(lab, prob)
-    for lab, prob in zip(labels, probabilities):
+    for lab, prob in zip(labels, probabilities, strict=False):
         finder.count(lab, prob)
-    return [finder.flag(lab, prob) for lab, prob in zip(labels, probabilities)], finder
+    return [finder.flag(lab, prob) for lab, prob in zip(labels, probabilities, strict=False)], finder
 
 
 def test_streamed_issues_are_cleanlabs_segmentation_issues():
@@ -45,7 +46,7 @@ def test_streamed_issues_are_cleanlabs_segmentation_issues():
     labels[wrong] = (truth[wrong] + rng.integers(1, K, size=wrong.sum())) % K
     probabilities = np.stack([simulated_probabilities(t, rng, confidence=2.0, noise=0.5) for t in truth])
     expected = find_label_issues(labels, probabilities, n_jobs=1, verbose=False)
-    issues, finder = run_finder(list(labels.astype(np.uint8)), list(probabilities))
+    issues, _finder = run_finder(list(labels.astype(np.uint8)), list(probabilities))
     flagged = np.stack([i.flagged for i in issues])
     # The same pixels, but for ties within one of the 65536 histogram bins of the quality cut.
     assert flagged.sum() >= expected.sum() > 0
@@ -73,7 +74,7 @@ def test_injected_blobs_are_what_is_flagged():
     issue count is conservative: 1945 estimated for 2884 changed pixels)."""
     rng = np.random.default_rng(2)
     truths = [generate_scene(128, seed=s).labels for s in (0, 1, 2)]
-    noisy, changed = zip(*(relabel_blobs(t, rng, 0.05, K) for t in truths))
+    noisy, changed = zip(*(relabel_blobs(t, rng, 0.05, K) for t in truths), strict=False)
     probabilities = [simulated_probabilities(t, rng) for t in truths]
     issues, _ = run_finder(list(noisy), probabilities)
     reported = np.stack([label_regions(i.flagged, 16) > 0 for i in issues])
@@ -109,8 +110,11 @@ def test_regions_carry_given_and_likely_class_size_and_an_exact_polygon():
 def test_noise_kinds_change_only_the_pixels_they_report():
     truth = generate_scene(96, seed=4).labels
     rng = np.random.default_rng(5)
-    for noisy, changed in (relabel_blobs(truth, rng, 0.05, K), paint_class_as(truth, rng, 4, 0, share=1.0),
-                           shift_boundaries(truth, (2, -1))):
+    for noisy, changed in (
+        relabel_blobs(truth, rng, 0.05, K),
+        paint_class_as(truth, rng, 4, 0, share=1.0),
+        shift_boundaries(truth, (2, -1)),
+    ):
         labelled = (noisy != IGNORE_INDEX) & (truth != IGNORE_INDEX)
         np.testing.assert_array_equal(changed, (noisy != truth) & labelled)
         assert changed.any()

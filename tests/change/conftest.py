@@ -12,8 +12,18 @@ GRID = Affine(10.0, 0.0, 600_000.0, 0.0, -10.0, 5_200_000.0)  # UTM 32N, 10 m pi
 
 def write_map(path, index, crs="EPSG:32632", transform=GRID, nodata=IGNORE_INDEX, tags=None, count=1):
     data = np.asarray(index)
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[-1], height=data.shape[-2], count=count,
-                       dtype=data.dtype, crs=crs, transform=transform, nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[-1],
+        height=data.shape[-2],
+        count=count,
+        dtype=data.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
         dst.write(data if data.ndim == 3 else np.broadcast_to(data, (count, *data.shape)))
         if tags:
             dst.update_tags(**tags)

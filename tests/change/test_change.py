@@ -7,6 +7,7 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.warp import Resampling, calculate_default_transform, reproject
+from tests.change.conftest import GRID, K, known_pair, reference_matrix, write_map
 from typer.testing import CliRunner
 
 from landseg.change.grid import row_areas_m2, zone_area
@@ -14,7 +15,6 @@ from landseg.change.run import ChangeOptions, compare_maps
 from landseg.classes import IGNORE_INDEX
 from landseg.cli.main import app
 from landseg.errors import ConfigError, DataError
-from tests.change.conftest import GRID, K, known_pair, reference_matrix, write_map
 
 QUICK = ChangeOptions(block=32, polygons=None, pictures=False)
 
@@ -31,7 +31,8 @@ def test_known_transitions_exact_in_pixels_and_hectares(tmp_path):
     pixels = np.array(result.summary["pixels"])
     assert (pixels == reference_matrix(before, after)).all()
     assert result.summary["changed_pixels"] == 600 - int((before[10:30, 20:50] == 2).sum()) + 100 - int(
-        (before[40:50, 0:10] == 4).sum())
+        (before[40:50, 0:10] == 4).sum()
+    )
     np.testing.assert_allclose(result.summary["hectares"], pixels * 0.01, rtol=1e-12)
     water = result.summary["per_class"][2]
     assert water["gain_pixels"] == int((before[10:30, 20:50] != 2).sum())
@@ -52,8 +53,9 @@ def test_streamed_blocks_equal_the_in_memory_reference(tmp_path):
     with rasterio.open(result.paths["change"]) as written:
         codes = written.read(1)
         assert written.transform == GRID
-    expected = np.where((before == IGNORE_INDEX) | (after == IGNORE_INDEX), IGNORE_INDEX,
-                        before.astype(int) * K + after)
+    expected = np.where(
+        (before == IGNORE_INDEX) | (after == IGNORE_INDEX), IGNORE_INDEX, before.astype(int) * K + after
+    )
     assert (codes == expected).all()
 
 
@@ -82,11 +84,25 @@ def test_after_on_another_crs_and_resolution(tmp_path):
     big_grid = GRID * Affine.translation(-pad, -pad)
     dst_crs = "EPSG:32633"
     transform, width, height = calculate_default_transform(
-        "EPSG:32632", dst_crs, big.shape[1], big.shape[0], *rasterio.transform.array_bounds(*big.shape, big_grid),
-        resolution=7.0)
+        "EPSG:32632",
+        dst_crs,
+        big.shape[1],
+        big.shape[0],
+        *rasterio.transform.array_bounds(*big.shape, big_grid),
+        resolution=7.0,
+    )
     moved = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
-    reproject(big, moved, src_transform=big_grid, src_crs="EPSG:32632", dst_transform=transform, dst_crs=dst_crs,
-              resampling=Resampling.nearest, src_nodata=IGNORE_INDEX, dst_nodata=IGNORE_INDEX)
+    reproject(
+        big,
+        moved,
+        src_transform=big_grid,
+        src_crs="EPSG:32632",
+        dst_transform=transform,
+        dst_crs=dst_crs,
+        resampling=Resampling.nearest,
+        src_nodata=IGNORE_INDEX,
+        dst_nodata=IGNORE_INDEX,
+    )
     write_map(tmp_path / "after_33n.tif", moved, crs=dst_crs, transform=transform)
     result = run(tmp_path, before, tmp_path / "after_33n.tif")
     assert result.facts["resampled"]
@@ -107,8 +123,9 @@ def test_after_without_nodata_on_a_coarser_grid_covering_half(tmp_path):
     are AFTER no-data, and inside it nearest neighbour is exact (10 m centres lie inside 20 m pixels)."""
     before, after = known_pair()
     coarse = after[::2, 40::2].copy()  # the parcels are 10 px, so every 20 m pixel is one class
-    write_map(tmp_path / "coarse.tif", coarse, nodata=None, transform=GRID * Affine.translation(40, 0) *
-              Affine.scale(2))
+    write_map(
+        tmp_path / "coarse.tif", coarse, nodata=None, transform=GRID * Affine.translation(40, 0) * Affine.scale(2)
+    )
     result = run(tmp_path, before, tmp_path / "coarse.tif")
     assert result.facts["resampled"] and result.facts["overlap_offset"] == [40, 0]
     assert (np.array(result.summary["pixels"]) == reference_matrix(before[:, 40:], after[:, 40:])).all()
@@ -126,8 +143,9 @@ def test_geographic_grid_uses_true_row_areas():
     high = Affine(0.01, 0, 10.0, 0, -0.01, 61.0)
     rows = row_areas_m2(high, rasterio.crs.CRS.from_epsg(4326), 0, 100)
     assert (np.diff(rows) > 0).all()
-    zone = (zone_area(np.radians(61.0), 6378137.0, 298.257223563) - zone_area(np.radians(60.0), 6378137.0,
-                                                                              298.257223563)) * np.radians(0.01)
+    zone = (
+        zone_area(np.radians(61.0), 6378137.0, 298.257223563) - zone_area(np.radians(60.0), 6378137.0, 298.257223563)
+    ) * np.radians(0.01)
     assert rows.sum() == pytest.approx(zone, rel=1e-9)
 
 
@@ -164,8 +182,10 @@ def test_confidence_rule_and_curve(tmp_path):
 def test_different_schemas_need_a_class_map(tmp_path):
     before, after = known_pair()
     schema = tmp_path / "three.yaml"
-    schema.write_text("name: three\nclasses:\n  - {name: Open, color: '#E6C84F', code: 0}\n"
-                      "  - {name: Woods, color: '#1A7A2E', code: 1}\n  - {name: Water, color: '#1F77B4', code: 2}\n")
+    schema.write_text(
+        "name: three\nclasses:\n  - {name: Open, color: '#E6C84F', code: 0}\n"
+        "  - {name: Woods, color: '#1A7A2E', code: 1}\n  - {name: Water, color: '#1F77B4', code: 2}\n"
+    )
     b = write_map(tmp_path / "before.tif", before)
     a = write_map(tmp_path / "after.tif", np.minimum(after, 2))
     with pytest.raises(ConfigError, match="different schemas"):
@@ -173,8 +193,9 @@ def test_different_schemas_need_a_class_map(tmp_path):
     assert not (tmp_path / "out").exists()
     mapping = tmp_path / "map.yaml"
     mapping.write_text("Field: Open\nForest: Woods\nRoad: Open\nBuilding: Open\n")
-    result = compare_maps(b, a, tmp_path / "out", schema="synthetic", after_schema=schema, class_map=mapping,
-                          options=QUICK)
+    result = compare_maps(
+        b, a, tmp_path / "out", schema="synthetic", after_schema=schema, class_map=mapping, options=QUICK
+    )
     assert result.summary["classes"] == ["Open", "Woods", "Water"]
     assert result.summary["compared_pixels"] == before.size
 
@@ -212,14 +233,44 @@ def test_command_writes_every_output(tmp_path):
     b, a = write_map(tmp_path / "b.tif", before), write_map(tmp_path / "a.tif", after)
     conf = write_map(tmp_path / "conf.tif", np.full(before.shape, 230, np.uint8))
     out = tmp_path / "change"
-    result = CliRunner().invoke(app, [
-        "change", str(b), str(a), "--out", str(out), "--schema", "synthetic", "--block", "32",
-        "--before-confidence", str(conf), "--after-confidence", str(conf), "--min-confidence", "0.5",
-        "--polygons", "geojson", "--min-area", "150"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "change",
+            str(b),
+            str(a),
+            "--out",
+            str(out),
+            "--schema",
+            "synthetic",
+            "--block",
+            "32",
+            "--before-confidence",
+            str(conf),
+            "--after-confidence",
+            str(conf),
+            "--min-confidence",
+            "0.5",
+            "--polygons",
+            "geojson",
+            "--min-area",
+            "150",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    expected = {"change.tif", "transitions_pixels.csv", "transitions_ha.csv", "class_changes.csv", "change.json",
-                "change_polygons.geojson", "change_map.png", "transitions.png", "gains_losses.png",
-                "confidence_curve.png", "report.html"}
+    expected = {
+        "change.tif",
+        "transitions_pixels.csv",
+        "transitions_ha.csv",
+        "class_changes.csv",
+        "change.json",
+        "change_polygons.geojson",
+        "change_map.png",
+        "transitions.png",
+        "gains_losses.png",
+        "confidence_curve.png",
+        "report.html",
+    }
     assert expected <= {p.name for p in out.iterdir()}
     assert not [p.name for p in out.iterdir() if "partial" in p.name]
     with rasterio.open(out / "change.tif") as cog:
@@ -229,8 +280,9 @@ def test_command_writes_every_output(tmp_path):
     features = json.loads((out / "change_polygons.geojson").read_text())["features"]
     assert features and all(f["properties"]["pixels"] >= 150 for f in features)
     assert {f["properties"]["to_class"] for f in features} <= {"Water", "Building"}
-    bad = CliRunner().invoke(app, ["change", str(b), str(tmp_path / "missing.tif"), "--out", str(tmp_path / "x"),
-                                   "--schema", "synthetic"])
+    bad = CliRunner().invoke(
+        app, ["change", str(b), str(tmp_path / "missing.tif"), "--out", str(tmp_path / "x"), "--schema", "synthetic"]
+    )
     assert bad.exit_code == 1 and "missing.tif" in bad.output
 
 
@@ -240,8 +292,25 @@ def test_images_are_predicted_first_and_their_confidence_used(tmp_path):
     checkpoint = write_checkpoint(tmp_path / "tiny.ckpt", 0)
     old, new = write_scene(tmp_path / "old.tif", 1), write_scene(tmp_path / "new.tif", 2)
     out = tmp_path / "change"
-    result = CliRunner().invoke(app, ["change", str(old), str(new), "-c", str(checkpoint), "--out", str(out),
-                                      "--min-confidence", "0.3", "--no-pictures", "--polygons", "none", "--engine", "torch"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "change",
+            str(old),
+            str(new),
+            "-c",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--min-confidence",
+            "0.3",
+            "--no-pictures",
+            "--polygons",
+            "none",
+            "--engine",
+            "torch",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with rasterio.open(out / "predictions" / "before_classes.tif") as predicted:
         assert json.loads(predicted.tags()["landseg_schema"])["name"] == "synthetic"  # the COG names its schema

@@ -62,7 +62,7 @@ def test_equibatch_visits_every_class_every_cycle():
     seen = [set(np.unique(crops[key][1].numpy())) - {IGNORE_INDEX} for key in range(30)]
     for key, classes in enumerate(seen):
         assert strategy.class_of(key) in classes
-    for start in range(0, 28):
+    for start in range(28):
         assert set().union(*seen[start : start + 3]) >= {0, 1, 2}
     # A random crop of the same size finds the rare class far less often.
     random = dataset(items, RandomCrops(items), length=60, crop=24)

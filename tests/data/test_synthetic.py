@@ -23,12 +23,16 @@ from landseg.errors import ConfigError
 SCHEMA = get_schema("synthetic")
 # The shares the generator promises, per class code.
 SHARE_RANGES = {
-    FIELD: (0.40, 0.55), FOREST: (0.20, 0.30), WATER: (0.08, 0.15), ROAD: (0.03, 0.08), BUILDING: (0.03, 0.08)
+    FIELD: (0.40, 0.55),
+    FOREST: (0.20, 0.30),
+    WATER: (0.08, 0.15),
+    ROAD: (0.03, 0.08),
+    BUILDING: (0.03, 0.08),
 }
 
 
 def test_class_constants_are_the_synthetic_schema_codes():
-    assert [FIELD, FOREST, WATER, ROAD, BUILDING] == [SCHEMA.classes[i].code for i in range(5)]
+    assert [SCHEMA.classes[i].code for i in range(5)] == [FIELD, FOREST, WATER, ROAD, BUILDING]
     assert SCHEMA.names == ["Field", "Forest", "Water", "Road", "Building"]
 
 
@@ -123,8 +127,14 @@ def test_nodata_cuts_out_part_of_the_same_scene():
 @pytest.mark.parametrize("bands", [3, 5])
 def test_written_geotiffs_read_back_with_their_georeference(tmp_path, bands):
     scene = generate_scene((64, 80), seed=2, bands=bands, nodata_fraction=0.1)
-    image_path, mask_path = write_scene(scene, tmp_path / "img" / "a.tif", tmp_path / "mask" / "a.tif",
-                                        crs="EPSG:32633", origin=(350000.0, 5600000.0), resolution=2.0)
+    image_path, mask_path = write_scene(
+        scene,
+        tmp_path / "img" / "a.tif",
+        tmp_path / "mask" / "a.tif",
+        crs="EPSG:32633",
+        origin=(350000.0, 5600000.0),
+        resolution=2.0,
+    )
     expected_transform = from_origin(350000.0, 5600000.0, 2.0, 2.0)
     with rasterio.open(image_path) as src:
         assert (src.count, src.width, src.height, src.dtypes[0]) == (bands, 80, 64, "uint8")
@@ -151,7 +161,7 @@ def test_dataset_scenes_are_neighbouring_tiles_of_one_region(synthetic_dataset):
     assert [p.name for p in images] == [f"scene_{i:03d}.tif" for i in range(6)] == [p.name for p in masks]
     assert "synthetic" in (synthetic_dataset / "README.txt").read_text()
     bounds, pictures = [], []
-    for image, mask in zip(images, masks):
+    for image, mask in zip(images, masks, strict=False):
         with rasterio.open(image) as src, rasterio.open(mask) as msrc:
             assert src.bounds == msrc.bounds and src.crs == msrc.crs
             assert (src.width, src.height) == (96, 96)

@@ -23,10 +23,17 @@ def save_tiny_checkpoint(path: Path, tile: int = 64) -> Path:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         network = build_model(spec)
-    card = ModelCard(model=spec.to_dict(), schema=SCHEMA.to_dict(), normalization=Normalization.symmetric(3).to_dict(),
-                     bands=[1, 2, 3], tile_size=tile)
+    card = ModelCard(
+        model=spec.to_dict(),
+        schema=SCHEMA.to_dict(),
+        normalization=Normalization.symmetric(3).to_dict(),
+        bands=[1, 2, 3],
+        tile_size=tile,
+    )
     state = {STATE_PREFIX + k: v for k, v in network.state_dict().items()}
-    torch.save({"epoch": 0, "global_step": 1, "hyper_parameters": {CARD_KEY: card.to_dict()}, "state_dict": state}, path)
+    torch.save(
+        {"epoch": 0, "global_step": 1, "hyper_parameters": {CARD_KEY: card.to_dict()}, "state_dict": state}, path
+    )
     return path
 
 
@@ -45,9 +52,17 @@ def profile_summary(path: Path) -> dict:
     """What makes two COGs the same map: grid, layout, no-data, overviews, colours, tags."""
     with rasterio.open(path) as source:
         return {
-            "crs": source.crs, "transform": source.transform, "shape": source.shape, "count": source.count,
-            "dtypes": source.dtypes, "nodata": source.nodata, "block_shapes": source.block_shapes,
-            "overviews": source.overviews(1), "layout": source.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"),
+            "crs": source.crs,
+            "transform": source.transform,
+            "shape": source.shape,
+            "count": source.count,
+            "dtypes": source.dtypes,
+            "nodata": source.nodata,
+            "block_shapes": source.block_shapes,
+            "overviews": source.overviews(1),
+            "layout": source.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"),
             "colormap": source.colormap(1) if source.count == 1 and "classes" in path.name else None,
-            "scales": source.scales, "descriptions": source.descriptions, "tags": source.tags(),
+            "scales": source.scales,
+            "descriptions": source.descriptions,
+            "tags": source.tags(),
         }

@@ -18,7 +18,7 @@ from landseg.train.sampling import UnpaddedDistributedSampler
 
 # Each rank reports, at the end of fit: a digest of its weights, the validation images and the training
 # samples it was given. Lightning's ddp launcher starts rank 1 by running this same script again.
-RANK_REPORTER = textwrap.dedent('''
+RANK_REPORTER = textwrap.dedent("""
     import hashlib, json, sys
     from pathlib import Path
 
@@ -49,7 +49,7 @@ RANK_REPORTER = textwrap.dedent('''
     if __name__ == "__main__":
         SegmentationModule.on_fit_end = report
         train(load_config(sys.argv[1]), Path(sys.argv[2]), progress=False)
-''')
+""")
 
 
 def weights_digest(state: dict) -> str:
@@ -65,14 +65,25 @@ def test_two_cpu_processes_train_one_model(tmp_path, synthetic_dataset):
     config = {
         "name": "ddp",
         "data": {
-            "root": str(synthetic_dataset), "schema": "synthetic",
-            "images": "images/scene_{id}.tif", "masks": "masks/scene_{id}.tif",
+            "root": str(synthetic_dataset),
+            "schema": "synthetic",
+            "images": "images/scene_{id}.tif",
+            "masks": "masks/scene_{id}.tif",
             # 3 validation images on 2 ranks: a padding sampler would validate one of them twice.
             "split": {"field": "id", "train": ["000", "001", "002"], "val": ["003", "004", "005"]},
         },
         "model": {"arch": "classic_unet", "encoder": None, "encoder_weights": None, "widths": [8, 16]},
-        "train": {"crop_size": 32, "batch_size": 2, "epochs": 2, "steps_per_epoch": 2, "val_tile": 64,
-                  "accelerator": "cpu", "devices": 2, "strategy": "ddp", "num_workers": 0},
+        "train": {
+            "crop_size": 32,
+            "batch_size": 2,
+            "epochs": 2,
+            "steps_per_epoch": 2,
+            "val_tile": 64,
+            "accelerator": "cpu",
+            "devices": 2,
+            "strategy": "ddp",
+            "num_workers": 0,
+        },
     }
     config_path = tmp_path / "ddp.yaml"
     config_path.write_text(yaml.safe_dump(config))
@@ -81,10 +92,20 @@ def test_two_cpu_processes_train_one_model(tmp_path, synthetic_dataset):
     reports = tmp_path / "reports"
     reports.mkdir()
     run = tmp_path / "run"
-    env = {"PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, str(script), str(config_path), str(run), str(reports)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, str(script), str(config_path), str(run), str(reports)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     ranks = [json.loads((reports / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -97,7 +118,7 @@ def test_two_cpu_processes_train_one_model(tmp_path, synthetic_dataset):
     # ... yet ended with the same weights, and those are the checkpoint's.
     assert ranks[0]["weights"] == ranks[1]["weights"]
     saved = read_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
-    network = {k[len(STATE_PREFIX):]: v for k, v in saved.items() if k.startswith(STATE_PREFIX)}
+    network = {k[len(STATE_PREFIX) :]: v for k, v in saved.items() if k.startswith(STATE_PREFIX)}
     assert weights_digest(network) == ranks[0]["weights"]
     # Every validation image was validated by exactly one rank.
     assert sorted(ranks[0]["validated"] + ranks[1]["validated"]) == [0, 1, 2]
@@ -122,6 +143,8 @@ def test_unpadded_sampler_shards_without_repeats(monkeypatch):
         assert len(sampler) == len(seen[-1])
     assert seen == [[0, 3, 6], [1, 4], [2, 5]]
     # Lightning's own DistributedSampler pads the last round with repeats instead:
-    padded = [list(torch.utils.data.DistributedSampler(list(range(7)), num_replicas=3, rank=r, shuffle=False))
-              for r in range(3)]
+    padded = [
+        list(torch.utils.data.DistributedSampler(list(range(7)), num_replicas=3, rank=r, shuffle=False))
+        for r in range(3)
+    ]
     assert sorted(sum(padded, [])) != list(range(7))

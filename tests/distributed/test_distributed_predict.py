@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from distributed_helpers import profile_summary, read_bands, save_tiny_checkpoint, write_synthetic_scene
 
 from landseg.distributed.predict import run_predict_distributed
 from landseg.errors import DataError
-from landseg.predict.run import run_predict
 from landseg.predict.engine import PredictOptions
-
-from distributed_helpers import profile_summary, read_bands, save_tiny_checkpoint, write_synthetic_scene
+from landseg.predict.run import run_predict
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +73,9 @@ def test_two_workers_write_the_single_process_cogs(inputs, reference, client, tm
     for scene in scenes:
         assert_same_outputs(tmp_path, reference, scene.stem)
         # The class COG is the very same file, byte for byte.
-        assert (tmp_path / f"{scene.stem}_classes.tif").read_bytes() == (reference / f"{scene.stem}_classes.tif").read_bytes()
+        assert (tmp_path / f"{scene.stem}_classes.tif").read_bytes() == (
+            reference / f"{scene.stem}_classes.tif"
+        ).read_bytes()
     assert hidden_files(tmp_path) == []  # block folders and scratch files are gone
     # Finished scenes are skipped on a rerun, as in one process.
     again = run_predict_distributed(scenes, [checkpoint], tmp_path, client, OPTIONS, engine="torch", threads=1)
@@ -122,8 +123,9 @@ def test_a_scene_without_the_models_bands_fails_alone(inputs, client, tmp_path):
         profile = {**source.profile, "count": 1, "photometric": "MINISBLACK"}
         with rasterio.open(single_band, "w", **profile) as target:
             target.write(source.read(1), 1)
-    summary = run_predict_distributed([scenes[1], single_band], [checkpoint], tmp_path / "out", client, OPTIONS,
-                                      engine="torch", threads=1)
+    summary = run_predict_distributed(
+        [scenes[1], single_band], [checkpoint], tmp_path / "out", client, OPTIONS, engine="torch", threads=1
+    )
     assert [r.source.name for r in summary.done] == [scenes[1].name]
     assert len(summary.failed) == 1 and isinstance(summary.failed[0], DataError)
     assert "gray.tif" in str(summary.failed[0]) and "band" in str(summary.failed[0])

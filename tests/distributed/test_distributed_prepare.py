@@ -22,8 +22,18 @@ pytestmark = pytest.mark.slow
 
 def write(path: Path, data: np.ndarray, transform, crs="EPSG:32632", nodata=None, descriptions=None) -> Path:
     data = data[None] if data.ndim == 2 else data
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=str(data.dtype), crs=crs, transform=transform, nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=str(data.dtype),
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
         dst.write(data)
         if descriptions:
             dst.descriptions = tuple(descriptions)
@@ -38,11 +48,20 @@ def raw(tmp_path_factory) -> Path:
     for i in range(4):
         scene = generate_scene(96, seed=20 + i, bands=4)
         transform = from_origin(500000 + 960 * i, 5200000, 10, 10)
-        write(folder / f"scene{i}.tif", scene.image.astype(np.uint16) * 40 + 1, transform, nodata=0,
-              descriptions=("red", "green", "blue", "nir"))
+        write(
+            folder / f"scene{i}.tif",
+            scene.image.astype(np.uint16) * 40 + 1,
+            transform,
+            nodata=0,
+            descriptions=("red", "green", "blue", "nir"),
+        )
         if i == 2:  # label at 5 m: twice the image's resolution
-            write(folder / f"label{i}.tif", scene.labels.repeat(2, 0).repeat(2, 1), from_origin(500000 + 960 * i,
-                  5200000, 5, 5), nodata=255)
+            write(
+                folder / f"label{i}.tif",
+                scene.labels.repeat(2, 0).repeat(2, 1),
+                from_origin(500000 + 960 * i, 5200000, 5, 5),
+                nodata=255,
+            )
         else:
             write(folder / f"label{i}.tif", scene.labels, transform, nodata=255)
     image = folder / "scene3.tif"
@@ -51,19 +70,30 @@ def raw(tmp_path_factory) -> Path:
 
 
 def config(raw: Path, out: Path):
-    return parse_prepare_config({
-        "name": "scale-out", "out": str(out), "schema": "synthetic",
-        "input": {"scenes": [{"image": str(raw / f"scene{i}.tif"), "label": str(raw / f"label{i}.tif")}
-                             for i in range(4)], "bands": ["red", "green", "nir"]},
-        "tiling": {"size": 32, "dtype": "float32", "scale": {"method": "meanstd"}},
-        "filters": {"min_valid_fraction": 0.3, "top_k": {"k": 1, "max_fraction": 0.9}},
-        "split": {"method": "ratio", "ratios": {"train": 0.7, "val": 0.3}, "seed": 0},
-    })
+    return parse_prepare_config(
+        {
+            "name": "scale-out",
+            "out": str(out),
+            "schema": "synthetic",
+            "input": {
+                "scenes": [
+                    {"image": str(raw / f"scene{i}.tif"), "label": str(raw / f"label{i}.tif")} for i in range(4)
+                ],
+                "bands": ["red", "green", "nir"],
+            },
+            "tiling": {"size": 32, "dtype": "float32", "scale": {"method": "meanstd"}},
+            "filters": {"min_valid_fraction": 0.3, "top_k": {"k": 1, "max_fraction": 0.9}},
+            "split": {"method": "ratio", "ratios": {"train": 0.7, "val": 0.3}, "seed": 0},
+        }
+    )
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.suffix in (".tif", ".txt", ".csv")}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix in (".tif", ".txt", ".csv")
+    }
 
 
 def test_cluster_preparation_equals_the_sequential_one(raw, tmp_path, dask_test_client):

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
-
-from landseg.cli import app
-
 from distributed_helpers import profile_summary, read_bands, save_tiny_checkpoint, write_synthetic_scene
 from test_distributed_prepare import config as prepare_config
 from test_distributed_prepare import files, raw  # noqa: F401 - the module's fixture of raw scenes
+from typer.testing import CliRunner
+
+from landseg.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -34,8 +33,17 @@ def scenes(tmp_path_factory) -> tuple[list[Path], Path]:
 
 def test_predict_with_two_local_workers_matches_one_process(scenes, tmp_path):
     paths, checkpoint = scenes
-    common = ["--checkpoint", checkpoint, "--engine", "torch", "--overlap", "0.5", "--block-width", "96",
-              "--probabilities"]
+    common = [
+        "--checkpoint",
+        checkpoint,
+        "--engine",
+        "torch",
+        "--overlap",
+        "0.5",
+        "--block-width",
+        "96",
+        "--probabilities",
+    ]
     single = invoke("predict", *paths, *common, "--out", tmp_path / "single")
     assert single.exit_code == 0, single.output
     cluster = invoke("predict", *paths, *common, "--out", tmp_path / "cluster", "--workers", "2")
@@ -43,7 +51,10 @@ def test_predict_with_two_local_workers_matches_one_process(scenes, tmp_path):
     assert "2 Dask workers" in cluster.output
     for path in paths:
         for kind in ("classes", "probabilities"):
-            ours, theirs = tmp_path / "cluster" / f"{path.stem}_{kind}.tif", tmp_path / "single" / f"{path.stem}_{kind}.tif"
+            ours, theirs = (
+                tmp_path / "cluster" / f"{path.stem}_{kind}.tif",
+                tmp_path / "single" / f"{path.stem}_{kind}.tif",
+            )
             np.testing.assert_array_equal(read_bands(ours), read_bands(theirs))
             assert profile_summary(ours) == profile_summary(theirs)
     # A rerun on the cluster finds every scene finished and starts no work.
@@ -67,10 +78,13 @@ def test_prepare_all_with_two_local_workers_matches_the_sequential_run(raw, tmp_
     np.testing.assert_allclose(stats[0]["bands"]["mean"], stats[1]["bands"]["mean"], rtol=1e-12)
 
 
-@pytest.mark.parametrize("options, problem", [
-    (["--dask", "tcp://127.0.0.1:9", "--workers", "2"], "exclude each other"),
-    (["--threads", "2"], "--threads sets the threads of Dask workers"),
-])
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        (["--dask", "tcp://127.0.0.1:9", "--workers", "2"], "exclude each other"),
+        (["--threads", "2"], "--threads sets the threads of Dask workers"),
+    ],
+)
 def test_scale_out_options_that_cannot_work_are_one_line_errors(scenes, tmp_path, options, problem):
     paths, checkpoint = scenes
     result = invoke("predict", paths[0], "--checkpoint", checkpoint, "--out", tmp_path, *options)

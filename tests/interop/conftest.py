@@ -17,10 +17,13 @@ def plain_export(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("plain")
     stats = {"dtype": "uint8", "low": [0, 0, 0], "high": [255, 255, 255], "resolution_m": 0.5}
     (folder / "runs").mkdir()
-    checkpoint = write_checkpoint(folder / "runs" / "tiny.ckpt", Normalization.symmetric(3).to_dict(), input_stats=stats)
+    checkpoint = write_checkpoint(
+        folder / "runs" / "tiny.ckpt", Normalization.symmetric(3).to_dict(), input_stats=stats
+    )
     onnx_path, item = folder / "export" / "tiny.onnx", folder / "export" / "tiny.json"
-    result = CliRunner().invoke(cli_app(), ["export", "-c", str(checkpoint), "--onnx", str(onnx_path),
-                                            "--stac", str(item)])
+    result = CliRunner().invoke(
+        cli_app(), ["export", "-c", str(checkpoint), "--onnx", str(onnx_path), "--stac", str(item)]
+    )
     assert result.exit_code == 0, result.output
     return {"checkpoint": checkpoint, "onnx": onnx_path, "item": item}
 

@@ -97,13 +97,19 @@ def test_deepness_only_model_runs_through_landseg_predict(tmp_path):
     assert card.class_schema().names == ["background", "field", "forest", "water"]
     assert len(set(map(tuple, card.class_schema().palette))) == 4 and card.tile_size == 16 and card.bands == [1, 2, 3]
     np.testing.assert_allclose(card.normalization["mean"], [102.0, 114.75, 127.5])
-    assert card.training["deepness"] == {"resolution_cm": 50.0, "tiles_overlap_percent": 25, "seg_thresh": 0.5,
-                                         "seg_small_segment": 3}
+    assert card.training["deepness"] == {
+        "resolution_cm": 50.0,
+        "tiles_overlap_percent": 25,
+        "seg_thresh": 0.5,
+        "seg_small_segment": 3,
+    }
     data = np.random.default_rng(3).integers(0, 256, size=(3, 40, 52), dtype=np.uint8)
     scene = write_scene(tmp_path / "scene.tif", data)
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli_app(), ["predict", str(scene), "-c", str(model), "--out", str(out),
-                                            "--probabilities", "--no-preview", "--no-areas"])
+    result = CliRunner().invoke(
+        cli_app(),
+        ["predict", str(scene), "-c", str(model), "--out", str(out), "--probabilities", "--no-preview", "--no-areas"],
+    )
     assert result.exit_code == 0, result.output
     # ONNX Runtime directly on the scene's 16 px tiles (the model is per pixel, so any tiling agrees)
     session, metadata = deepness_reads(model)
@@ -123,11 +129,15 @@ def test_landseg_export_predicts_back_like_its_checkpoint(plain_export, tmp_path
     data = np.random.default_rng(4).integers(1, 255, size=(3, 45, 70), dtype=np.uint8)
     scene = write_scene(tmp_path / "scene.tif", data)
     maps = {}
-    for name, flags in (("checkpoint", ["-c", str(plain_export["checkpoint"]), "--engine", "torch"]),
-                        ("onnx", ["-c", str(plain_export["onnx"])]), ("stac", ["--stac", str(plain_export["item"])])):
+    for name, flags in (
+        ("checkpoint", ["-c", str(plain_export["checkpoint"]), "--engine", "torch"]),
+        ("onnx", ["-c", str(plain_export["onnx"])]),
+        ("stac", ["--stac", str(plain_export["item"])]),
+    ):
         out = tmp_path / name
-        result = CliRunner().invoke(cli_app(), ["predict", str(scene), *flags, "--out", str(out), "--no-preview",
-                                                "--no-areas"])
+        result = CliRunner().invoke(
+            cli_app(), ["predict", str(scene), *flags, "--out", str(out), "--no-preview", "--no-areas"]
+        )
         assert result.exit_code == 0, result.output
         with rasterio.open(out / "scene_classes.tif") as src:
             maps[name] = src.read(1)
@@ -145,23 +155,26 @@ def with_keys(**changes) -> dict:
     return metadata
 
 
-@pytest.mark.parametrize("metadata, problem", [
-    (with_keys(model_type=None), "'model_type' is missing"),
-    (with_keys(model_type="Detector"), "model_type is 'Detector'"),
-    (with_keys(class_names=None), "'class_names' is missing"),
-    (with_keys(class_names=Raw("{0: 'a'}")), "'class_names' is not JSON-encoded"),
-    (with_keys(class_names={"0": "a", "2": "b", "3": "c", "4": "d"}), "without gaps"),
-    (with_keys(class_names={"0": "a", "1": "b"}), "2 classes but the model returns 4 channels"),
-    (with_keys(standardization_std=None), "'standardization_std' is missing, but 'standardization_mean' is given"),
-    (with_keys(standardization_std=[0.2, 0.3]), "'standardization_std' has 2 values but the model takes 3 bands"),
-    (with_keys(standardization_std=[0.2, 0, 0.3]), "'standardization_std' must be positive"),
-    (with_keys(standardization_mean=Raw("red")), "'standardization_mean' is not JSON-encoded"),
-    (with_keys(tiles_size=32), "'tiles_size' is 32, but the model takes 16 px tiles"),
-    (with_keys(tiles_overlap=120), "'tiles_overlap' is a percentage below 100"),
-    (with_keys(seg_thresh=2), "'seg_thresh' must lie in 0-1"),
-    (with_keys(resolution=-5), "'resolution' must be positive"),
-    (with_keys(seg_small_segment=1.5), "'seg_small_segment' must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "metadata, problem",
+    [
+        (with_keys(model_type=None), "'model_type' is missing"),
+        (with_keys(model_type="Detector"), "model_type is 'Detector'"),
+        (with_keys(class_names=None), "'class_names' is missing"),
+        (with_keys(class_names=Raw("{0: 'a'}")), "'class_names' is not JSON-encoded"),
+        (with_keys(class_names={"0": "a", "2": "b", "3": "c", "4": "d"}), "without gaps"),
+        (with_keys(class_names={"0": "a", "1": "b"}), "2 classes but the model returns 4 channels"),
+        (with_keys(standardization_std=None), "'standardization_std' is missing, but 'standardization_mean' is given"),
+        (with_keys(standardization_std=[0.2, 0.3]), "'standardization_std' has 2 values but the model takes 3 bands"),
+        (with_keys(standardization_std=[0.2, 0, 0.3]), "'standardization_std' must be positive"),
+        (with_keys(standardization_mean=Raw("red")), "'standardization_mean' is not JSON-encoded"),
+        (with_keys(tiles_size=32), "'tiles_size' is 32, but the model takes 16 px tiles"),
+        (with_keys(tiles_overlap=120), "'tiles_overlap' is a percentage below 100"),
+        (with_keys(seg_thresh=2), "'seg_thresh' must lie in 0-1"),
+        (with_keys(resolution=-5), "'resolution' must be positive"),
+        (with_keys(seg_small_segment=1.5), "'seg_small_segment' must be a whole number"),
+    ],
+)
 def test_missing_or_malformed_deepness_keys_fail_with_one_clear_error(tmp_path, metadata, problem):
     model = deepness_model(tmp_path / "bad.onnx", metadata)
     with pytest.raises(CheckpointError, match="bad.onnx") as caught:

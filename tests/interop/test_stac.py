@@ -17,8 +17,10 @@ from landseg.normalization import DynamicWorldNormalization
 @pytest.fixture
 def offline(monkeypatch):
     """Validation must not need the network: any connection attempt fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("validation tried to reach the network")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
@@ -33,8 +35,14 @@ def test_exported_item_validates_offline(plain_export, offline):
     validate_dict({**item, "stac_extensions": []})
     # the MLM fields against stac-model's pydantic models of the extension
     fields = MLModelProperties.model_validate({k[4:]: v for k, v in item["properties"].items() if k.startswith("mlm:")})
-    assert fields.name == "tiny" and fields.architecture == "classic_unet" and set(fields.tasks) == {"semantic-segmentation"}
-    assert fields.total_parameters == sum(p.numel() for p in load_checkpoint(plain_export["checkpoint"]).network.parameters())
+    assert (
+        fields.name == "tiny"
+        and fields.architecture == "classic_unet"
+        and set(fields.tasks) == {"semantic-segmentation"}
+    )
+    assert fields.total_parameters == sum(
+        p.numel() for p in load_checkpoint(plain_export["checkpoint"]).network.parameters()
+    )
     assert fields.framework == "PyTorch" and fields.pretrained is False
     (given,) = fields.input
     assert list(given.bands) == ["red", "green", "blue"] and given.input.shape == [-1, 3, 32, 32]
@@ -63,16 +71,30 @@ def test_folded_models_declare_raw_values_over_255(tmp_path):
 
 def write_item(folder, assets) -> object:
     path = folder / "item.json"
-    path.write_text(json.dumps({"type": "Feature", "stac_version": "1.1.0", "id": "x", "geometry": None,
-                                "properties": {"datetime": "2024-01-01T00:00:00Z"}, "links": [], "assets": assets}))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "stac_version": "1.1.0",
+                "id": "x",
+                "geometry": None,
+                "properties": {"datetime": "2024-01-01T00:00:00Z"},
+                "links": [],
+                "assets": assets,
+            }
+        )
+    )
     return path
 
 
-@pytest.mark.parametrize("href, error, problem", [
-    ("../elsewhere/model.onnx", DataError, "climbs out"),
-    ("/etc/model.onnx", DataError, "absolute path"),
-    ("https://example.com/model.onnx", ConfigError, "is a URL"),
-])
+@pytest.mark.parametrize(
+    "href, error, problem",
+    [
+        ("../elsewhere/model.onnx", DataError, "climbs out"),
+        ("/etc/model.onnx", DataError, "absolute path"),
+        ("https://example.com/model.onnx", ConfigError, "is a URL"),
+    ],
+)
 def test_model_hrefs_outside_the_item_folder_are_refused(tmp_path, href, error, problem):
     item = write_item(tmp_path, {"model": {"href": href, "roles": ["mlm:model"], "mlm:artifact_type": "onnx"}})
     with pytest.raises(error, match=problem) as caught:
@@ -91,7 +113,19 @@ def test_items_without_a_model_or_not_items_are_refused(tmp_path):
 
 def test_export_refuses_an_item_outside_the_model_folder_before_exporting(tmp_path):
     (tmp_path / "models").mkdir()
-    result = CliRunner().invoke(cli_app(), ["export", "-c", str(tmp_path / "missing.ckpt"), "--onnx",
-                                            str(tmp_path / "models" / "m.onnx"), "--stac", str(tmp_path / "x" / "m.json")])
-    assert isinstance(result.exception, ConfigError) and "folder of m.onnx or a folder above it" in str(result.exception)
+    result = CliRunner().invoke(
+        cli_app(),
+        [
+            "export",
+            "-c",
+            str(tmp_path / "missing.ckpt"),
+            "--onnx",
+            str(tmp_path / "models" / "m.onnx"),
+            "--stac",
+            str(tmp_path / "x" / "m.json"),
+        ],
+    )
+    assert isinstance(result.exception, ConfigError) and "folder of m.onnx or a folder above it" in str(
+        result.exception
+    )
     assert not (tmp_path / "models" / "m.onnx").exists()

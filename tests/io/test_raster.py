@@ -10,8 +10,16 @@ from landseg.io.raster import raster_info, read_image, read_mask, read_mask_raw
 
 
 def write_tif(path, data, nodata=None, crs="EPSG:32632"):
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=data.dtype, crs=crs, transform=from_origin(500000, 5200000, 10, 10), nodata=nodata)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=crs,
+        transform=from_origin(500000, 5200000, 10, 10),
+        nodata=nodata,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path

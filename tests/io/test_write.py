@@ -78,10 +78,9 @@ def test_atomic_output_renames_only_on_success(tmp_path):
         temporary.write_bytes(b"complete")
         assert not target.exists()
     assert target.read_bytes() == b"complete"
-    with pytest.raises(RuntimeError, match="interrupted"):
-        with atomic_output(target) as temporary:
-            temporary.write_bytes(b"half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_output(target) as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("interrupted")
     assert target.read_bytes() == b"complete"  # the previous version survives
     assert os.listdir(tmp_path) == ["out.tif"]
 

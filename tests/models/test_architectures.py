@@ -78,8 +78,9 @@ class ArchitectureContract:
 
     def test_onnx_export_computes_what_torch_computes(self, network, tmp_path):
         network.eval()
-        onnx_path = export_onnx(LoadedModel(card_for(self.spec), network, tmp_path / "model.ckpt"),
-                                tmp_path / "model.onnx", tile=ONNX_TILE)
+        onnx_path = export_onnx(
+            LoadedModel(card_for(self.spec), network, tmp_path / "model.ckpt"), tmp_path / "model.onnx", tile=ONNX_TILE
+        )
         images = self.images(ONNX_TILE, ONNX_TILE, batch=3)
         with torch.no_grad():
             expected = network(images).numpy()
@@ -90,9 +91,13 @@ class ArchitectureContract:
 
 def card_for(spec: ModelSpec) -> ModelCard:
     # Checkpoints store the spec without pretrained weights: loading never downloads or reads them.
-    return ModelCard(model=spec.to_dict() | {"encoder_weights": None}, schema=SCHEMA.to_dict(),
-                     normalization=Normalization.symmetric(spec.in_channels, 255.0).to_dict(),
-                     bands=list(range(1, spec.in_channels + 1)), tile_size=ONNX_TILE)
+    return ModelCard(
+        model=spec.to_dict() | {"encoder_weights": None},
+        schema=SCHEMA.to_dict(),
+        normalization=Normalization.symmetric(spec.in_channels, 255.0).to_dict(),
+        bands=list(range(1, spec.in_channels + 1)),
+        tile_size=ONNX_TILE,
+    )
 
 
 def save_checkpoint(path: Path, spec: ModelSpec, network: torch.nn.Module) -> Path:
@@ -113,8 +118,14 @@ class TestUnet(ArchitectureContract):
 class TestUnetLite0Offline4Band(ArchitectureContract):
     """The default recipe's encoder with the ImageNet weights shipped offline, on a 4-band input."""
 
-    spec = ModelSpec("unet", NUM_CLASSES, encoder="tu-tf_efficientnet_lite0", encoder_weights="offline",
-                     in_channels=4, extra=SMALL_DECODER)
+    spec = ModelSpec(
+        "unet",
+        NUM_CLASSES,
+        encoder="tu-tf_efficientnet_lite0",
+        encoder_weights="offline",
+        in_channels=4,
+        extra=SMALL_DECODER,
+    )
 
 
 class TestUnetPlusPlus(ArchitectureContract):
@@ -122,8 +133,13 @@ class TestUnetPlusPlus(ArchitectureContract):
 
 
 class TestFpn4Band(ArchitectureContract):
-    spec = ModelSpec("fpn", NUM_CLASSES, encoder="resnet18", in_channels=4,
-                     extra={"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32})
+    spec = ModelSpec(
+        "fpn",
+        NUM_CLASSES,
+        encoder="resnet18",
+        in_channels=4,
+        extra={"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32},
+    )
 
 
 class TestDeepLabV3(ArchitectureContract):
@@ -161,8 +177,17 @@ class TestUperNet(ArchitectureContract):
 
 
 class TestDpt(ArchitectureContract):
-    spec = ModelSpec("dpt", NUM_CLASSES, encoder="tu-vit_tiny_patch16_224", in_channels=2, extra={
-        "decoder_readout": "ignore", "decoder_intermediate_channels": [16, 16, 16, 16], "decoder_fusion_channels": 16})
+    spec = ModelSpec(
+        "dpt",
+        NUM_CLASSES,
+        encoder="tu-vit_tiny_patch16_224",
+        in_channels=2,
+        extra={
+            "decoder_readout": "ignore",
+            "decoder_intermediate_channels": [16, 16, 16, 16],
+            "decoder_fusion_channels": 16,
+        },
+    )
     unused = ("net.encoder.model.norm.", "net.encoder.model.head.")  # DPT reads the ViT blocks before these
 
 

@@ -11,8 +11,20 @@ from landseg.models import ModelSpec, build_model, list_architectures
 
 def test_architectures_are_all_of_smp_the_classic_unet_and_dynamic_world():
     expected = {
-        "unet", "unetplusplus", "fpn", "deeplabv3", "deeplabv3plus", "segformer", "pspnet",
-        "linknet", "manet", "pan", "upernet", "dpt", "classic_unet", "dynamic_world",
+        "unet",
+        "unetplusplus",
+        "fpn",
+        "deeplabv3",
+        "deeplabv3plus",
+        "segformer",
+        "pspnet",
+        "linknet",
+        "manet",
+        "pan",
+        "upernet",
+        "dpt",
+        "classic_unet",
+        "dynamic_world",
     }
     assert set(list_architectures()) == expected
     assert set(smp.MODEL_ARCHITECTURES_MAPPING) <= set(list_architectures())
@@ -22,8 +34,13 @@ def test_architectures_are_all_of_smp_the_classic_unet_and_dynamic_world():
     "spec",
     [
         ModelSpec("classic_unet", 7, widths=(16, 32, 64, 128, 256), dropout=0.2, in_channels=4),
-        ModelSpec("deeplabv3plus", 3, encoder="tu-tf_efficientnet_lite0", encoder_weights="offline",
-                  extra={"decoder_atrous_rates": (6, 12, 18), "encoder_output_stride": 16}),
+        ModelSpec(
+            "deeplabv3plus",
+            3,
+            encoder="tu-tf_efficientnet_lite0",
+            encoder_weights="offline",
+            extra={"decoder_atrous_rates": (6, 12, 18), "encoder_output_stride": 16},
+        ),
         ModelSpec("segformer", 2, encoder="mit_b0", encoder_weights="imagenet", in_channels=10),
     ],
     ids=["classic_unet", "deeplabv3plus", "segformer"],
@@ -60,11 +77,17 @@ def test_dynamic_world_is_its_fixed_network_with_any_head():
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ({"arch": "unet", "num_classes": 3, "encoders": "resnet18"}, "unknown model setting 'encoders' (did you mean 'encoder'?)"),
+        (
+            {"arch": "unet", "num_classes": 3, "encoders": "resnet18"},
+            "unknown model setting 'encoders' (did you mean 'encoder'?)",
+        ),
         ({"arch": "unet"}, "lack num_classes"),
         ({"arch": "uper_net", "num_classes": 3}, "did you mean 'upernet'"),
         ({"arch": "unet", "num_classes": 3, "encoder": "resnet-18"}, "did you mean 'resnet18'"),
-        ({"arch": "fpn", "num_classes": 3, "encoder": "tu-tf_efficientnet_lite_0"}, "did you mean 'tu-tf_efficientnet_lite0'"),
+        (
+            {"arch": "fpn", "num_classes": 3, "encoder": "tu-tf_efficientnet_lite_0"},
+            "did you mean 'tu-tf_efficientnet_lite0'",
+        ),
         ({"arch": "unet", "num_classes": 3, "encoder": None}, "needs an encoder"),
         ({"arch": "unet", "num_classes": 0}, "num_classes must be a positive integer"),
         ({"arch": "unet", "num_classes": True}, "num_classes must be a positive integer"),

@@ -8,9 +8,17 @@ from torch import nn
 from landseg.models.padding import PadToMultiple, mirror_pad, padded_size
 
 
-@pytest.mark.parametrize("size, multiple, min_size, expected", [
-    (67, 32, 1, 96), (64, 32, 1, 64), (1, 32, 1, 32), (67, 16, 128, 128), (130, 16, 128, 144), (93, 8, 8, 96),
-])
+@pytest.mark.parametrize(
+    "size, multiple, min_size, expected",
+    [
+        (67, 32, 1, 96),
+        (64, 32, 1, 64),
+        (1, 32, 1, 32),
+        (67, 16, 128, 128),
+        (130, 16, 128, 144),
+        (93, 8, 8, 96),
+    ],
+)
 def test_padded_size_is_the_next_multiple(size, multiple, min_size, expected):
     assert padded_size(size, multiple, min_size) == expected
 

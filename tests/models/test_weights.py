@@ -15,7 +15,13 @@ from PIL import Image
 
 from landseg.errors import ConfigError
 from landseg.models import ModelSpec, build_model, has_offline_weights, offline_normalization
-from landseg.models.weights import OFFLINE_VARIANTS, load_offline_classifier, timm_block_names, to_timm_keys, weights_path
+from landseg.models.weights import (
+    OFFLINE_VARIANTS,
+    load_offline_classifier,
+    timm_block_names,
+    to_timm_keys,
+    weights_path,
+)
 
 STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)
 """EfficientNet's seven stages; Lite keeps B0's strides at every size."""
@@ -37,8 +43,13 @@ def conv_bn(x, state, conv, bn, stride=1, depthwise=False, relu6=True):
     weight = state[f"{conv}.weight"]
     x = F.conv2d(tf_same_pad(x, weight.shape[-1], stride), weight, stride=stride, groups=x.shape[1] if depthwise else 1)
     x = F.batch_norm(
-        x, state[f"{bn}.running_mean"], state[f"{bn}.running_var"], state[f"{bn}.weight"], state[f"{bn}.bias"],
-        training=False, eps=1e-3,
+        x,
+        state[f"{bn}.running_mean"],
+        state[f"{bn}.running_var"],
+        state[f"{bn}.weight"],
+        state[f"{bn}.bias"],
+        training=False,
+        eps=1e-3,
     )
     return x.clamp(0, 6) if relu6 else x
 
@@ -131,7 +142,9 @@ def test_timm_network_is_the_tensorflow_lite_design():
     batch_norms = [m for m in classifier.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert batch_norms and all(m.eps == 1e-3 for m in batch_norms)
     assert not any("SqueezeExcite" in type(m).__name__ for m in classifier.modules())
-    activations = {type(m).__name__ for m in classifier.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.SiLU))}
+    activations = {
+        type(m).__name__ for m in classifier.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.SiLU))
+    }
     assert activations == {"ReLU6"}
     assert classifier.pretrained_cfg["mean"] == classifier.pretrained_cfg["std"] == (0.5, 0.5, 0.5)
     assert offline_normalization("tu-tf_efficientnet_lite0") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -156,7 +169,9 @@ def test_segmentation_encoder_gets_every_weight_and_computes_the_original_featur
 
 
 def test_more_bands_reuse_the_rgb_stem_rescaled():
-    model = build_model(ModelSpec("unet", 2, encoder="tu-tf_efficientnet_lite0", encoder_weights="offline", in_channels=4))
+    model = build_model(
+        ModelSpec("unet", 2, encoder="tu-tf_efficientnet_lite0", encoder_weights="offline", in_channels=4)
+    )
     stem = model.net.encoder.model.conv_stem.weight
     rgb = original_state("lite0")["_conv_stem.weight"]
     # timm's rule for pretrained stems: channels cycle through RGB, scaled by 3 / bands so that
@@ -174,7 +189,9 @@ def test_every_variant_maps_or_says_which_package_to_install(variant):
     classifier = load_offline_classifier(variant)
     batch = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(classifier(batch), reference_logits(original_state(variant), batch), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            classifier(batch), reference_logits(original_state(variant), batch), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_offline_weights_for_other_encoders_are_refused_with_the_ones_that_exist():

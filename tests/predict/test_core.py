@@ -34,9 +34,16 @@ GRID = Affine(2.0, 0.0, 500_000.0, 0.0, -2.0, 5_000_000.0)
 
 # -- the card: bands, normalization, classes ---------------------------------------------------------
 def pointwise_card(input_scale: float = 1.0, tile_size: int = 16, input_stats: dict | None = None) -> ModelCard:
-    return ModelCard(model={"architecture": "test-pointwise"}, schema=SCHEMA.to_dict(),
-                     normalization=NORMALIZATION.to_dict(), bands=BANDS, band_names=BAND_NAMES,
-                     input_scale=input_scale, tile_size=tile_size, input_stats=input_stats)
+    return ModelCard(
+        model={"architecture": "test-pointwise"},
+        schema=SCHEMA.to_dict(),
+        normalization=NORMALIZATION.to_dict(),
+        bands=BANDS,
+        band_names=BAND_NAMES,
+        input_scale=input_scale,
+        tile_size=tile_size,
+        input_stats=input_stats,
+    )
 
 
 def pointwise_conv() -> torch.nn.Conv2d:
@@ -46,8 +53,9 @@ def pointwise_conv() -> torch.nn.Conv2d:
 
 def pointwise_ensemble(network: torch.nn.Module | None = None, **card_options) -> Ensemble:
     network = network if network is not None else pointwise_conv()
-    member = Member(pointwise_card(**card_options), TorchNetwork(network, channels_last=False),
-                    Path("runs/pointwise.ckpt"))
+    member = Member(
+        pointwise_card(**card_options), TorchNetwork(network, channels_last=False), Path("runs/pointwise.ckpt")
+    )
     return Ensemble([member])
 
 
@@ -74,8 +82,16 @@ def random_scene(height: int = 37, width: int = 29, bands: int = 4, seed: int = 
 
 
 def write_tif(path: Path, data: np.ndarray, nodata=None, descriptions=None) -> Path:
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype,
-                   crs="EPSG:32632", transform=GRID, nodata=nodata)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs="EPSG:32632",
+        transform=GRID,
+        nodata=nodata,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         for band, description in enumerate(descriptions or [], 1):
@@ -119,7 +135,10 @@ def test_no_data_value_marks_pixels_invalid():
     valid[:5, :] = False
     valid[20, 3] = False
     expected = expected_classes(conv_of(ensemble), data)
-    for prediction in (predict_array(data, ensemble, nodata=0), predict_array(data, ensemble, PredictOptions(nodata=0))):
+    for prediction in (
+        predict_array(data, ensemble, nodata=0),
+        predict_array(data, ensemble, PredictOptions(nodata=0)),
+    ):
         np.testing.assert_array_equal(prediction.valid, valid)
         np.testing.assert_array_equal(prediction.probabilities.argmax(0)[valid], expected[valid])
         np.testing.assert_allclose(prediction.probabilities.sum(axis=0), 1.0, atol=1e-5)
@@ -137,8 +156,9 @@ def test_nan_and_inf_in_float_input_mark_pixels_invalid():
     np.testing.assert_array_equal(prediction.valid, valid)
     # NaN does not spread: every probability is finite and valid pixels keep their hand-computed class.
     assert np.isfinite(prediction.probabilities).all()
-    np.testing.assert_array_equal(prediction.probabilities.argmax(0)[valid],
-                                  expected_classes(conv_of(ensemble), data)[valid])
+    np.testing.assert_array_equal(
+        prediction.probabilities.argmax(0)[valid], expected_classes(conv_of(ensemble), data)[valid]
+    )
 
 
 def test_too_few_bands_names_the_file_the_counts_and_the_model(tmp_path):
@@ -228,10 +248,16 @@ def identity(bands: int) -> Normalization:
 
 
 def identity_ensemble(net: torch.nn.Module, bands: int = C, tta=None, device: str = "cpu") -> Ensemble:
-    card = ModelCard(model={}, schema=SCHEMA.to_dict(), normalization=identity(bands).to_dict(),
-                     bands=list(range(1, bands + 1)), tile_size=16)
-    return Ensemble([Member(card, TorchNetwork(net, device, channels_last=False), Path("net.ckpt"),
-                            torch.device(device))], tta)
+    card = ModelCard(
+        model={},
+        schema=SCHEMA.to_dict(),
+        normalization=identity(bands).to_dict(),
+        bands=list(range(1, bands + 1)),
+        tile_size=16,
+    )
+    return Ensemble(
+        [Member(card, TorchNetwork(net, device, channels_last=False), Path("net.ckpt"), torch.device(device))], tta
+    )
 
 
 def sliding(net: torch.nn.Module, image: np.ndarray, tta=None, **options) -> np.ndarray:
@@ -258,8 +284,12 @@ def seen_with_full_context(grid: TileGrid, reach: int) -> np.ndarray:
     for r in grid.rows:
         for c in grid.cols:
             inside = (rows >= r) & (rows < r + grid.tile) & (cols >= c) & (cols < c + grid.tile)
-            far = ((rows - r >= reach) & (r + grid.tile - 1 - rows >= reach)
-                   & (cols - c >= reach) & (c + grid.tile - 1 - cols >= reach))
+            far = (
+                (rows - r >= reach)
+                & (r + grid.tile - 1 - rows >= reach)
+                & (cols - c >= reach)
+                & (c + grid.tile - 1 - cols >= reach)
+            )
             ok &= ~inside | far
     return ok
 
@@ -382,8 +412,14 @@ def no_read(*args, **kwargs):
 def sampling_ensemble(image) -> Ensemble:
     """A card that records its training pixels, so that the core samples the input before predicting."""
     stats = pixel_stats([image], str(image.dtype)).to_dict()
-    card = ModelCard(model={}, schema=SCHEMA.to_dict(), normalization=identity(C).to_dict(), bands=[1, 2, 3],
-                     tile_size=16, input_stats=stats)
+    card = ModelCard(
+        model={},
+        schema=SCHEMA.to_dict(),
+        normalization=identity(C).to_dict(),
+        bands=[1, 2, 3],
+        tile_size=16,
+        input_stats=stats,
+    )
     ensemble = Ensemble([Member(card, conv_net(1), Path("net.ckpt"))])
     predict_array(image, ensemble)  # the options are the only thing wrong in the tests below
     return ensemble
@@ -419,8 +455,9 @@ def test_progress_reports_every_predicted_tile(tmp_path):
     path = write_tif(tmp_path / "scene.tif", data)
     started, done = [], []
     options = PredictOptions(block_width=16, batch_size=3, preview=False, areas=False)
-    result = predict_scene(path, pointwise_ensemble(), tmp_path / "out", options, on_start=started.append,
-                           on_tiles=done.append)
+    result = predict_scene(
+        path, pointwise_ensemble(), tmp_path / "out", options, on_start=started.append, on_tiles=done.append
+    )
     # Tiles straddling a block border are predicted once per block, and counted so.
     assert started == [result.tiles] and sum(done) == result.tiles
     assert result.tiles > scene_grid(40, 50, 16, 0.5).tile_count

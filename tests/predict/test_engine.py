@@ -29,8 +29,9 @@ NODATA = 0
 def pointwise_ensemble(network: torch.nn.Module | None = None) -> tuple[Ensemble, torch.nn.Module]:
     torch.manual_seed(3)
     network = network or torch.nn.Conv2d(3, K, 1)
-    card = ModelCard(model={}, schema=SCHEMA.to_dict(), normalization=NORMALIZATION.to_dict(), bands=[1, 2, 3],
-                     tile_size=128)
+    card = ModelCard(
+        model={}, schema=SCHEMA.to_dict(), normalization=NORMALIZATION.to_dict(), bands=[1, 2, 3], tile_size=128
+    )
     member = Member(card, TorchNetwork(network, precision="fp32", channels_last=False), Path("pointwise.ckpt"))
     return Ensemble([member]), network
 
@@ -47,8 +48,20 @@ def scene(tmp_path_factory) -> tuple[Path, np.ndarray]:
     data[:, :40, :90] = NODATA  # a no-data corner, all bands
     data[0, 300, 300] = NODATA  # one band only: still valid
     path = tmp_path_factory.mktemp("scene") / "scene.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=700, height=590, count=3, dtype="uint8", crs="EPSG:32632",
-                       transform=GRID, nodata=NODATA, tiled=True, compress="deflate") as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=700,
+        height=590,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32632",
+        transform=GRID,
+        nodata=NODATA,
+        tiled=True,
+        compress="deflate",
+    ) as dst:
         dst.write(data)
     return path, data
 
@@ -115,7 +128,7 @@ def test_areas_preview_and_record(predicted):
 
 def test_min_area_and_polygons(scene, tmp_path):
     pytest.importorskip("shapely")
-    path, data = scene
+    path, _data = scene
     ensemble, _ = pointwise_ensemble()
     options = PredictOptions(min_area=2000, polygons="geojson", preview=False, areas=False)
     result = predict_scene(path, ensemble, tmp_path, options)

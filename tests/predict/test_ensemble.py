@@ -20,8 +20,15 @@ K = SCHEMA.num_classes
 
 def card(bands, names=None, normalization=None, scale=1.0, schema=SCHEMA, tile=8) -> ModelCard:
     normalization = normalization or Normalization.symmetric(len(bands))
-    return ModelCard(model={}, schema=schema.to_dict(), normalization=normalization.to_dict(), bands=list(bands),
-                     band_names=names, input_scale=scale, tile_size=tile)
+    return ModelCard(
+        model={},
+        schema=schema.to_dict(),
+        normalization=normalization.to_dict(),
+        bands=list(bands),
+        band_names=names,
+        input_scale=scale,
+        tile_size=tile,
+    )
 
 
 def pointwise(in_channels: int, seed: int) -> torch.nn.Module:
@@ -101,8 +108,12 @@ def test_a_member_at_half_scale_sees_a_half_size_tile():
 def test_members_must_share_classes():
     other = get_schema("dubai")
     with pytest.raises(CheckpointError, match="share their classes"):
-        Ensemble([member(card([1, 2, 3]), pointwise(3, 0), "a.ckpt"),
-                  member(card([1, 2, 3], schema=other), pointwise(3, 0), "b.ckpt")])
+        Ensemble(
+            [
+                member(card([1, 2, 3]), pointwise(3, 0), "a.ckpt"),
+                member(card([1, 2, 3], schema=other), pointwise(3, 0), "b.ckpt"),
+            ]
+        )
 
 
 def test_engine_and_precision_choices(monkeypatch):

@@ -100,8 +100,18 @@ def test_a_region_with_no_valid_neighbour_keeps_its_class():
 
 def test_file_to_file_matches_in_memory(tmp_path):
     index = blotchy_map((70, 90), seed=9)
-    profile = dict(driver="GTiff", width=90, height=70, count=1, dtype="uint8", tiled=True, blockxsize=16,
-                   blockysize=16, crs="EPSG:32633", transform=Affine(10.0, 0.0, 0.0, 0.0, -10.0, 700.0))
+    profile = dict(
+        driver="GTiff",
+        width=90,
+        height=70,
+        count=1,
+        dtype="uint8",
+        tiled=True,
+        blockxsize=16,
+        blockysize=16,
+        crs="EPSG:32633",
+        transform=Affine(10.0, 0.0, 0.0, 0.0, -10.0, 700.0),
+    )
     with rasterio.open(tmp_path / "in.tif", "w", **profile) as dst:
         dst.write(index, 1)
     with rasterio.open(tmp_path / "other.tif", "w", **profile):

@@ -12,12 +12,12 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-import landseg.predict.onnx as onnx_module  # noqa: E402
-from landseg.errors import CheckpointError  # noqa: E402
-from landseg.predict.ensemble import load_ensemble  # noqa: E402
+import landseg.predict.onnx as onnx_module
+from landseg.errors import CheckpointError
+from landseg.predict.ensemble import load_ensemble
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_predict_command import write_checkpoint  # noqa: E402
+from test_predict_command import write_checkpoint
 
 
 @pytest.fixture
@@ -57,8 +57,9 @@ def test_export_beside_the_checkpoint_is_made_once(checkpoint_file, tmp_path, co
     assert len(now) == 1 and now[0] != beside[0] and len(counted_exports) == 2
 
 
-def test_a_folder_that_cannot_be_written_falls_back_to_the_user_cache(checkpoint_file, tmp_path, counted_exports,
-                                                                       monkeypatch):
+def test_a_folder_that_cannot_be_written_falls_back_to_the_user_cache(
+    checkpoint_file, tmp_path, counted_exports, monkeypatch
+):
     monkeypatch.setenv("LANDSEG_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "read_only"
     folder.mkdir()
@@ -69,6 +70,7 @@ def test_a_folder_that_cannot_be_written_falls_back_to_the_user_cache(checkpoint
 
         def refuse(path, mode):
             return False if Path(path) == folder else real_access(path, mode)
+
         monkeypatch.setattr(onnx_module.os, "access", refuse)
     try:
         load_ensemble([checkpoint], engine="onnxruntime", tile=32)

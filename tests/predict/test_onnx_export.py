@@ -11,13 +11,13 @@ import rasterio
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from landseg.errors import CheckpointError, ConfigError  # noqa: E402
-from landseg.predict.engine import PredictOptions, predict_scene  # noqa: E402
-from landseg.predict.ensemble import load_ensemble  # noqa: E402
-from landseg.predict.onnx import export_onnx  # noqa: E402
+from landseg.errors import CheckpointError, ConfigError
+from landseg.predict.engine import PredictOptions, predict_scene
+from landseg.predict.ensemble import load_ensemble
+from landseg.predict.onnx import export_onnx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_predict_command import write_checkpoint, write_scene  # noqa: E402
+from test_predict_command import write_checkpoint, write_scene
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_onnx_runtime_probabilities_equal_torch(exported):
 
 
 def test_scene_with_onnx_engine_matches_torch(exported, tmp_path):
-    checkpoint, onnx_path = exported
+    checkpoint, _onnx_path = exported
     scene = write_scene(tmp_path / "scene.tif", 7, size=(70, 90))
     maps = []
     for ensemble in (load_ensemble([checkpoint], engine="torch"), load_ensemble([checkpoint], engine="onnxruntime")):

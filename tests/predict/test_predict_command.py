@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from landseg.checkpoint import CARD_KEY, STATE_PREFIX, ModelCard
 from landseg.classes import get_schema
+from landseg.cli.predict import export_command, predict_command
 from landseg.errors import ConfigError, DataError
 from landseg.models import ModelSpec, build_model
 from landseg.normalization import Normalization
-from landseg.cli.predict import export_command, predict_command
+from landseg.predict.engine import PredictOptions
 from landseg.predict.inputs import find_inputs
 from landseg.predict.run import run_predict
-from landseg.predict.engine import PredictOptions
 
 SCHEMA = get_schema("synthetic")
 
@@ -29,8 +29,14 @@ def write_checkpoint(path: Path, seed: int, widths=(4, 8)) -> Path:
     torch.manual_seed(seed)
     spec = ModelSpec(arch="classic_unet", num_classes=SCHEMA.num_classes, encoder=None, widths=list(widths))
     network = build_model(spec)
-    card = ModelCard(model=spec.to_dict(), schema=SCHEMA.to_dict(), normalization=Normalization.symmetric(3).to_dict(),
-                     bands=[1, 2, 3], band_names=["red", "green", "blue"], tile_size=32)
+    card = ModelCard(
+        model=spec.to_dict(),
+        schema=SCHEMA.to_dict(),
+        normalization=Normalization.symmetric(3).to_dict(),
+        bands=[1, 2, 3],
+        band_names=["red", "green", "blue"],
+        tile_size=32,
+    )
     state = {STATE_PREFIX + k: v for k, v in network.state_dict().items()}
     torch.save({"hyper_parameters": {CARD_KEY: card.to_dict()}, "state_dict": state}, path)
     return path
@@ -38,8 +44,17 @@ def write_checkpoint(path: Path, seed: int, widths=(4, 8)) -> Path:
 
 def write_scene(path: Path, seed: int, size=(40, 52), bands: int = 3) -> Path:
     data = np.random.default_rng(seed).integers(1, 255, size=(bands, *size), dtype=np.uint8)
-    with rasterio.open(path, "w", driver="GTiff", width=size[1], height=size[0], count=bands, dtype="uint8",
-                       crs="EPSG:32631", transform=Affine(5.0, 0, 400_000.0, 0, -5.0, 4_000_000.0)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size[1],
+        height=size[0],
+        count=bands,
+        dtype="uint8",
+        crs="EPSG:32631",
+        transform=Affine(5.0, 0, 400_000.0, 0, -5.0, 4_000_000.0),
+    ) as dst:
         dst.write(data)
     return path
 
@@ -110,23 +125,52 @@ def test_typer_command_with_an_ensemble_and_extras(scenes, checkpoints, tmp_path
     app.command("predict")(predict_command)
     app.command("export")(export_command)
     out = tmp_path / "out"
-    args = ["predict", str(scenes / "one.tif"), "-c", str(checkpoints[0]), "-c", str(checkpoints[1]), "--out", str(out),
-            "--probabilities", "--min-area", "20", "--polygons", "geojson", "--overlap", "0.25", "--tta", "flips",
-            "--precision", "fp32"]
+    args = [
+        "predict",
+        str(scenes / "one.tif"),
+        "-c",
+        str(checkpoints[0]),
+        "-c",
+        str(checkpoints[1]),
+        "--out",
+        str(out),
+        "--probabilities",
+        "--min-area",
+        "20",
+        "--polygons",
+        "geojson",
+        "--overlap",
+        "0.25",
+        "--tta",
+        "flips",
+        "--precision",
+        "fp32",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     record = json.loads((out / "one_prediction.json").read_text())
     assert [Path(m).name for m in record["models"]] == ["a.ckpt", "b.ckpt"]
     assert record["options"]["min_area"] == 20 and record["options"]["overlap"] == 0.25
-    expected = {"one_classes.tif", "one_probabilities.tif", "one_color.png", "one_areas.csv", "one_areas.json",
-                "one_polygons.geojson", "one_prediction.json"}
+    expected = {
+        "one_classes.tif",
+        "one_probabilities.tif",
+        "one_color.png",
+        "one_areas.csv",
+        "one_areas.json",
+        "one_polygons.geojson",
+        "one_prediction.json",
+    }
     assert set(os.listdir(out)) == expected
     with rasterio.open(out / "one_probabilities.tif") as src:
         assert src.count == SCHEMA.num_classes
 
 
 def test_bad_options_fail_before_any_model_is_loaded(scenes, tmp_path):
-    for options in (PredictOptions(overlap=1.0), PredictOptions(blend="cosine"), PredictOptions(polygons="shp"),
-                    PredictOptions(min_area=-1)):
+    for options in (
+        PredictOptions(overlap=1.0),
+        PredictOptions(blend="cosine"),
+        PredictOptions(polygons="shp"),
+        PredictOptions(min_area=-1),
+    ):
         with pytest.raises(ConfigError):
             run_predict([scenes], [tmp_path / "missing.ckpt"], tmp_path / "out", options)

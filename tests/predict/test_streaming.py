@@ -1,5 +1,6 @@
 """The streamed engine against brute-force references: tile cover, blend weights, equality, seams."""
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +37,26 @@ def conv_net(layers: int = 1, seed: int = 0) -> torch.nn.Module:
 
 
 def ensemble_of(net: torch.nn.Module, tile: int) -> Ensemble:
-    card = ModelCard(model={}, schema=SCHEMA.to_dict(), normalization=NORMALIZATION.to_dict(), bands=[1, 2, 3],
-                     tile_size=tile)
+    card = ModelCard(
+        model={}, schema=SCHEMA.to_dict(), normalization=NORMALIZATION.to_dict(), bands=[1, 2, 3], tile_size=tile
+    )
     return Ensemble([Member(card, TorchNetwork(net, precision="fp32", channels_last=False), Path("net.ckpt"))])
 
 
 def write_raster(path: Path, data: np.ndarray, nodata=None) -> Path:
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype,
-                   crs="EPSG:32632", transform=Affine(2.0, 0.0, 400_000.0, 0.0, -2.0, 5_000_000.0), nodata=nodata,
-                   tiled=True, blockxsize=16, blockysize=16)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs="EPSG:32632",
+        transform=Affine(2.0, 0.0, 400_000.0, 0.0, -2.0, 5_000_000.0),
+        nodata=nodata,
+        tiled=True,
+        blockxsize=16,
+        blockysize=16,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
@@ -94,8 +106,14 @@ def padded_reference(net, data: np.ndarray, tile: int, overlap: float, blend: st
 
 @pytest.mark.parametrize(
     "blend, overlap, tile, block, batch",
-    [("hann", 0.5, 16, 40, 3), ("gaussian", 0.75, 32, 50, 16), ("uniform", 0.0, 16, 16, 4),
-     ("hann", 0.5, 16, 10_000, 1), ("uniform", 0.5, 16, 30, 7), ("gaussian", 0.25, 16, 50, 2)],
+    [
+        ("hann", 0.5, 16, 40, 3),
+        ("gaussian", 0.75, 32, 50, 16),
+        ("uniform", 0.0, 16, 16, 4),
+        ("hann", 0.5, 16, 10_000, 1),
+        ("uniform", 0.5, 16, 30, 7),
+        ("gaussian", 0.25, 16, 50, 2),
+    ],
 )
 def test_streamed_blocks_equal_the_whole_scene_in_memory(scene, blend, overlap, tile, block, batch):
     path, data = scene
@@ -106,7 +124,7 @@ def test_streamed_blocks_equal_the_whole_scene_in_memory(scene, blend, overlap, 
 
 
 def test_blocks_streamed_separately_add_up_to_the_whole_scene(scene):
-    path, data = scene
+    path, _data = scene
     net = conv_net(layers=2)
     ensemble = ensemble_of(net, 16)
     whole = streamed(path, ensemble, 16, 0.5, "hann", 3, 40)
@@ -115,22 +133,25 @@ def test_blocks_streamed_separately_add_up_to_the_whole_scene(scene):
         grid = scene_grid(dataset.height, dataset.width, 16, 0.5)
         pieces = np.full_like(whole, np.nan)
         for block in column_blocks(grid, 40)[::-1]:  # any order, one block at a time
-            for chunk in stream_probabilities(dataset, ensemble, plan, grid, blend_weights(16, "hann"), 3,
-                                              blocks=[block]):
+            for chunk in stream_probabilities(
+                dataset, ensemble, plan, grid, blend_weights(16, "hann"), 3, blocks=[block]
+            ):
                 (r0, r1), (c0, c1) = chunk.rows, chunk.cols
                 pieces[:, r0:r1, c0:c1] = chunk.probabilities
     np.testing.assert_array_equal(pieces, whole)
 
 
-@pytest.mark.parametrize("height, width, tile, overlap", [(91, 107, 16, 0.5), (5, 300, 32, 0.25), (1, 1, 8, 0.5),
-                                                          (40, 33, 40, 0.0), (64, 64, 16, 0.75)])
+@pytest.mark.parametrize(
+    "height, width, tile, overlap",
+    [(91, 107, 16, 0.5), (5, 300, 32, 0.25), (1, 1, 8, 0.5), (40, 33, 40, 0.0), (64, 64, 16, 0.75)],
+)
 def test_tiles_cover_the_padded_scene_exactly(height, width, tile, overlap):
     grid = scene_grid(height, width, tile, overlap)
     m = grid.margin
     for origins, length in ((grid.rows, height), (grid.cols, width)):
         extent = max(length + 2 * m, tile)
         assert origins[0] == -m and origins[-1] + tile == -m + extent  # flush with both padded edges
-        assert all(0 < b - a <= grid.stride for a, b in zip(origins, origins[1:]))  # no gaps, no repeats
+        assert all(0 < b - a <= grid.stride for a, b in itertools.pairwise(origins))  # no gaps, no repeats
     covered = np.zeros((height, width), dtype=int)
     for block in column_blocks(grid, block_width=3 * grid.stride):
         for row in grid.rows:
@@ -140,7 +161,7 @@ def test_tiles_cover_the_padded_scene_exactly(height, width, tile, overlap):
     assert covered.min() >= 1
     blocks = column_blocks(grid, block_width=3 * grid.stride)
     assert blocks[0].start == 0 and blocks[-1].stop == width
-    assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:]))
+    assert all(a.stop == b.start for a, b in itertools.pairwise(blocks))
     for block in blocks:  # a block lists exactly the tile columns that reach its columns
         assert set(block.tile_cols) == {c for c in grid.cols if c < block.stop and c + tile > block.start}
 
@@ -178,8 +199,9 @@ def test_reflected_reads_match_numpy_reflect_padding(tmp_path, length):
     path = write_raster(tmp_path / "small.tif", data)
     pad = 9
     expected = np.pad(data, ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
-    np.testing.assert_array_equal(reflect_indices(np.arange(-pad, length + pad), length),
-                                  np.pad(np.arange(length), pad, mode="reflect"))
+    np.testing.assert_array_equal(
+        reflect_indices(np.arange(-pad, length + pad), length), np.pad(np.arange(length), pad, mode="reflect")
+    )
     with rasterio.open(path) as dataset:
         for rows, cols in [((-pad, length + pad), (-pad, 5 + pad)), ((0, length), (1, 4)), ((-2, 1), (3, 5 + 4))]:
             window = read_reflected(dataset, [1, 2, 3], rows, cols)
@@ -230,8 +252,12 @@ def test_streamed_prediction_matches_one_pass_and_has_no_seams(tmp_path):
         disagree = result.argmax(0) != one_pass.argmax(0)
         grid = scene_grid(height, width, tile, overlap)
         near_border = distance_to_tile_borders(grid, height, width) < grid.stride / 4
-        return (disagree[near_border & away_from_edges].mean(), disagree[~near_border & away_from_edges].mean(),
-                result, grid)
+        return (
+            disagree[near_border & away_from_edges].mean(),
+            disagree[~near_border & away_from_edges].mean(),
+            result,
+            grid,
+        )
 
     for blend in ("gaussian", "hann"):
         seam_rate, interior_rate, result, grid = seam_and_interior_rates(0.5, blend)

@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -67,16 +68,16 @@ def test_tiles_cover_the_image_exactly(height, width, tile, overlap):
     padded_h, padded_w = max(height, tile), max(width, tile)
     coverage = np.zeros((padded_h, padded_w), dtype=int)
     for row, col in windows:
-        assert 0 <= row and row + tile <= padded_h
-        assert 0 <= col and col + tile <= padded_w
+        assert row >= 0 and row + tile <= padded_h
+        assert col >= 0 and col + tile <= padded_w
         coverage[row : row + tile, col : col + tile] += 1
     assert (coverage >= 1).all()
     rows = sorted({r for r, _ in windows})
     cols = sorted({c for _, c in windows})
     assert rows[-1] == padded_h - tile and cols[-1] == padded_w - tile
     # No gaps and no tile more than the stride from its predecessor.
-    assert all(0 < b - a <= stride for a, b in zip(rows, rows[1:]))
-    assert all(0 < b - a <= stride for a, b in zip(cols, cols[1:]))
+    assert all(0 < b - a <= stride for a, b in itertools.pairwise(rows))
+    assert all(0 < b - a <= stride for a, b in itertools.pairwise(cols))
 
 
 def test_image_smaller_than_tile_gets_one_window():
@@ -116,9 +117,13 @@ K = SCHEMA.num_classes
 
 def raw_ensemble(network: torch.nn.Module, bands: int) -> Ensemble:
     """``network`` fed the pixels as they are: identity normalization, every band in order."""
-    card = ModelCard(model={}, schema=SCHEMA.to_dict(),
-                     normalization=Normalization(mean=(0.0,) * bands, std=(1.0,) * bands).to_dict(),
-                     bands=list(range(1, bands + 1)), tile_size=16)
+    card = ModelCard(
+        model={},
+        schema=SCHEMA.to_dict(),
+        normalization=Normalization(mean=(0.0,) * bands, std=(1.0,) * bands).to_dict(),
+        bands=list(range(1, bands + 1)),
+        tile_size=16,
+    )
     return Ensemble([Member(card, network, Path("net.ckpt"))])
 
 

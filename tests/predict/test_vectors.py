@@ -35,8 +35,17 @@ def class_map(seed: int = 0) -> np.ndarray:
 def write_class_raster(path, index: np.ndarray, crs="EPSG:32632", transform=GRID):
     """A class raster on ``GRID`` in UTM 32N, or with ``crs=None, transform=None`` a plain photo's grid."""
     grid = {} if crs is None else {"crs": crs, "transform": transform}
-    with rasterio.open(path, "w", driver="GTiff", width=index.shape[1], height=index.shape[0], count=1,
-                       dtype="uint8", nodata=IGNORE_INDEX, **grid) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=index.shape[1],
+        height=index.shape[0],
+        count=1,
+        dtype="uint8",
+        nodata=IGNORE_INDEX,
+        **grid,
+    ) as dst:
         dst.write(index, 1)
     return path
 
@@ -79,7 +88,7 @@ def test_written_geojson_is_georeferenced_and_complete(tmp_path):
         assert geometry.area == pytest.approx(props["pixels"] * 100.0)
         assert props["area_m2"] == pytest.approx(props["pixels"] * 100.0)
         minx, miny, maxx, maxy = geometry.bounds
-        assert 600_000 <= minx and maxx <= 600_000 + 540 and 5_200_000 - 560 <= miny and maxy <= 5_200_000
+        assert minx >= 600_000 and maxx <= 600_000 + 540 and miny >= 5_200_000 - 560 and maxy <= 5_200_000
         pixels[props["class_index"]] = pixels.get(props["class_index"], 0) + props["pixels"]
     assert pixels == {v: int((index == v).sum()) for v in range(5) if (index == v).any()}
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
@@ -114,13 +123,16 @@ def test_geojson_reprojected_to_wgs84_follows_rfc_7946(tmp_path):
     index = class_map(seed=2)
     raster = write_class_raster(tmp_path / "classes.tif", index)
     native = json.loads(write_polygons(raster, tmp_path / "native.geojson", SCHEMA, strip=8).read_text())
-    wgs84 = json.loads(write_polygons(raster, tmp_path / "wgs84.geojson", SCHEMA, strip=8, to_crs="EPSG:4326")
-                       .read_text())
+    wgs84 = json.loads(
+        write_polygons(raster, tmp_path / "wgs84.geojson", SCHEMA, strip=8, to_crs="EPSG:4326").read_text()
+    )
     assert "crs" not in wgs84  # WGS 84 longitude, latitude is GeoJSON's own
     assert len(wgs84["features"]) == len(native["features"])
-    for projected, geographic in zip(native["features"], wgs84["features"]):
+    for projected, geographic in zip(native["features"], wgs84["features"], strict=False):
         assert projected["properties"] == geographic["properties"]
-        assert geographic["properties"]["color"] == color_hex(SCHEMA.classes[geographic["properties"]["class_index"]].color)
+        assert geographic["properties"]["color"] == color_hex(
+            SCHEMA.classes[geographic["properties"]["class_index"]].color
+        )
         expected = rasterio.warp.transform_geom("EPSG:32632", "EPSG:4326", projected["geometry"])
         np.testing.assert_allclose(geographic["geometry"]["coordinates"][0], expected["coordinates"][0], atol=1e-12)
     lon, lat = wgs84["features"][0]["geometry"]["coordinates"][0][0]
@@ -134,5 +146,6 @@ def test_a_plain_photo_keeps_pixel_coordinates_and_says_so(tmp_path):
     collection = json.loads(write_polygons(raster, tmp_path / "p.geojson", SCHEMA, to_crs="EPSG:4326").read_text())
     assert collection["coordinates_in"] == "pixel column, row" and "crs" not in collection
     shapes = [(f["geometry"], f["properties"]["class_index"]) for f in collection["features"]]
-    np.testing.assert_array_equal(features.rasterize(shapes, out_shape=index.shape, fill=IGNORE_INDEX, dtype="uint8"),
-                                  index)
+    np.testing.assert_array_equal(
+        features.rasterize(shapes, out_shape=index.shape, fill=IGNORE_INDEX, dtype="uint8"), index
+    )

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_helpers import save_tiny_checkpoint
 
 from landseg.data.synthetic import make_synthetic_dataset
-
-from reliability_helpers import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,11 @@ def save_tiny_checkpoint(path: Path, bands: int = 3, tile: int = 64) -> Path:
         torch.manual_seed(0)
         network = build_model(spec)
     card = ModelCard(
-        model=spec.to_dict(), schema=SCHEMA.to_dict(), normalization=Normalization.symmetric(bands).to_dict(),
-        bands=list(range(1, bands + 1)), tile_size=tile,
+        model=spec.to_dict(),
+        schema=SCHEMA.to_dict(),
+        normalization=Normalization.symmetric(bands).to_dict(),
+        bands=list(range(1, bands + 1)),
+        tile_size=tile,
     )
     state = {STATE_PREFIX + k: v for k, v in network.state_dict().items()}
     checkpoint = {"epoch": 0, "global_step": 1, "hyper_parameters": {CARD_KEY: card.to_dict()}, "state_dict": state}
@@ -49,12 +52,20 @@ def truncate(path: Path, keep: float = 0.5) -> Path:
     return path
 
 
-def write_geotiff(path: Path, data: np.ndarray, transform=None, crs: str | None = "EPSG:32632", nodata=None,
-                  **profile) -> Path:
+def write_geotiff(
+    path: Path, data: np.ndarray, transform=None, crs: str | None = "EPSG:32632", nodata=None, **profile
+) -> Path:
     """``(C, H, W)`` or ``(H, W)`` array as a GeoTIFF; default grid 0.5 m in UTM 32N."""
     data = data[None] if data.ndim == 2 else data
-    options = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=str(data.dtype), transform=transform or from_origin(500000, 5200000, 0.5, 0.5), nodata=nodata)
+    options = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=str(data.dtype),
+        transform=transform or from_origin(500000, 5200000, 0.5, 0.5),
+        nodata=nodata,
+    )
     if crs is not None:
         options["crs"] = crs
     options.update(profile)
@@ -69,8 +80,10 @@ def experiment(root: Path, train_ids=("000", "001"), val_ids=("002",), **section
     config = {
         "name": "reliability",
         "data": {
-            "root": str(root), "schema": "synthetic",
-            "images": "images/scene_{id}.tif", "masks": "masks/scene_{id}.tif",
+            "root": str(root),
+            "schema": "synthetic",
+            "images": "images/scene_{id}.tif",
+            "masks": "masks/scene_{id}.tif",
             "split": {"field": "id", "train": list(train_ids), "val": list(val_ids)},
         },
         "model": {"arch": "classic_unet", "encoder": None, "encoder_weights": None, "widths": TINY_WIDTHS},
@@ -105,8 +118,11 @@ def visible_files(folder: Path) -> list[str]:
     """Every non-hidden file under ``folder`` (hidden ones are temporaries), relative, sorted."""
     if not folder.exists():
         return []
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def all_files(folder: Path) -> list[str]:

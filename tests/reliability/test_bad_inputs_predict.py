@@ -11,13 +11,18 @@ import pytest
 import rasterio
 import torch
 from PIL import Image
+from reliability_helpers import (
+    assert_one_line_error,
+    experiment,
+    save_tiny_checkpoint,
+    truncate,
+    visible_files,
+    write_geotiff,
+    write_yaml,
+)
 from typer.testing import CliRunner
 
 from landseg.cli import app
-
-from reliability_helpers import (
-    assert_one_line_error, experiment, save_tiny_checkpoint, truncate, visible_files, write_geotiff, write_yaml,
-)
 
 runner = CliRunner()
 
@@ -188,8 +193,9 @@ def evaluate(checkpoint, config, out):
 def test_evaluate_with_a_checkpoint_of_another_class_count(tmp_path, clean_scenes, tiny_checkpoint):
     config = evaluation_config(tmp_path, clean_scenes, schema="landcoverai")
     result = evaluate(tiny_checkpoint, config, tmp_path / "eval")
-    assert_one_line_error(result, "tiny.ckpt",
-                          "model predicts classes ['Field', 'Forest', 'Water', 'Road', 'Building']")
+    assert_one_line_error(
+        result, "tiny.ckpt", "model predicts classes ['Field', 'Forest', 'Water', 'Road', 'Building']"
+    )
     assert visible_files(tmp_path / "eval") == []
 
 

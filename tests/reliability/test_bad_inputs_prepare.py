@@ -11,13 +11,13 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject, transform_bounds
-from rasterio.windows import Window, bounds as window_bounds
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
+from reliability_helpers import assert_one_line_error, truncate, visible_files, write_geotiff, write_yaml
 from typer.testing import CliRunner
 
 from landseg.cli import app
 from landseg.data.synthetic import generate_scene
-
-from reliability_helpers import assert_one_line_error, truncate, visible_files, write_geotiff, write_yaml
 
 runner = CliRunner()
 UTM = "EPSG:32632"
@@ -38,9 +38,13 @@ def raw(tmp_path_factory):
 
 
 def prepare(tmp_path, scenes, **sections):
-    config = {"out": str(tmp_path / "prepared"), "schema": "synthetic",
-              "input": {"scenes": [{"image": str(i), "label": str(m)} for i, m in scenes]},
-              "tiling": {"size": 32}, "split": {"ratios": {"train": 0.5, "val": 0.5}}}
+    config = {
+        "out": str(tmp_path / "prepared"),
+        "schema": "synthetic",
+        "input": {"scenes": [{"image": str(i), "label": str(m)} for i, m in scenes]},
+        "tiling": {"size": 32},
+        "split": {"ratios": {"train": 0.5, "val": 0.5}},
+    }
     config.update(sections)
     path = write_yaml(tmp_path / "prepare.yaml", config)
     return runner.invoke(app, ["prepare", "all", str(path)])
@@ -68,16 +72,26 @@ def label_elsewhere(raw, folder):
     """A label 100 km east of its image: readable, georeferenced, and useless."""
     with rasterio.open(raw / "label1.tif") as src:
         labels = src.read(1)
-    write_geotiff(folder / "bad.tif", labels, transform=from_origin(ORIGIN[0] + 100_000, ORIGIN[1], PIXEL, PIXEL),
-                  crs=UTM, nodata=255)
+    write_geotiff(
+        folder / "bad.tif",
+        labels,
+        transform=from_origin(ORIGIN[0] + 100_000, ORIGIN[1], PIXEL, PIXEL),
+        crs=UTM,
+        nodata=255,
+    )
     return raw / "scene1.tif", folder / "bad.tif"
 
 
 def two_band_label(raw, folder):
     with rasterio.open(raw / "label1.tif") as src:
         labels, transform = src.read(1), src.transform
-    write_geotiff(folder / "bad.tif", np.stack([labels, labels]), transform=from_origin(
-        transform.c, transform.f, PIXEL / 2, PIXEL / 2), crs=UTM, nodata=255)
+    write_geotiff(
+        folder / "bad.tif",
+        np.stack([labels, labels]),
+        transform=from_origin(transform.c, transform.f, PIXEL / 2, PIXEL / 2),
+        crs=UTM,
+        nodata=255,
+    )
     return raw / "scene1.tif", folder / "bad.tif"
 
 
@@ -112,8 +126,17 @@ def test_label_in_another_crs_is_reprojected_onto_the_image_grid(tmp_path, raw):
     step = (bounds[2] - bounds[0]) / 128
     geographic = from_origin(bounds[0], bounds[3], step, (bounds[3] - bounds[1]) / 128)
     warped = np.full((128, 128), 255, np.uint8)
-    reproject(labels, warped, src_transform=transform, src_crs=UTM, dst_transform=geographic, dst_crs="EPSG:4326",
-              resampling=Resampling.nearest, src_nodata=255, dst_nodata=255)
+    reproject(
+        labels,
+        warped,
+        src_transform=transform,
+        src_crs=UTM,
+        dst_transform=geographic,
+        dst_crs="EPSG:4326",
+        resampling=Resampling.nearest,
+        src_nodata=255,
+        dst_nodata=255,
+    )
     write_geotiff(tmp_path / "label_wgs84.tif", warped, transform=geographic, crs="EPSG:4326", nodata=255)
     result = prepare(tmp_path, [good(raw, 1), (raw / "scene0.tif", tmp_path / "label_wgs84.tif")])
     assert result.exit_code == 0, result.output
@@ -134,14 +157,16 @@ def test_scene_that_loses_every_chip_is_reported_not_fatal(tmp_path, raw):
     lines = [line for line in result.output.splitlines() if line.startswith("no chips kept")]
     assert len(lines) == 1 and "black.tif" in lines[0] and "blank_image: 4" in lines[0]
     report = json.loads((tmp_path / "prepared" / "filters.json").read_text())
-    assert report["scenes_without_chips"] == [{"scene": "black", "image": str(tmp_path / "black.tif"),
-                                               "chips": {"blank_image": 4}}]
+    assert report["scenes_without_chips"] == [
+        {"scene": "black", "image": str(tmp_path / "black.tif"), "chips": {"blank_image": 4}}
+    ]
     assert report["kept"] == 4
 
 
 def test_no_chip_kept_at_all_is_one_line(tmp_path, raw):
-    result = prepare(tmp_path, [good(raw)], filters={"min_valid_fraction": 1.0, "max_class_fraction": {
-        "max_fraction": 0.01}})
+    result = prepare(
+        tmp_path, [good(raw)], filters={"min_valid_fraction": 1.0, "max_class_fraction": {"max_fraction": 0.01}}
+    )
     assert_one_line_error(result, "filters.json", "no chips were kept")
     assert not (tmp_path / "prepared" / "splits").exists()
 

@@ -5,11 +5,10 @@ truncated, mislabelled and wrong-band uploads: ``tests/serve/test_serve_api.py``
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+from reliability_helpers import assert_one_line_error, truncate
 from typer.testing import CliRunner
 
 from landseg.cli import app
-
-from reliability_helpers import assert_one_line_error, truncate
 
 pytest.importorskip("fastapi", reason="landseg serve needs fastapi")
 testclient = pytest.importorskip("fastapi.testclient", reason="the API tests need httpx")
@@ -33,9 +32,22 @@ def test_serve_refuses_a_truncated_checkpoint_before_listening(tmp_path, tiny_ch
 
 def enormous_geotiff(path, side=60_000):
     """A valid GeoTIFF of ``side`` x ``side`` pixels that holds no data blocks at all (a small file)."""
-    with rasterio.open(path, "w", driver="GTiff", width=side, height=side, count=3, dtype="uint8", tiled=True,
-                       blockxsize=1024, blockysize=1024, sparse_ok=True, compress="deflate", crs="EPSG:32632",
-                       transform=from_origin(500000, 5200000, 0.5, 0.5)):
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=side,
+        height=side,
+        count=3,
+        dtype="uint8",
+        tiled=True,
+        blockxsize=1024,
+        blockysize=1024,
+        sparse_ok=True,
+        compress="deflate",
+        crs="EPSG:32632",
+        transform=from_origin(500000, 5200000, 0.5, 0.5),
+    ):
         pass
     return path
 

@@ -10,14 +10,18 @@ import rasterio
 import yaml
 from PIL import Image
 from rasterio.transform import from_origin
+from reliability_helpers import (
+    assert_one_line_error,
+    copy_dataset,
+    experiment,
+    truncate,
+    write_geotiff,
+    write_yaml,
+)
 from typer.testing import CliRunner
 
 from landseg.cli import app
 from landseg.errors import DataError
-
-from reliability_helpers import (
-    assert_one_line_error, copy_dataset, experiment, truncate, write_geotiff, write_yaml,
-)
 
 runner = CliRunner()
 
@@ -70,8 +74,13 @@ def photo_pairs(root, count=2, size=48):
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / "images" / f"p{i}.jpg")
         Image.fromarray(colours[rng.integers(0, 3, (size, size))]).save(root / "masks" / f"p{i}.png")
     return {
-        "data": {"root": str(root), "schema": "dubai", "images": "images/{name}.jpg", "masks": "masks/{name}.png",
-                 "split": {"ratios": {"train": 1.0}}},
+        "data": {
+            "root": str(root),
+            "schema": "dubai",
+            "images": "images/{name}.jpg",
+            "masks": "masks/{name}.png",
+            "split": {"ratios": {"train": 1.0}},
+        },
         "model": {"arch": "classic_unet", "encoder": None, "encoder_weights": None, "widths": [8, 16]},
         "train": {"crop_size": 32, "batch_size": 1, "epochs": 1, "steps_per_epoch": 1},
     }
@@ -113,8 +122,9 @@ def test_size_mismatch_beyond_tolerance(tmp_path, scenes):
         labels, transform = src.read(1), src.transform
     write_geotiff(scenes / "masks" / "scene_000.tif", labels[:60, :59], transform=transform, nodata=255)
     result = train(experiment(scenes), tmp_path)
-    assert_one_line_error(result, "masks/scene_000.tif", "mask is 59x60 but its image scene_000.tif is 64x64",
-                          "tolerance 2 px")
+    assert_one_line_error(
+        result, "masks/scene_000.tif", "mask is 59x60 but its image scene_000.tif is 64x64", "tolerance 2 px"
+    )
 
 
 def test_missing_masks_are_listed(tmp_path, scenes):
@@ -140,8 +150,13 @@ def test_all_nodata_training_images(tmp_path, scenes):
 def test_mask_in_another_crs(tmp_path, scenes):
     with rasterio.open(scenes / "masks" / "scene_001.tif") as src:
         labels = src.read(1)
-    write_geotiff(scenes / "masks" / "scene_001.tif", labels, transform=from_origin(9.0, 46.95, 5e-6, 5e-6),
-                  crs="EPSG:4326", nodata=255)
+    write_geotiff(
+        scenes / "masks" / "scene_001.tif",
+        labels,
+        transform=from_origin(9.0, 46.95, 5e-6, 5e-6),
+        crs="EPSG:4326",
+        nodata=255,
+    )
     result = train(experiment(scenes), tmp_path)
     assert_one_line_error(result, "masks/scene_001.tif", "mask is in EPSG:4326", "landseg prepare align")
 
@@ -149,8 +164,9 @@ def test_mask_in_another_crs(tmp_path, scenes):
 def test_mask_that_does_not_overlap_its_image(tmp_path, scenes):
     with rasterio.open(scenes / "masks" / "scene_000.tif") as src:
         labels = src.read(1)
-    write_geotiff(scenes / "masks" / "scene_000.tif", labels, transform=from_origin(600000, 5300000, 0.5, 0.5),
-                  nodata=255)
+    write_geotiff(
+        scenes / "masks" / "scene_000.tif", labels, transform=from_origin(600000, 5300000, 0.5, 0.5), nodata=255
+    )
     result = train(experiment(scenes), tmp_path)
     assert_one_line_error(result, "masks/scene_000.tif", "mask does not overlap its image scene_000.tif")
 
@@ -168,8 +184,12 @@ def test_half_pixel_offset_is_accepted(tmp_path, scenes):
     """Pixel-is-point and pixel-is-area GeoTIFFs of one grid differ by half a pixel: not an error."""
     with rasterio.open(scenes / "masks" / "scene_000.tif") as src:
         labels, transform = src.read(1), src.transform
-    write_geotiff(scenes / "masks" / "scene_000.tif", labels, nodata=255,
-                  transform=from_origin(transform.c - 0.25, transform.f + 0.25, 0.5, 0.5))
+    write_geotiff(
+        scenes / "masks" / "scene_000.tif",
+        labels,
+        nodata=255,
+        transform=from_origin(transform.c - 0.25, transform.f + 0.25, 0.5, 0.5),
+    )
     result = train(experiment(scenes), tmp_path)
     assert result.exit_code == 0, result.output
 
@@ -199,11 +219,14 @@ def test_nan_and_inf_in_float_images_are_no_data(tmp_path, scenes):
     assert np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["val_loss"]))
 
 
-@pytest.mark.parametrize("typo, hint", [
-    ("train.batch_sise=2", "did you mean 'batch_size'"),
-    ("train.optimizer.weight_decy=0.1", "did you mean 'weight_decay'"),
-    ("data.nodta=0", "did you mean 'nodata'"),
-])
+@pytest.mark.parametrize(
+    "typo, hint",
+    [
+        ("train.batch_sise=2", "did you mean 'batch_size'"),
+        ("train.optimizer.weight_decy=0.1", "did you mean 'weight_decay'"),
+        ("data.nodta=0", "did you mean 'nodata'"),
+    ],
+)
 def test_misspelled_config_keys_suggest_the_right_one(tmp_path, scenes, typo, hint):
     result = train(experiment(scenes), tmp_path, "--set", typo)
     assert_one_line_error(result, "experiment.yaml", hint)
@@ -219,9 +242,22 @@ def test_debug_shows_the_traceback(tmp_path, scenes):
 def test_enormous_declared_image_is_refused_before_allocating(tmp_path, scenes):
     """A valid GeoTIFF declaring 60000 x 60000 x 3 pixels but holding no data blocks (a small file):
     refused from its header, not by running out of memory."""
-    with rasterio.open(scenes / "images" / "scene_001.tif", "w", driver="GTiff", width=60_000, height=60_000,
-                       count=3, dtype="uint8", tiled=True, blockxsize=1024, blockysize=1024, sparse_ok=True,
-                       compress="deflate", crs="EPSG:32632", transform=from_origin(500000, 5200000, 0.5, 0.5)):
+    with rasterio.open(
+        scenes / "images" / "scene_001.tif",
+        "w",
+        driver="GTiff",
+        width=60_000,
+        height=60_000,
+        count=3,
+        dtype="uint8",
+        tiled=True,
+        blockxsize=1024,
+        blockysize=1024,
+        sparse_ok=True,
+        compress="deflate",
+        crs="EPSG:32632",
+        transform=from_origin(500000, 5200000, 0.5, 0.5),
+    ):
         pass
     assert (scenes / "images" / "scene_001.tif").stat().st_size < 2_000_000
     result = train(experiment(scenes), tmp_path)

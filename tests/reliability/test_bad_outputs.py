@@ -11,11 +11,10 @@ import os
 
 import pytest
 import torch
+from reliability_helpers import all_files, assert_one_line_error, experiment, write_yaml
 from typer.testing import CliRunner
 
 from landseg.cli import app
-
-from reliability_helpers import all_files, assert_one_line_error, experiment, write_yaml
 
 runner = CliRunner()
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -34,8 +33,17 @@ def blocker(tmp_path):
 
 
 def test_predict_into_a_folder_below_a_regular_file(tmp_path, clean_scenes, tiny_checkpoint, blocker):
-    result = runner.invoke(app, ["predict", "--checkpoint", str(tiny_checkpoint),
-                                 str(clean_scenes / "images" / "scene_000.tif"), "--out", str(blocker / "maps")])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            str(clean_scenes / "images" / "scene_000.tif"),
+            "--out",
+            str(blocker / "maps"),
+        ],
+    )
     assert_one_line_error(result, str(blocker), "Not a directory")
 
 
@@ -47,8 +55,18 @@ def test_train_into_a_folder_below_a_regular_file(tmp_path, clean_scenes, blocke
 
 def test_evaluate_into_a_folder_below_a_regular_file(tmp_path, clean_scenes, tiny_checkpoint, blocker):
     config = write_yaml(tmp_path / "experiment.yaml", experiment(clean_scenes))
-    result = runner.invoke(app, ["evaluate", "--checkpoint", str(tiny_checkpoint), "--config", str(config),
-                                 "--out", str(blocker / "evaluation")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--config",
+            str(config),
+            "--out",
+            str(blocker / "evaluation"),
+        ],
+    )
     assert_one_line_error(result, str(blocker), "Not a directory")
 
 
@@ -58,8 +76,17 @@ def test_predict_into_a_read_only_folder(tmp_path, clean_scenes, tiny_checkpoint
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        result = runner.invoke(app, ["predict", "--checkpoint", str(tiny_checkpoint),
-                                     str(clean_scenes / "images" / "scene_000.tif"), "--out", str(folder)])
+        result = runner.invoke(
+            app,
+            [
+                "predict",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                str(clean_scenes / "images" / "scene_000.tif"),
+                "--out",
+                str(folder),
+            ],
+        )
         assert_one_line_error(result, str(folder), "ermission denied")
         assert all_files(folder) == []
     finally:
@@ -70,8 +97,17 @@ def test_predict_on_a_full_disk(tmp_path, clean_scenes, tiny_checkpoint, monkeyp
     """The kernel reports a full disk when the data is flushed; the output must not appear at all."""
     monkeypatch.setattr(os, "fsync", disk_full)
     out = tmp_path / "maps"
-    result = runner.invoke(app, ["predict", "--checkpoint", str(tiny_checkpoint),
-                                 str(clean_scenes / "images" / "scene_000.tif"), "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            str(clean_scenes / "images" / "scene_000.tif"),
+            "--out",
+            str(out),
+        ],
+    )
     assert_one_line_error(result, str(out / "scene_000_"), "No space left on device")
     assert all_files(out) == []  # not even a hidden temporary
 
@@ -86,7 +122,7 @@ def test_training_checkpoint_on_a_full_disk(tmp_path, clean_scenes, monkeypatch)
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", str(config), "--out", str(run)])
     assert_one_line_error(result, str(run / "checkpoints"), ".ckpt: cannot write checkpoint (No space left on device)")
-    assert [name for name in all_files(run / "checkpoints")] == []
+    assert list(all_files(run / "checkpoints")) == []
 
 
 def test_prepare_on_a_disk_that_fills_up_mid_run(tmp_path, clean_scenes, monkeypatch):
@@ -97,14 +133,25 @@ def test_prepare_on_a_disk_that_fills_up_mid_run(tmp_path, clean_scenes, monkeyp
         return real_fsync(descriptor) if len(calls) < 3 else disk_full()
 
     monkeypatch.setattr(os, "fsync", fills_up_at_the_third_file)
-    config = write_yaml(tmp_path / "prepare.yaml", {
-        "out": str(tmp_path / "prepared"), "schema": "synthetic",
-        "input": {"scenes": [{"image": str(clean_scenes / "images" / "scene_000.tif"),
-                              "label": str(clean_scenes / "masks" / "scene_000.tif")}]},
-        "tiling": {"size": 32},
-    })
+    config = write_yaml(
+        tmp_path / "prepare.yaml",
+        {
+            "out": str(tmp_path / "prepared"),
+            "schema": "synthetic",
+            "input": {
+                "scenes": [
+                    {
+                        "image": str(clean_scenes / "images" / "scene_000.tif"),
+                        "label": str(clean_scenes / "masks" / "scene_000.tif"),
+                    }
+                ]
+            },
+            "tiling": {"size": 32},
+        },
+    )
     result = runner.invoke(app, ["prepare", "all", str(config)])
     # prepare.yaml and the first chip image were written; the first chip mask hits the full disk.
-    assert_one_line_error(result, str(tmp_path / "prepared" / "masks" / "scene_000_r00000_c00000.tif"),
-                          "No space left on device")
+    assert_one_line_error(
+        result, str(tmp_path / "prepared" / "masks" / "scene_000_r00000_c00000.tif"), "No space left on device"
+    )
     assert [name for name in all_files(tmp_path / "prepared") if ".partial" in name] == []

@@ -16,26 +16,39 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.rpc import RPC
+from reliability_helpers import assert_one_line_error, visible_files
 from typer.testing import CliRunner
 
 from landseg.cli import app
 from landseg.predict.engine import PredictOptions, output_bytes, predict_scene
 from landseg.predict.ensemble import load_ensemble
 
-from reliability_helpers import assert_one_line_error, visible_files
-
 runner = CliRunner()
 SIZE = 64
 RASTERS = ("classes", "probabilities", "confidence")
 UTM = CRS.from_epsg(32632)
 # Ground control points of a 0.5 m grid in UTM 32N, one per corner and one inside (row, col, x, y).
-GCPS = [GroundControlPoint(row, col, 500_000.0 + 0.5 * col, 5_200_000.0 - 0.5 * row, id=str(i))
-        for i, (row, col) in enumerate([(0, 0), (0, SIZE), (SIZE, 0), (SIZE, SIZE), (20, 40)])]
+GCPS = [
+    GroundControlPoint(row, col, 500_000.0 + 0.5 * col, 5_200_000.0 - 0.5 * row, id=str(i))
+    for i, (row, col) in enumerate([(0, 0), (0, SIZE), (SIZE, 0), (SIZE, SIZE), (20, 40)])
+]
 # A sensor model near 47 N 8 E that maps line and sample linearly to latitude and longitude.
-RPCS = RPC(height_off=500.0, height_scale=500.0, lat_off=47.0, lat_scale=0.01, long_off=8.0, long_scale=0.01,
-           line_off=SIZE / 2, line_scale=SIZE / 2, samp_off=SIZE / 2, samp_scale=SIZE / 2,
-           line_num_coeff=[0.0, 0.0, -1.0] + [0.0] * 17, line_den_coeff=[1.0] + [0.0] * 19,
-           samp_num_coeff=[0.0, 1.0] + [0.0] * 18, samp_den_coeff=[1.0] + [0.0] * 19)
+RPCS = RPC(
+    height_off=500.0,
+    height_scale=500.0,
+    lat_off=47.0,
+    lat_scale=0.01,
+    long_off=8.0,
+    long_scale=0.01,
+    line_off=SIZE / 2,
+    line_scale=SIZE / 2,
+    samp_off=SIZE / 2,
+    samp_scale=SIZE / 2,
+    line_num_coeff=[0.0, 0.0, -1.0] + [0.0] * 17,
+    line_den_coeff=[1.0] + [0.0] * 19,
+    samp_num_coeff=[0.0, 1.0] + [0.0] * 18,
+    samp_den_coeff=[1.0] + [0.0] * 19,
+)
 OPTIONS = PredictOptions(probabilities=True, confidence=True, polygons="geojson", min_area=3)
 
 
@@ -45,8 +58,9 @@ def pixels(seed: int = 0) -> np.ndarray:
 
 
 def write_image(path, **georeferencing):
-    with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=3, dtype="uint8",
-                       **georeferencing) as dst:
+    with rasterio.open(
+        path, "w", driver="GTiff", width=SIZE, height=SIZE, count=3, dtype="uint8", **georeferencing
+    ) as dst:
         dst.write(pixels())
     return path
 
@@ -86,7 +100,7 @@ def test_gcp_input_keeps_its_gcps_and_crs_in_every_raster_and_its_areas_are_mark
     assert record["kind"] == "gcps" and record["gcps"] == 5 and "approximate" in record["note"]
 
     polygons = json.loads(result.paths["polygons"].read_text())
-    xs, ys = zip(*(point for f in polygons["features"] for point in f["geometry"]["coordinates"][0]))
+    xs, ys = zip(*(point for f in polygons["features"] for point in f["geometry"]["coordinates"][0]), strict=False)
     assert min(xs) == pytest.approx(500_000.0) and max(xs) == pytest.approx(500_000.0 + 0.5 * SIZE)
     assert max(ys) == pytest.approx(5_200_000.0) and min(ys) == pytest.approx(5_200_000.0 - 0.5 * SIZE)
 
@@ -129,7 +143,7 @@ def test_the_web_app_keeps_the_gcps_in_its_geotiff_and_places_its_polygons_on_ea
         assert gcp_tuples(written.gcps[0]) == gcp_tuples(GCPS) and written.gcps[1] == UTM
     collection = json.loads(outputs["polygons_geojson"].read_text())
     assert "coordinates_in" not in collection
-    lons, lats = zip(*(p for f in collection["features"] for p in f["geometry"]["coordinates"][0]))
+    lons, lats = zip(*(p for f in collection["features"] for p in f["geometry"]["coordinates"][0]), strict=False)
     assert 8.99 < min(lons) <= max(lons) < 9.01 and 46.9 < min(lats) <= max(lats) < 47.0  # UTM 32N, 500 km E
 
 
@@ -141,9 +155,25 @@ def test_a_plain_jpeg_gives_a_quiet_non_georeferenced_output_and_says_so(tmp_pat
     out = tmp_path / "out"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = runner.invoke(app, ["predict", "--checkpoint", str(tiny_checkpoint), str(photo), "--out", str(out),
-                                     "--engine", "torch", "--probabilities", "--confidence", "--min-area", "3",
-                                     "--polygons", "geojson"])
+        result = runner.invoke(
+            app,
+            [
+                "predict",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                str(photo),
+                "--out",
+                str(out),
+                "--engine",
+                "torch",
+                "--probabilities",
+                "--confidence",
+                "--min-area",
+                "3",
+                "--polygons",
+                "geojson",
+            ],
+        )
     assert result.exit_code == 0, result.output
     assert not [w for w in caught if issubclass(w.category, NotGeoreferencedWarning)]
     assert "NotGeoreferenced" not in result.output
@@ -161,23 +191,47 @@ def test_a_plain_jpeg_gives_a_quiet_non_georeferenced_output_and_says_so(tmp_pat
 Usage = namedtuple("Usage", "total used free")
 
 
-def test_a_scene_whose_outputs_do_not_fit_on_the_disk_is_refused_before_any_work(tmp_path, monkeypatch,
-                                                                                 tiny_checkpoint):
+def test_a_scene_whose_outputs_do_not_fit_on_the_disk_is_refused_before_any_work(
+    tmp_path, monkeypatch, tiny_checkpoint
+):
     source = write_image(tmp_path / "scene.tif", gcps=GCPS, crs=UTM)
     out = tmp_path / "out"
     needed = output_bytes(SIZE, SIZE, 5, PredictOptions(probabilities=True))
     free = needed - 1
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 * needed, 9 * needed, free))
-    result = runner.invoke(app, ["predict", "--checkpoint", str(tiny_checkpoint), str(source), "--out", str(out),
-                                 "--engine", "torch", "--probabilities"])
-    line = assert_one_line_error(result, str(out), "not enough free disk space", f"{needed:,} bytes",
-                                 f"{free:,} bytes")
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            str(source),
+            "--out",
+            str(out),
+            "--engine",
+            "torch",
+            "--probabilities",
+        ],
+    )
+    line = assert_one_line_error(result, str(out), "not enough free disk space", f"{needed:,} bytes", f"{free:,} bytes")
     assert "need" in line and "free" in line
     assert list(out.iterdir()) == []  # not even a scratch file
 
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 * needed, 9 * needed, needed))
-    result = runner.invoke(app, ["predict", "--checkpoint", str(tiny_checkpoint), str(source), "--out", str(out),
-                                 "--engine", "torch", "--probabilities"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            str(source),
+            "--out",
+            str(out),
+            "--engine",
+            "torch",
+            "--probabilities",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "scene_probabilities.tif").exists()
 

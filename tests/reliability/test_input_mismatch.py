@@ -37,8 +37,9 @@ def rgb_model(tmp_path_factory):
 
 
 def predict(model, image, out, *extra):
-    return runner.invoke(app, ["predict", "-c", str(model), str(image), "--out", str(out), "--engine", "torch",
-                               "--no-preview", *extra])
+    return runner.invoke(
+        app, ["predict", "-c", str(model), str(image), "--out", str(out), "--engine", "torch", "--no-preview", *extra]
+    )
 
 
 def test_uint16_reflectance_into_an_8_bit_model_is_refused_naming_both_ranges(tmp_path, rgb_model):

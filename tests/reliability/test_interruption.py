@@ -21,6 +21,7 @@ import pytest
 import rasterio
 import torch
 from PIL import Image
+from reliability_helpers import experiment, visible_files, write_yaml
 from typer.testing import CliRunner
 
 from landseg.cli import app
@@ -29,8 +30,6 @@ from landseg.errors import OutputError
 from landseg.io import write as write_module
 from landseg.io.write import atomic_output
 from landseg.train.callbacks import AtomicCheckpointIO
-
-from reliability_helpers import experiment, visible_files, write_yaml
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 
@@ -99,8 +98,16 @@ def training_config(tmp_path_factory, clean_scenes) -> Path:
     config = experiment(
         clean_scenes,
         model={"dropout": 0.2},
-        train={"crop_size": 32, "batch_size": 4, "epochs": EPOCHS, "steps_per_epoch": 10, "val_tile": 64,
-               "deterministic": True, "seed": 3, "augment": {"brightness": 0.1, "gamma": 0.1}},
+        train={
+            "crop_size": 32,
+            "batch_size": 4,
+            "epochs": EPOCHS,
+            "steps_per_epoch": 10,
+            "val_tile": 64,
+            "deterministic": True,
+            "seed": 3,
+            "augment": {"brightness": 0.1, "gamma": 0.1},
+        },
     )
     return write_yaml(tmp_path_factory.mktemp("interrupted_training") / "experiment.yaml", config)
 
@@ -119,8 +126,11 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, training_
     for number, rows in enumerate(killed_after):
         resume = ["--resume"] if number else []
         # Anywhere in the next epoch: in a training step, in validation, or while a checkpoint is written.
-        kill_when(landseg("train", training_config, "--out", interrupted, *resume),
-                  ready=lambda rows=rows: len(history_rows(history)) >= rows, delay=rng.uniform(0, epoch_seconds))
+        kill_when(
+            landseg("train", training_config, "--out", interrupted, *resume),
+            ready=lambda rows=rows: len(history_rows(history)) >= rows,
+            delay=rng.uniform(0, epoch_seconds),
+        )
         assert (interrupted / "checkpoints" / "last.ckpt").exists()
     run_to_end(landseg("train", training_config, "--out", interrupted, "--resume"))
 
@@ -178,8 +188,11 @@ def test_killed_prediction_rerun_gives_the_uninterrupted_outputs(tmp_path, tiny_
 
     rng = random.Random(4)
     files_before_kill = rng.randint(1, len(expected) // 2)
-    kill_when(landseg("predict", scenes, "--checkpoint", tiny_checkpoint, "--out", interrupted),
-              ready=lambda: len(visible_files(interrupted)) >= files_before_kill, delay=rng.uniform(0.0, 0.05))
+    kill_when(
+        landseg("predict", scenes, "--checkpoint", tiny_checkpoint, "--out", interrupted),
+        ready=lambda: len(visible_files(interrupted)) >= files_before_kill,
+        delay=rng.uniform(0.0, 0.05),
+    )
     survivors = visible_files(interrupted)
     assert 0 < len(survivors) < len(expected)
     for name in survivors:  # whatever carries a final name is complete
@@ -211,10 +224,12 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeyp
 def test_outputs_are_fsynced_before_they_are_renamed(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = write_module.fsync_file, os.replace
-    monkeypatch.setattr(write_module, "fsync_file", lambda path: (events.append(("fsync", Path(path).name)),
-                                                                  real_fsync(path)))
-    monkeypatch.setattr(write_module.os, "replace", lambda a, b: (events.append(("rename", Path(a).name)),
-                                                                  real_replace(a, b)))
+    monkeypatch.setattr(
+        write_module, "fsync_file", lambda path: (events.append(("fsync", Path(path).name)), real_fsync(path))
+    )
+    monkeypatch.setattr(
+        write_module.os, "replace", lambda a, b: (events.append(("rename", Path(a).name)), real_replace(a, b))
+    )
     with atomic_output(tmp_path / "map.tif") as temporary:
         temporary.write_bytes(b"complete")
     assert [kind for kind, _ in events] == ["fsync", "rename"] and events[0][1] == events[1][1] == temporary.name

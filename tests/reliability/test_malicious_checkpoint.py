@@ -3,7 +3,6 @@ and the command never runs."""
 
 from __future__ import annotations
 
-
 import pytest
 import yaml
 from reliability_helpers import experiment, write_geotiff
@@ -28,8 +27,9 @@ def test_predict_refuses_it(tmp_path, malicious, synthetic_scene):
     path, marker = malicious
     image = write_geotiff(tmp_path / "scene.tif", synthetic_scene.image)
     for engine in ("auto", "torch"):
-        result = runner.invoke(app, ["predict", "-c", str(path), str(image), "--out", str(tmp_path / "o"),
-                                     "--engine", engine])
+        result = runner.invoke(
+            app, ["predict", "-c", str(path), str(image), "--out", str(tmp_path / "o"), "--engine", engine]
+        )
         assert_refused(result, path, marker)
 
 

@@ -1,20 +1,30 @@
 """Properties that must hold for every input, checked by hypothesis against brute-force references:
 mask decoding and code remapping, tile and chip arithmetic, blending weights, config parsing."""
 
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from landseg.checkpoint import ModelCard
 from landseg.classes import IGNORE_INDEX, ClassSchema, LandClass, get_schema
 from landseg.config import (
-    AugmentConfig, DataConfig, LossConfig, ModelConfig, OptimizerConfig, SamplingConfig, SchedulerConfig, TrainConfig,
-    parse_config, set_dotted,
+    AugmentConfig,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    OptimizerConfig,
+    SamplingConfig,
+    SchedulerConfig,
+    TrainConfig,
+    parse_config,
+    set_dotted,
 )
 from landseg.data.prepare.align import LabelDecoder
 from landseg.data.prepare.tiling import chip_origins, chip_windows
@@ -49,8 +59,9 @@ def brute_force_codes(mask: np.ndarray, schema: ClassSchema) -> np.ndarray:
 def test_code_masks_decode_like_a_lookup_and_unknown_codes_are_named(data, schema, dtype):
     known = [c.code for c in schema.classes] + list(schema.ignore_codes)
     values = st.one_of(st.sampled_from(known), st.integers(0, 400))
-    mask = data.draw(hnp.arrays(np.dtype(dtype), hnp.array_shapes(min_dims=2, max_dims=2, max_side=12),
-                                elements=values))
+    mask = data.draw(
+        hnp.arrays(np.dtype(dtype), hnp.array_shapes(min_dims=2, max_dims=2, max_side=12), elements=values)
+    )
     expected = brute_force_codes(mask, schema)
     np.testing.assert_array_equal(schema.decode(mask, unknown="ignore"), expected)
     unknown = sorted(set(mask.ravel().tolist()) - set(known))
@@ -68,8 +79,9 @@ def test_code_masks_decode_like_a_lookup_and_unknown_codes_are_named(data, schem
 @st.composite
 def colour_schemas(draw):
     colours = draw(st.lists(st.tuples(*[st.integers(0, 255)] * 3), min_size=1, max_size=6, unique=True))
-    ignore = draw(st.lists(st.tuples(*[st.integers(0, 255)] * 3).filter(lambda c: c not in colours), max_size=2,
-                           unique=True))
+    ignore = draw(
+        st.lists(st.tuples(*[st.integers(0, 255)] * 3).filter(lambda c: c not in colours), max_size=2, unique=True)
+    )
     classes = tuple(LandClass(f"class{i}", colour, None, colour) for i, colour in enumerate(colours))
     return ClassSchema("colours", classes, ignore_colors=tuple(ignore))
 
@@ -91,15 +103,21 @@ def test_colour_masks_decode_like_a_lookup(data, schema):
 
 
 @FAST
-@given(data=st.data(), schema=code_schemas(), dtype=st.sampled_from(["uint8", "uint16", "int16"]),
-       nodata=st.one_of(st.none(), st.integers(0, 255)))
+@given(
+    data=st.data(),
+    schema=code_schemas(),
+    dtype=st.sampled_from(["uint8", "uint16", "int16"]),
+    nodata=st.one_of(st.none(), st.integers(0, 255)),
+)
 def test_prepare_label_decoder_agrees_with_the_schema(data, schema, dtype, nodata):
     """The prepare stage decodes windows through a lookup table; it must give what the schema gives."""
     info = np.iinfo(dtype)
     assume(all(info.min <= c.code <= info.max for c in schema.classes))
     known = [c.code for c in schema.classes] + list(schema.ignore_codes)
-    values = st.one_of(st.sampled_from([c for c in known if info.min <= c <= info.max] or [0]),
-                       st.integers(max(info.min, -50), min(info.max, 400)))
+    values = st.one_of(
+        st.sampled_from([c for c in known if info.min <= c <= info.max] or [0]),
+        st.integers(max(info.min, -50), min(info.max, 400)),
+    )
     raw = data.draw(hnp.arrays(np.dtype(dtype), (6, 7), elements=values))
     decoded = LabelDecoder(schema, dtype, nodata, "ignore", "label.tif")(raw)
     expected = brute_force_codes(raw, schema)
@@ -124,7 +142,7 @@ def test_tiles_cover_every_pixel_flush_with_the_end(length, tile, overlap):
     origins = tile_origins(length, tile, stride)
     assert origins[0] == 0 and origins == sorted(set(origins))
     assert origins[-1] == max(length - tile, 0)  # flush with the end, never past it
-    assert all(b - a <= stride for a, b in zip(origins, origins[1:]))
+    assert all(b - a <= stride for a, b in itertools.pairwise(origins))
     covered = np.zeros(length, dtype=bool)
     for origin in origins:
         covered[origin : origin + tile] = True
@@ -148,14 +166,19 @@ def test_chips_lie_inside_the_scene_and_cover_it(height, width, size, data):
 
 
 @FAST
-@given(height=st.integers(1, 200), width=st.integers(1, 400), tile=st.integers(4, 64),
-       overlap=st.floats(0, 0.9), block_width=st.integers(1, 300))
+@given(
+    height=st.integers(1, 200),
+    width=st.integers(1, 400),
+    tile=st.integers(4, 64),
+    overlap=st.floats(0, 0.9),
+    block_width=st.integers(1, 300),
+)
 def test_column_blocks_partition_the_scene_and_hold_every_touching_tile(height, width, tile, overlap, block_width):
     grid = scene_grid(height, width, tile, overlap)
     assert grid.cols[0] == -grid.margin and grid.cols[-1] + tile == max(width + 2 * grid.margin, tile) - grid.margin
     blocks = column_blocks(grid, block_width)
     assert blocks[0].start == 0 and blocks[-1].stop == width
-    assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:]))
+    assert all(a.stop == b.start for a, b in itertools.pairwise(blocks))
     for block in blocks:
         touching = tuple(c for c in grid.cols if c < block.stop and c + tile > block.start)
         assert block.tile_cols == touching
@@ -201,15 +224,26 @@ class TileMean(torch.nn.Module):
 
 
 @FAST
-@given(height=st.integers(1, 40), width=st.integers(1, 40), tile=st.integers(2, 16), overlap=st.floats(0, 0.9),
-       kind=st.sampled_from(["uniform", "hann", "gaussian"]), seed=st.integers(0, 2**16))
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    tile=st.integers(2, 16),
+    overlap=st.floats(0, 0.9),
+    kind=st.sampled_from(["uniform", "hann", "gaussian"]),
+    seed=st.integers(0, 2**16),
+)
 def test_blending_is_the_weighted_mean_of_the_overlapping_tiles(height, width, tile, overlap, kind, seed):
     schema = get_schema("synthetic")
     rng = np.random.default_rng(seed)
     image = rng.normal(size=(3, height, width)).astype(np.float32)
     network = TileMean(3, schema.num_classes, seed)
-    card = ModelCard(model={}, schema=schema.to_dict(), normalization=Normalization((0.0,) * 3, (1.0,) * 3).to_dict(),
-                     bands=[1, 2, 3], tile_size=tile)
+    card = ModelCard(
+        model={},
+        schema=schema.to_dict(),
+        normalization=Normalization((0.0,) * 3, (1.0,) * 3).to_dict(),
+        bands=[1, 2, 3],
+        tile_size=tile,
+    )
     options = PredictOptions(overlap=overlap, blend=kind, batch_size=int(rng.integers(1, 6)))
     blended = predict_array(image, Ensemble([Member(card, network, Path("net.ckpt"))]), options).probabilities
     # Brute force over the grid the core lays out: every tile cut from the mirrored image, its softmax
@@ -241,8 +275,13 @@ def user_keys(section) -> list[str]:
 
 
 SECTIONS = {
-    "train": TrainConfig, "model": ModelConfig, "data": DataConfig, "train.optimizer": OptimizerConfig,
-    "train.scheduler": SchedulerConfig, "train.loss": LossConfig, "train.augment": AugmentConfig,
+    "train": TrainConfig,
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train.optimizer": OptimizerConfig,
+    "train.scheduler": SchedulerConfig,
+    "train.loss": LossConfig,
+    "train.augment": AugmentConfig,
     "train.sampling": SamplingConfig,
 }
 
@@ -277,9 +316,13 @@ def test_a_one_letter_typo_in_any_key_names_the_right_key(case):
     assert f"unknown key {typo!r}; did you mean {key!r}?" in message
 
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
-                         st.floats(allow_nan=False, allow_infinity=False, width=32),
-                         st.text(st.characters(codec="ascii", categories=["L", "N"]), max_size=8))
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.text(st.characters(codec="ascii", categories=["L", "N"]), max_size=8),
+)
 
 
 @FAST

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import re
 import tarfile
 import zipfile
@@ -38,10 +37,15 @@ def trained_run(tmp_path_factory, synthetic_dataset) -> Path:
     """A real two-epoch landseg run with SWA, early stopping and a plateau schedule: every callback
     and scheduler state that lands in a checkpoint."""
     folder = tmp_path_factory.mktemp("trained")
-    config = experiment(synthetic_dataset, train={
-        "epochs": 2, "swa": {"start_epoch": 0, "cycle_epochs": 1, "max_lr": 0.01, "min_lr": 0.001},
-        "scheduler": {"name": "plateau"}, "early_stopping": {"patience": 3},
-    })
+    config = experiment(
+        synthetic_dataset,
+        train={
+            "epochs": 2,
+            "swa": {"start_epoch": 0, "cycle_epochs": 1, "max_lr": 0.01, "min_lr": 0.001},
+            "scheduler": {"name": "plateau"},
+            "early_stopping": {"patience": 3},
+        },
+    )
     train(load_config(write_yaml(folder / "config.yaml", config)), folder / "run", progress=False)
     return folder / "run"
 
@@ -110,8 +114,7 @@ def predicted_maps(checkpoint: Path, image: Path, out: Path) -> dict[str, np.nda
     return maps
 
 
-def test_convert_checkpoint_with_trust_gives_a_safe_copy_that_predicts_the_same(tmp_path, trained_run,
-                                                                                synthetic_scene):
+def test_convert_checkpoint_with_trust_gives_a_safe_copy_that_predicts_the_same(tmp_path, trained_run, synthetic_scene):
     original = trained_run / "checkpoints" / "last.ckpt"
     pickled = resaved_with_objects(original, tmp_path / "pickled.ckpt")
     with pytest.raises(UnsafeCheckpointError, match="convert-checkpoint --trust"):
@@ -141,8 +144,10 @@ def test_convert_checkpoint_without_trust_refuses_and_writes_nothing(tmp_path, m
 
 def test_no_loader_in_landseg_unpickles_or_constructs_objects():
     """Only ``convert_checkpoint`` unpickles (``weights_only=False``); YAML is read safely everywhere."""
-    unsafe = re.compile(r"yaml\.(load|unsafe_load|full_load)\(|yaml\.(Unsafe|Full)?Loader\b|pickle\.loads?\("
-                        r"|allow_pickle\s*=\s*True|torch\.jit\.load\(|torch\.load\((?![^)]*weights_only\s*=\s*True)")
+    unsafe = re.compile(
+        r"yaml\.(load|unsafe_load|full_load)\(|yaml\.(Unsafe|Full)?Loader\b|pickle\.loads?\("
+        r"|allow_pickle\s*=\s*True|torch\.jit\.load\(|torch\.load\((?![^)]*weights_only\s*=\s*True)"
+    )
     trusting = re.compile(r"torch\.load\([^)]*weights_only\s*=\s*False")
     found, trusted = [], []
     for source in sorted(SRC.rglob("*.py")):
@@ -160,7 +165,7 @@ def test_no_loader_in_landseg_unpickles_or_constructs_objects():
 @pytest.mark.parametrize("where", ["config", "schema"])
 def test_yaml_that_would_construct_objects_is_one_line(tmp_path, synthetic_dataset, where):
     marker = tmp_path / "code_ran"
-    tag = f"!!python/object/apply:os.system [\"touch {marker}\"]"
+    tag = f'!!python/object/apply:os.system ["touch {marker}"]'
     config = experiment(synthetic_dataset)
     if where == "schema":
         (tmp_path / "evil_schema.yaml").write_text(f"name: evil\nclasses: {tag}\n")
@@ -174,17 +179,22 @@ def test_yaml_that_would_construct_objects_is_one_line(tmp_path, synthetic_datas
 
 
 # -- JSON sidecars ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("content, problem", [
-    (b" " * (16 * 2**20 + 1), "larger than 16,777,216 bytes"),
-    (b"[" * 200_000, "nested too deeply"),
-    (b"{\"normalization\": ", "not valid JSON"),
-], ids=["too_large", "too_deep", "truncated"])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b" " * (16 * 2**20 + 1), "larger than 16,777,216 bytes"),
+        (b"[" * 200_000, "nested too deeply"),
+        (b'{"normalization": ', "not valid JSON"),
+    ],
+    ids=["too_large", "too_deep", "truncated"],
+)
 def test_a_bad_statistics_file_is_one_line(tmp_path, synthetic_dataset, content, problem):
     stats = tmp_path / "stats.json"
     stats.write_bytes(content)
     config = experiment(synthetic_dataset, data={"normalization": {"stats_file": str(stats)}})
-    result = runner.invoke(app, ["train", str(write_yaml(tmp_path / "config.yaml", config)), "--out",
-                                 str(tmp_path / "run")])
+    result = runner.invoke(
+        app, ["train", str(write_yaml(tmp_path / "config.yaml", config)), "--out", str(tmp_path / "run")]
+    )
     assert_one_line_error(result, "stats.json", problem)
     assert not (tmp_path / "run").exists()
 
@@ -205,19 +215,26 @@ def onnx_model_with_external_data(path: Path, location: str) -> Path:
     for key, value in (("location", location), ("offset", "0"), ("length", "16")):
         weight.external_data.add(key=key, value=value)
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "w"], ["y"])], "g",
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [weight],
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
     return path
 
 
-@pytest.mark.parametrize("location, problem", [
-    ("../secret.bin", "climbs out of its folder"),
-    ("/etc/hostname", "absolute path"),
-    ("link.bin", "through a link"),
-], ids=["dotdot", "absolute", "symlink"])
+@pytest.mark.parametrize(
+    "location, problem",
+    [
+        ("../secret.bin", "climbs out of its folder"),
+        ("/etc/hostname", "absolute path"),
+        ("link.bin", "through a link"),
+    ],
+    ids=["dotdot", "absolute", "symlink"],
+)
 def test_onnx_external_data_outside_the_models_folder_is_refused(tmp_path, synthetic_scene, location, problem):
     secret = tmp_path / "secret.bin"
     secret.write_bytes(np.arange(4, dtype=np.float32).tobytes())
@@ -226,8 +243,9 @@ def test_onnx_external_data_outside_the_models_folder_is_refused(tmp_path, synth
     with pytest.raises(CheckpointError, match=problem):
         load_onnx_member(model)
     image = write_geotiff(tmp_path / "scene.tif", synthetic_scene.image)
-    result = runner.invoke(app, ["predict", "--engine", "onnxruntime", "-c", str(model), str(image),
-                                 "--out", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["predict", "--engine", "onnxruntime", "-c", str(model), str(image), "--out", str(tmp_path / "out")]
+    )
     assert_one_line_error(result, "model.onnx", "tensor 'w' keeps its data outside the model's folder", problem)
     assert not (tmp_path / "out").exists()
 
@@ -240,13 +258,16 @@ def test_onnx_external_data_next_to_the_model_passes_the_check(tmp_path):
 
 
 # -- archives ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, problem", [
-    ("../evil.txt", "climbs out"),
-    ("maps/../../evil.txt", "climbs out"),
-    ("/tmp/evil.txt", "absolute path"),
-    ("C:/evil.txt", "absolute path"),
-    ("..\\evil.txt", "climbs out"),
-])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("../evil.txt", "climbs out"),
+        ("maps/../../evil.txt", "climbs out"),
+        ("/tmp/evil.txt", "absolute path"),
+        ("C:/evil.txt", "absolute path"),
+        ("..\\evil.txt", "climbs out"),
+    ],
+)
 def test_archive_members_outside_the_destination_are_refused(tmp_path, name, problem):
     with pytest.raises(DataError, match=problem):
         check_member_paths(["maps/ok.tif", name], tmp_path / "dest", "upload.zip")

@@ -32,7 +32,7 @@ SCHEMA = get_schema("synthetic")
 def scene():
     """A small striped scene: truth with an unlabelled corner, a prediction with noise and one blob."""
     rng = np.random.default_rng(42)
-    rows, cols = np.mgrid[0:48, 0:64]
+    _rows, cols = np.mgrid[0:48, 0:64]
     truth = ((cols // 13) % SCHEMA.num_classes).astype(np.uint8)
     truth[20:25] = 3
     truth[:6, :6] = IGNORE_INDEX
@@ -106,7 +106,7 @@ def test_training_curves_from_lightning_style_log(tmp_path):
     # train and validation values on separate rows, an extra column, empty cells, no val_loss column
     lines = ["epoch,step,train_loss,val_miou,lr,extra"]
     for epoch in range(6):
-        lines.append(f"{epoch},{epoch * 10},{1 / (epoch + 1):.4f},,{1e-3 * 0.7 ** epoch},x")
+        lines.append(f"{epoch},{epoch * 10},{1 / (epoch + 1):.4f},,{1e-3 * 0.7**epoch},x")
         lines.append(f"{epoch},{epoch * 10 + 9},,{0.3 + 0.05 * epoch},,y")
     log = tmp_path / "metrics.csv"
     log.write_text("\n".join(lines) + "\n")
@@ -220,12 +220,18 @@ def test_metrics_table_lists_classes_and_summary(scene):
 
 
 def test_html_report_is_self_contained(scene, tmp_path):
-    image, truth, pred, cm = scene
+    _image, _truth, _pred, cm = scene
     metrics = metrics_dict(cm, SCHEMA.names)
     figure = plot_confusion_matrix(cm, SCHEMA, tmp_path / "cm.png")
     out_dir = tmp_path / "report"
-    path = write_report(out_dir, "Run <42>", metrics, [("Confusion matrix", figure)],
-                        {"Configuration": "model: unet\nnote: a < b"}, SCHEMA)
+    path = write_report(
+        out_dir,
+        "Run <42>",
+        metrics,
+        [("Confusion matrix", figure)],
+        {"Configuration": "model: unet\nnote: a < b"},
+        SCHEMA,
+    )
     assert path == out_dir / "report.html"
     html = path.read_text(encoding="utf-8")
     for name in SCHEMA.names:

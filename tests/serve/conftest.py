@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import rasterio
 from PIL import Image
+from serve_helpers import save_test_checkpoint
 
 from landseg.checkpoint import load_checkpoint
 from landseg.data.synthetic import generate_scene, write_scene
-
-from serve_helpers import save_test_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import pytest
 import rasterio
 from PIL import Image
 from scipy import ndimage
+from serve_helpers import VALIDATION_MIOU
 
 from landseg.classes import get_schema
 from landseg.errors import DataError
@@ -20,12 +21,11 @@ from landseg.predict import class_areas
 from landseg.predict.engine import PredictOptions, predict_scene
 from landseg.predict.ensemble import load_ensemble
 
-from serve_helpers import VALIDATION_MIOU
-
 pytest.importorskip("fastapi", reason="landseg serve needs fastapi, uvicorn and python-multipart")
 fastapi_testclient = pytest.importorskip("fastapi.testclient", reason="the API tests need httpx")
 
 from landseg.serve import ServeSettings, create_app, run_prediction  # noqa: E402 - needs fastapi
+
 SCHEMA = get_schema("synthetic")
 DOWNLOAD_KINDS = {"classes_tif", "classes_png", "color_png", "polygons_geojson", "areas_csv"}
 
@@ -55,7 +55,9 @@ def wait_until_finished(client, job_id: str, timeout: float = 30.0) -> dict:
 def reference_prediction(model, path: Path, out_dir: Path, tta=None, **options):
     """What ``landseg predict --engine torch`` writes for the same image, without the server:
     the class map's (transform, CRS) and its pixels."""
-    scene = predict_scene(path, load_ensemble([model.path], engine="torch", tta=tta), out_dir, PredictOptions(**options))
+    scene = predict_scene(
+        path, load_ensemble([model.path], engine="torch", tta=tta), out_dir, PredictOptions(**options)
+    )
     with rasterio.open(scene.paths["classes"]) as written:
         return (written.transform, written.crs), written.read(1)
 
@@ -142,8 +144,13 @@ def test_geotiff_job_gives_the_engines_result_and_every_download(tmp_path, serve
         assert created.headers["location"] == f"/api/jobs/{job['id']}"
         assert job["status"] in ("queued", "running") and job["options"]["tta"] == "flips"
         assert job["image"] == {
-            "format": "TIFF / GeoTIFF", "width": 96, "height": 96, "bands": 3, "dtype": "uint8",
-            "georeferenced": True, "crs": "EPSG:32632",
+            "format": "TIFF / GeoTIFF",
+            "width": 96,
+            "height": 96,
+            "bands": 3,
+            "dtype": "uint8",
+            "georeferenced": True,
+            "crs": "EPSG:32632",
         }
         preview = client.get(job["preview_url"])
         assert preview.headers["content-type"] == "image/jpeg"
@@ -154,7 +161,9 @@ def test_geotiff_job_gives_the_engines_result_and_every_download(tmp_path, serve
         files = {d["kind"]: client.get(d["url"]) for d in job["result"]["downloads"]}
         overlay = client.get(job["result"]["overlay_url"])
 
-    (transform, crs), reference = reference_prediction(serve_model, geotiff, tmp_path / "cli", overlap=0.25, tta="flips")
+    (transform, crs), reference = reference_prediction(
+        serve_model, geotiff, tmp_path / "cli", overlap=0.25, tta="flips"
+    )
     assert len(np.unique(reference)) > 1  # several classes, so the comparisons below can fail
     expected_rows = class_areas(reference, SCHEMA, transform, crs)
     assert [row["pixels"] for row in job["result"]["areas"]] == [row["pixels"] for row in expected_rows]
@@ -222,7 +231,8 @@ def test_bad_files_get_clear_4xx_messages(tmp_path, serve_model, serve_images):
     }
     with serve(tmp_path, serve_model) as client:
         answers = {
-            name: client.post("/api/jobs", files={"file": (f"{name}.png", data)}) for name, (data, _, _) in cases.items()
+            name: client.post("/api/jobs", files={"file": (f"{name}.png", data)})
+            for name, (data, _, _) in cases.items()
         }
         no_file = client.post("/api/jobs", data={"tta": "none"})
         leftovers = list((tmp_path / "work").rglob("*.*"))
@@ -251,7 +261,9 @@ def test_bad_options_are_refused_with_the_field_named(tmp_path, serve_model, ser
 def test_upload_size_limit_declared_streamed_and_exact(tmp_path, serve_model):
     limit = 50 * 1024
     with serve(tmp_path, serve_model, max_upload_mb=limit / 1024 / 1024) as client:
-        declared = client.post("/api/jobs", files={"file": ("big.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (limit + 70_000))})
+        declared = client.post(
+            "/api/jobs", files={"file": ("big.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (limit + 70_000))}
+        )
         # A body with no Content-Length is counted as it arrives.
         boundary = "landsegboundary"
         head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n\r\n'.encode()

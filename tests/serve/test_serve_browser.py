@@ -28,8 +28,12 @@ from landseg.serve import ServeSettings, create_app  # noqa: E402 - needs fastap
 
 CHROMIUM = Path(os.environ.get("LANDSEG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 CLASS_NAMES = ["Field", "Forest", "Water", "Road", "Building"]
 DROP_FILE = """([name, type, encoded]) => {
@@ -112,7 +116,9 @@ def test_dropped_geotiff_is_mapped_with_legend_areas_and_downloads(page, live_se
 
     overlay = page.locator("#overlay-layer")
     assert overlay.is_visible() and page.locator("#image-layer").is_visible()
-    widths = [page.eval_on_selector(f"#{name}", "node => node.naturalWidth") for name in ("overlay-layer", "image-layer")]
+    widths = [
+        page.eval_on_selector(f"#{name}", "node => node.naturalWidth") for name in ("overlay-layer", "image-layer")
+    ]
     assert widths[0] == widths[1] > 0
     legend = page.locator("#legend-list li")
     assert page.locator("#legend").is_visible()

@@ -30,8 +30,15 @@ def test_sniff_format_reads_content_only():
 
 @pytest.mark.parametrize(
     ("name", "stem"),
-    [("scene 01.tif", "scene_01"), ("../../etc/passwd", "passwd"), ("C:\\maps\\a.b.png", "a_b"),
-     (".hidden", "hidden"), ("", "image"), (None, "image"), ("ünïcode.jpg", "n_code")],
+    [
+        ("scene 01.tif", "scene_01"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\maps\\a.b.png", "a_b"),
+        (".hidden", "hidden"),
+        ("", "image"),
+        (None, "image"),
+        ("ünïcode.jpg", "n_code"),
+    ],
 )
 def test_safe_display_name(name, stem):
     assert safe_display_name(name) == stem
@@ -40,21 +47,27 @@ def test_safe_display_name(name, stem):
 def cli_engine_classes(checkpoint, image, out_dir, **options) -> np.ndarray:
     """The class map ``landseg predict --engine torch`` writes for the same image and options."""
     tta = options.pop("tta", None)
-    scene = predict_scene(image, load_ensemble([checkpoint], engine="torch", tta=tta), out_dir,
-                          PredictOptions(**options), stem="cli")
+    scene = predict_scene(
+        image, load_ensemble([checkpoint], engine="torch", tta=tta), out_dir, PredictOptions(**options), stem="cli"
+    )
     with rasterio.open(scene.paths["classes"]) as written:
         return written.read(1)
 
 
 def test_run_prediction_matches_the_cli_engine(tmp_path, serve_model, serve_checkpoint, serve_images):
     progress = []
-    outputs = run_prediction(serve_model, serve_images["geotiff"], tmp_path / "web",
-                             PredictionOptions(min_area=5, tta="flips", overlap=0.25),
-                             lambda fraction, stage: progress.append(fraction))
+    outputs = run_prediction(
+        serve_model,
+        serve_images["geotiff"],
+        tmp_path / "web",
+        PredictionOptions(min_area=5, tta="flips", overlap=0.25),
+        lambda fraction, stage: progress.append(fraction),
+    )
     assert set(outputs) == {"classes_tif", "classes_png", "color_png", "areas_csv", "polygons_geojson"}
     assert all(path.parent == tmp_path / "web" and path.exists() for path in outputs.values())
-    reference = cli_engine_classes(serve_checkpoint, serve_images["geotiff"], tmp_path / "cli", min_area=5,
-                                   tta="flips", overlap=0.25)
+    reference = cli_engine_classes(
+        serve_checkpoint, serve_images["geotiff"], tmp_path / "cli", min_area=5, tta="flips", overlap=0.25
+    )
     with rasterio.open(outputs["classes_tif"]) as cog, rasterio.open(serve_images["geotiff"]) as image:
         np.testing.assert_array_equal(cog.read(1), reference)
         assert cog.crs == image.crs and cog.transform == image.transform
@@ -70,8 +83,9 @@ def test_the_server_runs_the_engine_predict_chooses(tmp_path, serve_checkpoint, 
     served = create_app(ServeSettings(checkpoint=serve_checkpoint, workdir=tmp_path)).state.model
     assert served.engine == "onnxruntime"
     outputs = run_prediction(served, serve_images["geotiff"], tmp_path / "web", PredictionOptions())
-    scene = predict_scene(serve_images["geotiff"], load_ensemble([serve_checkpoint]), tmp_path / "cli",
-                          PredictOptions(), stem="cli")
+    scene = predict_scene(
+        serve_images["geotiff"], load_ensemble([serve_checkpoint]), tmp_path / "cli", PredictOptions(), stem="cli"
+    )
     with rasterio.open(outputs["classes_tif"]) as web, rasterio.open(scene.paths["classes"]) as cli:
         np.testing.assert_array_equal(web.read(1), cli.read(1))
 
@@ -81,10 +95,13 @@ def test_polygons_are_wgs84_and_rasterize_back_to_the_class_map(tmp_path, serve_
     collection = json.loads(outputs["polygons_geojson"].read_text())
     with rasterio.open(outputs["classes_tif"]) as cog:
         index, crs, transform = cog.read(1), cog.crs, cog.transform
-    shapes = [(rasterio.warp.transform_geom("EPSG:4326", crs, f["geometry"]), f["properties"]["class_index"])
-              for f in collection["features"]]
-    rebuilt = rasterio.features.rasterize(shapes, out_shape=index.shape, transform=transform, fill=IGNORE_INDEX,
-                                          dtype="uint8")
+    shapes = [
+        (rasterio.warp.transform_geom("EPSG:4326", crs, f["geometry"]), f["properties"]["class_index"])
+        for f in collection["features"]
+    ]
+    rebuilt = rasterio.features.rasterize(
+        shapes, out_shape=index.shape, transform=transform, fill=IGNORE_INDEX, dtype="uint8"
+    )
     np.testing.assert_array_equal(rebuilt, index)
     assert "crs" not in collection  # RFC 7946: longitude, latitude in WGS 84
     first = collection["features"][0]["properties"]

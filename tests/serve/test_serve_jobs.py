@@ -64,8 +64,9 @@ def test_finished_jobs_expire_after_the_ttl_and_running_ones_never(tmp_path):
     gate = threading.Event()
     root = tmp_path / "root"
     root.mkdir()
-    manager = JobManager(root, lambda job, report: gate.wait(10) and {"ok": True}, max_running=2,
-                         ttl_seconds=60, clock=clock)
+    manager = JobManager(
+        root, lambda job, report: gate.wait(10) and {"ok": True}, max_running=2, ttl_seconds=60, clock=clock
+    )
     finished, running = start_job(manager, "a"), None
     gate.set()
     wait_for(lambda: finished.status == JobStatus.DONE)
@@ -153,14 +154,17 @@ def test_settings_errors_name_the_command_line_option(tmp_path):
 
 def test_serve_command_passes_its_options_on(monkeypatch, tmp_path):
     served = {}
+
     def fake_run_server(settings, host, port):
         served.update(settings=settings, host=host, port=port)
 
     monkeypatch.setattr(command, "run_server", fake_run_server)
     app = typer.Typer()
     app.command()(command.serve)
-    result = CliRunner().invoke(app, ["--checkpoint", str(tmp_path / "m.ckpt"), "--port", "8123", "--max-pixels", "1000",
-                                      "--max-queued-jobs", "0"])
+    result = CliRunner().invoke(
+        app,
+        ["--checkpoint", str(tmp_path / "m.ckpt"), "--port", "8123", "--max-pixels", "1000", "--max-queued-jobs", "0"],
+    )
     assert result.exit_code == 0, result.output
     assert served["host"] == "127.0.0.1" and served["port"] == 8123
     assert served["settings"].max_pixels == 1000 and served["settings"].max_queued_jobs == 0

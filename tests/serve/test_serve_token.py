@@ -18,11 +18,27 @@ TOKEN = "correct-horse-battery-staple-42"
 SERVER = "http://testserver"  # absolute addresses, so that a path starting "//" is not read as a host
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 # Every kind of address the server answers: page, static files and vendored scripts, API docs, the API.
-GATED_GETS = ["/", "/static/app.js", "/static/style.css", "/static/favicon.svg", "/static/index.html",
-              "/static/vendor/swagger-ui/swagger-ui-bundle.js", "/docs", "/openapi.json", "/api/health",
-              "/api/model", "/api/limits", "/api/jobs/0123456789abcdef", "/no/such/page",
-              # the same addresses spelt otherwise
-              "//api/model", "/static/../api/model", "/static/%2e%2e/api/model", "/api/model/", "/API/model"]
+GATED_GETS = [
+    "/",
+    "/static/app.js",
+    "/static/style.css",
+    "/static/favicon.svg",
+    "/static/index.html",
+    "/static/vendor/swagger-ui/swagger-ui-bundle.js",
+    "/docs",
+    "/openapi.json",
+    "/api/health",
+    "/api/model",
+    "/api/limits",
+    "/api/jobs/0123456789abcdef",
+    "/no/such/page",
+    # the same addresses spelt otherwise
+    "//api/model",
+    "/static/../api/model",
+    "/static/%2e%2e/api/model",
+    "/api/model/",
+    "/API/model",
+]
 
 
 def make_client(tmp_path, model, token=TOKEN):
@@ -47,9 +63,14 @@ def finished_job(client, image, headers) -> dict:
 def test_without_the_token_every_address_answers_401(tmp_path, serve_model):
     with make_client(tmp_path, serve_model) as client:
         for path in GATED_GETS:
-            for headers in ({}, {"Authorization": "Bearer wrong-token-of-some-length"},
-                            {"Authorization": f"Basic {TOKEN}"}, {"Authorization": TOKEN},
-                            {"Cookie": f"{COOKIE}={TOKEN}"}, {"Cookie": f"{COOKIE}=wrong"}):
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong-token-of-some-length"},
+                {"Authorization": f"Basic {TOKEN}"},
+                {"Authorization": TOKEN},
+                {"Cookie": f"{COOKIE}={TOKEN}"},
+                {"Cookie": f"{COOKIE}=wrong"},
+            ):
                 answer = client.get(SERVER + path, headers=headers)
                 assert answer.status_code == 401, (path, headers, answer.status_code)
                 assert "Bearer" in answer.headers["www-authenticate"] and "token" in answer.json()["detail"]
@@ -66,8 +87,7 @@ def test_without_the_token_every_address_answers_401(tmp_path, serve_model):
         assert list((tmp_path / "work").rglob("upload")) == []
 
 
-def test_the_bearer_header_opens_the_api_and_the_downloads_and_nothing_else_does(tmp_path, serve_model,
-                                                                                 serve_images):
+def test_the_bearer_header_opens_the_api_and_the_downloads_and_nothing_else_does(tmp_path, serve_model, serve_images):
     with make_client(tmp_path, serve_model) as client:
         assert client.get("/api/model", headers=BEARER).status_code == 200
         assert client.get("/api/model", headers={"Authorization": f"bearer  {TOKEN}"}).status_code == 200
@@ -96,8 +116,14 @@ def test_the_browser_signs_in_once_by_address_and_its_cookie_carries_the_page(tm
         # what the page then does, with the cookie the browser keeps (same-origin requests carry it)
         page = client.get("/")
         assert page.status_code == 200 and "/static/app.js" in page.text
-        for path in ("/static/app.js", "/static/vendor/panzoom/panzoom.min.js", "/api/model", "/api/limits",
-                     "/docs", "/openapi.json"):
+        for path in (
+            "/static/app.js",
+            "/static/vendor/panzoom/panzoom.min.js",
+            "/api/model",
+            "/api/limits",
+            "/docs",
+            "/openapi.json",
+        ):
             assert client.get(path).status_code == 200, path
         job = finished_job(client, serve_images["geotiff"], {})
         for download in job["result"]["downloads"]:
@@ -117,8 +143,7 @@ def test_loopback_without_a_token_works_as_before(tmp_path, serve_model):
 
 def serve_command(monkeypatch, args, env=None):
     served = {}
-    monkeypatch.setattr(command, "run_server", lambda settings, host, port: served.update(settings=settings,
-                                                                                          host=host))
+    monkeypatch.setattr(command, "run_server", lambda settings, host, port: served.update(settings=settings, host=host))
     return CliRunner().invoke(cli_app, ["serve", *args], env=env or {}), served
 
 

@@ -16,8 +16,15 @@ def tiny_experiment(root, epochs: int = 1) -> dict:
             "split": {"field": "id", "train": ["000", "001", "002", "003"], "val": ["004", "005"]},
         },
         "model": {"arch": "classic_unet", "encoder": None, "encoder_weights": None, "widths": [4, 8]},
-        "train": {"crop_size": 32, "batch_size": 2, "epochs": epochs, "steps_per_epoch": 3, "val_tile": 96,
-                  "scheduler": {"name": "none"}, "precision": "32-true"},
+        "train": {
+            "crop_size": 32,
+            "batch_size": 2,
+            "epochs": epochs,
+            "steps_per_epoch": 3,
+            "val_tile": 96,
+            "scheduler": {"name": "none"},
+            "precision": "32-true",
+        },
     }
 
 

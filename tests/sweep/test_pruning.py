@@ -21,9 +21,12 @@ def study_with(pruner, steps_as_epochs: bool = False) -> optuna.Study:
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for values in SLOW_TRIALS:
         if steps_as_epochs:
-            values = {epoch: value for epoch, value in enumerate(values.values())}
-        study.add_trial(optuna.trial.create_trial(value=max(values.values()), intermediate_values=values,
-                                                  distributions={}, params={}))
+            values = dict(enumerate(values.values()))
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=max(values.values()), intermediate_values=values, distributions={}, params={}
+            )
+        )
     return study
 
 
@@ -69,17 +72,27 @@ def test_validations_are_reported_at_seconds_since_training_started_or_at_epochs
     times = iter([100.0, 290.0])
     trial = RecordingTrial(prune=True)
     callback = ValidationPruning(trial, seconds_as_step=seconds_as_step, clock=lambda: next(times))
-    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=3, should_stop=False,
-                              callback_metrics={"val_miou": torch.tensor(0.5)})
+    trainer = SimpleNamespace(
+        sanity_checking=False,
+        is_global_zero=True,
+        current_epoch=3,
+        should_stop=False,
+        callback_metrics={"val_miou": torch.tensor(0.5)},
+    )
     callback.on_train_start(trainer, None)
     callback.on_validation_end(trainer, None)
     assert trial.reports == [(expected_step, pytest.approx(0.5))]
     assert trainer.should_stop and callback.pruned_at == 3  # the record keeps the epoch either way
 
 
-@pytest.mark.parametrize("minutes, pruning, kind", [
-    (8.0, True, SameTimeMedianPruner), (None, True, optuna.pruners.MedianPruner), (8.0, False, optuna.pruners.NopPruner),
-])
+@pytest.mark.parametrize(
+    "minutes, pruning, kind",
+    [
+        (8.0, True, SameTimeMedianPruner),
+        (None, True, optuna.pruners.MedianPruner),
+        (8.0, False, optuna.pruners.NopPruner),
+    ],
+)
 def test_a_time_budget_makes_the_sweep_prune_at_equal_time(minutes, pruning, kind):
     plan = SweepPlan(config="c.yaml", space="s.yaml", out="out", trials=4, minutes_per_trial=minutes, pruning=pruning)
     assert type(make_pruner(plan)) is kind
@@ -95,8 +108,16 @@ def test_a_time_budgeted_sweep_reports_seconds_of_training(tmp_path, tiny_config
 
     monkeypatch.setattr(objective, "ValidationPruning", Recording)
     out = tmp_path / "timed"
-    run_sweep(SweepPlan(config=str(tiny_config_2_epochs), space=str(lr_space), out=str(out), trials=1,
-                        minutes_per_trial=5.0, study_name="timed"))
+    run_sweep(
+        SweepPlan(
+            config=str(tiny_config_2_epochs),
+            space=str(lr_space),
+            out=str(out),
+            trials=1,
+            minutes_per_trial=5.0,
+            study_name="timed",
+        )
+    )
     (trial,) = optuna.load_study(study_name="timed", storage=f"sqlite:///{out / 'study.db'}").trials
     (callback,) = made
     assert callback.seconds_as_step and callback.started is not None  # the clock started with training

@@ -29,8 +29,24 @@ def load_study(out, name=None):
 
 def test_the_better_learning_rate_wins(tmp_path, tiny_config, lr_space):
     out = tmp_path / "lr"
-    result = runner.invoke(app, ["sweep", str(tiny_config), "--space", str(lr_space), "--trials", "2", "--out", str(out),
-                                 "--sampler", "grid", "--seed", "0", "--no-pruning"])
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            str(tiny_config),
+            "--space",
+            str(lr_space),
+            "--trials",
+            "2",
+            "--out",
+            str(out),
+            "--sampler",
+            "grid",
+            "--seed",
+            "0",
+            "--no-pruning",
+        ],
+    )
     assert result.exit_code == 0, result.output
     best = load_config(out / "best_config.yaml")  # trains as it is
     assert best.train.optimizer.lr == 0.05 and best.model.widths == [4, 8]
@@ -42,16 +58,31 @@ def test_the_better_learning_rate_wins(tmp_path, tiny_config, lr_space):
     for row in rows:
         (folder,) = json.loads(row["folders"])
         assert (tmp_path / "lr" / "trials").samefile(os.path.dirname(folder))
-        assert all((tmp_path / folder / name).exists() for name in ("checkpoints/best.ckpt", "history.csv", "config.yaml"))
-    for name in ("report.html", "optimization_history.png", "param_importances.png", "parallel_coordinate.png", "slice.png"):
+        assert all(
+            (tmp_path / folder / name).exists() for name in ("checkpoints/best.ckpt", "history.csv", "config.yaml")
+        )
+    for name in (
+        "report.html",
+        "optimization_history.png",
+        "param_importances.png",
+        "parallel_coordinate.png",
+        "slice.png",
+    ):
         assert (out / name).exists(), name
     assert "best config" in result.output
 
 
 def test_pruning_stops_a_trial_far_behind_and_repeats_average(tmp_path, tiny_config_2_epochs, lr_space):
     out = tmp_path / "prune"
-    plan = SweepPlan(config=str(tiny_config_2_epochs), space=str(lr_space), out=str(out), trials=2, repeats=2,
-                     study_name="prune", startup_trials=1)
+    plan = SweepPlan(
+        config=str(tiny_config_2_epochs),
+        space=str(lr_space),
+        out=str(out),
+        trials=2,
+        repeats=2,
+        study_name="prune",
+        startup_trials=1,
+    )
     _, base, space = plan.load()
     study = open_study(plan, base, space)
     study.enqueue_trial({"train.optimizer.lr": 0.05})
@@ -76,15 +107,30 @@ def test_pruning_stops_a_trial_far_behind_and_repeats_average(tmp_path, tiny_con
 
 
 def _sweep_command(config, space, out, trials, *extra):
-    return [sys.executable, "-m", "landseg.cli", "sweep", str(config), "--space", str(space), "--trials", str(trials),
-            "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "landseg.cli",
+        "sweep",
+        str(config),
+        "--space",
+        str(space),
+        "--trials",
+        str(trials),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_kill_9_mid_trial_then_resume_keeps_finished_trials(tmp_path, tiny_config, lr_space):
     out = tmp_path / "killed"
     lr_space.write_text("train.optimizer.lr: {choice: [0.01, 0.05]}\n")
-    process = subprocess.Popen(_sweep_command(tiny_config, lr_space, out, 3, "--seed", "1", "--no-pruning"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _sweep_command(tiny_config, lr_space, out, 3, "--seed", "1", "--no-pruning"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 240
         while not (out / "trials" / "0001" / "config.yaml").exists():  # trial 1 is training
@@ -97,8 +143,21 @@ def test_kill_9_mid_trial_then_resume_keeps_finished_trials(tmp_path, tiny_confi
     assert before[0].state == optuna.trial.TrialState.COMPLETE
     assert before[1].state == optuna.trial.TrialState.RUNNING  # left behind by the dead process
 
-    result = runner.invoke(app, ["sweep", str(tiny_config), "--space", str(lr_space), "--trials", "3",
-                                 "--out", str(out), "--resume", "--no-pruning"])
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            str(tiny_config),
+            "--space",
+            str(lr_space),
+            "--trials",
+            "3",
+            "--out",
+            str(out),
+            "--resume",
+            "--no-pruning",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "were left running by a process that is gone" in result.output
     trials = load_study(out).trials
@@ -114,10 +173,20 @@ def test_kill_9_mid_trial_then_resume_keeps_finished_trials(tmp_path, tiny_confi
 def test_two_processes_share_one_journal_study(tmp_path, tiny_config, lr_space):
     out = tmp_path / "shared"
     lr_space.write_text("train.optimizer.lr: {log_uniform: [0.01, 0.05]}\n")
-    plan = SweepPlan(config=str(tiny_config), space=str(lr_space), out=str(out), trials=3, study_name="shared",
-                     storage=f"journal:{tmp_path / 'study.journal'}", pruning=False, seed=0)
+    plan = SweepPlan(
+        config=str(tiny_config),
+        space=str(lr_space),
+        out=str(out),
+        trials=3,
+        study_name="shared",
+        storage=f"journal:{tmp_path / 'study.journal'}",
+        pruning=False,
+        seed=0,
+    )
     outputs = run_sweep(plan, workers=2)
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal")))
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal"))
+    )
     trials = optuna.load_study(study_name="shared", storage=storage).trials
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert len(complete) == 3 and outputs.counts["complete"] == 3

@@ -79,13 +79,20 @@ def test_validation_text():
 def test_run_records_the_choice_and_exports_beside_its_checkpoints(tmp_path, synthetic_dataset, monkeypatch, cpu_only):
     pytest.importorskip("onnxscript")
     with_cpu_bf16(monkeypatch, "avx512_bf16")
-    config = parse_config({
-        "name": "precision",
-        "data": {"root": str(synthetic_dataset), "schema": "synthetic", "images": "images/scene_{id}.tif",
-                 "masks": "masks/scene_{id}.tif", "split": {"field": "id", "train": ["000", "001"], "val": []}},
-        "model": {"arch": "classic_unet", "widths": [8, 16]},
-        "train": {"crop_size": 32, "batch_size": 2, "epochs": 1, "steps_per_epoch": 2, "val_tile": 32},
-    })
+    config = parse_config(
+        {
+            "name": "precision",
+            "data": {
+                "root": str(synthetic_dataset),
+                "schema": "synthetic",
+                "images": "images/scene_{id}.tif",
+                "masks": "masks/scene_{id}.tif",
+                "split": {"field": "id", "train": ["000", "001"], "val": []},
+            },
+            "model": {"arch": "classic_unet", "widths": [8, 16]},
+            "train": {"crop_size": 32, "batch_size": 2, "epochs": 1, "steps_per_epoch": 2, "val_tile": 32},
+        }
+    )
     result = train(config, tmp_path / "run", progress=False)
 
     card = load_checkpoint(result.last_checkpoint).card

@@ -30,9 +30,14 @@ def test_every_config_parses(path):
     config = load_config(path)
     schema = get_schema(config.data.schema_)
     ModelSpec(
-        arch=config.model.arch, encoder=config.model.encoder, encoder_weights=config.model.encoder_weights,
-        in_channels=len(config.data.bands or [1, 2, 3]), num_classes=schema.num_classes,
-        widths=config.model.widths, dropout=config.model.dropout, extra=dict(config.model.extra),
+        arch=config.model.arch,
+        encoder=config.model.encoder,
+        encoder_weights=config.model.encoder_weights,
+        in_channels=len(config.data.bands or [1, 2, 3]),
+        num_classes=schema.num_classes,
+        widths=config.model.widths,
+        dropout=config.model.dropout,
+        extra=dict(config.model.extra),
     )
     counts = np.arange(1, schema.num_classes + 1)
     build_loss(resolve_class_weights(config.train.loss, counts, counts * 3), schema.num_classes)
@@ -54,10 +59,13 @@ def write_in_layout(config: ExperimentConfig, root: Path, size: int = 96) -> Non
     fields = re.findall(r"\{(\w+)\}", data.images)
     if data.split.field:
         groups = [g for part in (data.split.train, data.split.val, data.split.test) for g in part or []]
-        samples = [{data.split.field: g, **{f: f"{g}_{i}" for f in fields if f != data.split.field}}
-                   for g in groups for i in range(2)]
+        samples = [
+            {data.split.field: g, **{f: f"{g}_{i}" for f in fields if f != data.split.field}}
+            for g in groups
+            for i in range(2)
+        ]
     else:
-        samples = [{f: f"chip{i:02d}" for f in fields} for i in range(10)]
+        samples = [dict.fromkeys(fields, f"chip{i:02d}") for i in range(10)]
     bands = max(data.bands) if data.bands else 3
     # The five synthetic classes become five classes spread over the schema.
     classes = np.linspace(0, schema.num_classes - 1, 5).round().astype(int)
@@ -77,8 +85,15 @@ def write_in_layout(config: ExperimentConfig, root: Path, size: int = 96) -> Non
 
 def write_image(path: Path, array: np.ndarray) -> None:
     if path.suffix == ".tif":
-        profile = dict(driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0],
-                       dtype="uint8", crs="EPSG:32632", transform=from_origin(500000, 5200000, 1, 1))
+        profile = dict(
+            driver="GTiff",
+            width=array.shape[2],
+            height=array.shape[1],
+            count=array.shape[0],
+            dtype="uint8",
+            crs="EPSG:32632",
+            transform=from_origin(500000, 5200000, 1, 1),
+        )
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(array)
     else:
@@ -88,9 +103,16 @@ def write_image(path: Path, array: np.ndarray) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SEED_CONFIGS, ids=lambda p: p.stem)
 def test_seed_recipe_trains_as_written(path, tmp_path):
-    smoke = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=2", "train.crop_size=64",
-             "train.val_tile=64", "train.val_every=1", f"data.root={tmp_path / 'data'}",
-             "train.onnx_export=false"]  # the recipe's training is under test; exports are tested in test_precision
+    smoke = [
+        "train.epochs=1",
+        "train.steps_per_epoch=2",
+        "train.batch_size=2",
+        "train.crop_size=64",
+        "train.val_tile=64",
+        "train.val_every=1",
+        f"data.root={tmp_path / 'data'}",
+        "train.onnx_export=false",
+    ]  # the recipe's training is under test; exports are tested in test_precision
     written = load_config(path)
     if written.model.encoder_weights == "imagenet":
         smoke.append("model.encoder_weights=null")  # no downloads here

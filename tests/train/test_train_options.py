@@ -19,25 +19,39 @@ from landseg.train.run import train
 
 
 def experiment(root, **train_options):
-    return parse_config({
-        "name": "options",
-        "data": {
-            "root": str(root), "schema": "synthetic",
-            "images": "images/scene_{id}.tif", "masks": "masks/scene_{id}.tif",
-            "split": {"field": "id", "train": ["000", "001", "002", "003"], "val": ["004"]},
-        },
-        "model": {"arch": "classic_unet", "widths": [8, 16, 32]},
-        "train": {"crop_size": 32, "batch_size": 5, "epochs": 2, "steps_per_epoch": 2, "val_tile": 64, **train_options},
-    })
+    return parse_config(
+        {
+            "name": "options",
+            "data": {
+                "root": str(root),
+                "schema": "synthetic",
+                "images": "images/scene_{id}.tif",
+                "masks": "masks/scene_{id}.tif",
+                "split": {"field": "id", "train": ["000", "001", "002", "003"], "val": ["004"]},
+            },
+            "model": {"arch": "classic_unet", "widths": [8, 16, 32]},
+            "train": {
+                "crop_size": 32,
+                "batch_size": 5,
+                "epochs": 2,
+                "steps_per_epoch": 2,
+                "val_tile": 64,
+                **train_options,
+            },
+        }
+    )
 
 
 def test_composed_recipe(tmp_path, synthetic_dataset):
     config = experiment(
         synthetic_dataset,
-        loss={"name": "sum", "terms": [
-            {"name": "ce", "weight": 0.5, "class_weights": "median_frequency"},
-            {"name": "lovasz", "weight": 0.5},
-        ]},
+        loss={
+            "name": "sum",
+            "terms": [
+                {"name": "ce", "weight": 0.5, "class_weights": "median_frequency"},
+                {"name": "lovasz", "weight": 0.5},
+            ],
+        },
         sampling={"name": "equibatch"},
         augment={"brightness": 0.2, "gamma": 0.2, "color": 0.1, "scale": [0.8, 1.25]},
         swa={"start_epoch": 1, "cycle_epochs": 1},

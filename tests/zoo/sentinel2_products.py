@@ -18,8 +18,21 @@ import rasterio
 from rasterio.transform import Affine
 
 BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
-RESOLUTION = {"B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10, "B8A": 20,
-              "B9": 60, "B10": 60, "B11": 20, "B12": 20}
+RESOLUTION = {
+    "B1": 60,
+    "B2": 10,
+    "B3": 10,
+    "B4": 10,
+    "B5": 20,
+    "B6": 20,
+    "B7": 20,
+    "B8": 10,
+    "B8A": 20,
+    "B9": 60,
+    "B10": 60,
+    "B11": 20,
+    "B12": 20,
+}
 FILE_BAND = {b: b if b == "B8A" else f"B{int(b[1:]):02d}" for b in BANDS}
 TILE = "T31TCH"
 
@@ -29,7 +42,7 @@ def chip_bands(chip: Path) -> tuple[dict[str, np.ndarray], dict]:
     with rasterio.open(chip) as source:
         stack, profile = source.read(), source.profile
     bands = {}
-    for name, pixels in zip(BANDS, stack):
+    for name, pixels in zip(BANDS, stack, strict=False):
         factor = RESOLUTION[name] // 10
         h, w = pixels.shape[0] // factor, pixels.shape[1] // factor
         blocks = pixels[: h * factor, : w * factor].reshape(h, factor, w, factor).astype(np.float64)
@@ -40,8 +53,15 @@ def chip_bands(chip: Path) -> tuple[dict[str, np.ndarray], dict]:
 def _band_profile(profile: dict, pixels: np.ndarray, name: str, driver: str) -> dict:
     t = profile["transform"]
     factor = RESOLUTION[name] // 10
-    return {"driver": driver, "width": pixels.shape[1], "height": pixels.shape[0], "count": 1, "dtype": "uint16",
-            "crs": profile["crs"], "transform": Affine(t.a * factor, t.b, t.c, t.d, t.e * factor, t.f)}
+    return {
+        "driver": driver,
+        "width": pixels.shape[1],
+        "height": pixels.shape[0],
+        "count": 1,
+        "dtype": "uint16",
+        "crs": profile["crs"],
+        "transform": Affine(t.a * factor, t.b, t.c, t.d, t.e * factor, t.f),
+    }
 
 
 def write_safe(chip: Path, folder: Path, level: str = "L1C", skip: tuple[str, ...] = ()) -> Path:
@@ -60,8 +80,13 @@ def write_safe(chip: Path, folder: Path, level: str = "L1C", skip: tuple[str, ..
         if level == "L2A":
             images, file_stem = images / f"R{RESOLUTION[name]}m", f"{file_stem}_{RESOLUTION[name]}m"
         images.mkdir(parents=True, exist_ok=True)
-        with rasterio.open(images / f"{file_stem}.jp2", "w", QUALITY=100, REVERSIBLE="YES",
-                           **_band_profile(profile, pixels, name, "JP2OpenJPEG")) as target:
+        with rasterio.open(
+            images / f"{file_stem}.jp2",
+            "w",
+            QUALITY=100,
+            REVERSIBLE="YES",
+            **_band_profile(profile, pixels, name, "JP2OpenJPEG"),
+        ) as target:
             target.write(pixels, 1)
         entries.append(f"<IMAGE_FILE>{images.relative_to(safe).as_posix()}/{file_stem}</IMAGE_FILE>")
     (safe / f"MTD_MSI{level}.xml").write_text(_product_xml(level, entries), encoding="utf-8")
@@ -74,15 +99,19 @@ def _tile_xml(level: str, profile: dict) -> str:
     t, epsg = profile["transform"], profile["crs"].to_epsg()
     grids = "".join(
         f'<Size resolution="{r}"><NROWS>{profile["height"] * 10 // r}</NROWS><NCOLS>{profile["width"] * 10 // r}'
-        f'</NCOLS></Size>' for r in (10, 20, 60)
+        f"</NCOLS></Size>"
+        for r in (10, 20, 60)
     ) + "".join(
         f'<Geoposition resolution="{r}"><ULX>{t.c!r}</ULX><ULY>{t.f!r}</ULY><XDIM>{r}</XDIM><YDIM>-{r}</YDIM>'
-        "</Geoposition>" for r in (10, 20, 60)
+        "</Geoposition>"
+        for r in (10, 20, 60)
     )
-    return (f'<n1:Level-{level[1:]}_Tile_ID xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-'
-            f'{level[1:]}_Tile_Metadata.xsd"><n1:Geometric_Info><Tile_Geocoding><HORIZONTAL_CS_NAME>WGS84 / UTM'
-            f"</HORIZONTAL_CS_NAME><HORIZONTAL_CS_CODE>EPSG:{epsg}</HORIZONTAL_CS_CODE>{grids}</Tile_Geocoding>"
-            f"</n1:Geometric_Info></n1:Level-{level[1:]}_Tile_ID>\n")
+    return (
+        f'<n1:Level-{level[1:]}_Tile_ID xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-'
+        f'{level[1:]}_Tile_Metadata.xsd"><n1:Geometric_Info><Tile_Geocoding><HORIZONTAL_CS_NAME>WGS84 / UTM'
+        f"</HORIZONTAL_CS_NAME><HORIZONTAL_CS_CODE>EPSG:{epsg}</HORIZONTAL_CS_CODE>{grids}</Tile_Geocoding>"
+        f"</n1:Geometric_Info></n1:Level-{level[1:]}_Tile_ID>\n"
+    )
 
 
 def _product_xml(level: str, entries: list[str]) -> str:
@@ -92,7 +121,7 @@ def _product_xml(level: str, entries: list[str]) -> str:
 <PRODUCT_TYPE>S2MSI{number}</PRODUCT_TYPE><PROCESSING_BASELINE>02.09</PROCESSING_BASELINE>
 <Query_Options completeSingleTile="true"><PRODUCT_FORMAT>SAFE_COMPACT</PRODUCT_FORMAT></Query_Options>
 <Product_Organisation><Granule_List><Granule granuleIdentifier="L1C_{TILE}" imageFormat="JPEG2000">
-{''.join(entries)}
+{"".join(entries)}
 </Granule></Granule_List></Product_Organisation></Product_Info>
 <Product_Image_Characteristics><QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>
 </Product_Image_Characteristics></n1:General_Info></n1:Level-{number}_User_Product>
@@ -123,12 +152,25 @@ def write_stac_item(chip: Path, folder: Path, level: str = "L1C", resolutions: d
             name_profile = _band_profile(profile, pixels, name, "GTiff")
         with rasterio.open(folder / f"{FILE_BAND[name]}.tif", "w", **name_profile) as target:
             target.write(pixels, 1)
-        assets[name.lower()] = {"href": f"./{FILE_BAND[name]}.tif", "type": "image/tiff; application=geotiff",
-                                "eo:bands": [{"name": FILE_BAND[name]}], "roles": ["data"]}
-    item = {"type": "Feature", "stac_version": "1.0.0", "id": f"S2A_{TILE}_20200601_0_{level}",
-            "geometry": None, "properties": {"datetime": "2020-06-01T10:30:31Z", "processing:level": level,
-                                             "s2:product_type": f"S2MSI{level[1:]}"},
-            "links": [], "assets": assets}
+        assets[name.lower()] = {
+            "href": f"./{FILE_BAND[name]}.tif",
+            "type": "image/tiff; application=geotiff",
+            "eo:bands": [{"name": FILE_BAND[name]}],
+            "roles": ["data"],
+        }
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": f"S2A_{TILE}_20200601_0_{level}",
+        "geometry": None,
+        "properties": {
+            "datetime": "2020-06-01T10:30:31Z",
+            "processing:level": level,
+            "s2:product_type": f"S2MSI{level[1:]}",
+        },
+        "links": [],
+        "assets": assets,
+    }
     path = folder / f"S2A_{TILE}_20200601_{level}.json"
     path.write_text(json.dumps(item, indent=1), encoding="utf-8")
     return path
@@ -153,8 +195,17 @@ def write_sentinel2_like_stack(path: Path, pixels: np.ndarray, names: bool = Tru
     """``pixels`` as a georeferenced GeoTIFF at 10 m in UTM 31N, its bands described ``B2`` ... ``B12``."""
     count, height, width = pixels.shape
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count, dtype=pixels.dtype.name,
-                       crs="EPSG:32631", transform=Affine(10.0, 0, 399960.0, 0, -10.0, 4800000.0)) as target:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=pixels.dtype.name,
+        crs="EPSG:32631",
+        transform=Affine(10.0, 0, 399960.0, 0, -10.0, 4800000.0),
+    ) as target:
         target.write(pixels)
         if names:
             target.descriptions = DW_BANDS[:count]
@@ -164,8 +215,17 @@ def write_sentinel2_like_stack(path: Path, pixels: np.ndarray, names: bool = Tru
 def write_labels(path: Path, labels: np.ndarray) -> Path:
     """``(H, W)`` uint8 class codes on the grid of ``write_sentinel2_like_stack``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=labels.shape[1], height=labels.shape[0], count=1,
-                       dtype="uint8", crs="EPSG:32631", transform=Affine(10.0, 0, 399960.0, 0, -10.0, 4800000.0),
-                       nodata=255) as target:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=labels.shape[1],
+        height=labels.shape[0],
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32631",
+        transform=Affine(10.0, 0, 399960.0, 0, -10.0, 4800000.0),
+        nodata=255,
+    ) as target:
         target.write(labels.astype(np.uint8), 1)
     return path

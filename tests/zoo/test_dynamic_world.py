@@ -81,7 +81,8 @@ def test_bf16_autocast_runs_and_keeps_the_stored_reference_classes(dynamic_world
     # resize has no bfloat16 kernel, so the port must step around it rather than fail.
     reference = np.load(SMALL_REFERENCE)
     batch = dynamic_world.card.input_normalization().apply_torch(
-        torch.from_numpy(reference["even_raw"].astype(np.float32))[None])
+        torch.from_numpy(reference["even_raw"].astype(np.float32))[None]
+    )
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         logits = dynamic_world.network(batch)[0].float().numpy()
     expected = reference["even_logits"]

@@ -18,6 +18,7 @@ import rasterio
 import torch
 import yaml
 from safetensors.torch import load_file
+from tests.zoo.sentinel2_products import DW_BANDS, sentinel2_like_pixels, write_labels, write_sentinel2_like_stack
 from typer.testing import CliRunner
 
 from landseg.checkpoint import load_checkpoint
@@ -29,16 +30,20 @@ from landseg.predict.bands import match_bands
 from landseg.train.from_zoo import zoo_start
 from landseg.train.run import train
 from landseg.zoo import get_zoo_model
-from tests.zoo.sentinel2_products import (DW_BANDS, sentinel2_like_pixels, write_labels,
-                                          write_sentinel2_like_stack)
 
 DW = get_zoo_model("dynamic-world")
 SIZE = 64
 SCENES = ("000", "001", "002", "003")
 # The synthetic schema's Field, Forest, Water, Road, Building as three classes, and as Dynamic World's codes.
-THREE = {"name": "three", "ignore_codes": [255], "classes": [
-    {"name": "Vegetation", "color": "#397D49", "code": 0}, {"name": "Water", "color": "#419BDF", "code": 1},
-    {"name": "Built", "color": "#C4281B", "code": 2}]}
+THREE = {
+    "name": "three",
+    "ignore_codes": [255],
+    "classes": [
+        {"name": "Vegetation", "color": "#397D49", "code": 0},
+        {"name": "Water", "color": "#419BDF", "code": 1},
+        {"name": "Built", "color": "#C4281B", "code": 2},
+    ],
+}
 TO_THREE = np.array([0, 0, 1, 2, 2])
 TO_DYNAMIC_WORLD = np.array([4, 1, 0, 6, 6])  # Crops, Trees, Water, Built, Built
 
@@ -50,24 +55,41 @@ def sentinel2_scenes(tmp_path_factory) -> Path:
     for i, name in enumerate(SCENES):
         pixels, labels = sentinel2_like_pixels(SIZE, seed=40 + i)
         write_sentinel2_like_stack(root / "images" / f"scene_{name}.tif", pixels)
-        write_sentinel2_like_stack(root / "unnamed13" / f"scene_{name}.tif",
-                                   np.concatenate([pixels[:1], pixels, pixels[:3]]), names=False)
+        write_sentinel2_like_stack(
+            root / "unnamed13" / f"scene_{name}.tif", np.concatenate([pixels[:1], pixels, pixels[:3]]), names=False
+        )
         write_labels(root / "masks3" / f"scene_{name}.tif", TO_THREE[labels])
         write_labels(root / "masks9" / f"scene_{name}.tif", TO_DYNAMIC_WORLD[labels])
     return root
 
 
 def experiment(root: Path, schema=THREE, masks: str = "masks3", model=None, data=None, **train_options):
-    return parse_config({
-        "name": "dw-finetune",
-        "data": {"root": str(root), "schema": schema, "images": "images/scene_{id}.tif",
-                 "masks": masks + "/scene_{id}.tif",
-                 "split": {"field": "id", "train": list(SCENES[:3]), "val": [SCENES[3]]}, **(data or {})},
-        "model": model or {"init": "dynamic-world"},
-        "train": {"crop_size": 32, "batch_size": 4, "epochs": 1, "steps_per_epoch": 3, "val_tile": 64,
-                  "precision": "32-true", "accelerator": "cpu", "onnx_export": False,
-                  "optimizer": {"name": "adam", "lr": 0.01}, **train_options},
-    })
+    return parse_config(
+        {
+            "name": "dw-finetune",
+            "data": {
+                "root": str(root),
+                "schema": schema,
+                "images": "images/scene_{id}.tif",
+                "masks": masks + "/scene_{id}.tif",
+                "split": {"field": "id", "train": list(SCENES[:3]), "val": [SCENES[3]]},
+                **(data or {}),
+            },
+            "model": model or {"init": "dynamic-world"},
+            "train": {
+                "crop_size": 32,
+                "batch_size": 4,
+                "epochs": 1,
+                "steps_per_epoch": 3,
+                "val_tile": 64,
+                "precision": "32-true",
+                "accelerator": "cpu",
+                "onnx_export": False,
+                "optimizer": {"name": "adam", "lr": 0.01},
+                **train_options,
+            },
+        }
+    )
 
 
 class StartingWeights(L.Callback):
@@ -95,7 +117,9 @@ def test_fine_tuning_to_three_classes_replaces_only_the_head(tmp_path, sentinel2
     assert card.model["arch"] == "dynamic_world" and card.model["num_classes"] == 3
     assert card.normalization == DW.normalization and card.normalization["kind"] == "dynamic_world"
     assert card.bands == list(DW.bands) and card.band_names == list(DW_BANDS)
-    assert card.training["init"]["zoo_model"] == "dynamic-world" and card.training["init"]["replaced_layers"] == ["head"]
+    assert card.training["init"]["zoo_model"] == "dynamic-world" and card.training["init"]["replaced_layers"] == [
+        "head"
+    ]
     assert card.training["init"]["licence"].startswith("Apache-2.0")
     trained = loaded.network.state_dict()
     assert not torch.equal(trained["head.weight"], start.state["head.weight"])  # it did train
@@ -106,8 +130,12 @@ def test_fine_tuning_to_three_classes_replaces_only_the_head(tmp_path, sentinel2
     # Prediction through the core: a 3-class map of a scene it has not seen.
     pixels, _ = sentinel2_like_pixels(SIZE, seed=50)
     scene = write_sentinel2_like_stack(tmp_path / "new" / "s2.tif", pixels)
-    written = predict_scene(scene, load_ensemble([result.last_checkpoint], engine="torch"), tmp_path / "maps",
-                            PredictOptions(tile=64, probabilities=True))
+    written = predict_scene(
+        scene,
+        load_ensemble([result.last_checkpoint], engine="torch"),
+        tmp_path / "maps",
+        PredictOptions(tile=64, probabilities=True),
+    )
     with rasterio.open(written.paths["classes"]) as classes, rasterio.open(written.paths["probabilities"]) as probs:
         assert set(np.unique(classes.read(1))) <= {0, 1, 2} and classes.shape == (SIZE, SIZE)
         assert probs.count == 3
@@ -121,8 +149,12 @@ def test_fine_tuning_with_its_nine_classes_keeps_every_weight(tmp_path, sentinel
     caplog.set_level(logging.INFO, logger="landseg.train.run")
     start = StartingWeights()
     schema = DW.schema_dict() | {"ignore_codes": [255]}
-    result = train(experiment(sentinel2_scenes, schema=schema, masks="masks9", steps_per_epoch=1),
-                   tmp_path / "run", progress=False, extra_callbacks=[start])
+    result = train(
+        experiment(sentinel2_scenes, schema=schema, masks="masks9", steps_per_epoch=1),
+        tmp_path / "run",
+        progress=False,
+        extra_callbacks=[start],
+    )
     zoo = load_file(str(DW.weights_path))
     assert all(torch.equal(start.state[key], tensor) for key, tensor in zoo.items())
     assert torch.equal(start.state["head.weight"], zoo["head.weight"]) and start.state["head.weight"].shape[0] == 9
@@ -139,20 +171,39 @@ def test_a_13_band_stack_without_names_gives_the_zoo_models_bands(tmp_path, sent
     assert zoo_bands(DW, config, info.count, info.descriptions) == list(DW.bands)
 
 
-@pytest.mark.parametrize("model, data, message", [
-    ({"init": "dynamic-world"}, {"bands": [1, 2, 3]},
-     "data.bands lists 3 bands, but model.init dynamic-world reads 9 bands (B2, B3, B4, B5, B6, B7, B8, B11, B12)"),
-    ({"init": "dynamic-world"}, {"bands": [1, 2, 3, 4, 5, 6, 7, 9, 8]},
-     "data.bands picks bands named B2, B3, B4, B5, B6, B7, B8, B12, B11, but model.init dynamic-world reads"),
-    ({"init": "dynamic-world"}, {"images": "five/scene_{id}.tif"},
-     "the training images have 5 bands, but model.init dynamic-world reads 9 bands"),
-    ({"init": "dynamic-world", "arch": "deeplabv3plus"}, {},
-     "model.init dynamic-world fine-tunes its own network (dynamic_world), so model.arch 'deeplabv3plus' contradicts"),
-    ({"init": "dynamic-world", "encoder": "resnet34"}, {}, "takes no model.encoder (got 'resnet34')"),
-    ({"init": "dynamic-world"}, {"normalization": {"mode": "stats"}},
-     "normalizes inputs as dynamic-world does (kind 'dynamic_world'), so data.normalization.mode contradicts it"),
-    ({"init": "dynamicworld"}, {}, "unknown zoo model 'dynamicworld'"),
-], ids=["three-bands", "band-order", "five-band-images", "arch", "encoder", "normalization", "unknown"])
+@pytest.mark.parametrize(
+    "model, data, message",
+    [
+        (
+            {"init": "dynamic-world"},
+            {"bands": [1, 2, 3]},
+            "data.bands lists 3 bands, but model.init dynamic-world reads 9 bands (B2, B3, B4, B5, B6, B7, B8, B11, B12)",
+        ),
+        (
+            {"init": "dynamic-world"},
+            {"bands": [1, 2, 3, 4, 5, 6, 7, 9, 8]},
+            "data.bands picks bands named B2, B3, B4, B5, B6, B7, B8, B12, B11, but model.init dynamic-world reads",
+        ),
+        (
+            {"init": "dynamic-world"},
+            {"images": "five/scene_{id}.tif"},
+            "the training images have 5 bands, but model.init dynamic-world reads 9 bands",
+        ),
+        (
+            {"init": "dynamic-world", "arch": "deeplabv3plus"},
+            {},
+            "model.init dynamic-world fine-tunes its own network (dynamic_world), so model.arch 'deeplabv3plus' contradicts",
+        ),
+        ({"init": "dynamic-world", "encoder": "resnet34"}, {}, "takes no model.encoder (got 'resnet34')"),
+        (
+            {"init": "dynamic-world"},
+            {"normalization": {"mode": "stats"}},
+            "normalizes inputs as dynamic-world does (kind 'dynamic_world'), so data.normalization.mode contradicts it",
+        ),
+        ({"init": "dynamicworld"}, {}, "unknown zoo model 'dynamicworld'"),
+    ],
+    ids=["three-bands", "band-order", "five-band-images", "arch", "encoder", "normalization", "unknown"],
+)
 def test_configs_that_contradict_the_init_are_one_line_config_errors(tmp_path, sentinel2_scenes, model, data, message):
     if "images" in data:
         for name in SCENES:
@@ -160,7 +211,8 @@ def test_configs_that_contradict_the_init_are_one_line_config_errors(tmp_path, s
             write_sentinel2_like_stack(tmp_path / "five" / f"scene_{name}.tif", pixels[:5], names=False)
             (tmp_path / "masks3").mkdir(exist_ok=True)
             (tmp_path / "masks3" / f"scene_{name}.tif").write_bytes(
-                (sentinel2_scenes / "masks3" / f"scene_{name}.tif").read_bytes())
+                (sentinel2_scenes / "masks3" / f"scene_{name}.tif").read_bytes()
+            )
     root = tmp_path if "images" in data else sentinel2_scenes
     with pytest.raises(ConfigError) as error:
         train(experiment(root, model=model, data=data), tmp_path / "run", progress=False)

@@ -45,12 +45,15 @@ def test_dynamic_world_dict_names_its_kind_and_round_trips():
     assert not hasattr(DW, "mean")  # code that reads .mean/.std cannot mistake it for mean/std
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"kind": "percentile"}, "unknown normalization kind 'percentile'"),
-    ({"kind": "dynamic_world", "center": [1.0]}, "needs lists 'center' and 'spread'"),
-    ({"mean": [1.0]}, "needs lists 'mean' and 'std'"),
-    ({"kind": "dynamic_world", "center": [1.0], "spread": [0.0]}, "spreads must be positive"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"kind": "percentile"}, "unknown normalization kind 'percentile'"),
+        ({"kind": "dynamic_world", "center": [1.0]}, "needs lists 'center' and 'spread'"),
+        ({"mean": [1.0]}, "needs lists 'mean' and 'std'"),
+        ({"kind": "dynamic_world", "center": [1.0], "spread": [0.0]}, "spreads must be positive"),
+    ],
+)
 def test_bad_dicts_are_config_errors(data, message):
     with pytest.raises(ConfigError, match=message):
         normalization_from_dict(data)
@@ -71,7 +74,7 @@ def test_apply_torch_equals_apply_on_every_image_of_a_batch(normalization, bands
     tensor = torch.from_numpy(batch)
     out = normalization.apply_torch(tensor)
     assert out.dtype == torch.float32 and out.shape == batch.shape
-    for image, normalized in zip(batch, out.numpy()):
+    for image, normalized in zip(batch, out.numpy(), strict=False):
         np.testing.assert_allclose(normalized, normalization.apply(image), rtol=0, atol=2e-6)
     np.testing.assert_array_equal(tensor.numpy(), batch)  # the input is not changed in place
 

@@ -11,7 +11,6 @@ tiles the network sees mirrored context at the edges and blended neighbours, whi
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 
@@ -19,12 +18,12 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
+from tests.zoo.sentinel2_products import write_safe, write_stac_item, zip_safe
 from typer.testing import CliRunner
 
 from landseg.cli.main import app
-from landseg.errors import ConfigError, DataError
+from landseg.errors import ConfigError
 from landseg.predict.models import model_references
-from tests.zoo.sentinel2_products import write_safe, write_stac_item, zip_safe
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CHIP = SHARED / "datasets" / "samples" / "sen12ms" / "ROIs1970_fall_s2_4_p30.tif"
@@ -59,8 +58,18 @@ def reference_classes() -> np.ndarray:
 @needs_shared
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
 def test_predict_writes_the_reference_class_map_with_every_output(tmp_path, engine):
-    result = predict(str(CHIP), "--out", str(tmp_path), "--engine", engine, *WHOLE_CHIP, "--probabilities",
-                     "--confidence", "--polygons", "gpkg")
+    result = predict(
+        str(CHIP),
+        "--out",
+        str(tmp_path),
+        "--engine",
+        engine,
+        *WHOLE_CHIP,
+        "--probabilities",
+        "--confidence",
+        "--polygons",
+        "gpkg",
+    )
     assert result.exit_code == 0, result.output
     stem = CHIP.stem
     assert (class_map(tmp_path, stem) == reference_classes()).all()
@@ -78,8 +87,9 @@ def test_predict_writes_the_reference_class_map_with_every_output(tmp_path, engi
 @needs_shared
 def test_flips_and_a_minimum_area_change_few_pixels(tmp_path):
     # Dynamic World is not flip-invariant, so averaging flips moves some boundary pixels (measured: 1.2 %).
-    result = predict(str(CHIP), "--out", str(tmp_path), "--engine", "torch", *WHOLE_CHIP, "--tta", "flips",
-                     "--min-area", "4")
+    result = predict(
+        str(CHIP), "--out", str(tmp_path), "--engine", "torch", *WHOLE_CHIP, "--tta", "flips", "--min-area", "4"
+    )
     assert result.exit_code == 0, result.output
     assert (class_map(tmp_path, CHIP.stem) == reference_classes()).mean() > 0.97
 
@@ -89,8 +99,11 @@ def test_flips_and_a_minimum_area_change_few_pixels(tmp_path):
 def test_sentinel2_products_predict_like_the_stacked_chip(tmp_path, form):
     products = tmp_path / "products"
     products.mkdir()
-    source = {"safe": lambda: write_safe(CHIP, products), "zip": lambda: zip_safe(write_safe(CHIP, products)),
-              "stac": lambda: write_stac_item(CHIP, products / "stac")}[form]()
+    source = {
+        "safe": lambda: write_safe(CHIP, products),
+        "zip": lambda: zip_safe(write_safe(CHIP, products)),
+        "stac": lambda: write_stac_item(CHIP, products / "stac"),
+    }[form]()
     result = predict(str(source), "--out", str(tmp_path / "out"), "--engine", "torch", *WHOLE_CHIP)
     assert result.exit_code == 0, result.output
     predicted = class_map(tmp_path / "out", source.stem)
@@ -185,16 +198,18 @@ def test_named_bands_in_another_order_and_bands_option(tmp_path):
     nine = tmp_path / "nine.tif"
     with rasterio.open(nine, "w", **{**profile, "count": 9}) as target:
         target.write(stack[[1, 2, 3, 4, 5, 6, 7, 11, 12]])
-    result = predict(str(nine), "--out", str(tmp_path / "b"), "--engine", "torch", *WHOLE_CHIP,
-                     "--bands", "1,2,3,4,5,6,7,8,9")
+    result = predict(
+        str(nine), "--out", str(tmp_path / "b"), "--engine", "torch", *WHOLE_CHIP, "--bands", "1,2,3,4,5,6,7,8,9"
+    )
     assert result.exit_code == 0, result.output
     assert (class_map(tmp_path / "b", "nine") == reference_classes()).all()
 
 
 @needs_shared
 def test_dask_workers_load_zoo_members(tmp_path):
-    result = predict(str(CHIP), "--out", str(tmp_path), "--engine", "torch", *WHOLE_CHIP, "--workers", "1",
-                     "--threads", "1")
+    result = predict(
+        str(CHIP), "--out", str(tmp_path), "--engine", "torch", *WHOLE_CHIP, "--workers", "1", "--threads", "1"
+    )
     assert result.exit_code == 0, result.output
     assert (class_map(tmp_path, CHIP.stem) == reference_classes()).all()
 

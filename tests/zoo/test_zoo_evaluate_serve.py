@@ -15,19 +15,20 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+from tests.zoo.sentinel2_products import sentinel2_like_pixels, write_labels, write_sentinel2_like_stack
 from typer.testing import CliRunner
 
 from landseg.cli.main import app
 from landseg.zoo import get_zoo_model
-from tests.zoo.sentinel2_products import sentinel2_like_pixels, write_labels, write_sentinel2_like_stack
 
 SIZE = 64
 
 
 def predicted_classes(image, out, *options: str) -> np.ndarray:
     """The class map ``landseg predict --model dynamic-world`` writes, with default options but ``options``."""
-    result = CliRunner().invoke(app, ["predict", "--model", "dynamic-world", str(image), "--out", str(out),
-                                      "--engine", "torch", *options])
+    result = CliRunner().invoke(
+        app, ["predict", "--model", "dynamic-world", str(image), "--out", str(out), "--engine", "torch", *options]
+    )
     assert result.exit_code == 0, result.output
     with rasterio.open(out / f"{image.stem}_classes.tif") as written:
         return written.read(1)
@@ -44,20 +45,43 @@ def test_evaluate_scores_the_map_predict_writes(tmp_path):
     labels[:8, :8] = (labels[:8, :8] + 1) % 9
     write_labels(tmp_path / "data" / "masks" / "scene_a.tif", labels)
     config = tmp_path / "labelled.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "dynamic-world-check",
-        "data": {"root": "data", "schema": get_zoo_model("dynamic-world").schema_dict(),
-                 "images": "images/scene_{id}.tif", "masks": "masks/scene_{id}.tif",
-                 "split": {"field": "id", "val": ["a"]}},
-    }))
-    result = CliRunner().invoke(app, ["evaluate", "--config", str(config), "--model", "dynamic-world",
-                                      "--engine", "torch", "--out", str(tmp_path / "evaluation"), *small])
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "dynamic-world-check",
+                "data": {
+                    "root": "data",
+                    "schema": get_zoo_model("dynamic-world").schema_dict(),
+                    "images": "images/scene_{id}.tif",
+                    "masks": "masks/scene_{id}.tif",
+                    "split": {"field": "id", "val": ["a"]},
+                },
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--config",
+            str(config),
+            "--model",
+            "dynamic-world",
+            "--engine",
+            "torch",
+            "--out",
+            str(tmp_path / "evaluation"),
+            *small,
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
     assert metrics["images"] == 1 and metrics["engines"] == ["torch"]
     assert metrics["models"][0].endswith("dynamic_world.safetensors")
     assert metrics["pixel_accuracy"] == pytest.approx(1 - 64 / SIZE**2)
-    assert np.array_equal(np.asarray(metrics["confusion_matrix"]).sum(axis=0), np.bincount(predicted.ravel(), minlength=9))
+    assert np.array_equal(
+        np.asarray(metrics["confusion_matrix"]).sum(axis=0), np.bincount(predicted.ravel(), minlength=9)
+    )
     with rasterio.open(tmp_path / "evaluation" / "maps" / "scene_a_classes.tif") as written:
         assert (written.read(1) == predicted).all()
     assert "Water" in result.output  # the metrics table names Dynamic World's classes

@@ -11,9 +11,9 @@ chooses it).
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from landseg.config import ExperimentConfig, SplitConfig
 from landseg.data.catalog import Sample
@@ -49,8 +49,9 @@ def image_list(config: ExperimentConfig, samples: Sequence[Sample]) -> str:
     return "\n".join(s.image.relative_to(config.data.root).as_posix() for s in samples) + "\n"
 
 
-def fold_config(config: ExperimentConfig, train: Sequence[Sample], val: Sequence[Sample],
-                folder: Path) -> ExperimentConfig:
+def fold_config(
+    config: ExperimentConfig, train: Sequence[Sample], val: Sequence[Sample], folder: Path
+) -> ExperimentConfig:
     """``config`` with its split replaced by file lists of ``train`` and ``val`` (written in ``folder``)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -83,15 +84,18 @@ def train_fold_models(
 
     models = []
     for fold in range(max(assignment) + 1):
-        train_samples = [s for s, f in zip(audited, assignment) if f != fold]
+        train_samples = [s for s, f in zip(audited, assignment, strict=False) if f != fold]
         run_dir = Path(out_dir) / f"fold_{fold}"
         best = run_dir / "checkpoints" / "best.ckpt"
         if (run_dir / "summary.json").exists() and best.exists():
             listed = run_dir / "split" / "train.txt"
             if not listed.is_file() or listed.read_text() != image_list(config, train_samples):
                 # Reusing it would predict images it trained on: another --folds, --seed or split.
-                raise ConfigError("this fold model was trained on other images (another --folds, --seed or data "
-                                  "split); audit into another --out or delete the folder", run_dir)
+                raise ConfigError(
+                    "this fold model was trained on other images (another --folds, --seed or data "
+                    "split); audit into another --out or delete the folder",
+                    run_dir,
+                )
             models.append(FoldModel(fold, best, len(train_samples), 0.0))
             continue
         if (run_dir / "checkpoints" / "last.ckpt").exists():

@@ -116,6 +116,7 @@ class IssueFinder:
         likely_confidence[keep] = flat[rows, predicted]
         # cleanlab's per-image score over the labelled pixels, laid out as one 1 x n image (softmin does not
         # depend on where the pixels are).
-        quality, _ = get_label_quality_scores(given[None, None, :], flat.T[None, :, None, :], method="softmin",
-                                              verbose=False)
+        quality, _ = get_label_quality_scores(
+            given[None, None, :], flat.T[None, :, None, :], method="softmin", verbose=False
+        )
         return ImageIssues(flagged, likely, given_confidence, likely_confidence, float(quality[0]))

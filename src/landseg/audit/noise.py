@@ -14,8 +14,9 @@ from scipy import ndimage
 from landseg.classes import IGNORE_INDEX
 
 
-def relabel_blobs(mask: np.ndarray, rng: np.random.Generator, share: float, num_classes: int,
-                  radius: tuple[int, int] = (6, 14)) -> tuple[np.ndarray, np.ndarray]:
+def relabel_blobs(
+    mask: np.ndarray, rng: np.random.Generator, share: float, num_classes: int, radius: tuple[int, int] = (6, 14)
+) -> tuple[np.ndarray, np.ndarray]:
     """Discs placed at random until about ``share`` of the labelled pixels changed; each disc takes one class
     that is not the majority class under it."""
     noisy = mask.copy()
@@ -38,8 +39,9 @@ def relabel_blobs(mask: np.ndarray, rng: np.random.Generator, share: float, num_
     return noisy, changed
 
 
-def paint_class_as(mask: np.ndarray, rng: np.random.Generator, source: int, target: int,
-                   share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def paint_class_as(
+    mask: np.ndarray, rng: np.random.Generator, source: int, target: int, share: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """``share`` of the connected regions of class ``source`` relabelled ``target``."""
     regions, count = ndimage.label(mask == source)
     chosen = np.flatnonzero(rng.random(count) < share) + 1
@@ -54,7 +56,8 @@ def shift_boundaries(mask: np.ndarray, shift: tuple[int, int]) -> tuple[np.ndarr
     dy, dx = shift
     noisy = np.full(mask.shape, IGNORE_INDEX, dtype=mask.dtype)
     h, w = mask.shape
-    noisy[max(dy, 0): h + min(dy, 0), max(dx, 0): w + min(dx, 0)] = \
-        mask[max(-dy, 0): h + min(-dy, 0), max(-dx, 0): w + min(-dx, 0)]
+    noisy[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = mask[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     changed = (noisy != mask) & (noisy != IGNORE_INDEX) & (mask != IGNORE_INDEX)
     return noisy, changed

@@ -10,8 +10,8 @@ first georeferenced image; images without georeferencing are only in the CSV).
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -22,11 +22,34 @@ from landseg.io.write import atomic_output
 from landseg.metrics import ConfusionMatrix
 from landseg.report.plots import plot_confusion_matrix
 
-IMAGE_COLUMNS = ("rank", IMAGE_COLUMN, "label_quality", "labelled_pixels", "flagged_pixels", "flagged_share",
-                 "regions", "region_pixels", "model")
-REGION_COLUMNS = ("rank", IMAGE_COLUMN, "region", "given_class", "likely_class", "pixels", "area_m2",
-                  "given_confidence", "likely_confidence", "severity", "top", "left", "bottom", "right",
-                  PIXEL_GEOMETRY_COLUMN)
+IMAGE_COLUMNS = (
+    "rank",
+    IMAGE_COLUMN,
+    "label_quality",
+    "labelled_pixels",
+    "flagged_pixels",
+    "flagged_share",
+    "regions",
+    "region_pixels",
+    "model",
+)
+REGION_COLUMNS = (
+    "rank",
+    IMAGE_COLUMN,
+    "region",
+    "given_class",
+    "likely_class",
+    "pixels",
+    "area_m2",
+    "given_confidence",
+    "likely_confidence",
+    "severity",
+    "top",
+    "left",
+    "bottom",
+    "right",
+    PIXEL_GEOMETRY_COLUMN,
+)
 CLASS_COLUMNS = ("class", "labelled_pixels", "flagged_pixels", "flagged_share", "regions", "most_often_likely")
 
 
@@ -47,13 +70,26 @@ def region_rows(regions: Sequence[Region], schema: ClassSchema) -> list[dict]:
     import shapely
 
     ranked = sorted(regions, key=lambda r: r.severity, reverse=True)
-    return [{
-        "rank": rank, IMAGE_COLUMN: r.image, "region": r.region, "given_class": schema.names[r.given],
-        "likely_class": schema.names[r.likely], "pixels": r.pixels, "area_m2": _rounded(r.area_m2, 3),
-        "given_confidence": _rounded(r.given_confidence, 4), "likely_confidence": _rounded(r.likely_confidence, 4),
-        "severity": _rounded(r.severity, 2), "top": r.bounds[0], "left": r.bounds[1], "bottom": r.bounds[2],
-        "right": r.bounds[3], PIXEL_GEOMETRY_COLUMN: shapely.to_wkt(r.polygon, rounding_precision=-1),
-    } for rank, r in enumerate(ranked, start=1)]
+    return [
+        {
+            "rank": rank,
+            IMAGE_COLUMN: r.image,
+            "region": r.region,
+            "given_class": schema.names[r.given],
+            "likely_class": schema.names[r.likely],
+            "pixels": r.pixels,
+            "area_m2": _rounded(r.area_m2, 3),
+            "given_confidence": _rounded(r.given_confidence, 4),
+            "likely_confidence": _rounded(r.likely_confidence, 4),
+            "severity": _rounded(r.severity, 2),
+            "top": r.bounds[0],
+            "left": r.bounds[1],
+            "bottom": r.bounds[2],
+            "right": r.bounds[3],
+            PIXEL_GEOMETRY_COLUMN: shapely.to_wkt(r.polygon, rounding_precision=-1),
+        }
+        for rank, r in enumerate(ranked, start=1)
+    ]
 
 
 def write_regions_geopackage(path: Path, rows: Sequence[dict], regions_by_key: dict, grids: dict) -> Path | None:
@@ -88,34 +124,54 @@ def write_regions_geopackage(path: Path, rows: Sequence[dict], regions_by_key: d
         values = [row[name] for row in kept]
         if name in (IMAGE_COLUMN, "given_class", "likely_class"):
             return np.array(values, dtype=object)
-        return np.array([np.nan if v == "" else v for v in values], dtype=np.float64 if name in (
-            "area_m2", "given_confidence", "likely_confidence", "severity") else np.int64)
+        return np.array(
+            [np.nan if v == "" else v for v in values],
+            dtype=np.float64 if name in ("area_m2", "given_confidence", "likely_confidence", "severity") else np.int64,
+        )
 
     with atomic_output(path) as temporary:
-        pyogrio.raw.write(temporary, shapely.to_wkb(np.array(geometries, dtype=object)) if geometries
-                          else np.array([], dtype=object), [column(f) for f in fields], fields, layer=LAYER,
-                          driver="GPKG", geometry_type="Polygon", crs=target.to_wkt())
+        pyogrio.raw.write(
+            temporary,
+            shapely.to_wkb(np.array(geometries, dtype=object)) if geometries else np.array([], dtype=object),
+            [column(f) for f in fields],
+            fields,
+            layer=LAYER,
+            driver="GPKG",
+            geometry_type="Polygon",
+            crs=target.to_wkt(),
+        )
     return path
 
 
-def class_rows(labelled: np.ndarray, flagged: ConfusionMatrix, regions: Sequence[Region],
-               schema: ClassSchema) -> list[dict]:
+def class_rows(
+    labelled: np.ndarray, flagged: ConfusionMatrix, regions: Sequence[Region], schema: ClassSchema
+) -> list[dict]:
     """Per given class: how many of its labelled pixels look wrong, and what they most likely are."""
     counts = flagged.matrix
     region_counts = np.bincount([r.given for r in regions], minlength=schema.num_classes)
     rows = []
     for k, name in enumerate(schema.names):
         wrong = int(counts[k].sum())
-        rows.append({
-            "class": name, "labelled_pixels": int(labelled[k]), "flagged_pixels": wrong,
-            "flagged_share": _rounded(wrong / labelled[k] if labelled[k] else None, 5),
-            "regions": int(region_counts[k]),
-            "most_often_likely": schema.names[int(counts[k].argmax())] if wrong else "",
-        })
+        rows.append(
+            {
+                "class": name,
+                "labelled_pixels": int(labelled[k]),
+                "flagged_pixels": wrong,
+                "flagged_share": _rounded(wrong / labelled[k] if labelled[k] else None, 5),
+                "regions": int(region_counts[k]),
+                "most_often_likely": schema.names[int(counts[k].argmax())] if wrong else "",
+            }
+        )
     return rows
 
 
 def plot_given_vs_likely(flagged: ConfusionMatrix, schema: ClassSchema, path: Path) -> Path:
     """Rows: the given class of flagged pixels; columns: the class the model finds likely."""
-    return plot_confusion_matrix(flagged, schema, path, title="Suspected label issues: given vs likely class",
-                                 axes=("given class", "likely class"), scores=False)
+    return plot_confusion_matrix(
+        flagged,
+        schema,
+        path,
+        title="Suspected label issues: given vs likely class",
+        axes=("given class", "likely class"),
+        scores=False,
+    )

@@ -8,9 +8,9 @@ later passes memory-map them back one image at a time, so no pass holds more tha
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from rich.progress import track
@@ -76,13 +76,24 @@ def cache_probabilities(
     if options.nodata is None and config.data.nodata is not None:
         options = replace(options, nodata=config.data.nodata)
     images = []
-    for sample, stem in track(list(zip(samples, stems)), description=description, disable=not progress):
+    for sample, stem in track(list(zip(samples, stems, strict=False)), description=description, disable=not progress):
         try:
-            image, labels = load_pair(sample, schema, tolerance=config.data.size_tolerance,
-                                      unknown=config.data.unknown_labels, nodata=config.data.nodata)
+            image, labels = load_pair(
+                sample,
+                schema,
+                tolerance=config.data.size_tolerance,
+                unknown=config.data.unknown_labels,
+                nodata=config.data.nodata,
+            )
             descriptions = raster_info(sample.image).descriptions
-            predicted = predict_array(image.data, ensemble, options, nodata=options.nodata if options.nodata
-                                      is not None else image.nodata, descriptions=descriptions, source=sample.image)
+            predicted = predict_array(
+                image.data,
+                ensemble,
+                options,
+                nodata=options.nodata if options.nodata is not None else image.nodata,
+                descriptions=descriptions,
+                source=sample.image,
+            )
         except DataError as exc:
             if quarantined is None:
                 raise
@@ -91,16 +102,26 @@ def cache_probabilities(
         probabilities_file, labels_file = scratch / f"{stem}.probabilities.npy", scratch / f"{stem}.labels.npy"
         np.save(probabilities_file, predicted.probabilities.astype(np.float16))
         np.save(labels_file, labels)
-        images.append(AuditImage(
-            sample=sample, key=image_key(sample, config.data.root), stem=stem, shape=labels.shape,
-            transform=image.transform, crs=image.crs, pixel_area_m2=pixel_area_m2(image.transform, image.crs),
-            model=model_name, probabilities_file=probabilities_file, labels_file=labels_file,
-        ))
+        images.append(
+            AuditImage(
+                sample=sample,
+                key=image_key(sample, config.data.root),
+                stem=stem,
+                shape=labels.shape,
+                transform=image.transform,
+                crs=image.crs,
+                pixel_area_m2=pixel_area_m2(image.transform, image.crs),
+                model=model_name,
+                probabilities_file=probabilities_file,
+                labels_file=labels_file,
+            )
+        )
     return images
 
 
-def training_overlap(checkpoint: Path, audited: Sequence[Sample], root: Path,
-                     read_card: Callable[[Path], object] | None = None) -> str | None:
+def training_overlap(
+    checkpoint: Path, audited: Sequence[Sample], root: Path, read_card: Callable[[Path], object] | None = None
+) -> str | None:
     """A warning when ``checkpoint`` trained on audited images, else None.
 
     A landseg run folder keeps its config beside the checkpoints (``RUN/config.yaml``): its train split
@@ -120,9 +141,11 @@ def training_overlap(checkpoint: Path, audited: Sequence[Sample], root: Path,
             both = len(wanted & seen)
             if not both:
                 return None
-            return (f"{checkpoint}: {both} of the {len(wanted)} audited images were in its training data "
-                    f"({run_config}); their probabilities are not out-of-sample and hide label issues the model "
-                    "memorised: audit with --folds K instead")
+            return (
+                f"{checkpoint}: {both} of the {len(wanted)} audited images were in its training data "
+                f"({run_config}); their probabilities are not out-of-sample and hide label issues the model "
+                "memorised: audit with --folds K instead"
+            )
     if read_card is None:
         return None
     try:
@@ -131,6 +154,8 @@ def training_overlap(checkpoint: Path, audited: Sequence[Sample], root: Path,
         return None
     data_root = (getattr(card, "training", None) or {}).get("data_root")
     if data_root and Path(data_root).resolve() == Path(root).resolve():
-        return (f"{checkpoint}: trained on data under {data_root}, the audited data's folder; if the audited images "
-                "were among its training images their issues are hidden: audit with --folds K to be sure")
+        return (
+            f"{checkpoint}: trained on data under {data_root}, the audited data's folder; if the audited images "
+            "were among its training images their issues are hidden: audit with --folds K to be sure"
+        )
     return None

@@ -56,8 +56,9 @@ def label_regions(flagged: np.ndarray, min_pixels: int = 1) -> np.ndarray:
     return renumber[numbers]
 
 
-def describe_regions(key: str, numbers: np.ndarray, labels: np.ndarray, issues: ImageIssues, num_classes: int,
-                     pixel_area: float | None) -> list[Region]:
+def describe_regions(
+    key: str, numbers: np.ndarray, labels: np.ndarray, issues: ImageIssues, num_classes: int, pixel_area: float | None
+) -> list[Region]:
     """The regions of one image, in region-number order."""
     count = int(numbers.max()) if numbers.size else 0
     if count == 0:
@@ -77,12 +78,20 @@ def describe_regions(key: str, numbers: np.ndarray, labels: np.ndarray, issues: 
     for number in range(1, count + 1):
         rows, cols = boxes[number - 1]
         pixels = int(size[number])
-        regions.append(Region(
-            image=key, region=number, given=int(given_class[number]), likely=int(likely_class[number]),
-            pixels=pixels, area_m2=None if pixel_area is None else pixels * pixel_area,
-            given_confidence=float(given_p[number] / pixels), likely_confidence=float(likely_p[number] / pixels),
-            bounds=(rows.start, cols.start, rows.stop, cols.stop), polygon=polygons.get(number),
-        ))
+        regions.append(
+            Region(
+                image=key,
+                region=number,
+                given=int(given_class[number]),
+                likely=int(likely_class[number]),
+                pixels=pixels,
+                area_m2=None if pixel_area is None else pixels * pixel_area,
+                given_confidence=float(given_p[number] / pixels),
+                likely_confidence=float(likely_p[number] / pixels),
+                bounds=(rows.start, cols.start, rows.stop, cols.stop),
+                polygon=polygons.get(number),
+            )
+        )
     return regions
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from rich.progress import track
@@ -22,8 +22,16 @@ from rich.progress import track
 from landseg.audit.folds import assign_folds, train_fold_models
 from landseg.audit.gallery import display_image, render_issue_figure, write_gallery
 from landseg.audit.issues import IssueFinder
-from landseg.audit.outputs import (CLASS_COLUMNS, IMAGE_COLUMNS, REGION_COLUMNS, class_rows, plot_given_vs_likely,
-                                   region_rows, write_csv, write_regions_geopackage)
+from landseg.audit.outputs import (
+    CLASS_COLUMNS,
+    IMAGE_COLUMNS,
+    REGION_COLUMNS,
+    class_rows,
+    plot_given_vs_likely,
+    region_rows,
+    write_csv,
+    write_regions_geopackage,
+)
 from landseg.audit.probabilities import AuditImage, cache_probabilities, training_overlap
 from landseg.audit.regions import Region, describe_regions, label_regions
 from landseg.classes import IGNORE_INDEX, get_schema
@@ -92,15 +100,33 @@ def audit(
             assignment = assign_folds(samples, folds, seed)
             audited = {s.image for s in samples}
             validation = [s for s in catalog.splits.get("val", []) if s.image not in audited]
-            models = train_fold_models(config, samples, assignment, validation, out_dir / "folds", minutes_per_fold,
-                                       progress, onnx_export=engine != "torch")
+            models = train_fold_models(
+                config,
+                samples,
+                assignment,
+                validation,
+                out_dir / "folds",
+                minutes_per_fold,
+                progress,
+                onnx_export=engine != "torch",
+            )
             for model in models:
                 chosen = [i for i, f in enumerate(assignment) if f == model.fold]
                 ensemble = load_ensemble([model.checkpoint], engine=engine, device=device)
                 _check_classes(ensemble, schema, model.checkpoint)
-                images += cache_probabilities(config, schema, [samples[i] for i in chosen], [stems[i] for i in chosen],
-                                              ensemble, str(model.checkpoint), scratch, options, progress,
-                                              f"Fold {model.fold}: predicting its held-out images", quarantined)
+                images += cache_probabilities(
+                    config,
+                    schema,
+                    [samples[i] for i in chosen],
+                    [stems[i] for i in chosen],
+                    ensemble,
+                    str(model.checkpoint),
+                    scratch,
+                    options,
+                    progress,
+                    f"Fold {model.fold}: predicting its held-out images",
+                    quarantined,
+                )
             model_names = [str(m.checkpoint) for m in models]
         else:
             for checkpoint in checkpoints:
@@ -111,8 +137,19 @@ def audit(
             ensemble = load_ensemble(list(checkpoints), engine=engine, device=device)
             _check_classes(ensemble, schema, checkpoints[0])
             model_names = [str(c) for c in checkpoints]
-            images = cache_probabilities(config, schema, samples, stems, ensemble, " + ".join(model_names), scratch,
-                                         options, progress, f"Predicting {split}", quarantined)
+            images = cache_probabilities(
+                config,
+                schema,
+                samples,
+                stems,
+                ensemble,
+                " + ".join(model_names),
+                scratch,
+                options,
+                progress,
+                f"Predicting {split}",
+                quarantined,
+            )
         if not images:
             first = quarantined[0] if quarantined else "no images"
             raise DataError(f"no image of split {split!r} could be audited; the first: {first}", config.data.root)
@@ -121,33 +158,49 @@ def audit(
         shutil.rmtree(scratch, ignore_errors=True)
     summary = result.pop("summary")
     summary.update(
-        split=split, images=len(images), models=model_names, folds=folds, seed=seed if folds else None,
-        minutes_per_fold=minutes_per_fold if folds else None, min_region_pixels=min_region, warnings=warnings,
+        split=split,
+        images=len(images),
+        models=model_names,
+        folds=folds,
+        seed=seed if folds else None,
+        minutes_per_fold=minutes_per_fold if folds else None,
+        min_region_pixels=min_region,
+        warnings=warnings,
         quarantined=[{"file": exc.path, "problem": exc.problem} for exc in quarantined],
     )
     summary_path = out_dir / "audit.json"
     with atomic_output(summary_path) as temporary:
         temporary.write_text(json.dumps(summary, indent=2, default=str))
-    return AuditResult(out_dir=out_dir, summary_path=summary_path, summary=summary, warnings=warnings,
-                       quarantined=quarantined, **result)
+    return AuditResult(
+        out_dir=out_dir,
+        summary_path=summary_path,
+        summary=summary,
+        warnings=warnings,
+        quarantined=quarantined,
+        **result,
+    )
 
 
 def _check_classes(ensemble, schema, checkpoint) -> None:
     if ensemble.schema.names != schema.names:
-        raise CheckpointError(f"model predicts classes {ensemble.schema.names} but the config's schema has "
-                              f"{schema.names}", checkpoint)
+        raise CheckpointError(
+            f"model predicts classes {ensemble.schema.names} but the config's schema has {schema.names}", checkpoint
+        )
 
 
 def _unique_stems(samples, root: Path) -> list[str]:
     names = [s.name for s in samples]
     if len(set(names)) == len(names):
         return names
-    return ["__".join((s.image.relative_to(root) if s.image.is_relative_to(root) else s.image).with_suffix("").parts)
-            for s in samples]
+    return [
+        "__".join((s.image.relative_to(root) if s.image.is_relative_to(root) else s.image).with_suffix("").parts)
+        for s in samples
+    ]
 
 
-def _find_and_write(images: list[AuditImage], schema, out_dir: Path, split: str, min_region: int, gallery: int,
-                    progress: bool) -> dict:
+def _find_and_write(
+    images: list[AuditImage], schema, out_dir: Path, split: str, min_region: int, gallery: int, progress: bool
+) -> dict:
     k = schema.num_classes
     finder = IssueFinder(k)
     for image in track(images, description="Label issues: class thresholds", disable=not progress):
@@ -171,13 +224,19 @@ def _find_and_write(images: list[AuditImage], schema, out_dir: Path, split: str,
         given_vs_likely.update(issues.likely[issues.flagged], labels[issues.flagged])
         count = int(known.sum())
         flagged = int(issues.flagged.sum())
-        rows.append({
-            "image": image.key, "label_quality": round(issues.quality, 6) if np.isfinite(issues.quality) else "",
-            "labelled_pixels": count, "flagged_pixels": flagged,
-            "flagged_share": round(flagged / count, 6) if count else "", "regions": len(found),
-            "region_pixels": sum(r.pixels for r in found), "model": image.model,
-            "_quality": issues.quality if np.isfinite(issues.quality) else np.inf,
-        })
+        rows.append(
+            {
+                "image": image.key,
+                "label_quality": round(issues.quality, 6) if np.isfinite(issues.quality) else "",
+                "labelled_pixels": count,
+                "flagged_pixels": flagged,
+                "flagged_share": round(flagged / count, 6) if count else "",
+                "regions": len(found),
+                "region_pixels": sum(r.pixels for r in found),
+                "model": image.model,
+                "_quality": issues.quality if np.isfinite(issues.quality) else np.inf,
+            }
+        )
     rows.sort(key=lambda r: (r["_quality"], -r["flagged_pixels"]))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
@@ -205,22 +264,41 @@ def _find_and_write(images: list[AuditImage], schema, out_dir: Path, split: str,
         "classes": classes,
         "given_vs_likely": given_vs_likely.matrix.tolist(),
         "class_names": schema.names,
-        "worst_images": [{c: row[c] for c in ("rank", "image", "label_quality", "flagged_pixels", "regions")}
-                         for row in rows[:10]],
+        "worst_images": [
+            {c: row[c] for c in ("rank", "image", "label_quality", "flagged_pixels", "regions")} for row in rows[:10]
+        ],
     }
     for row in rows:
         row.pop("_quality")
-    return dict(images_csv=images_csv, regions_csv=regions_csv, regions_gpkg=regions_gpkg, classes_csv=classes_csv,
-                confusion_plot=confusion_plot, gallery=gallery_path, images=rows, summary=summary)
+    return dict(
+        images_csv=images_csv,
+        regions_csv=regions_csv,
+        regions_gpkg=regions_gpkg,
+        classes_csv=classes_csv,
+        confusion_plot=confusion_plot,
+        gallery=gallery_path,
+        images=rows,
+        summary=summary,
+    )
 
 
-def _write_gallery(images: list[AuditImage], worst: list[dict], finder: IssueFinder, schema, out_dir: Path,
-                   split: str, min_region: int, regions: list[Region]) -> Path:
+def _write_gallery(
+    images: list[AuditImage],
+    worst: list[dict],
+    finder: IssueFinder,
+    schema,
+    out_dir: Path,
+    split: str,
+    min_region: int,
+    regions: list[Region],
+) -> Path:
     by_key = {image.key: image for image in images}
     figures_dir = out_dir / "gallery"
     figures_dir.mkdir(exist_ok=True)
-    region_rank = {(r.image, r.region): rank for rank, r in
-                   enumerate(sorted(regions, key=lambda r: r.severity, reverse=True), start=1)}
+    region_rank = {
+        (r.image, r.region): rank
+        for rank, r in enumerate(sorted(regions, key=lambda r: r.severity, reverse=True), start=1)
+    }
     figures = []
     for row in worst:
         image = by_key[row["image"]]
@@ -229,18 +307,34 @@ def _write_gallery(images: list[AuditImage], worst: list[dict], finder: IssueFin
         numbers = label_regions(issues.flagged, min_region)
         raster = read_image(image.sample.image)
         rgb = display_image(raster.data, raster.valid, None)
-        path = render_issue_figure(rgb, labels, issues.likely, numbers, schema,
-                                   figures_dir / f"{row['rank']:03d}_{image.stem}.png",
-                                   f"#{row['rank']} {image.key}: label quality {row['label_quality']}")
+        path = render_issue_figure(
+            rgb,
+            labels,
+            issues.likely,
+            numbers,
+            schema,
+            figures_dir / f"{row['rank']:03d}_{image.stem}.png",
+            f"#{row['rank']} {image.key}: label quality {row['label_quality']}",
+        )
         ranks = sorted(region_rank[(image.key, n)] for n in range(1, int(numbers.max(initial=0)) + 1))
-        caption = (f"#{row['rank']} {image.key}: label quality {row['label_quality']}, {row['flagged_pixels']} "
-                   f"flagged px, {row['regions']} regions" + (f" (regions.csv ranks {', '.join(map(str, ranks[:12]))}"
-                                                              f"{' ...' if len(ranks) > 12 else ''})" if ranks else ""))
+        caption = (
+            f"#{row['rank']} {image.key}: label quality {row['label_quality']}, {row['flagged_pixels']} "
+            f"flagged px, {row['regions']} regions"
+            + (
+                f" (regions.csv ranks {', '.join(map(str, ranks[:12]))}{' ...' if len(ranks) > 12 else ''})"
+                if ranks
+                else ""
+            )
+        )
         figures.append((caption, path))
-    notes = {"How to read it": (
-        "Images ranked by cleanlab's label-quality score (lowest first). Outlined in magenta: regions whose "
-        "given label the out-of-sample model finds unlikely (cleanlab confident learning), numbered as in "
-        "the region column of regions.csv, which lists them with their given and likely class; regions.gpkg "
-        "holds them for QGIS. Leave them out of training with data.exclude: regions.gpkg (or regions.csv).")}
-    return write_gallery(out_dir / "gallery.html", f"Label audit of {split}: the {len(worst)} worst images",
-                         figures, notes)
+    notes = {
+        "How to read it": (
+            "Images ranked by cleanlab's label-quality score (lowest first). Outlined in magenta: regions whose "
+            "given label the out-of-sample model finds unlikely (cleanlab confident learning), numbered as in "
+            "the region column of regions.csv, which lists them with their given and likely class; regions.gpkg "
+            "holds them for QGIS. Leave them out of training with data.exclude: regions.gpkg (or regions.csv)."
+        )
+    }
+    return write_gallery(
+        out_dir / "gallery.html", f"Label audit of {split}: the {len(worst)} worst images", figures, notes
+    )

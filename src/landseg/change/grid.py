@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import rasterio
@@ -62,8 +62,9 @@ class Overlap:
         return list(rows.values())
 
     def in_before(self, block: Window) -> Window:
-        return Window(self.window.col_off + block.col_off, self.window.row_off + block.row_off, block.width,
-                      block.height)
+        return Window(
+            self.window.col_off + block.col_off, self.window.row_off + block.row_off, block.width, block.height
+        )
 
 
 def same_grid(a, b) -> bool:
@@ -82,8 +83,11 @@ def find_overlap(before, after) -> Overlap:
         # Two plain pixel grids (no georeferencing at all): compared from the top-left corner.
         window = Window(0, 0, min(before.width, after.width), min(before.height, after.height))
         return Overlap(window, before.transform, None, resampled=False)
-    bounds = after.bounds if before.crs == after.crs else transform_bounds(after.crs, before.crs, *after.bounds,
-                                                                           densify_pts=21)
+    bounds = (
+        after.bounds
+        if before.crs == after.crs
+        else transform_bounds(after.crs, before.crs, *after.bounds, densify_pts=21)
+    )
     raw = from_bounds(*bounds, transform=before.transform)
     raw = raw.round_offsets(op="floor", pixel_precision=3).round_lengths(op="ceil", pixel_precision=3)
     try:
@@ -106,8 +110,13 @@ def on_before_grid(after, before, overlap: Overlap):
     if not overlap.resampled:
         yield after
         return
-    grid = dict(crs=before.crs, transform=before.transform, width=before.width, height=before.height,
-                resampling=Resampling.nearest)
+    grid = dict(
+        crs=before.crs,
+        transform=before.transform,
+        width=before.width,
+        height=before.height,
+        resampling=Resampling.nearest,
+    )
     if after.nodata is not None:
         grid.update(src_nodata=after.nodata, nodata=after.nodata)
     else:

@@ -53,9 +53,10 @@ class ClassMap:
         bad = index == UNKNOWN
         if bad.any():
             found, counts = np.unique(values[bad], return_counts=True)
-            shown = ", ".join(f"{v} ({n} px)" for v, n in list(zip(found.tolist(), counts.tolist()))[:10])
-            raise DataError(f"class map holds values that schema {self.schema.name!r} does not define: {shown}",
-                            self.path)
+            shown = ", ".join(f"{v} ({n} px)" for v, n in list(zip(found.tolist(), counts.tolist(), strict=False))[:10])
+            raise DataError(
+                f"class map holds values that schema {self.schema.name!r} does not define: {shown}", self.path
+            )
         return index
 
     def _table(self, size: int) -> np.ndarray:
@@ -75,8 +76,11 @@ def open_class_map(path: str | Path, schema: str | Path | None = None) -> ClassM
     path = Path(path)
     with open_raster(path) as source:
         if source.count != 1:
-            raise DataError(f"has {source.count} bands; a class map has one band of class codes "
-                            "(give --checkpoint to predict images first)", path)
+            raise DataError(
+                f"has {source.count} bands; a class map has one band of class codes "
+                "(give --checkpoint to predict images first)",
+                path,
+            )
         if not np.issubdtype(np.dtype(source.dtypes[0]), np.integer):
             raise DataError(f"holds {source.dtypes[0]} values; a class map holds integer class codes", path)
         tag = source.tags().get(SCHEMA_TAG)
@@ -103,8 +107,11 @@ def reconcile(before: ClassMap, after: ClassMap, class_map: str | Path | None) -
 
     The comparison then counts in AFTER's schema, which must have at most ``MAX_CLASSES`` classes."""
     if after.schema.num_classes > MAX_CLASSES:
-        raise ConfigError(f"schema {after.schema.name!r} has {after.schema.num_classes} classes; change maps "
-                          f"support at most {MAX_CLASSES} (one-byte from-to codes)", after.path)
+        raise ConfigError(
+            f"schema {after.schema.name!r} has {after.schema.num_classes} classes; change maps "
+            f"support at most {MAX_CLASSES} (one-byte from-to codes)",
+            after.path,
+        )
     if before.schema.names == after.schema.names:
         if class_map is not None:
             _read_class_map(class_map)  # still checked, so a typo never goes unnoticed
@@ -113,7 +120,9 @@ def reconcile(before: ClassMap, after: ClassMap, class_map: str | Path | None) -
         raise ConfigError(
             f"the dates use different schemas ({before.schema.name!r}: {', '.join(before.schema.names)}; "
             f"{after.schema.name!r}: {', '.join(after.schema.names)}); give --class-map FILE "
-            "(YAML: BEFORE class name: AFTER class name)", after.path)
+            "(YAML: BEFORE class name: AFTER class name)",
+            after.path,
+        )
     mapping = _read_class_map(class_map)
     targets = {name: i for i, name in enumerate(after.schema.names)}
     result = []
@@ -122,13 +131,17 @@ def reconcile(before: ClassMap, after: ClassMap, class_map: str | Path | None) -
         if target is None:
             raise ConfigError(f"does not say which AFTER class BEFORE's {name!r} becomes", class_map)
         if target not in targets:
-            raise ConfigError(f"maps {name!r} to {target!r}, which AFTER's schema {after.schema.name!r} lacks "
-                              f"(it has {', '.join(after.schema.names)})", class_map)
+            raise ConfigError(
+                f"maps {name!r} to {target!r}, which AFTER's schema {after.schema.name!r} lacks "
+                f"(it has {', '.join(after.schema.names)})",
+                class_map,
+            )
         result.append(targets[target])
     unknown = sorted(set(mapping) - set(before.schema.names))
     if unknown:
-        raise ConfigError(f"names classes BEFORE's schema {before.schema.name!r} lacks: {', '.join(unknown)}",
-                          class_map)
+        raise ConfigError(
+            f"names classes BEFORE's schema {before.schema.name!r} lacks: {', '.join(unknown)}", class_map
+        )
     before.recode(np.array(result, dtype=np.uint8))
 
 

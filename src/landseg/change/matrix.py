@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from landseg.classes import IGNORE_INDEX
 from landseg.change.inputs import CONFIDENCE_STEPS
+from landseg.classes import IGNORE_INDEX
 from landseg.predict.outputs import SQUARE_METRES_PER_HECTARE
 
 
@@ -41,8 +41,14 @@ class TransitionCounter:
         self.confidence_pixels = np.zeros(CONFIDENCE_STEPS + 1, dtype=np.int64)
         self.confidence_m2 = np.zeros(CONFIDENCE_STEPS + 1, dtype=np.float64)
 
-    def add(self, before: np.ndarray, after: np.ndarray, row_area: np.ndarray | None = None,
-            confidence: np.ndarray | None = None, min_steps: int | None = None) -> np.ndarray:
+    def add(
+        self,
+        before: np.ndarray,
+        after: np.ndarray,
+        row_area: np.ndarray | None = None,
+        confidence: np.ndarray | None = None,
+        min_steps: int | None = None,
+    ) -> np.ndarray:
         """Count one block of class indices (``IGNORE_INDEX`` = no-data); return its from-to codes
         (``IGNORE_INDEX`` where excluded) after the confidence rule.
 
@@ -93,7 +99,7 @@ class TransitionCounter:
         out[valid] = codes
         return out
 
-    def merge(self, other: "TransitionCounter") -> "TransitionCounter":
+    def merge(self, other: TransitionCounter) -> TransitionCounter:
         self.pixels += other.pixels
         self.area_m2 += other.area_m2
         for key in self.excluded:
@@ -105,8 +111,9 @@ class TransitionCounter:
         return self
 
 
-def summarize(counter: TransitionCounter, names: list[str], with_area: bool,
-              thresholds: tuple[float, ...] = ()) -> dict:
+def summarize(
+    counter: TransitionCounter, names: list[str], with_area: bool, thresholds: tuple[float, ...] = ()
+) -> dict:
     """The matrix and what users read from it: totals per date, gains, losses, net, share changed."""
     pixels = counter.pixels
     hectares = counter.area_m2 / SQUARE_METRES_PER_HECTARE if with_area else None
@@ -120,9 +127,15 @@ def summarize(counter: TransitionCounter, names: list[str], with_area: bool,
                 continue
             before, after, stayed = matrix[i].sum(), matrix[:, i].sum(), matrix[i, i]
             convert = int if unit == "pixels" else float
-            row.update({f"before_{unit}": convert(before), f"after_{unit}": convert(after),
-                        f"gain_{unit}": convert(after - stayed), f"loss_{unit}": convert(before - stayed),
-                        f"net_{unit}": convert(after - before)})
+            row.update(
+                {
+                    f"before_{unit}": convert(before),
+                    f"after_{unit}": convert(after),
+                    f"gain_{unit}": convert(after - stayed),
+                    f"loss_{unit}": convert(before - stayed),
+                    f"net_{unit}": convert(after - before),
+                }
+            )
         classes.append(row)
     summary = {
         "classes": names,
@@ -134,7 +147,9 @@ def summarize(counter: TransitionCounter, names: list[str], with_area: bool,
         "changed_share": (total - diagonal) / total if total else 0.0,
         "compared_ha": None if hectares is None else float(hectares.sum()),
         "changed_ha": None if hectares is None else float(hectares.sum() - np.trace(hectares)),
-        "excluded": {k: (v / SQUARE_METRES_PER_HECTARE if k.endswith("m2") else v) for k, v in counter.excluded.items()},
+        "excluded": {
+            k: (v / SQUARE_METRES_PER_HECTARE if k.endswith("m2") else v) for k, v in counter.excluded.items()
+        },
     }
     summary["excluded"]["either_ha"] = summary["excluded"].pop("either_m2") if with_area else None
     if thresholds:

@@ -35,8 +35,9 @@ def change_legend(schema: ClassSchema) -> dict[int, str]:
 
 def change_colormap(schema: ClassSchema) -> dict[int, tuple[int, int, int, int]]:
     k = schema.num_classes
-    table = {i * k + j: UNCHANGED_COLOR if i == j else (*schema.classes[j].color, 255)
-             for i in range(k) for j in range(k)}
+    table = {
+        i * k + j: UNCHANGED_COLOR if i == j else (*schema.classes[j].color, 255) for i in range(k) for j in range(k)
+    }
     table[IGNORE_INDEX] = (0, 0, 0, 0)
     return table
 
@@ -44,9 +45,16 @@ def change_colormap(schema: ClassSchema) -> dict[int, tuple[int, int, int, int]]
 def open_change_scratch(path: Path, overlap, schema: ClassSchema, tags: dict):
     plain = overlap.crs is None and overlap.transform.is_identity
     georef = Georeference(overlap.crs, None if plain else overlap.transform)
-    return open_scratch(path, overlap.height, overlap.width, 1, georef,
-                        descriptions=["change: from * K + to"], colormap=change_colormap(schema),
-                        tags={**tags, LEGEND_TAG: json.dumps(change_legend(schema), ensure_ascii=False)})
+    return open_scratch(
+        path,
+        overlap.height,
+        overlap.width,
+        1,
+        georef,
+        descriptions=["change: from * K + to"],
+        colormap=change_colormap(schema),
+        tags={**tags, LEGEND_TAG: json.dumps(change_legend(schema), ensure_ascii=False)},
+    )
 
 
 def write_change_polygons(change_raster: Path, destination: Path, schema: ClassSchema, min_pixels: int) -> Path:
@@ -57,21 +65,26 @@ def write_change_polygons(change_raster: Path, destination: Path, schema: ClassS
     legend = change_legend(schema)
 
     def fields(code: int) -> dict:
-        return {"code": code, "from_class": schema.names[code // k], "to_class": schema.names[code % k],
-                "change": legend[code], "color": color_hex(schema.classes[code % k].color)}
+        return {
+            "code": code,
+            "from_class": schema.names[code // k],
+            "to_class": schema.names[code % k],
+            "change": legend[code],
+            "color": color_hex(schema.classes[code % k].color),
+        }
 
-    return write_polygons(change_raster, destination, schema, values=lambda data: recode[data], fields=fields,
-                          min_pixels=min_pixels)
+    return write_polygons(
+        change_raster, destination, schema, values=lambda data: recode[data], fields=fields, min_pixels=min_pixels
+    )
 
 
 def _square(path: Path, names: list[str], matrix: np.ndarray, unit: str, fmt) -> Path:
-    with atomic_output(path) as temporary:
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow([f"before \\ after ({unit})", *names, "total before"])
-            for name, row in zip(names, matrix):
-                writer.writerow([name, *(fmt(v) for v in row), fmt(row.sum())])
-            writer.writerow(["total after", *(fmt(v) for v in matrix.sum(axis=0)), fmt(matrix.sum())])
+    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([f"before \\ after ({unit})", *names, "total before"])
+        for name, row in zip(names, matrix, strict=False):
+            writer.writerow([name, *(fmt(v) for v in row), fmt(row.sum())])
+        writer.writerow(["total after", *(fmt(v) for v in matrix.sum(axis=0)), fmt(matrix.sum())])
     return path
 
 
@@ -79,11 +92,13 @@ def write_tables(out_dir: Path, summary: dict, facts: dict) -> dict[str, Path]:
     """``transitions_pixels.csv``, ``transitions_ha.csv`` (when the grid has areas), ``class_changes.csv``
     and ``change.json`` (everything, with ``facts`` about the inputs and the grid)."""
     names = summary["classes"]
-    paths = {"pixels_csv": _square(out_dir / "transitions_pixels.csv", names, np.array(summary["pixels"]),
-                                   "pixels", str)}
+    paths = {
+        "pixels_csv": _square(out_dir / "transitions_pixels.csv", names, np.array(summary["pixels"]), "pixels", str)
+    }
     if summary["hectares"] is not None:
-        paths["hectares_csv"] = _square(out_dir / "transitions_ha.csv", names, np.array(summary["hectares"]), "ha",
-                                        lambda v: f"{v:.4f}")
+        paths["hectares_csv"] = _square(
+            out_dir / "transitions_ha.csv", names, np.array(summary["hectares"]), "ha", lambda v: f"{v:.4f}"
+        )
     paths["classes_csv"] = out_dir / "class_changes.csv"
     columns = list(summary["per_class"][0])
     with atomic_output(paths["classes_csv"]) as temporary:

@@ -54,14 +54,22 @@ def plot_transitions(summary: dict, schema: ClassSchema, path: Path) -> Path:
         for j in range(k):
             if not np.isnan(shares[i, j]):
                 color = "white" if shares[i, j] > 0.6 else "black"
-                ax.text(j, i, f"{shares[i, j]:.2f}\n{_amount(values[i, j], unit)}", ha="center", va="center",
-                        fontsize=8 if k <= 8 else 6, color=color)
+                ax.text(
+                    j,
+                    i,
+                    f"{shares[i, j]:.2f}\n{_amount(values[i, j], unit)}",
+                    ha="center",
+                    va="center",
+                    fontsize=8 if k <= 8 else 6,
+                    color=color,
+                )
     ax.set_xticks(range(k), labels=names, rotation=40, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(k), labels=names)
     ax.set_xlabel("AFTER class")
     ax.set_ylabel("BEFORE class")
-    ax.set_title(f"Transitions ({unit}); {100 * summary['changed_share']:.2f}% of the compared area changed",
-                 fontsize=10)
+    ax.set_title(
+        f"Transitions ({unit}); {100 * summary['changed_share']:.2f}% of the compared area changed", fontsize=10
+    )
     return save_figure(fig, path)
 
 
@@ -82,9 +90,15 @@ def plot_gains_losses(summary: dict, schema: ClassSchema, path: Path) -> Path:
     ax.set_ylabel(f"area ({unit})")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    ax.legend(handles=[Patch(facecolor="white", edgecolor="black", label="gain"),
-                       Patch(facecolor="white", edgecolor="black", hatch="//", label="loss"),
-                       ax.collections[0]], labels=["gain", "loss", "net"], frameon=False)
+    ax.legend(
+        handles=[
+            Patch(facecolor="white", edgecolor="black", label="gain"),
+            Patch(facecolor="white", edgecolor="black", hatch="//", label="loss"),
+            ax.collections[0],
+        ],
+        labels=["gain", "loss", "net"],
+        frameon=False,
+    )
     ax.set_title("Gains and losses per class", fontsize=10)
     return save_figure(fig, path)
 
@@ -119,11 +133,17 @@ def plot_change_map(change_cog: Path, summary: dict, schema: ClassSchema, path: 
         lut[code] = rgba
     values, unit = _unit(summary)
     k = len(summary["classes"])
-    ranked = sorted(((values[i, j], i, j) for i in range(k) for j in range(k) if i != j and values[i, j] > 0),
-                    reverse=True)
-    handles = [Patch(facecolor=np.array(lut[i * k + j, :3]) / 255, edgecolor="black",
-                     label=f"{schema.names[i]}{ARROW}{schema.names[j]} {_amount(v, unit)} {unit}")
-               for v, i, j in ranked[:LEGEND_ENTRIES]]
+    ranked = sorted(
+        ((values[i, j], i, j) for i in range(k) for j in range(k) if i != j and values[i, j] > 0), reverse=True
+    )
+    handles = [
+        Patch(
+            facecolor=np.array(lut[i * k + j, :3]) / 255,
+            edgecolor="black",
+            label=f"{schema.names[i]}{ARROW}{schema.names[j]} {_amount(v, unit)} {unit}",
+        )
+        for v, i, j in ranked[:LEGEND_ENTRIES]
+    ]
     handles.append(Patch(facecolor=np.array(lut[0, :3]) / 255, edgecolor="black", label="unchanged"))
     height, width = codes.shape
     map_width = min(max(width / 100, 4.0), 12.0)
@@ -132,9 +152,15 @@ def plot_change_map(change_cog: Path, summary: dict, schema: ClassSchema, path: 
     ax.imshow(lut[codes], interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
-              title="largest changes" + (" (more in the tables)" if len(ranked) > LEGEND_ENTRIES else ""),
-              title_fontsize=8)
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        fontsize=8,
+        frameon=False,
+        title="largest changes" + (" (more in the tables)" if len(ranked) > LEGEND_ENTRIES else ""),
+        title_fontsize=8,
+    )
     return save_figure(fig, path, dpi=100)
 
 
@@ -144,21 +170,28 @@ def matrix_text(summary: dict) -> str:
     width = max(12, *(len(n) + 2 for n in names))
     corner = "before \\ after (" + unit + ")"
     lines = [f"{corner:<{width + 6}}" + "".join(f"{n:>{width}}" for n in names)]
-    for name, row in zip(names, values):
+    for name, row in zip(names, values, strict=False):
         lines.append(f"{name:<{width + 6}}" + "".join(f"{_amount(v, unit):>{width}}" for v in row))
     lines.append("")
     lines.append(f"{'class':<{width}}{'before':>12}{'after':>12}{'gain':>12}{'loss':>12}{'net':>12}")
     key = "ha" if unit == "ha" else "pixels"
     for row in summary["per_class"]:
-        lines.append(f"{row['class']:<{width}}" + "".join(
-            f"{_amount(row[f'{kind}_{key}'], unit):>12}" for kind in ("before", "after", "gain", "loss", "net")))
+        lines.append(
+            f"{row['class']:<{width}}"
+            + "".join(
+                f"{_amount(row[f'{kind}_{key}'], unit):>12}" for kind in ("before", "after", "gain", "loss", "net")
+            )
+        )
     return "\n".join(lines)
 
 
 def write_change_report(out_dir: Path, summary: dict, facts: dict, figures: list[tuple[str, Path]]) -> Path:
     excluded = summary["excluded"]
-    unit_total = (f"{summary['compared_ha']:,.2f} ha" if summary["compared_ha"] is not None else
-                  f"{summary['compared_pixels']:,} px")
+    unit_total = (
+        f"{summary['compared_ha']:,.2f} ha"
+        if summary["compared_ha"] is not None
+        else f"{summary['compared_pixels']:,} px"
+    )
     overview = [
         f"BEFORE: {facts['before']}",
         f"AFTER:  {facts['after']}" + (" (warped onto BEFORE's grid, nearest neighbour)" if facts["resampled"] else ""),
@@ -170,7 +203,9 @@ def write_change_report(out_dir: Path, summary: dict, facts: dict, figures: list
         f"AFTER {excluded['after_nodata']:,}, including outside AFTER's footprint)",
     ]
     if facts.get("min_confidence") is not None:
-        overview.append(f"confidence rule: both dates >= {facts['min_confidence']:g}; "
-                        f"{summary['uncertain_pixels']:,} px of change below it counted as unchanged")
+        overview.append(
+            f"confidence rule: both dates >= {facts['min_confidence']:g}; "
+            f"{summary['uncertain_pixels']:,} px of change below it counted as unchanged"
+        )
     sections = {"Overview": "\n".join(overview), "Transition matrix and class totals": matrix_text(summary)}
     return write_report(out_dir, "Land-cover change", images=figures, sections=sections)

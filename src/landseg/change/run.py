@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import rasterio
-from rich.console import Console
 from rasterio.windows import Window
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from landseg import __version__
@@ -107,8 +107,10 @@ def compare_maps(
     if before_confidence is not None:
         confidences = [open_confidence(before_confidence, before), open_confidence(after_confidence, after)]
     elif options.min_confidence is not None:
-        raise ConfigError("--min-confidence needs the confidence of both dates: give images with --checkpoint, or "
-                          "--before-confidence and --after-confidence")
+        raise ConfigError(
+            "--min-confidence needs the confidence of both dates: give images with --checkpoint, or "
+            "--before-confidence and --after-confidence"
+        )
     schema_used = new.schema
     names = schema_used.names
     min_steps = None if options.min_confidence is None else threshold_steps(options.min_confidence)
@@ -129,16 +131,26 @@ def compare_maps(
         stack.callback(writer.close)
         counter = TransitionCounter(len(names), with_area)
         bands = overlap.block_rows(options.block)
-        columns = (TextColumn("comparing"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"),
-                   TimeElapsedColumn(), TimeRemainingColumn())
+        columns = (
+            TextColumn("comparing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("blocks"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
         try:
             with Progress(*columns, console=console, transient=True) as bar:
                 task = bar.add_task("blocks", total=sum(len(band) for band in bands))
-                for blocks, (partial, codes) in zip(bands, _run_bands(plan, bands, executor)):
+                for blocks, (partial, codes) in zip(bands, _run_bands(plan, bands, executor), strict=False):
                     counter.merge(partial)
-                    for block, block_codes in zip(blocks, codes):
-                        write_window(writer, block_codes, (block.row_off, block.row_off + block.height),
-                                     (block.col_off, block.col_off + block.width))
+                    for block, block_codes in zip(blocks, codes, strict=False):
+                        write_window(
+                            writer,
+                            block_codes,
+                            (block.row_off, block.row_off + block.height),
+                            (block.col_off, block.col_off + block.width),
+                        )
                     bar.advance(task, len(blocks))
         except LandsegError:
             writer.close()
@@ -152,18 +164,24 @@ def compare_maps(
         copy_to_cog(scratch, paths["change"], "MODE")
         if options.polygons:
             paths["polygons"] = write_change_polygons(
-                scratch, out_dir / f"change_polygons{VECTOR_FORMATS[options.polygons]}", schema_used,
-                options.min_area)
+                scratch, out_dir / f"change_polygons{VECTOR_FORMATS[options.polygons]}", schema_used, options.min_area
+            )
         stages["cog_polygons"] = time.perf_counter() - mark
     summary = summarize(counter, names, with_area, CURVE_THRESHOLDS if confidences else ())
     facts = {
-        "before": str(before), "after": str(after), "schema": schema_used.name,
+        "before": str(before),
+        "after": str(after),
+        "schema": schema_used.name,
         "class_map": None if class_map is None else str(class_map),
         "crs": None if overlap.crs is None else overlap.crs.to_string(),
-        "transform": list(overlap.transform)[:6], "overlap_width": overlap.width, "overlap_height": overlap.height,
+        "transform": list(overlap.transform)[:6],
+        "overlap_width": overlap.width,
+        "overlap_height": overlap.height,
         "overlap_offset": [int(overlap.window.col_off), int(overlap.window.row_off)],
-        "resampled": overlap.resampled, "min_confidence": options.min_confidence,
-        "min_area_px": options.min_area, "change_codes": f"from * {len(names)} + to; 255 no-data",
+        "resampled": overlap.resampled,
+        "min_confidence": options.min_confidence,
+        "min_area_px": options.min_area,
+        "change_codes": f"from * {len(names)} + to; 255 no-data",
         "landseg_version": __version__,
     }
     mark = time.perf_counter()
@@ -177,13 +195,21 @@ def compare_maps(
             write_change_report,
         )
 
-        figures = [("Change map (unchanged grey, changes in the colour of the class they became)",
-                    plot_change_map(paths["change"], summary, schema_used, out_dir / "change_map.png")),
-                   ("Transition matrix", plot_transitions(summary, schema_used, out_dir / "transitions.png")),
-                   ("Gains and losses", plot_gains_losses(summary, schema_used, out_dir / "gains_losses.png"))]
+        figures = [
+            (
+                "Change map (unchanged grey, changes in the colour of the class they became)",
+                plot_change_map(paths["change"], summary, schema_used, out_dir / "change_map.png"),
+            ),
+            ("Transition matrix", plot_transitions(summary, schema_used, out_dir / "transitions.png")),
+            ("Gains and losses", plot_gains_losses(summary, schema_used, out_dir / "gains_losses.png")),
+        ]
         if confidences:
-            figures.append(("Changed area vs confidence", plot_confidence_curve(
-                summary, out_dir / "confidence_curve.png", options.min_confidence)))
+            figures.append(
+                (
+                    "Changed area vs confidence",
+                    plot_confidence_curve(summary, out_dir / "confidence_curve.png", options.min_confidence),
+                )
+            )
         for caption, figure in figures:
             paths[figure.stem] = figure
         paths["report"] = write_change_report(out_dir, summary, facts, figures)
@@ -210,20 +236,26 @@ def compare_blocks(plan: ComparisonPlan, blocks: list[Window]) -> tuple[Transiti
     overlap, codes = plan.overlap, []
     with rasterio.Env(GDAL_CACHEMAX=plan.gdal_cache_mb), ExitStack() as stack:
         old_ds = stack.enter_context(open_raster(plan.before.path))
-        new_view = stack.enter_context(on_before_grid(stack.enter_context(open_raster(plan.after.path)), old_ds,
-                                                      overlap))
+        new_view = stack.enter_context(
+            on_before_grid(stack.enter_context(open_raster(plan.after.path)), old_ds, overlap)
+        )
         views = []
         if plan.confidences:
-            views = [stack.enter_context(open_raster(plan.confidences[0].path)),
-                     stack.enter_context(on_before_grid(stack.enter_context(open_raster(plan.confidences[1].path)),
-                                                        old_ds, overlap))]
+            views = [
+                stack.enter_context(open_raster(plan.confidences[0].path)),
+                stack.enter_context(
+                    on_before_grid(stack.enter_context(open_raster(plan.confidences[1].path)), old_ds, overlap)
+                ),
+            ]
         for block in blocks:
             window = overlap.in_before(block)
             index_old = plan.before.to_index(*read_band(old_ds, window))
             index_new = plan.after.to_index(*read_band(new_view, window))
             lowest = None
             if views:
-                lowest = np.minimum(*(c.to_steps(*read_band(v, window)) for c, v in zip(plan.confidences, views)))
+                lowest = np.minimum(
+                    *(c.to_steps(*read_band(v, window)) for c, v in zip(plan.confidences, views, strict=False))
+                )
             areas = row_areas_m2(overlap.transform, overlap.crs, block.row_off, block.height)
             codes.append(counter.add(index_old, index_new, areas, lowest, plan.min_steps))
     return counter, codes
@@ -260,14 +292,26 @@ def predict_pair(
     options = PredictOptions(confidence=True, areas=False)
     console = console or Console(stderr=True)
     ensemble = load_ensemble(checkpoints, engine=engine, device=device, tile=options.tile)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tiles"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     results = []
     with Progress(*columns, console=console, transient=True) as bar:
-        for stem, image in zip(("before", "after"), images):
+        for stem, image in zip(("before", "after"), images, strict=False):
             task = bar.add_task(f"predicting {stem}", total=None)
-            result = predict_scene(image, ensemble, out_dir, options, stem=stem,
-                                   on_start=lambda total, task=task: bar.update(task, total=total),
-                                   on_tiles=lambda n, task=task: bar.advance(task, n))
+            result = predict_scene(
+                image,
+                ensemble,
+                out_dir,
+                options,
+                stem=stem,
+                on_start=lambda total, task=task: bar.update(task, total=total),
+                on_tiles=lambda n, task=task: bar.advance(task, n),
+            )
             results.append((result.paths["classes"], result.paths["confidence"]))
     return results

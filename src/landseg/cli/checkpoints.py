@@ -14,8 +14,10 @@ from landseg.cli.errors import console
 def convert_checkpoint_command(
     source: Annotated[Path, typer.Argument(help="Checkpoint to convert; it is unpickled, which can run code.")],
     destination: Annotated[Path, typer.Argument(help="Where to write the copy that holds only data.")],
-    trust: Annotated[bool, typer.Option(
-        "--trust", help="I trust where SOURCE comes from: unpickle it, running whatever code it holds.")] = False,
+    trust: Annotated[
+        bool,
+        typer.Option("--trust", help="I trust where SOURCE comes from: unpickle it, running whatever code it holds."),
+    ] = False,
 ):
     """Rewrite a checkpoint that landseg refuses to unpickle as one of tensors and plain data only.
 

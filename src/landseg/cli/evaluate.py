@@ -18,7 +18,9 @@ from landseg.predict.options import PredictOptions
 def evaluate_command(
     config: Annotated[Path, typer.Option(help="Experiment YAML naming the data and its split.")],
     split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "val",
-    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json, maps, plots and report.")] = Path("evaluation"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json, maps, plots and report.")] = Path(
+        "evaluation"
+    ),
     checkpoint: options.Checkpoints = None,
     model: options.ZooModels = None,
     tile: options.Tile = DEFAULTS.tile,
@@ -44,15 +46,25 @@ def evaluate_command(
     from landseg.predict.ensemble import load_ensemble
     from landseg.report import metrics_table
 
-    chosen = PredictOptions(tile=tile, overlap=overlap, blend=blend, batch_size=batch_size,
-                            bands=options.parse_bands(bands), nodata=nodata, min_area=min_area,
-                            input_value_scale=input_scale_values, allow_input_mismatch=allow_input_mismatch)
+    chosen = PredictOptions(
+        tile=tile,
+        overlap=overlap,
+        blend=blend,
+        batch_size=batch_size,
+        bands=options.parse_bands(bands),
+        nodata=nodata,
+        min_area=min_area,
+        input_value_scale=input_scale_values,
+        allow_input_mismatch=allow_input_mismatch,
+    )
     chosen.check()
     experiment = load_config(config)
     models = options.model_references(checkpoint, model)
     ensemble = load_ensemble(models, engine=engine, tta=tta, device=device, precision=precision, tile=tile)
     result = evaluate(ensemble, experiment, split, out, chosen)
-    Console().print(metrics_table(result.metrics, schema=result.schema, title=f"{split}: {result.metrics['images']} images"))
+    Console().print(
+        metrics_table(result.metrics, schema=result.schema, title=f"{split}: {result.metrics['images']} images")
+    )
     console.print(f"metrics: {result.metrics_path}\nreport:  {result.report_path}")
     if result.quarantined:
         for problem in result.quarantined:

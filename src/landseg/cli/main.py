@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
 @app.callback()
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False):
     set_debug(debug)
@@ -61,8 +63,15 @@ def models():
     for entry in list_zoo_models():
         classes = "\n".join(f"[{c.color}]■[/] {c.code} {c.name}" for c in entry.classes)
         size = f"{entry.size_bytes / 1e6:.1f} MB" if entry.size_bytes is not None else "not installed"
-        table.add_row(entry.name, f"{entry.sensor}\nbands {', '.join(entry.band_names)}", f"{entry.resolution_m:g} m",
-                      classes, entry.licence, entry.source, size)
+        table.add_row(
+            entry.name,
+            f"{entry.sensor}\nbands {', '.join(entry.band_names)}",
+            f"{entry.resolution_m:g} m",
+            classes,
+            entry.licence,
+            entry.source,
+            size,
+        )
     Console().print(table)
 
 
@@ -71,8 +80,8 @@ def models():
 def train(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder for checkpoints and logs.")] = Path("runs/latest"),
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: dotted.key=value.")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Stop training after this many minutes.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: dotted.key=value.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.ckpt.")] = False,
 ):
     """Train a model; writes OUT/checkpoints/{best,last}.ckpt, history.csv and TensorBoard logs."""
@@ -93,7 +102,9 @@ def train(
 @app.command()
 @friendly_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo data, run and report.")] = Path("landseg-demo"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo data, run and report.")] = Path(
+        "landseg-demo"
+    ),
     minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 4.0,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic scenes and the training.")] = 0,
 ):
@@ -104,8 +115,8 @@ def demo(
     console.print(f"[bold green]demo report:[/] {report}")
 
 
-from landseg.cli.change import change_command  # noqa: E402 - heavy imports inside
 from landseg.cli.audit import audit_command  # noqa: E402 - heavy imports inside
+from landseg.cli.change import change_command  # noqa: E402 - heavy imports inside
 from landseg.cli.checkpoints import convert_checkpoint_command  # noqa: E402 - heavy imports inside
 from landseg.cli.evaluate import evaluate_command  # noqa: E402 - heavy imports inside
 from landseg.cli.predict import export_command, predict_command  # noqa: E402 - heavy imports inside

@@ -4,7 +4,7 @@ take the same flags with the same defaults (``PredictOptions()``'s) and so score
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,25 +13,41 @@ from landseg.predict.options import PredictOptions
 
 DEFAULTS = PredictOptions()
 
-Checkpoints = Annotated[Optional[list[Path]], typer.Option("--checkpoint", "-c", help="A .ckpt or exported .onnx "
-                                                            "model; repeat for an ensemble.")]
-ZooModels = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A ready model by name (`landseg "
-                                                        "models` lists them); repeatable, combinable with -c.")]
-Tile = Annotated[Optional[int], typer.Option(help="Network tile side in pixels (default: the card's).")]
+Checkpoints = Annotated[
+    list[Path] | None,
+    typer.Option("--checkpoint", "-c", help="A .ckpt or exported .onnx model; repeat for an ensemble."),
+]
+ZooModels = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model", "-m", help="A ready model by name (`landseg models` lists them); repeatable, combinable with -c."
+    ),
+]
+Tile = Annotated[int | None, typer.Option(help="Network tile side in pixels (default: the card's).")]
 Overlap = Annotated[float, typer.Option(help="Tile overlap fraction in [0, 1).")]
 Blend = Annotated[str, typer.Option(help="Weights of overlapping tiles: uniform, hann or gaussian.")]
 BatchSize = Annotated[int, typer.Option(help="Tiles per forward pass (CPU: 1-2; GPU: 8+).")]
-TTA = Annotated[Optional[str], typer.Option(help="Test-time augmentation: flips or d4.")]
+TTA = Annotated[str | None, typer.Option(help="Test-time augmentation: flips or d4.")]
 Engine = Annotated[str, typer.Option(help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime.")]
 Precision = Annotated[str, typer.Option(help="fp32, or bf16 autocast (torch engine; faster, less exact).")]
 Device = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")]
-Bands = Annotated[Optional[str], typer.Option(help="Input bands in the model's order, e.g. 4,3,2.")]
-Nodata = Annotated[Optional[float], typer.Option(help="Input no-data value (default: the file's).")]
+Bands = Annotated[str | None, typer.Option(help="Input bands in the model's order, e.g. 4,3,2.")]
+Nodata = Annotated[float | None, typer.Option(help="Input no-data value (default: the file's).")]
 MinArea = Annotated[int, typer.Option(help="Regions under this many pixels take their surroundings' class.")]
-InputScaleValues = Annotated[float, typer.Option(help="Multiply raw pixels by this first, e.g. 0.0255 for 16-bit "
-                                                 "reflectance (0-10000) into a model trained on 8-bit imagery.")]
-AllowInputMismatch = Annotated[bool, typer.Option("--allow-input-mismatch", help="Predict even when the input's "
-                                                  "dtype or value range is unlike the model's training pixels.")]
+InputScaleValues = Annotated[
+    float,
+    typer.Option(
+        help="Multiply raw pixels by this first, e.g. 0.0255 for 16-bit "
+        "reflectance (0-10000) into a model trained on 8-bit imagery."
+    ),
+]
+AllowInputMismatch = Annotated[
+    bool,
+    typer.Option(
+        "--allow-input-mismatch",
+        help="Predict even when the input's dtype or value range is unlike the model's training pixels.",
+    ),
+]
 
 
 def parse_bands(text: str | None) -> tuple[int, ...] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,8 +16,11 @@ from landseg.predict.options import PredictOptions
 
 ProbabilitiesOption = typer.Option("--probabilities", help="Also write per-class probabilities (uint8 COG).")
 ConfidenceOption = typer.Option("--confidence", help="Also write the winning class's probability (uint8 COG).")
-DaskOption = typer.Option("--dask", help="Run on the Dask scheduler at this address (tcp://host:8786); inputs and "
-                          "--out must be on a file system every worker sees.")
+DaskOption = typer.Option(
+    "--dask",
+    help="Run on the Dask scheduler at this address (tcp://host:8786); inputs and "
+    "--out must be on a file system every worker sees.",
+)
 WorkersOption = typer.Option("--workers", help="Run on a local Dask cluster of N worker processes.")
 
 
@@ -41,28 +44,46 @@ def predict_command(
     allow_input_mismatch: options.AllowInputMismatch = False,
     probabilities: Annotated[bool, ProbabilitiesOption] = False,
     confidence: Annotated[bool, ConfidenceOption] = False,
-    polygons: Annotated[Optional[str], typer.Option(help="Also write polygons per class: gpkg or geojson.")] = None,
+    polygons: Annotated[str | None, typer.Option(help="Also write polygons per class: gpkg or geojson.")] = None,
     simplify: Annotated[float, typer.Option(help="Polygon simplification tolerance in pixels.")] = 0.0,
     preview: Annotated[bool, typer.Option(help="Write a coloured PNG preview with legend.")] = True,
     areas: Annotated[bool, typer.Option(help="Write class areas (CSV and JSON).")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo scenes whose outputs already exist.")] = False,
     block_width: Annotated[int, typer.Option(help="Columns streamed at once; bounds memory.")] = DEFAULT_BLOCK_WIDTH,
-    dask: Annotated[Optional[str], DaskOption] = None,
-    workers: Annotated[Optional[int], WorkersOption] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Network threads per Dask worker (default: its share "
-                                                          "of the cores on a local cluster).")] = None,
-    stac: Annotated[Optional[list[Path]], typer.Option("--stac", help="A STAC Item (MLM extension) whose mlm:model "
-                                                       "asset to run; repeatable, combinable with -c.")] = None,
+    dask: Annotated[str | None, DaskOption] = None,
+    workers: Annotated[int | None, WorkersOption] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Network threads per Dask worker (default: its share of the cores on a local cluster)."),
+    ] = None,
+    stac: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--stac", help="A STAC Item (MLM extension) whose mlm:model asset to run; repeatable, combinable with -c."
+        ),
+    ] = None,
 ):
     """Land-cover maps of scenes of any size: class COG, optional probabilities, preview, areas, polygons.
 
     With --dask or --workers, scenes and column blocks of scenes run as Dask tasks and each scene is assembled into the same files the single-process command writes (docs/DISTRIBUTED.md).
     """
     chosen = PredictOptions(
-        tile=tile, overlap=overlap, blend=blend, batch_size=batch_size, block_width=block_width,
-        bands=options.parse_bands(bands), nodata=nodata, probabilities=probabilities, confidence=confidence,
-        preview=preview, areas=areas, polygons=polygons, simplify=simplify, min_area=min_area,
-        input_value_scale=input_scale_values, allow_input_mismatch=allow_input_mismatch,
+        tile=tile,
+        overlap=overlap,
+        blend=blend,
+        batch_size=batch_size,
+        block_width=block_width,
+        bands=options.parse_bands(bands),
+        nodata=nodata,
+        probabilities=probabilities,
+        confidence=confidence,
+        preview=preview,
+        areas=areas,
+        polygons=polygons,
+        simplify=simplify,
+        min_area=min_area,
+        input_value_scale=input_scale_values,
+        allow_input_mismatch=allow_input_mismatch,
     )
     if stac:  # the model each MLM item describes joins the ensemble like a --checkpoint
         from landseg.interop.stac import model_from_item
@@ -88,11 +109,16 @@ def predict_command(
 
 def export_command(
     onnx: Annotated[Path, typer.Option("--onnx", help="The ONNX file to write.")],
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="A landseg checkpoint (.ckpt).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A zoo model by name, instead of -c.")] = None,
-    tile: Annotated[Optional[int], typer.Option(help="Tile side the model takes (default: the checkpoint's).")] = None,
-    stac: Annotated[Optional[Path], typer.Option("--stac", help="Also write a STAC Item (MLM extension) describing "
-                                                 "the export; in the ONNX file's folder or above.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="A landseg checkpoint (.ckpt).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="A zoo model by name, instead of -c.")] = None,
+    tile: Annotated[int | None, typer.Option(help="Tile side the model takes (default: the checkpoint's).")] = None,
+    stac: Annotated[
+        Path | None,
+        typer.Option(
+            "--stac",
+            help="Also write a STAC Item (MLM extension) describing the export; in the ONNX file's folder or above.",
+        ),
+    ] = None,
 ):
     """Export a checkpoint or zoo model to ONNX (model card included) for `landseg predict --engine onnxruntime`.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import yaml
@@ -28,11 +28,16 @@ console = Console(stderr=True)
 out_console = Console()
 
 ConfigArg = Annotated[Path, typer.Argument(help="Preparation YAML, or an output folder of an earlier run.")]
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: dotted.key=value.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config value: dotted.key=value.")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace chips of an earlier run in the output.")]
-DaskOption = Annotated[Optional[str], typer.Option("--dask", help="Run on the Dask scheduler at this address "
-                                                    "(tcp://host:8786); files must be on a shared file system.")]
-WorkersOption = Annotated[Optional[int], typer.Option("--workers", help="Run on a local Dask cluster of N processes.")]
+DaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        help="Run on the Dask scheduler at this address (tcp://host:8786); files must be on a shared file system.",
+    ),
+]
+WorkersOption = Annotated[int | None, typer.Option("--workers", help="Run on a local Dask cluster of N processes.")]
 
 
 @prepare_app.command("align")
@@ -46,7 +51,7 @@ def align_command(
     resample: Annotated[str, typer.Option(help="Which side moves: label (onto the image grid) or image.")] = "label",
     image_method: Annotated[str, typer.Option(help="Image resampling with --resample image.")] = "average",
     grid: Annotated[str, typer.Option(help="auto, geo (by coordinates) or pixel (same extent).")] = "auto",
-    label_nodata: Annotated[Optional[float], typer.Option(help="Label no-data value (default: the file's).")] = None,
+    label_nodata: Annotated[float | None, typer.Option(help="Label no-data value (default: the file's).")] = None,
     unknown_labels: Annotated[str, typer.Option(help="Codes the schema lacks: error or ignore.")] = "error",
     block: Annotated[int, typer.Option(help="Output window side in pixels.")] = 512,
     threads: Annotated[int, typer.Option(help="GDAL warp threads.")] = 1,
@@ -61,29 +66,52 @@ def align_command(
     from landseg.data.prepare.config import AlignConfig
     from landseg.data.prepare.execution import GDAL_CACHE_MB
 
-    options = _validated(AlignConfig, method=method, resample=resample, image_method=image_method, grid=grid,
-                         block=block, threads=threads)
+    options = _validated(
+        AlignConfig,
+        method=method,
+        resample=resample,
+        image_method=image_method,
+        grid=grid,
+        block=block,
+        threads=threads,
+    )
     if unknown_labels not in ("error", "ignore"):
         raise ConfigError(f"--unknown-labels must be error or ignore, not {unknown_labels!r}")
     started = time.perf_counter()
     env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
-    common = dict(grid=options.grid, block=options.block, max_source_pixels=options.max_source_pixels,
-                  threads=options.threads)
+    common = dict(
+        grid=options.grid, block=options.block, max_source_pixels=options.max_source_pixels, threads=options.threads
+    )
     with env:
         if options.resample == "label":
-            result = align_labels(image, label, out, get_schema(schema), method=options.method,
-                                  label_nodata=label_nodata, unknown=unknown_labels, **common)  # type: ignore[arg-type]
+            result = align_labels(
+                image,
+                label,
+                out,
+                get_schema(schema),
+                method=options.method,
+                label_nodata=label_nodata,
+                unknown=unknown_labels,
+                **common,
+            )  # type: ignore[arg-type]
         else:
             result = resample_image(image, label, out, method=options.image_method, **common)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
-    console.print(f"[green]aligned[/] {result.path}: {result.windows} windows, "
-                  f"{result.source_bytes / 2**20:,.1f} MB read in {seconds:.1f} s")
+    console.print(
+        f"[green]aligned[/] {result.path}: {result.windows} windows, "
+        f"{result.source_bytes / 2**20:,.1f} MB read in {seconds:.1f} s"
+    )
 
 
 @prepare_app.command("tile")
 @friendly_errors
-def tile_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False,
-                 dask: DaskOption = None, workers: WorkersOption = None):
+def tile_command(
+    config: ConfigArg,
+    set_: SetOption = None,
+    overwrite: OverwriteOption = False,
+    dask: DaskOption = None,
+    workers: WorkersOption = None,
+):
     """Align where needed, cut chips, filter them; write chips, chips.csv and filters.json."""
     from landseg.data.prepare.run import tile
 
@@ -120,8 +148,13 @@ def stats_command(config: ConfigArg, set_: SetOption = None, dask: DaskOption = 
 
 @prepare_app.command("all")
 @friendly_errors
-def all_command(config: ConfigArg, set_: SetOption = None, overwrite: OverwriteOption = False,
-                dask: DaskOption = None, workers: WorkersOption = None):
+def all_command(
+    config: ConfigArg,
+    set_: SetOption = None,
+    overwrite: OverwriteOption = False,
+    dask: DaskOption = None,
+    workers: WorkersOption = None,
+):
     """Every stage: align, tile and filter, split, stats; reproduces a data set from one config."""
     from landseg.data.prepare.run import prepare_all
 
@@ -171,8 +204,14 @@ class _progress:
 
         from landseg.data.prepare.run import count_chips
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=console, transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
         self.task = self.bar.add_task("cutting chips", total=count_chips(config))
 
     def __enter__(self):
@@ -191,8 +230,11 @@ def print_filter_report(report: dict) -> None:
     for rule, entry in report["dropped"].items():
         table.add_row(rule, str(entry["count"]), ", ".join(entry["chips"][:3]))
     quarantined = report["quarantined"]
-    table.add_row("[red]quarantined[/]", str(quarantined["count"]),
-                  "; ".join(f"{q['source']}: {q['error']}" for q in quarantined["items"][:2]))
+    table.add_row(
+        "[red]quarantined[/]",
+        str(quarantined["count"]),
+        "; ".join(f"{q['source']}: {q['error']}" for q in quarantined["items"][:2]),
+    )
     out_console.print(table)
 
 
@@ -203,17 +245,24 @@ def exit_if_quarantined(report: dict, report_path: Path, shown: int = 10) -> Non
 
     for scene in report["scenes_without_chips"]:
         reasons = ", ".join(f"{rule}: {count}" for rule, count in scene["chips"].items())
-        console.print(f"[yellow]no chips kept[/] {escape(scene['image'])}: none of its chips passed ({reasons})",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]no chips kept[/] {escape(scene['image'])}: none of its chips passed ({reasons})",
+            highlight=False,
+            soft_wrap=True,
+        )
     items = report["quarantined"]["items"]
     for item in items[:shown]:
         where = f" (chip {item['chip']}, {item['window']})" if item["chip"] else ""
-        console.print(f"[red]quarantined[/] {escape(item['source'])}: {escape(item['error'])}{escape(where)}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]quarantined[/] {escape(item['source'])}: {escape(item['error'])}{escape(where)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if items:
         more = f"; {len(items) - shown} more in the report" if len(items) > shown else ""
-        console.print(f"[red]{len(items)} files or windows quarantined{more}:[/] {report_path}", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"[red]{len(items)} files or windows quarantined{more}:[/] {report_path}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(1)
 
 
@@ -233,10 +282,12 @@ def print_stats(payload: dict, out: Path) -> None:
     for column in ("band", "mean", "std", "min", "max"):
         table.add_column(column, justify="right" if column != "band" else "left")
     for i, name in enumerate(bands["names"]):
-        table.add_row(name, f"{bands['mean'][i]:.4f}", f"{bands['std'][i]:.4f}", f"{bands['min'][i]:g}",
-                      f"{bands['max'][i]:g}")
+        table.add_row(
+            name, f"{bands['mean'][i]:.4f}", f"{bands['std'][i]:.4f}", f"{bands['min'][i]:g}", f"{bands['max'][i]:g}"
+        )
     out_console.print(table)
-    snippet = yaml.safe_dump({"data": {"normalization": payload["normalization"]}}, default_flow_style=None,
-                             sort_keys=False)
+    snippet = yaml.safe_dump(
+        {"data": {"normalization": payload["normalization"]}}, default_flow_style=None, sort_keys=False
+    )
     out_console.print("Paste into the training config:\n" + snippet, highlight=False)
     console.print(f"stats: {out / 'stats.json'}")

@@ -44,10 +44,15 @@ class Augmentation:
             )
 
     @classmethod
-    def from_config(cls, config: AugmentConfig, max_value: float | None) -> "Augmentation":
+    def from_config(cls, config: AugmentConfig, max_value: float | None) -> Augmentation:
         return cls(
-            flips=config.flips, rotate90=config.rotate90, brightness=config.brightness, color=config.color,
-            gamma=config.gamma, scale=tuple(config.scale) if config.scale else None, max_value=max_value,
+            flips=config.flips,
+            rotate90=config.rotate90,
+            brightness=config.brightness,
+            color=config.color,
+            gamma=config.gamma,
+            scale=tuple(config.scale) if config.scale else None,
+            max_value=max_value,
         )
 
     @property
@@ -83,7 +88,9 @@ class Augmentation:
         gamma = rng.uniform(1 - self.gamma, 1 + self.gamma) if self.gamma else 1.0
         unit = torch.from_numpy(np.asarray(image, dtype=np.float32)) / self.max_value
         # torchvision's brightness kernel takes one or three bands; band by band it takes any number.
-        unit = torch.stack([TF.adjust_brightness(band[None], float(gain))[0] for band, gain in zip(unit, gains)])
+        unit = torch.stack(
+            [TF.adjust_brightness(band[None], float(gain))[0] for band, gain in zip(unit, gains, strict=False)]
+        )
         if gamma != 1.0:
             unit = TF.adjust_gamma(unit, gamma)
         return (unit * self.max_value).numpy()

@@ -181,17 +181,26 @@ def check_mask_grid(image: RasterImage, mask_path: Path) -> None:
     if not rasterio.coords.disjoint_bounds(image_box, mask_box):
         size_ratio = abs(mask.transform.a / image.transform.a), abs(mask.transform.e / image.transform.e)
         if max(abs(r - 1) for r in size_ratio) > 0.01:
-            raise DataError(f"mask pixels are {abs(mask.transform.a):g} x {abs(mask.transform.e):g} units, its image "
-                            f"{image.path.name}'s {abs(image.transform.a):g} x {abs(image.transform.e):g}; {where}",
-                            mask_path)
-        shift = ((mask.transform.c - image.transform.c) / image.transform.a + 0.0,  # + 0.0: no "-0.0"
-                 (mask.transform.f - image.transform.f) / image.transform.e + 0.0)
+            raise DataError(
+                f"mask pixels are {abs(mask.transform.a):g} x {abs(mask.transform.e):g} units, its image "
+                f"{image.path.name}'s {abs(image.transform.a):g} x {abs(image.transform.e):g}; {where}",
+                mask_path,
+            )
+        shift = (
+            (mask.transform.c - image.transform.c) / image.transform.a + 0.0,  # + 0.0: no "-0.0"
+            (mask.transform.f - image.transform.f) / image.transform.e + 0.0,
+        )
         if max(abs(v) for v in shift) <= 1:
             return
-        raise DataError(f"mask is shifted {shift[0]:+.1f}, {shift[1]:+.1f} pixels from its image {image.path.name}; "
-                        f"{where}", mask_path)
-    raise DataError(f"mask does not overlap its image {image.path.name} (mask bounds {_rounded(mask_box)}, image "
-                    f"bounds {_rounded(image_box)} in {image.crs})", mask_path)
+        raise DataError(
+            f"mask is shifted {shift[0]:+.1f}, {shift[1]:+.1f} pixels from its image {image.path.name}; {where}",
+            mask_path,
+        )
+    raise DataError(
+        f"mask does not overlap its image {image.path.name} (mask bounds {_rounded(mask_box)}, image "
+        f"bounds {_rounded(image_box)} in {image.crs})",
+        mask_path,
+    )
 
 
 def _rounded(bounds: tuple[float, ...]) -> str:

@@ -41,7 +41,7 @@ class Exclusions:
     excluded_pixels: int = 0
 
     @classmethod
-    def read(cls, path: str | Path) -> "Exclusions":
+    def read(cls, path: str | Path) -> Exclusions:
         path = Path(path)
         if path.suffix.lower() not in FORMATS:
             raise ConfigError(f"data.exclude must be a {' or '.join(FORMATS)} file of `landseg audit` regions", path)
@@ -65,8 +65,11 @@ class Exclusions:
         if self.crs is None:
             transform = Affine.identity()
         elif crs is None:
-            raise DataError(f"is not georeferenced but {self.source.name} gives its regions in map coordinates; "
-                            "exclude them with the audit's regions.csv", image)
+            raise DataError(
+                f"is not georeferenced but {self.source.name} gives its regions in map coordinates; "
+                "exclude them with the audit's regions.csv",
+                image,
+            )
         elif crs != self.crs:
             import rasterio.warp
             import shapely.geometry
@@ -82,7 +85,7 @@ class Exclusions:
 
 def _keyed(source: Path, keys, geometries) -> dict[str, list]:
     polygons: dict[str, list] = {}
-    for key, geometry in zip(keys, geometries):
+    for key, geometry in zip(keys, geometries, strict=False):
         if geometry is None or geometry.is_empty:
             continue
         polygons.setdefault(str(key).strip().replace("\\", "/").lstrip("/"), []).append(geometry)
@@ -104,8 +107,11 @@ def _read_csv(path: Path) -> Exclusions:
     finally:
         csv.field_size_limit(limit)
     if rows and not {IMAGE_COLUMN, PIXEL_GEOMETRY_COLUMN} <= set(rows[0]):
-        raise ConfigError(f"data.exclude: the CSV needs columns {IMAGE_COLUMN!r} and {PIXEL_GEOMETRY_COLUMN!r} "
-                          "(the regions.csv of `landseg audit`)", path)
+        raise ConfigError(
+            f"data.exclude: the CSV needs columns {IMAGE_COLUMN!r} and {PIXEL_GEOMETRY_COLUMN!r} "
+            "(the regions.csv of `landseg audit`)",
+            path,
+        )
     try:
         geometries = [shapely.from_wkt(row[PIXEL_GEOMETRY_COLUMN]) for row in rows]
     except shapely.errors.GEOSException as exc:
@@ -128,8 +134,9 @@ def _read_geopackage(path: Path) -> Exclusions:
         raise ConfigError(f"data.exclude: not a readable GeoPackage ({exc})", path) from None
     fields = list(meta["fields"])
     if IMAGE_COLUMN not in fields:
-        raise ConfigError(f"data.exclude: layer {layer!r} has no {IMAGE_COLUMN!r} column naming each region's image",
-                          path)
+        raise ConfigError(
+            f"data.exclude: layer {layer!r} has no {IMAGE_COLUMN!r} column naming each region's image", path
+        )
     crs = CRS.from_user_input(meta["crs"]) if meta.get("crs") else None
     if crs is None:
         raise ConfigError("data.exclude: the GeoPackage has no CRS; use the audit's regions.csv instead", path)

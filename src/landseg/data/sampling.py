@@ -46,7 +46,7 @@ class ClassStatistics:
     """``(K,)`` number of images that contain each class."""
 
     @classmethod
-    def from_masks(cls, masks: Iterable[np.ndarray], num_classes: int) -> "ClassStatistics":
+    def from_masks(cls, masks: Iterable[np.ndarray], num_classes: int) -> ClassStatistics:
         pixels = np.zeros(num_classes, np.int64)
         present_image_pixels = np.zeros(num_classes, np.int64)
         images = np.zeros(num_classes, np.int64)
@@ -74,7 +74,7 @@ class ClassStatistics:
     def to_dict(self, names: list[str]) -> dict:
         return {
             name: {"pixels": int(p), "share": round(float(s), 6), "images": int(i)}
-            for name, p, s, i in zip(names, self.pixels, self.shares, self.images)
+            for name, p, s, i in zip(names, self.pixels, self.shares, self.images, strict=False)
         }
 
 
@@ -173,9 +173,11 @@ class RareClassOversampling(RandomCrops):
         if share <= self.saturated_share:
             return None
         names = ", ".join(class_names[c] for c in self.rare)
-        return (f"train.sampling oversample: {share:.0%} of random {size} px crops already hold a pixel of a rare "
-                f"class ({names}) above min_share {self.min_share:g}, so oversampling changes little; raise "
-                "train.sampling.min_share (the share of a crop a rare class must cover) or weight the loss")
+        return (
+            f"train.sampling oversample: {share:.0%} of random {size} px crops already hold a pixel of a rare "
+            f"class ({names}) above min_share {self.min_share:g}, so oversampling changes little; raise "
+            "train.sampling.min_share (the share of a crop a rare class must cover) or weight the loss"
+        )
 
 
 CropStrategy = RandomCrops | EquibatchCrops | RareClassOversampling

@@ -37,20 +37,34 @@ NODATA_VALUE = 0
 
 # Digital numbers per material in the bands R, G, B, NIR, SWIR. NIR is high for green vegetation and
 # near zero for water; SWIR is high for dry soil and roofs. Bands past these blend NIR and SWIR.
-_CROPS = np.array([
-    [96, 132, 62, 205, 105], [124, 150, 74, 190, 115], [80, 114, 54, 215, 95],  # cereal, meadow, maize
-    [150, 162, 88, 170, 135], [206, 186, 112, 140, 170], [222, 206, 144, 130, 180],  # ripening, ripe, stubble
-    [152, 120, 86, 95, 165], [124, 100, 76, 88, 150],  # ploughed and wet soil
-], dtype=np.float32)
+_CROPS = np.array(
+    [
+        [96, 132, 62, 205, 105],
+        [124, 150, 74, 190, 115],
+        [80, 114, 54, 215, 95],  # cereal, meadow, maize
+        [150, 162, 88, 170, 135],
+        [206, 186, 112, 140, 170],
+        [222, 206, 144, 130, 180],  # ripening, ripe, stubble
+        [152, 120, 86, 95, 165],
+        [124, 100, 76, 88, 150],  # ploughed and wet soil
+    ],
+    dtype=np.float32,
+)
 _MEADOW, _SOIL = _CROPS[1], np.array([138, 112, 82, 92, 158], dtype=np.float32)
 _CONIFER, _BROADLEAF = np.array([[40, 66, 40, 165, 72], [62, 92, 50, 195, 88]], dtype=np.float32)
 _DEEP_WATER = np.array([[30, 58, 78, 14, 6], [52, 74, 70, 26, 10]], dtype=np.float32)  # lake, murky river
 _SHALLOW_WATER = np.array([72, 96, 86, 45, 20], dtype=np.float32)
 _ROADS = np.array([[108, 108, 110, 72, 118], [156, 154, 148, 98, 152]], dtype=np.float32)  # asphalt, concrete
-_ROOFS = np.array([
-    [170, 82, 60, 92, 132], [138, 64, 52, 82, 120], [92, 94, 100, 70, 108],  # terracotta, red tiles, slate
-    [164, 164, 160, 104, 150], [222, 220, 214, 150, 196],  # grey metal and white, both flat
-], dtype=np.float32)
+_ROOFS = np.array(
+    [
+        [170, 82, 60, 92, 132],
+        [138, 64, 52, 82, 120],
+        [92, 94, 100, 70, 108],  # terracotta, red tiles, slate
+        [164, 164, 160, 104, 150],
+        [222, 220, 214, 150, 196],  # grey metal and white, both flat
+    ],
+    dtype=np.float32,
+)
 _FLAT_ROOFS = (3, 4)
 _BASE_BANDS = ("red", "green", "blue", "nir", "swir")
 
@@ -89,8 +103,9 @@ class _Roads:
     """``(2, H, W)`` unit vector from the nearest road's centre line towards the pixel."""
 
 
-def generate_scene(size: int | tuple[int, int], seed: int, bands: int = 3,
-                   nodata_fraction: float = 0.0) -> SyntheticScene:
+def generate_scene(
+    size: int | tuple[int, int], seed: int, bands: int = 3, nodata_fraction: float = 0.0
+) -> SyntheticScene:
     """A procedural land-cover scene of ``size`` pixels (``(height, width)`` or a square's side).
 
     The same ``seed`` always gives the same scene. ``bands``: 3 gives RGB; a 4th band is NIR-like, a 5th
@@ -275,15 +290,18 @@ def _roads(rng: np.random.Generator, shape: tuple[int, int], target: float) -> _
     return _Roads(distance <= half_width, surface, distance - half_width, normal)
 
 
-def _water(rng: np.random.Generator, shape: tuple[int, int], scale: float, target: float,
-           roads: _Roads) -> tuple[np.ndarray, np.ndarray]:
+def _water(
+    rng: np.random.Generator, shape: tuple[int, int], scale: float, target: float, roads: _Roads
+) -> tuple[np.ndarray, np.ndarray]:
     """Water and river masks: a meandering river in most scenes, lakes up to ``target``, clear of roads."""
     river = np.zeros(shape, dtype=bool)
     if rng.random() < 0.65:
         side = int(rng.integers(4))
         start, end = _edge_point(rng, shape, side), _edge_point(rng, shape, (side + 2) % 4)
-        wiggles = [(rng.uniform(0.04, 0.09), rng.uniform(1.0, 2.5), rng.uniform(0, 6.3)),
-                   (rng.uniform(0.01, 0.025), rng.uniform(3.0, 6.0), rng.uniform(0, 6.3))]
+        wiggles = [
+            (rng.uniform(0.04, 0.09), rng.uniform(1.0, 2.5), rng.uniform(0, 6.3)),
+            (rng.uniform(0.01, 0.025), rng.uniform(3.0, 6.0), rng.uniform(0, 6.3)),
+        ]
         points, t = _curve(start, end, rng.uniform(-0.1, 0.1), wiggles)
         widening = 1 + 0.3 * np.sin(2 * math.pi * rng.uniform(1, 3) * t)
         distance, relative_width, _, _ = _draw_lines(shape, [(points, widening, 0)])
@@ -295,8 +313,9 @@ def _water(rng: np.random.Generator, shape: tuple[int, int], scale: float, targe
     return river | lakes, river
 
 
-def _buildings(rng: np.random.Generator, scale: float, target: float, labels: np.ndarray, roads: _Roads,
-               sun: float) -> tuple[np.ndarray, np.ndarray]:
+def _buildings(
+    rng: np.random.Generator, scale: float, target: float, labels: np.ndarray, roads: _Roads, sun: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Rectangles facing the road, mostly in 1-3 villages; roof colour per pixel (-1: none) and roof shading."""
     shape = labels.shape
     roofs, shade = np.full(shape, -1, dtype=np.int8), np.ones(shape, dtype=np.float32)
@@ -318,7 +337,7 @@ def _buildings(rng: np.random.Generator, scale: float, target: float, labels: np
         depth, length, turn = rng.uniform(3.5, 6.5) * size, rng.uniform(4.5, 11) * size, rng.normal(0, 0.05)
         ny, nx = roads.normal[:, y0, x0]
         ny, nx = ny * math.cos(turn) - nx * math.sin(turn), ny * math.sin(turn) + nx * math.cos(turn)
-        reach = int(math.ceil(math.hypot(depth, length) + margin)) + 1
+        reach = math.ceil(math.hypot(depth, length) + margin) + 1
         if min(y0, x0) < reach or y0 + reach >= shape[0] or x0 + reach >= shape[1]:
             continue
         dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
@@ -344,8 +363,9 @@ def _then_farmsteads(rng: np.random.Generator, near_road: np.ndarray, labels: np
     yield from rng.choice(fields, size=min(2000, fields.size), replace=False) if fields.size else ()
 
 
-def _forest(rng: np.random.Generator, scale: float, target: float, labels: np.ndarray,
-            parcels: np.ndarray) -> np.ndarray:
+def _forest(
+    rng: np.random.Generator, scale: float, target: float, labels: np.ndarray, parcels: np.ndarray
+) -> np.ndarray:
     """Noisy blobs on the land left; whole parcels lean to forest or not, so woods partly follow field edges."""
     shape = labels.shape
     parcel_bias = rng.normal(0, 0.8, parcels.max() + 1).astype(np.float32)
@@ -367,8 +387,18 @@ def _nodata_region(rng: np.random.Generator, shape: tuple[int, int], fraction: f
 
 
 # -- rendering -------------------------------------------------------------------------------------
-def _render(rng: np.random.Generator, labels: np.ndarray, bands: int, scale: float, sun: float, parcels: np.ndarray,
-            roads: _Roads, river: np.ndarray, roofs: np.ndarray, roof_shade: np.ndarray) -> np.ndarray:
+def _render(
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    bands: int,
+    scale: float,
+    sun: float,
+    parcels: np.ndarray,
+    roads: _Roads,
+    river: np.ndarray,
+    roofs: np.ndarray,
+    roof_shade: np.ndarray,
+) -> np.ndarray:
     shape = labels.shape
     forest, water, road, house = labels == FOREST, labels == WATER, labels == ROAD, roofs >= 0
     image = _render_fields(rng, parcels)
@@ -445,14 +475,21 @@ def _shadow(caster: np.ndarray, sun: float, length: float) -> np.ndarray:
     shadow, (height, width) = np.zeros_like(caster), caster.shape
     for step in range(1, max(1, round(length)) + 1):
         dy, dx = round(-step * math.sin(sun)), round(-step * math.cos(sun))
-        shadow[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] |= \
-            caster[max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)]
+        shadow[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] |= caster[
+            max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
+        ]
     return shadow & ~caster
 
 
 # -- files -----------------------------------------------------------------------------------------
-def write_scene(scene: SyntheticScene, image_path: str | Path, mask_path: str | Path, crs: str = "EPSG:32632",
-                origin: tuple[float, float] = (500000.0, 5200000.0), resolution: float = 0.5) -> tuple[Path, Path]:
+def write_scene(
+    scene: SyntheticScene,
+    image_path: str | Path,
+    mask_path: str | Path,
+    crs: str = "EPSG:32632",
+    origin: tuple[float, float] = (500000.0, 5200000.0),
+    resolution: float = 0.5,
+) -> tuple[Path, Path]:
     """Write the image and its label mask as tiled, deflate-compressed GeoTIFFs; ``origin`` is the top-left
     corner (x, y) in ``crs`` units and ``resolution`` the pixel size. The mask carries the class colours."""
     (height, width), bands = scene.shape, scene.image.shape[0]
@@ -460,10 +497,22 @@ def write_scene(scene: SyntheticScene, image_path: str | Path, mask_path: str | 
     image_path, mask_path = Path(image_path), Path(mask_path)
     image_path.parent.mkdir(parents=True, exist_ok=True)
     mask_path.parent.mkdir(parents=True, exist_ok=True)
-    profile = dict(driver="GTiff", width=width, height=height, count=bands, dtype="uint8", crs=crs,
-                   transform=transform, nodata=NODATA_VALUE, tiled=True, blockxsize=GEOTIFF_BLOCK,
-                   blockysize=GEOTIFF_BLOCK, compress="deflate", predictor=2,
-                   photometric="RGB" if bands == 3 else "MINISBLACK")  # GDAL makes a 4th band of RGB alpha
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=bands,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+        nodata=NODATA_VALUE,
+        tiled=True,
+        blockxsize=GEOTIFF_BLOCK,
+        blockysize=GEOTIFF_BLOCK,
+        compress="deflate",
+        predictor=2,
+        photometric="RGB" if bands == 3 else "MINISBLACK",
+    )  # GDAL makes a 4th band of RGB alpha
     with atomic_output(image_path) as temporary, rasterio.open(temporary, "w", **profile) as dst:
         dst.write(scene.image)
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue] + [ColorInterp.undefined] * (bands - 3)
@@ -472,8 +521,14 @@ def write_scene(scene: SyntheticScene, image_path: str | Path, mask_path: str | 
     return image_path, mask_path
 
 
-def make_synthetic_dataset(out_dir: str | Path, n_scenes: int = 8, size: int | tuple[int, int] = 512, seed: int = 0,
-                           bands: int = 3, nodata_fraction: float = 0.0) -> Path:
+def make_synthetic_dataset(
+    out_dir: str | Path,
+    n_scenes: int = 8,
+    size: int | tuple[int, int] = 512,
+    seed: int = 0,
+    bands: int = 3,
+    nodata_fraction: float = 0.0,
+) -> Path:
     """``n_scenes`` scenes as ``images/scene_000.tif`` and ``masks/scene_000.tif``..., tiles of one imaginary
     region laid out in a grid, and a README. With ``nodata_fraction``, every second scene has a no-data part."""
     if n_scenes < 1:
@@ -485,12 +540,17 @@ def make_synthetic_dataset(out_dir: str | Path, n_scenes: int = 8, size: int | t
         scene = generate_scene(size, scene_seed, bands, nodata_fraction if i % 2 else 0.0)
         (height, width), (row, column) = scene.shape, divmod(i, columns)
         origin = (west + column * width * resolution, north - row * height * resolution)
-        write_scene(scene, out_dir / "images" / f"scene_{i:03d}.tif", out_dir / "masks" / f"scene_{i:03d}.tif",
-                    origin=origin, resolution=resolution)
+        write_scene(
+            scene,
+            out_dir / "images" / f"scene_{i:03d}.tif",
+            out_dir / "masks" / f"scene_{i:03d}.tif",
+            origin=origin,
+            resolution=resolution,
+        )
     classes = "\n".join(f"  {c.code}  {c.name}" for c in SCHEMA.classes)
     readme = f"""Synthetic land-cover scenes made by landseg.data.synthetic.make_synthetic_dataset, seed {seed}.
 
-images/scene_NNN.tif  {bands}-band uint8 GeoTIFF ({', '.join(band_names(bands))}); {NODATA_VALUE} = no-data
+images/scene_NNN.tif  {bands}-band uint8 GeoTIFF ({", ".join(band_names(bands))}); {NODATA_VALUE} = no-data
 masks/scene_NNN.tif   1-band uint8 class codes of the "synthetic" schema; {NODATA_LABEL} = no-data
 {classes}
 

@@ -14,14 +14,14 @@ loading a model. Tasks find it with ``worker_ensemble``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from distributed import Client, LocalCluster, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from distributed import Client, LocalCluster, get_worker
 from landseg.errors import ConfigError
 
 PLUGIN_NAME = "landseg-ensemble"
@@ -77,7 +77,7 @@ class EnsembleSource:
     """Intra-op threads of PyTorch and ONNX Runtime on each worker; None keeps the worker's setting."""
 
     @classmethod
-    def of(cls, checkpoints, **options) -> "EnsembleSource":
+    def of(cls, checkpoints, **options) -> EnsembleSource:
         """Model references (``predict.models``), files as absolute paths: workers may run in another
         directory (or on another machine sharing the files); a zoo model loads from the worker's landseg."""
         from landseg.predict.models import zoo_name
@@ -91,8 +91,15 @@ class EnsembleSource:
 
         threads = self.threads or torch.get_num_threads()
         torch.set_num_threads(threads)
-        return load_ensemble(list(self.checkpoints), engine=self.engine, tta=self.tta, device=self.device,
-                             precision=self.precision, tile=self.tile, threads=threads)
+        return load_ensemble(
+            list(self.checkpoints),
+            engine=self.engine,
+            tta=self.tta,
+            device=self.device,
+            precision=self.precision,
+            tile=self.tile,
+            threads=threads,
+        )
 
 
 class EnsemblePlugin(WorkerPlugin):

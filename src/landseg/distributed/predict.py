@@ -11,22 +11,27 @@ client (scheduler address or local cluster) around it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from distributed import Client, Future, as_completed
 from distributed.scheduler import KilledWorker
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from distributed import Client, Future, as_completed
 from landseg.distributed.cluster import EnsembleSource, dask_client, local_threads, register_ensemble
 from landseg.distributed.predict_tasks import (
-    PROGRESS_TOPIC, ScenePlan, assemble_scene, plan_scene, predict_block, work_digest,
+    PROGRESS_TOPIC,
+    ScenePlan,
+    assemble_scene,
+    plan_scene,
+    predict_block,
+    work_digest,
 )
 from landseg.errors import DataError, LandsegError
-from landseg.predict.inputs import PredictSummary, plan_inputs
 from landseg.predict.engine import PredictOptions, SceneResult
+from landseg.predict.inputs import PredictSummary, plan_inputs
 
 ASSEMBLY_PRIORITY = 10
 """Finishing a scene goes before starting more blocks: outputs appear early and block files go away."""
@@ -36,8 +41,14 @@ class ClusterProgress:
     """One bar over the tiles of every planned scene, fed by block tasks on any worker."""
 
     def __init__(self, console: Console, scenes: int):
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"),
-                   TimeElapsedColumn(), TimeRemainingColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("tiles"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
         self.bar = Progress(*columns, console=console, transient=True)
         self.scenes, self.finished = scenes, 0
         self.task = self.bar.add_task(self._description(), total=None)
@@ -75,8 +86,12 @@ class ClusterProgress:
             self._refresh()
 
     def _refresh(self) -> None:
-        self.bar.update(self.task, total=sum(self.totals.values()) or None, completed=sum(self.done.values()),
-                        description=self._description())
+        self.bar.update(
+            self.task,
+            total=sum(self.totals.values()) or None,
+            completed=sum(self.done.values()),
+            description=self._description(),
+        )
 
 
 def run_predict_distributed(
@@ -103,12 +118,15 @@ def run_predict_distributed(
     todo = [path.resolve() for path in todo]
     if not todo:
         return summary
-    models = EnsembleSource.of(checkpoints, engine=engine, tta=tta, device=device, precision=precision,
-                               tile=options.tile, threads=threads)
+    models = EnsembleSource.of(
+        checkpoints, engine=engine, tta=tta, device=device, precision=precision, tile=options.tile, threads=threads
+    )
     register_ensemble(client, models)
     workers = len(client.scheduler_info(n_workers=-1)["workers"])
-    console.print(f"models loaded on {workers} Dask worker{'s' if workers != 1 else ''}: "
-                  + ", ".join(Path(c).name for c in models.checkpoints))
+    console.print(
+        f"models loaded on {workers} Dask worker{'s' if workers != 1 else ''}: "
+        + ", ".join(Path(c).name for c in models.checkpoints)
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = ClusterProgress(console, len(todo))
     client.subscribe_topic(PROGRESS_TOPIC, progress.tiles)
@@ -126,8 +144,16 @@ def _run(client, todo, out_dir, models, options, progress, summary, console, sin
     scene_futures: dict[Path, list[Future]] = {}
     for path in todo:
         digest = work_digest(path, out_dir, models, options)
-        future = client.submit(plan_scene, path, out_dir / f".{path.stem}.blocks-{digest}", path.stem, digest, models,
-                               options, key=f"landseg-plan-{path.stem}-{digest}")
+        future = client.submit(
+            plan_scene,
+            path,
+            out_dir / f".{path.stem}.blocks-{digest}",
+            path.stem,
+            digest,
+            models,
+            options,
+            key=f"landseg-plan-{path.stem}-{digest}",
+        )
         roles[future.key] = ("plan", path)
         scene_futures[path] = [future]
         pending.add(future)
@@ -149,10 +175,20 @@ def _run(client, todo, out_dir, models, options, progress, summary, console, sin
         if role == "plan":
             plan: ScenePlan = future.result()
             progress.planned(plan)
-            blocks = [client.submit(predict_block, plan, i, models, options, key=plan.block_key(i))
-                      for i in range(len(plan.blocks))]
-            assembly = client.submit(assemble_scene, plan, out_dir, models, options, blocks,
-                                     key=f"landseg-assemble-{plan.stem}-{plan.digest}", priority=ASSEMBLY_PRIORITY)
+            blocks = [
+                client.submit(predict_block, plan, i, models, options, key=plan.block_key(i))
+                for i in range(len(plan.blocks))
+            ]
+            assembly = client.submit(
+                assemble_scene,
+                plan,
+                out_dir,
+                models,
+                options,
+                blocks,
+                key=f"landseg-assemble-{plan.stem}-{plan.digest}",
+                priority=ASSEMBLY_PRIORITY,
+            )
             for block in blocks:
                 roles[block.key] = ("block", path)
             roles[assembly.key] = ("scene", path)
@@ -166,8 +202,10 @@ def _run(client, todo, out_dir, models, options, progress, summary, console, sin
             progress.scene_done()
             summary.done.append(result)
             outputs = ", ".join(p.name for k, p in result.paths.items() if k != "record")
-            console.print(f"[green]{path.name}[/] {result.width}x{result.height} px, {result.tiles} tiles, "
-                          f"{result.stages.get('predict', 0.0):.1f} worker-s -> {out_dir}/ {outputs}")
+            console.print(
+                f"[green]{path.name}[/] {result.width}x{result.height} px, {result.tiles} tiles, "
+                f"{result.stages.get('predict', 0.0):.1f} worker-s -> {out_dir}/ {outputs}"
+            )
 
 
 def _failure(future: Future, path: Path) -> LandsegError:

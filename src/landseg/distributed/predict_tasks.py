@@ -24,10 +24,10 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import rasterio
@@ -43,8 +43,16 @@ from landseg.io.write import atomic_output
 from landseg.predict.blocks import ColumnBlock, TileGrid
 from landseg.predict.core import lay_out, stream
 from landseg.predict.engine import (
-    SceneOutputs, SceneResult, check_free_disk, chunk_layers, gdal_environment, is_finished, output_bytes, output_paths,
-    remove_stale_temporaries, write_run_record,
+    SceneOutputs,
+    SceneResult,
+    check_free_disk,
+    chunk_layers,
+    gdal_environment,
+    is_finished,
+    output_bytes,
+    output_paths,
+    remove_stale_temporaries,
+    write_run_record,
 )
 from landseg.predict.models import model_file
 from landseg.predict.options import PredictOptions
@@ -89,20 +97,25 @@ class BlockResult:
 def work_digest(source: Path, out_dir: Path, source_models: EnsembleSource, options: PredictOptions) -> str:
     """Identifies the work: the input file as it is now, where it goes, the models as they are now, and
     every option. Task keys carry it, so equal keys always mean equal work."""
+
     def fingerprint(path: str | Path) -> list:
         stat = Path(path).stat()
         return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
 
-    recipe = {"source": fingerprint(source), "out": str(Path(out_dir).resolve()),
-              "models": [[c, *fingerprint(model_file(c))] for c in source_models.checkpoints],
-              "loading": {**asdict(source_models), "checkpoints": None, "threads": None},
-              "options": asdict(options)}
+    recipe = {
+        "source": fingerprint(source),
+        "out": str(Path(out_dir).resolve()),
+        "models": [[c, *fingerprint(model_file(c))] for c in source_models.checkpoints],
+        "loading": {**asdict(source_models), "checkpoints": None, "threads": None},
+        "options": asdict(options),
+    }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # -- tasks (run on workers) ------------------------------------------------------------------------
-def plan_scene(source: Path, work: Path, stem: str, digest: str, models: EnsembleSource,
-               options: PredictOptions) -> ScenePlan:
+def plan_scene(
+    source: Path, work: Path, stem: str, digest: str, models: EnsembleSource, options: PredictOptions
+) -> ScenePlan:
     """The scene's grid and column blocks; refuses a raster without the models' bands before any block runs."""
     ensemble = worker_ensemble(models)
     with gdal_environment(options), open_raster(source) as dataset:
@@ -133,12 +146,17 @@ def predict_block(plan: ScenePlan, index: int, models: EnsembleSource, options: 
         with open_block_file(temporary, layout.grid.height, block.stop - block.start, count) as written:
             try:
                 for chunk in stream(dataset, ensemble, layout, options, blocks=[block], on_tiles=report):
-                    window = Window(chunk.cols[0] - block.start, chunk.rows[0], chunk.cols[1] - chunk.cols[0],
-                                    chunk.rows[1] - chunk.rows[0])
+                    window = Window(
+                        chunk.cols[0] - block.start,
+                        chunk.rows[0],
+                        chunk.cols[1] - chunk.cols[0],
+                        chunk.rows[1] - chunk.rows[0],
+                    )
                     written.write(np.concatenate(list(chunk_layers(chunk, options).values())), window=window)
             except RasterioError as exc:
-                raise DataError(f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})",
-                                plan.source) from None
+                raise DataError(
+                    f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})", plan.source
+                ) from None
     report.flush()
     return BlockResult(index, path, plan.block_tiles(index), time.perf_counter() - started)
 
@@ -146,9 +164,21 @@ def predict_block(plan: ScenePlan, index: int, models: EnsembleSource, options: 
 def open_block_file(path: Path, height: int, width: int, count: int) -> rasterio.io.DatasetWriter:
     """A block's uint8 bands as a compressed GeoTIFF of one-row strips: the block's chunks arrive top to
     bottom in whole rows, so every strip is compressed and written exactly once."""
-    return open_without_grid_warning(path, "w", driver="GTiff", width=width, height=height, count=count, dtype="uint8",
-                         tiled=False, blockysize=1, compress="deflate", zlevel=1, interleave="pixel",
-                         BIGTIFF="IF_SAFER")
+    return open_without_grid_warning(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype="uint8",
+        tiled=False,
+        blockysize=1,
+        compress="deflate",
+        zlevel=1,
+        interleave="pixel",
+        BIGTIFF="IF_SAFER",
+    )
 
 
 class _TileReporter:
@@ -173,16 +203,24 @@ class _TileReporter:
         self.pending, self.sent_at = 0, time.monotonic()
 
 
-def assemble_scene(plan: ScenePlan, out_dir: Path, models: EnsembleSource, options: PredictOptions,
-                   blocks: Sequence[BlockResult]) -> SceneResult:
+def assemble_scene(
+    plan: ScenePlan, out_dir: Path, models: EnsembleSource, options: PredictOptions, blocks: Sequence[BlockResult]
+) -> SceneResult:
     """The scene's outputs from its block files, finished as ``engine.predict_scene`` finishes them."""
     paths = output_paths(out_dir, plan.stem, options)
     if is_finished(paths) and not all(b.path.exists() for b in blocks):
         # An earlier attempt finished the scene and died while deleting its block files.
         shutil.rmtree(plan.work, ignore_errors=True)
         record = read_json_limited(paths["record"])
-        return SceneResult(plan.source, paths, record["height"], record["width"], record["tiles_predicted"],
-                           record["seconds"], stages=record["stages"])
+        return SceneResult(
+            plan.source,
+            paths,
+            record["height"],
+            record["width"],
+            record["tiles_predicted"],
+            record["seconds"],
+            stages=record["stages"],
+        )
     started = time.perf_counter()
     ensemble = worker_ensemble(models)
     stages = {"predict": sum(b.seconds for b in blocks)}
@@ -194,13 +232,22 @@ def assemble_scene(plan: ScenePlan, out_dir: Path, models: EnsembleSource, optio
         outputs.finish(plan.source, stages)
     tiles = sum(b.tiles for b in blocks)
     seconds = stages["predict"] + time.perf_counter() - started
-    write_run_record(paths, plan.source, ensemble, options, {
-        "height": plan.grid.height, "width": plan.grid.width, "tiles_predicted": tiles,
-        "tiles_in_grid": plan.grid.tile_count, "seconds": round(seconds, 3),
-        "stages": {k: round(v, 3) for k, v in stages.items()},
-        "distributed": {"blocks": len(plan.blocks), "reused_blocks": sum(b.reused for b in blocks)},
-        "georeferencing": outputs.georef.describe(),
-    })
+    write_run_record(
+        paths,
+        plan.source,
+        ensemble,
+        options,
+        {
+            "height": plan.grid.height,
+            "width": plan.grid.width,
+            "tiles_predicted": tiles,
+            "tiles_in_grid": plan.grid.tile_count,
+            "seconds": round(seconds, 3),
+            "stages": {k: round(v, 3) for k, v in stages.items()},
+            "distributed": {"blocks": len(plan.blocks), "reused_blocks": sum(b.reused for b in blocks)},
+            "georeferencing": outputs.georef.describe(),
+        },
+    )
     shutil.rmtree(plan.work, ignore_errors=True)
     remove_stale_temporaries(out_dir, plan.stem)
     return SceneResult(plan.source, paths, plan.grid.height, plan.grid.width, tiles, seconds, stages=stages)

@@ -9,12 +9,11 @@ Files must be visible to every worker under the same paths (a shared file system
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from typing import Iterator
 
 from distributed import Client
-
 from landseg.data.prepare.config import PrepareConfig
 from landseg.data.prepare.run import prepare_all
 from landseg.distributed.cluster import dask_client

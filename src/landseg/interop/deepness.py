@@ -52,15 +52,21 @@ class DeepnessGraph(torch.nn.Module):
         if self.fold:
             batch = self.normalization.apply_torch(batch * keys.INPUT_DIVISOR)
             if self.network_side != self.side:
-                batch = F.interpolate(batch, size=(self.network_side, self.network_side), mode="bilinear",
-                                      align_corners=False, antialias=self.network_side < self.side)
+                batch = F.interpolate(
+                    batch,
+                    size=(self.network_side, self.network_side),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=self.network_side < self.side,
+                )
         logits = self.network(batch)
         if logits.shape[-2:] != batch.shape[-2:]:
             logits = F.interpolate(logits, size=batch.shape[-2:], mode="bilinear", align_corners=False)
         probabilities = torch.softmax(logits.float(), dim=1)
         if self.network_side != self.side:
-            probabilities = F.interpolate(probabilities, size=(self.side, self.side), mode="bilinear",
-                                          align_corners=False)
+            probabilities = F.interpolate(
+                probabilities, size=(self.side, self.side), mode="bilinear", align_corners=False
+            )
         return probabilities
 
 

@@ -11,7 +11,7 @@ item is plain JSON: writing it needs neither pystac nor stac-model.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -34,15 +34,23 @@ CHECKPOINT_MEDIA_TYPE = "application/octet-stream; framework=pytorch; applicatio
 TASK = "semantic-segmentation"
 
 
-def mlm_item(card: ModelCard, model: Path, item_path: Path, side: int, *, checkpoint: Path | None = None,
-             total_parameters: int | None = None, item_id: str | None = None) -> dict:
+def mlm_item(
+    card: ModelCard,
+    model: Path,
+    item_path: Path,
+    side: int,
+    *,
+    checkpoint: Path | None = None,
+    total_parameters: int | None = None,
+    item_id: str | None = None,
+) -> dict:
     """The STAC Item (a dict) describing the exported graph ``model`` of ``side`` px tiles, saved at ``item_path``."""
     folder = item_path.parent
     schema = card.class_schema()
     bands = card.band_names or [f"band_{b}" for b in card.bands]
     pretrained_source = card.model.get("encoder_weights") or card.training.get("source") or None
     properties = {
-        "datetime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "datetime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "description": f"landseg {card.model.get('arch', 'model')} land-cover segmentation ({schema.name} classes)",
         "mlm:name": item_id or model.stem,
         "mlm:architecture": str(card.model.get("zoo") or card.model.get("arch") or "unknown"),
@@ -52,37 +60,54 @@ def mlm_item(card: ModelCard, model: Path, item_path: Path, side: int, *, checkp
         "mlm:pretrained": pretrained_source is not None,
         "mlm:pretrained_source": None if pretrained_source is None else str(pretrained_source),
         "mlm:batch_size_suggestion": 1,
-        "mlm:input": [{
-            "name": "image",
-            "bands": list(bands),
-            "input": {"shape": [-1, len(card.bands), side, side], "dim_order": ["batch", "bands", "height", "width"],
-                      "data_type": "float32"},
-            "value_scaling": _value_scaling(card),
-            "resize_type": None,
-            "description": "raw raster values of the bands in this order, as float32; the graph resizes by the "
-                           f"model's input scale ({card.input_scale:g}) itself",
-        }],
-        "mlm:output": [{
-            "name": "probabilities",
-            "tasks": [TASK],
-            "result": {"shape": [-1, schema.num_classes, side, side],
-                       "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
-            "classification:classes": [
-                {"value": index, "name": c.name, "description": c.name,
-                 "color_hint": "{:02X}{:02X}{:02X}".format(*c.color)} for index, c in enumerate(schema.classes)
-            ],
-            "description": "softmax probability per class; the class map is their argmax over 'channel'",
-        }],
+        "mlm:input": [
+            {
+                "name": "image",
+                "bands": list(bands),
+                "input": {
+                    "shape": [-1, len(card.bands), side, side],
+                    "dim_order": ["batch", "bands", "height", "width"],
+                    "data_type": "float32",
+                },
+                "value_scaling": _value_scaling(card),
+                "resize_type": None,
+                "description": "raw raster values of the bands in this order, as float32; the graph resizes by the "
+                f"model's input scale ({card.input_scale:g}) itself",
+            }
+        ],
+        "mlm:output": [
+            {
+                "name": "probabilities",
+                "tasks": [TASK],
+                "result": {
+                    "shape": [-1, schema.num_classes, side, side],
+                    "dim_order": ["batch", "channel", "height", "width"],
+                    "data_type": "float32",
+                },
+                "classification:classes": [
+                    {
+                        "value": index,
+                        "name": c.name,
+                        "description": c.name,
+                        "color_hint": "{:02X}{:02X}{:02X}".format(*c.color),
+                    }
+                    for index, c in enumerate(schema.classes)
+                ],
+                "description": "softmax probability per class; the class map is their argmax over 'channel'",
+            }
+        ],
     }
     if total_parameters is not None:
         properties["mlm:total_parameters"] = int(total_parameters)
-    assets = {"model": {
-        "href": _relative_href(model, folder, inside=True),
-        "type": ONNX_MEDIA_TYPE,
-        "title": "ONNX graph: raw values / 255 in, class probabilities out (Deepness metadata included)",
-        "roles": [MODEL_ROLE],
-        "mlm:artifact_type": ONNX_ARTIFACT,
-    }}
+    assets = {
+        "model": {
+            "href": _relative_href(model, folder, inside=True),
+            "type": ONNX_MEDIA_TYPE,
+            "title": "ONNX graph: raw values / 255 in, class probabilities out (Deepness metadata included)",
+            "roles": [MODEL_ROLE],
+            "mlm:artifact_type": ONNX_ARTIFACT,
+        }
+    }
     if checkpoint is not None and checkpoint.is_file():
         assets["checkpoint"] = {
             "href": _relative_href(checkpoint, folder, inside=False),
@@ -130,7 +155,7 @@ def model_from_item(item_path: str | Path) -> Path:
     item_path = Path(item_path)
     item = read_json_limited(item_path, JSON_SIDECAR_LIMIT, error=ConfigError)
     if not isinstance(item, dict) or item.get("type") != "Feature":
-        raise ConfigError("not a STAC Item (a JSON object with \"type\": \"Feature\")", item_path)
+        raise ConfigError('not a STAC Item (a JSON object with "type": "Feature")', item_path)
     tasks = item.get("properties", {}).get("mlm:tasks") if isinstance(item.get("properties"), dict) else None
     if isinstance(tasks, list) and not {"semantic-segmentation", "segmentation"} & set(map(str, tasks)):
         raise ConfigError(f"MLM item's mlm:tasks are {tasks}; landseg runs semantic-segmentation models", item_path)
@@ -146,7 +171,8 @@ def model_from_item(item_path: str | Path) -> Path:
             if not isinstance(href, str) or not href:
                 raise ConfigError(f"an {MODEL_ROLE!r} asset has no href", item_path)
             if Path(href.split("?")[0]).suffix.lower() == wanted or asset.get("mlm:artifact_type") == (
-                    ONNX_ARTIFACT if wanted == ".onnx" else CHECKPOINT_ARTIFACT):
+                ONNX_ARTIFACT if wanted == ".onnx" else CHECKPOINT_ARTIFACT
+            ):
                 return _asset_path(href, item_path)
     found = [a.get("mlm:artifact_type") or a.get("href") for a in models]
     raise ConfigError(f"no {MODEL_ROLE!r} asset is an ONNX file or a landseg checkpoint (found {found})", item_path)
@@ -154,8 +180,11 @@ def model_from_item(item_path: str | Path) -> Path:
 
 def _asset_path(href: str, item_path: Path) -> Path:
     if "://" in href:
-        raise ConfigError(f"model asset href {href!r} is a URL; landseg reads model files beside the item only "
-                          "(download it next to the item and give a relative href)", item_path)
+        raise ConfigError(
+            f"model asset href {href!r} is a URL; landseg reads model files beside the item only "
+            "(download it next to the item and give a relative href)",
+            item_path,
+        )
     return inside_folder(item_path.parent, href.removeprefix("./"), item_path)
 
 
@@ -164,13 +193,18 @@ def _value_scaling(card: ModelCard) -> list[dict]:
     if needs_folding(card):  # the graph normalizes and resizes inside; it takes raw values / 255
         return [{"type": "scale", "value": keys.INPUT_DIVISOR}]
     normalization = card.input_normalization()
-    return [{"type": "z-score", "mean": float(m), "stddev": float(s)}
-            for m, s in zip(normalization.mean, normalization.std)]
+    return [
+        {"type": "z-score", "mean": float(m), "stddev": float(s)}
+        for m, s in zip(normalization.mean, normalization.std, strict=False)
+    ]
 
 
 def _relative_href(path: Path, folder: Path, inside: bool) -> str:
     relative = Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve()))
     if inside and ".." in relative.parts:
-        raise ConfigError(f"the STAC item must be written in the folder of {Path(path).name} or a folder above it, "
-                          "so that its href stays relative and inside", folder)
+        raise ConfigError(
+            f"the STAC item must be written in the folder of {Path(path).name} or a folder above it, "
+            "so that its href stays relative and inside",
+            folder,
+        )
     return "./" + relative.as_posix() if not relative.parts or relative.parts[0] != ".." else relative.as_posix()

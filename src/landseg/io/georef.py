@@ -36,7 +36,7 @@ class Georeference:
     """``rasterio.rpc.RPC`` or None."""
 
     @classmethod
-    def of(cls, dataset) -> "Georeference":
+    def of(cls, dataset) -> Georeference:
         """Everything that places ``dataset`` (an open rasterio dataset) on Earth."""
         crs = dataset.crs
         gcps, gcps_crs = dataset.gcps
@@ -95,15 +95,21 @@ class Georeference:
         if kind == GCPS:
             if not self.approximate:
                 return f"no areas in m2: no affine grid fits the {len(self.gcps)} ground control points"
-            return (f"areas and polygons are approximate: computed on an affine grid fitted to the "
-                    f"{len(self.gcps)} ground control points (GCPs); the rasters keep the GCPs themselves")
+            return (
+                f"areas and polygons are approximate: computed on an affine grid fitted to the "
+                f"{len(self.gcps)} ground control points (GCPs); the rasters keep the GCPs themselves"
+            )
         if kind == RPCS:
-            return ("no areas in m2: the input is placed on Earth by RPCs (a sensor model) only, which give no "
-                    "ground size of a pixel without a terrain model; the rasters keep the RPCs. Orthorectify it "
-                    "(gdalwarp -rpc) for areas and map polygons")
+            return (
+                "no areas in m2: the input is placed on Earth by RPCs (a sensor model) only, which give no "
+                "ground size of a pixel without a terrain model; the rasters keep the RPCs. Orthorectify it "
+                "(gdalwarp -rpc) for areas and map polygons"
+            )
         if kind == NONE:
-            return ("the input is not georeferenced (no CRS, geotransform, GCPs or RPCs): the outputs have no "
-                    "place on Earth, areas are in pixels only and polygons in pixel column and row")
+            return (
+                "the input is not georeferenced (no CRS, geotransform, GCPs or RPCs): the outputs have no "
+                "place on Earth, areas are in pixels only and polygons in pixel column and row"
+            )
         return None
 
     def describe(self) -> dict:

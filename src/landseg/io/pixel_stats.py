@@ -8,8 +8,8 @@ with them before predicting (``input_mismatch``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from rasterio.windows import Window
@@ -40,15 +40,16 @@ class PixelStats:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PixelStats":
+    def from_dict(cls, data: dict) -> PixelStats:
         return cls(str(data["dtype"]), tuple(data["low"]), tuple(data["high"]), data.get("resolution_m"))
 
     def ranges(self) -> str:
-        return ", ".join(f"{lo:g}-{hi:g}" for lo, hi in zip(self.low, self.high))
+        return ", ".join(f"{lo:g}-{hi:g}" for lo, hi in zip(self.low, self.high, strict=False))
 
 
-def pixel_stats(arrays: Iterable[np.ndarray], dtype: str, resolution_m: float | None = None,
-                per_array: int = 20_000, seed: int = 0) -> PixelStats:
+def pixel_stats(
+    arrays: Iterable[np.ndarray], dtype: str, resolution_m: float | None = None, per_array: int = 20_000, seed: int = 0
+) -> PixelStats:
     """Percentiles of up to ``per_array`` seeded random finite pixels of each ``(C, H, W)`` array."""
     rng = np.random.default_rng(seed)
     samples = []
@@ -76,10 +77,13 @@ def sample_input(dataset, bands: Sequence[int], nodata: float | None, value_scal
     rows = np.linspace(0, dataset.height - side_h, SAMPLE_GRID).astype(int)
     cols = np.linspace(0, dataset.width - side_w, SAMPLE_GRID).astype(int)
     windows = {(r, c) for r in rows for c in cols}
-    pixels = np.concatenate([
-        dataset.read(list(bands), window=Window(c, r, side_w, side_h)).reshape(len(bands), -1)
-        for r, c in sorted(windows)
-    ], axis=1).astype(np.float64)
+    pixels = np.concatenate(
+        [
+            dataset.read(list(bands), window=Window(c, r, side_w, side_h)).reshape(len(bands), -1)
+            for r, c in sorted(windows)
+        ],
+        axis=1,
+    ).astype(np.float64)
     if nodata is not None:
         pixels = pixels[:, ~(pixels == nodata).all(axis=0)]
     return _from_pixels(pixels * value_scale, dataset.dtypes[0], ground_resolution(dataset))
@@ -97,14 +101,20 @@ def ground_resolution(dataset) -> float | None:
 def input_mismatch(training: PixelStats, given: PixelStats, value_scale: float = 1.0) -> str | None:
     """Why ``given`` is not the kind of pixels the model was trained on, or None when it is."""
     if dtype_family(training.dtype) != dtype_family(given.dtype) and value_scale == 1.0:
-        return (f"is {given.dtype} with band ranges {given.ranges()}, but the model was trained on "
-                f"{training.dtype} pixels with ranges {training.ranges()}")
-    for band, (t_lo, t_hi, g_lo, g_hi) in enumerate(zip(training.low, training.high, given.low, given.high), 1):
+        return (
+            f"is {given.dtype} with band ranges {given.ranges()}, but the model was trained on "
+            f"{training.dtype} pixels with ranges {training.ranges()}"
+        )
+    for band, (t_lo, t_hi, g_lo, g_hi) in enumerate(
+        zip(training.low, training.high, given.low, given.high, strict=False), 1
+    ):
         t_span, g_span = max(t_hi - t_lo, 1e-9), max(g_hi - g_lo, 1e-9)
         outside = g_lo > t_hi + t_span or g_hi < t_lo - t_span
         if outside or g_span > SPAN_RATIO_LIMIT * t_span or g_span * SPAN_RATIO_LIMIT * 2 < t_span:
-            return (f"band {band} ranges {g_lo:g}-{g_hi:g} ({given.dtype}), far from the training pixels' "
-                    f"{t_lo:g}-{t_hi:g} ({training.dtype}; all bands: {training.ranges()})")
+            return (
+                f"band {band} ranges {g_lo:g}-{g_hi:g} ({given.dtype}), far from the training pixels' "
+                f"{t_lo:g}-{t_hi:g} ({training.dtype}; all bands: {training.ranges()})"
+            )
     return None
 
 
@@ -114,5 +124,7 @@ def resolution_warning(training: PixelStats, given: PixelStats) -> str | None:
     ratio = given.resolution_m / training.resolution_m
     if 1 / RESOLUTION_RATIO_LIMIT <= ratio <= RESOLUTION_RATIO_LIMIT:
         return None
-    return (f"has {given.resolution_m:g} m pixels, the model was trained on {training.resolution_m:g} m pixels: "
-            "resample the input, or expect a worse map")
+    return (
+        f"has {given.resolution_m:g} m pixels, the model was trained on {training.resolution_m:g} m pixels: "
+        "resample the input, or expect a worse map"
+    )

@@ -7,9 +7,9 @@ pixels so outputs can be written on the same grid. Unreadable files raise ``Data
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import rasterio
@@ -131,7 +131,9 @@ def read_image(
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 data = src.read(list(bands), window=window)
         except (RasterioIOError, rasterio.errors.RasterioError) as exc:
-            raise DataError(f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})", path) from None
+            raise DataError(
+                f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})", path
+            ) from None
         nodata_value = nodata if nodata is not None else src.nodata
         transform = src.window_transform(window) if window is not None else src.transform
         crs = src.crs
@@ -160,7 +162,9 @@ def read_mask_raw(path: str | Path) -> np.ndarray:
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 data = src.read()
         except (RasterioIOError, rasterio.errors.RasterioError) as exc:
-            raise DataError(f"cannot read mask, file is truncated or corrupt ({read_error_message(exc)})", path) from None
+            raise DataError(
+                f"cannot read mask, file is truncated or corrupt ({read_error_message(exc)})", path
+            ) from None
         colormap = None
         if src.count == 1:
             try:
@@ -181,9 +185,7 @@ def read_mask_raw(path: str | Path) -> np.ndarray:
     return codes
 
 
-def read_mask(
-    path: str | Path, schema: ClassSchema, unknown: UnknownPolicy = "error"
-) -> np.ndarray:
+def read_mask(path: str | Path, schema: ClassSchema, unknown: UnknownPolicy = "error") -> np.ndarray:
     """Read and decode a mask to a ``uint8`` class-index array (``IGNORE_INDEX`` = no label)."""
     raw = read_mask_raw(path)
     if isinstance(raw, tuple):  # paletted PNG: colours if the schema speaks colours, else codes

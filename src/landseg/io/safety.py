@@ -11,8 +11,8 @@ import json
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Iterable
 
 from landseg.errors import DataError, LandsegError
 
@@ -20,8 +20,7 @@ JSON_SIDECAR_LIMIT = 16 * 2**20
 """Statistics files, run records and model cards are kilobytes; 16 MiB leaves room and bounds memory."""
 
 
-def parse_json_limited(text: str | bytes, max_bytes: int, source: str | Path,
-                       error: type[LandsegError] = DataError):
+def parse_json_limited(text: str | bytes, max_bytes: int, source: str | Path, error: type[LandsegError] = DataError):
     """``json.loads(text)``, refused when it is larger than ``max_bytes`` or not valid JSON."""
     if len(text) > max_bytes:
         raise error(f"JSON is larger than {max_bytes:,} bytes, the most landseg reads here", source)
@@ -33,8 +32,7 @@ def parse_json_limited(text: str | bytes, max_bytes: int, source: str | Path,
         raise error(f"not valid JSON ({str(exc).splitlines()[0][:160]})", source) from None
 
 
-def read_json_limited(path: str | Path, max_bytes: int = JSON_SIDECAR_LIMIT,
-                      error: type[LandsegError] = DataError):
+def read_json_limited(path: str | Path, max_bytes: int = JSON_SIDECAR_LIMIT, error: type[LandsegError] = DataError):
     """The JSON value in ``path``, reading at most ``max_bytes + 1`` bytes.
 
     The size is measured by reading, not by ``stat``: a FIFO or a device reports 0 bytes and never ends.
@@ -51,7 +49,12 @@ def read_json_limited(path: str | Path, max_bytes: int = JSON_SIDECAR_LIMIT,
 def inside_folder(folder: str | Path, relative: str, source: str | Path | None = None) -> Path:
     """``folder / relative``, refused unless it stays inside ``folder`` once links are resolved."""
     name = str(relative)
-    if not name or PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+    if (
+        not name
+        or PurePosixPath(name).is_absolute()
+        or PureWindowsPath(name).is_absolute()
+        or PureWindowsPath(name).drive
+    ):
         raise DataError(f"{name!r} is an absolute path; only paths inside {Path(folder).name}/ are read", source)
     if ".." in PurePosixPath(name.replace("\\", "/")).parts:
         raise DataError(f"{name!r} climbs out of its folder with '..'", source)
@@ -101,8 +104,9 @@ def _extract_tar(archive: Path, destination: Path, max_bytes: int | None) -> Non
         check_member_paths((m.name for m in members), destination, archive)
         for member in members:
             if not (member.isfile() or member.isdir()):
-                raise DataError(f"archive member {member.name!r} is a link or special file; only files are unpacked",
-                                archive)
+                raise DataError(
+                    f"archive member {member.name!r} is a link or special file; only files are unpacked", archive
+                )
         _check_total(sum(m.size for m in members), max_bytes, archive)
         _unpack(((m.name, m.isdir(), lambda m=m: bundle.extractfile(m)) for m in members), destination, archive)
 

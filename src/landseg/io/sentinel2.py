@@ -29,8 +29,21 @@ from landseg.errors import DataError
 from landseg.io.safety import JSON_SIDECAR_LIMIT, read_json_limited
 
 BAND_ORDER = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
-NATIVE_RESOLUTION_M = {"B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10, "B8A": 20,
-                       "B9": 60, "B10": 60, "B11": 20, "B12": 20}
+NATIVE_RESOLUTION_M = {
+    "B1": 60,
+    "B2": 10,
+    "B3": 10,
+    "B4": 10,
+    "B5": 20,
+    "B6": 20,
+    "B7": 20,
+    "B8": 10,
+    "B8A": 20,
+    "B9": 60,
+    "B10": 60,
+    "B11": 20,
+    "B12": 20,
+}
 LEVEL_TAG = "PROCESSING_LEVEL"
 NODATA_DN = 0
 """Digital number 0 marks pixels outside the swath in every Sentinel-2 product."""
@@ -40,8 +53,11 @@ STAC_SUFFIXES = (".json", ".geojson")
 def is_sentinel2_product(path: Path) -> bool:
     """A ``.SAFE`` folder, its ``.zip``, or a STAC item: what ``open_sentinel2`` reads."""
     suffix = path.suffix.lower()
-    return (suffix == ".safe" and path.is_dir()) or (suffix == ".zip" and path.is_file()) or (
-        suffix in STAC_SUFFIXES and path.is_file())
+    return (
+        (suffix == ".safe" and path.is_dir())
+        or (suffix == ".zip" and path.is_file())
+        or (suffix in STAC_SUFFIXES and path.is_file())
+    )
 
 
 @dataclass(frozen=True)
@@ -110,8 +126,16 @@ def _safe_bands(path: Path) -> tuple[str | None, list[BandSource]]:
                 tags = subdataset.tags(index)
                 band = canonical_band(tags.get("BANDNAME") or subdataset.descriptions[index - 1] or "")
                 if band and band not in bands:
-                    bands[band] = BandSource(band, name, index, subdataset.width, subdataset.height,
-                                             subdataset.transform, subdataset.crs, subdataset.dtypes[index - 1])
+                    bands[band] = BandSource(
+                        band,
+                        name,
+                        index,
+                        subdataset.width,
+                        subdataset.height,
+                        subdataset.transform,
+                        subdataset.crs,
+                        subdataset.dtypes[index - 1],
+                    )
     # The driver lists every band the product format defines, whether or not its file is there.
     present = _band_files(path)
     return level, [band for name, band in bands.items() if name in present]
@@ -171,19 +195,31 @@ def _asset_band(key: str, asset: dict) -> str | None:
 def _asset_source(band: str, key: str, asset: dict, item_path: Path) -> BandSource:
     href = str(asset.get("href", ""))
     if re.match(r"^[a-z][a-z0-9+.-]*://", href, re.IGNORECASE) and not href.lower().startswith("file://"):
-        raise DataError(f"asset {key!r} is remote ({href[:80]}); download the item's assets and point their "
-                        "hrefs at the local files", item_path)
+        raise DataError(
+            f"asset {key!r} is remote ({href[:80]}); download the item's assets and point their "
+            "hrefs at the local files",
+            item_path,
+        )
     local = Path(href.removeprefix("file://"))
     local = local if local.is_absolute() else item_path.parent / local
     if not local.is_file():
         raise DataError(f"asset {key!r} ({band}) file does not exist: {local}", item_path)
     try:
         with rasterio.open(local) as source:
-            return BandSource(band, str(local.resolve()), 1, source.width, source.height, source.transform,
-                              source.crs, source.dtypes[0])
+            return BandSource(
+                band,
+                str(local.resolve()),
+                1,
+                source.width,
+                source.height,
+                source.transform,
+                source.crs,
+                source.dtypes[0],
+            )
     except rasterio.errors.RasterioIOError as exc:
-        raise DataError(f"asset {key!r} ({band}) is not a readable raster ({str(exc).splitlines()[0][:160]})",
-                        item_path) from None
+        raise DataError(
+            f"asset {key!r} ({band}) is not a readable raster ({str(exc).splitlines()[0][:160]})", item_path
+        ) from None
 
 
 # -- one virtual raster on the 10 m grid -----------------------------------------------------------------
@@ -191,8 +227,11 @@ def _check_resolutions(bands: list[BandSource], path: Path) -> None:
     for band in bands:
         native = NATIVE_RESOLUTION_M[band.name]
         if band.crs is not None and band.crs.is_projected and abs(band.resolution_m - native) > 0.01 * native:
-            raise DataError(f"band {band.name} has {band.resolution_m:g} m pixels, but Sentinel-2 delivers "
-                            f"{band.name} at {native} m: pass the product's original band files", path)
+            raise DataError(
+                f"band {band.name} has {band.resolution_m:g} m pixels, but Sentinel-2 delivers "
+                f"{band.name} at {native} m: pass the product's original band files",
+                path,
+            )
     if not any(NATIVE_RESOLUTION_M[b.name] == 10 for b in bands):
         raise DataError("has none of the 10 m bands (B2, B3, B4, B8) that set the output grid", path)
 
@@ -203,8 +242,10 @@ def _vrt_xml(bands: list[BandSource], level: str | None) -> str:
     t = grid.transform
     crs = f"<SRS>{escape(grid.crs.to_wkt())}</SRS>" if grid.crs is not None else ""
     level_tag = f'<Metadata><MDI key="{LEVEL_TAG}">{level}</MDI></Metadata>' if level else ""
-    parts = [f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">{crs}',
-             f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>{level_tag}"]
+    parts = [
+        f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">{crs}',
+        f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>{level_tag}",
+    ]
     for number, band in enumerate(ordered, start=1):
         # The source window is the part of the band's image under the 10 m grid, in the band's own pixels.
         bt = band.transform
@@ -224,5 +265,12 @@ def _vrt_xml(bands: list[BandSource], level: str | None) -> str:
 
 
 def _vrt_type(dtype: str) -> str:
-    return {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32", "int32": "Int32",
-            "float32": "Float32", "float64": "Float64"}.get(dtype, "Float32")
+    return {
+        "uint8": "Byte",
+        "uint16": "UInt16",
+        "int16": "Int16",
+        "uint32": "UInt32",
+        "int32": "Int32",
+        "float32": "Float32",
+        "float64": "Float64",
+    }.get(dtype, "Float32")

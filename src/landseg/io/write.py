@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import rasterio
@@ -85,11 +85,10 @@ def write_index_geotiff(
         "photometric": "palette",
     }
     path = Path(path)
-    with atomic_output(path) as temporary:
-        with rasterio.open(temporary, "w", **profile) as dst:
-            dst.write(index, 1)
-            dst.write_colormap(1, schema.colormap())
-            dst.set_band_description(1, "class")
+    with atomic_output(path) as temporary, rasterio.open(temporary, "w", **profile) as dst:
+        dst.write(index, 1)
+        dst.write_colormap(1, schema.colormap())
+        dst.set_band_description(1, "class")
     return path
 
 

@@ -21,6 +21,8 @@ weights, and the zoo model that predicts with them, are ``landseg.zoo.dynamic_wo
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,7 +60,7 @@ class ResidualBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, units: int = 3):
         super().__init__()
         widths = [in_channels] + [out_channels] * units
-        self.units = nn.Sequential(*(SeparableUnit(a, b) for a, b in zip(widths, widths[1:])))
+        self.units = nn.Sequential(*(SeparableUnit(a, b) for a, b in itertools.pairwise(widths)))
         self.shortcut = ConvNormMish(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,8 +90,9 @@ class DynamicWorldNet(nn.Module):
         # torch's antialiased bilinear is the same triangle filter as ScaleAndTranslate's (to ~1e-7). It has
         # no bfloat16 kernel, so under bf16 autocast it runs in float32 and hands back the autocast dtype.
         dtype = x.dtype
-        x = F.interpolate(x.float(), size=(size[0] // 2, size[1] // 2), mode="bilinear", align_corners=False,
-                          antialias=True).to(dtype)
+        x = F.interpolate(
+            x.float(), size=(size[0] // 2, size[1] // 2), mode="bilinear", align_corners=False, antialias=True
+        ).to(dtype)
         x = torch.cat([self.block2(self.block1(x)), self.side(x)], dim=1)
         x = F.interpolate(self.block3(x), size=size, mode="bilinear", align_corners=False)
         x = x * torch.rsqrt(x.square().sum(dim=1, keepdim=True).clamp_min(L2_EPSILON))

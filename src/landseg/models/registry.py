@@ -60,7 +60,8 @@ def _closest(name: str, options: list[str], n: int = 3) -> str:
 def _constructor_arguments(arch: str) -> list[str]:
     signature = inspect.signature(smp.MODEL_ARCHITECTURES_MAPPING[arch].__init__)
     return [
-        name for name, parameter in signature.parameters.items()
+        name
+        for name, parameter in signature.parameters.items()
         if name != "self" and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
     ]
 
@@ -117,7 +118,9 @@ class ModelSpec:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"model dropout must be in [0, 1), got {self.dropout!r}")
         if self.encoder_weights is not None and not isinstance(self.encoder_weights, str):
-            raise ConfigError(f"model encoder_weights must be None, 'offline' or a weights name, got {self.encoder_weights!r}")
+            raise ConfigError(
+                f"model encoder_weights must be None, 'offline' or a weights name, got {self.encoder_weights!r}"
+            )
         if not isinstance(self.extra, dict):
             raise ConfigError(f"model extra must be a mapping of constructor arguments, got {self.extra!r}")
         # Stored as it will come back from JSON, so that a spec equals its round trip.
@@ -185,13 +188,15 @@ class ModelSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         if not isinstance(data, dict):
             raise ConfigError(f"model settings must be a mapping, got {type(data).__name__}")
         known = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in known:
-                raise ConfigError(f"unknown model setting {key!r}{_closest(str(key), known, n=1)}. Settings: {', '.join(known)}")
+                raise ConfigError(
+                    f"unknown model setting {key!r}{_closest(str(key), known, n=1)}. Settings: {', '.join(known)}"
+                )
         missing = [name for name in ("arch", "num_classes") if name not in data]
         if missing:
             raise ConfigError(f"model settings lack {', '.join(missing)}")

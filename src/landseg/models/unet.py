@@ -7,6 +7,7 @@ has the input's size, and BatchNorm follows every convolution. Sides must be mul
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -67,8 +68,10 @@ class ClassicUNet(nn.Module):
         self.widths = widths
         self.stem = DoubleConv(in_channels, widths[0], dropout)
         self.pool = nn.MaxPool2d(kernel_size=2)
-        self.down = nn.ModuleList(DoubleConv(a, b, dropout) for a, b in zip(widths[:-1], widths[1:]))
-        self.up = nn.ModuleList(UpBlock(b, a, dropout) for a, b in zip(reversed(widths[:-1]), reversed(widths[1:])))
+        self.down = nn.ModuleList(DoubleConv(a, b, dropout) for a, b in itertools.pairwise(widths))
+        self.up = nn.ModuleList(
+            UpBlock(b, a, dropout) for a, b in zip(reversed(widths[:-1]), reversed(widths[1:]), strict=False)
+        )
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
     @property
@@ -82,6 +85,6 @@ class ClassicUNet(nn.Module):
         for block in self.down:
             skips.append(x)
             x = block(self.pool(x))
-        for block, skip in zip(self.up, reversed(skips)):
+        for block, skip in zip(self.up, reversed(skips), strict=False):
             x = block(x, skip)
         return self.head(x)

@@ -34,13 +34,22 @@ _STD = (0.5, 0.5, 0.5)
 _HEAD_PREFIXES = ("conv_head.", "bn2.", "classifier.")
 """Classifier parts that segmentation encoders (timm ``features_only``) do not have."""
 
-_STEM_AND_HEAD = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_STEM_AND_HEAD = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 # Both number a block's BatchNorms in order, from 0 in efficientnet_pytorch and from 1 in timm; the first
 # block has no expansion conv, so timm calls its depthwise and projection convs conv_dw and conv_pw.
 _INVERTED_RESIDUAL = {
-    "_expand_conv": "conv_pw", "_bn0": "bn1",
-    "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-    "_project_conv": "conv_pwl", "_bn2": "bn3",
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
 }
 _DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
@@ -101,7 +110,9 @@ def offline_normalization(encoder: str) -> tuple[tuple[float, ...], tuple[float,
 def weights_path(variant: str) -> Path:
     """The ``.pth`` file of an installed weights package."""
     if variant not in OFFLINE_VARIANTS:
-        raise ConfigError(f"no offline weights for EfficientNet {variant!r}; choose one of {', '.join(OFFLINE_VARIANTS)}")
+        raise ConfigError(
+            f"no offline weights for EfficientNet {variant!r}; choose one of {', '.join(OFFLINE_VARIANTS)}"
+        )
     package = _package(variant)
     if not _is_installed(variant):
         raise ConfigError(
@@ -119,7 +130,9 @@ def timm_block_names(network: nn.Module) -> list[str]:
     return [f"blocks.{s}.{b}" for s, stage in enumerate(network.blocks) for b in range(len(stage))]
 
 
-def to_timm_keys(state: dict[str, torch.Tensor], block_names: list[str], path: Path | None = None) -> dict[str, torch.Tensor]:
+def to_timm_keys(
+    state: dict[str, torch.Tensor], block_names: list[str], path: Path | None = None
+) -> dict[str, torch.Tensor]:
     """Rename an efficientnet_pytorch EfficientNet state dict to timm's names.
 
     ``block_names`` are the target's blocks in order; efficientnet_pytorch numbers them 0..N-1
@@ -129,9 +142,7 @@ def to_timm_keys(state: dict[str, torch.Tensor], block_names: list[str], path: P
     expanding = {int(m.group(1)) for key in state if (m := _BLOCK_KEY.fullmatch(key)) and m.group(2) == "_expand_conv"}
     source_blocks = {int(m.group(1)) for key in state if (m := _BLOCK_KEY.fullmatch(key))}
     if len(source_blocks) != len(block_names):
-        raise CheckpointError(
-            f"weights have {len(source_blocks)} blocks but the network has {len(block_names)}", path
-        )
+        raise CheckpointError(f"weights have {len(source_blocks)} blocks but the network has {len(block_names)}", path)
     renamed = {}
     for key, tensor in state.items():
         if match := _BLOCK_KEY.fullmatch(key):
@@ -153,7 +164,9 @@ def _read_state(variant: str) -> tuple[dict[str, torch.Tensor], Path]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True), path
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"cannot read EfficientNet-{variant} weights ({str(exc).splitlines()[0][:200]})", path) from None
+        raise CheckpointError(
+            f"cannot read EfficientNet-{variant} weights ({str(exc).splitlines()[0][:200]})", path
+        ) from None
 
 
 def load_offline_classifier(variant: str = "lite0") -> nn.Module:
@@ -173,7 +186,9 @@ def load_offline_encoder(encoder: nn.Module, encoder_name: str) -> None:
     variant = _require_variant(encoder_name)
     features = getattr(encoder, "model", None)
     if features is None or not hasattr(features, "blocks"):
-        raise ConfigError(f"offline weights need smp's timm-universal encoder {encoder_name!r}, got {type(encoder).__name__}")
+        raise ConfigError(
+            f"offline weights need smp's timm-universal encoder {encoder_name!r}, got {type(encoder).__name__}"
+        )
     state, path = _read_state(variant)
     renamed = to_timm_keys(state, timm_block_names(features), path)
     renamed = {k: v for k, v in renamed.items() if not k.startswith(_HEAD_PREFIXES)}

@@ -8,8 +8,8 @@ enough bands is refused with a message naming the file, the model and both band 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from landseg.checkpoint import ModelCard
 from landseg.errors import ConfigError, DataError
@@ -49,11 +49,12 @@ def match_bands(
         if all(index is not None for index in found):
             return [int(index) for index in found]  # type: ignore[arg-type]
         if any(index is not None for index in found):  # a named stack that lacks some of the bands
-            missing = [name for name, index in zip(card.band_names, found) if index is None]
+            missing = [name for name, index in zip(card.band_names, found, strict=False) if index is None]
             raise DataError(
                 f"lacks band{'s' if len(missing) > 1 else ''} {', '.join(missing)} that model {model_name} reads "
                 f"(its bands are named {', '.join(d for d in descriptions if d)}); add them, or choose bands with "
-                "--bands", source,
+                "--bands",
+                source,
             )
     needed = max(card.bands)
     if band_count < needed:

@@ -12,6 +12,7 @@ work). Rows are streamed top to bottom inside each block (``streaming.py``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +82,7 @@ def column_blocks(grid: TileGrid, block_width: int = DEFAULT_BLOCK_WIDTH) -> lis
     per_block = max(1, block_width // grid.stride)
     borders = sorted({0, grid.width} | {c for c in grid.cols[per_block::per_block] if 0 < c < grid.width})
     blocks = []
-    for start, stop in zip(borders[:-1], borders[1:]):
+    for start, stop in itertools.pairwise(borders):
         touching = tuple(c for c in grid.cols if c < stop and c + grid.tile > start)
         blocks.append(ColumnBlock(start, stop, touching))
     return blocks

@@ -11,8 +11,8 @@ scratch file (``open_scratch`` only creates it).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import rasterio

@@ -20,9 +20,9 @@ which reads like one, so both take exactly the same tiles.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from rasterio.windows import Window
@@ -41,8 +41,7 @@ from landseg.zoo import get_zoo_model
 class ArrayRaster:
     """A ``(bands, height, width)`` array that answers the few calls the core makes of a rasterio dataset."""
 
-    def __init__(self, data: np.ndarray, nodata: float | None = None,
-                 descriptions: Sequence[str | None] | None = None):
+    def __init__(self, data: np.ndarray, nodata: float | None = None, descriptions: Sequence[str | None] | None = None):
         if data.ndim != 3:
             raise ConfigError(f"image must be (bands, height, width), got shape {data.shape}")
         self.data = data
@@ -85,10 +84,11 @@ def lay_out(dataset, ensemble: Ensemble, options: PredictOptions, source: str | 
     return Layout(bands, grid, blend_weights(tile, options.blend), nodata)
 
 
-def check_input(dataset, ensemble: Ensemble, bands: BandPlan, nodata: float | None, options: PredictOptions,
-                source: str | Path) -> None:
+def check_input(
+    dataset, ensemble: Ensemble, bands: BandPlan, nodata: float | None, options: PredictOptions, source: str | Path
+) -> None:
     """Refuse pixels unlike the training pixels of any member (unless allowed); warn of another resolution."""
-    for member, positions in zip(ensemble.members, bands.positions):
+    for member, positions in zip(ensemble.members, bands.positions, strict=False):
         if member.card.model.get("zoo"):
             _check_zoo_input(dataset, member, [bands.read[i] for i in positions], nodata, bands, options, source)
         if member.card.input_stats is None:
@@ -99,15 +99,17 @@ def check_input(dataset, ensemble: Ensemble, bands: BandPlan, nodata: float | No
         if problem and not options.allow_input_mismatch:
             raise DataError(
                 f"{problem} ({member.path.name}); rescale it with --input-scale-values (e.g. "
-                f"{_suggested_scale(training, given):g}) or predict anyway with --allow-input-mismatch", source,
+                f"{_suggested_scale(training, given):g}) or predict anyway with --allow-input-mismatch",
+                source,
             )
         warning = resolution_warning(training, given)
         if warning:
             warnings.warn(f"{source}: {warning} ({member.path.name})", InputResolutionWarning, stacklevel=2)
 
 
-def _check_zoo_input(dataset, member, read: list[int], nodata: float | None, bands: BandPlan,
-                     options: PredictOptions, source: str | Path) -> None:
+def _check_zoo_input(
+    dataset, member, read: list[int], nodata: float | None, bands: BandPlan, options: PredictOptions, source: str | Path
+) -> None:
     """A zoo model states its sensor and product level instead of training statistics: check those."""
     entry = get_zoo_model(member.card.model["zoo"])
     given = sample_input(dataset, read, nodata, bands.value_scale)
@@ -116,8 +118,12 @@ def _check_zoo_input(dataset, member, read: list[int], nodata: float | None, ban
     if problem and not options.allow_input_mismatch:
         raise DataError(f"{problem}; predict anyway with --allow-input-mismatch", source)
     if given.resolution_m is not None and not 0.5 <= given.resolution_m / entry.resolution_m <= 2:
-        warnings.warn(f"{source}: has {given.resolution_m:g} m pixels, {member.name} reads {entry.resolution_m:g} m: "
-                      "resample the input, or expect a worse map", InputResolutionWarning, stacklevel=3)
+        warnings.warn(
+            f"{source}: has {given.resolution_m:g} m pixels, {member.name} reads {entry.resolution_m:g} m: "
+            "resample the input, or expect a worse map",
+            InputResolutionWarning,
+            stacklevel=3,
+        )
 
 
 class InputResolutionWarning(UserWarning):
@@ -140,8 +146,16 @@ def stream(
 ) -> Iterator[Chunk]:
     """Finished chunks of the scene, block by block; ``blocks`` limits the run to some (a Dask task's)."""
     return stream_probabilities(
-        dataset, ensemble, layout.bands, layout.grid, layout.weights, options.batch_size, options.block_width,
-        layout.nodata, on_tiles, blocks,
+        dataset,
+        ensemble,
+        layout.bands,
+        layout.grid,
+        layout.weights,
+        options.batch_size,
+        options.block_width,
+        layout.nodata,
+        on_tiles,
+        blocks,
     )
 
 

@@ -56,8 +56,10 @@ INPUT_DIVISOR = 255.0
 
 def is_deepness_graph(metadata: Mapping[str, str]) -> bool:
     """The file's graph takes Deepness inputs and returns probabilities (landseg's export, or a Deepness model)."""
-    return metadata.get(GRAPH_METADATA) == DEEPNESS_GRAPH or (CARD_METADATA not in metadata and any(
-        key in metadata for key in (MODEL_TYPE, CLASS_NAMES, TILES_SIZE, TILE_SIZE_CODE, MEAN, STD)))
+    return metadata.get(GRAPH_METADATA) == DEEPNESS_GRAPH or (
+        CARD_METADATA not in metadata
+        and any(key in metadata for key in (MODEL_TYPE, CLASS_NAMES, TILES_SIZE, TILE_SIZE_CODE, MEAN, STD))
+    )
 
 
 class ProbabilityOutputs:
@@ -88,27 +90,36 @@ def deepness_member(network, path: Path, landseg_card: str | None = None) -> Mem
     return Member(card, ProbabilityOutputs(network), path, engine="onnxruntime")
 
 
-def card_from_metadata(metadata: Mapping[str, str], input_shape, output_shape, path: Path,
-                       landseg_card: str | None = None) -> ModelCard:
+def card_from_metadata(
+    metadata: Mapping[str, str], input_shape, output_shape, path: Path, landseg_card: str | None = None
+) -> ModelCard:
     """The model card of a Deepness model: one clear error per missing or malformed key."""
     reader = _Reader(metadata, path)
     bands = _band_count(input_shape, reader, path)
     mean, std = reader.standardization(bands)
     normalization = Normalization(tuple(m * INPUT_DIVISOR for m in mean), tuple(s * INPUT_DIVISOR for s in std))
     tile = _tile_size(input_shape, reader, path)
-    deepness = {k: v for k, v in (("resolution_cm", reader.number(RESOLUTION, positive=True)),
-                                  ("tiles_overlap_percent", reader.overlap()),
-                                  ("seg_thresh", reader.threshold()),
-                                  ("seg_small_segment", reader.integer(SEG_SMALL_SEGMENT, minimum=0)))
-                if v is not None}
+    deepness = {
+        k: v
+        for k, v in (
+            ("resolution_cm", reader.number(RESOLUTION, positive=True)),
+            ("tiles_overlap_percent", reader.overlap()),
+            ("seg_thresh", reader.threshold()),
+            ("seg_small_segment", reader.integer(SEG_SMALL_SEGMENT, minimum=0)),
+        )
+        if v is not None
+    }
     if landseg_card is not None:  # landseg's export: its card, with what the graph now does itself
         data = parse_json_limited(landseg_card, JSON_SIDECAR_LIMIT, path, error=CheckpointError)
         if not isinstance(data, dict):
             raise CheckpointError("ONNX model's landseg card is not a JSON object", path)
         card = ModelCard.from_dict(data)
         if reader.has(CLASS_NAMES) and reader.class_names() != card.class_schema().names:
-            raise CheckpointError(f"Deepness metadata class_names {reader.class_names()} differ from the "
-                                  f"landseg card's classes {card.class_schema().names}", path)
+            raise CheckpointError(
+                f"Deepness metadata class_names {reader.class_names()} differ from the "
+                f"landseg card's classes {card.class_schema().names}",
+                path,
+            )
         card.normalization = normalization.to_dict()
         card.input_scale = 1.0
         card.tile_size = tile
@@ -116,18 +127,28 @@ def card_from_metadata(metadata: Mapping[str, str], input_shape, output_shape, p
         return card
     model_type = reader.required(MODEL_TYPE, str)
     if model_type.capitalize() != SEGMENTOR:
-        raise CheckpointError(f"metadata model_type is {model_type!r}; landseg runs only Deepness "
-                              f"{SEGMENTOR!r} models", path)
+        raise CheckpointError(
+            f"metadata model_type is {model_type!r}; landseg runs only Deepness {SEGMENTOR!r} models", path
+        )
     names = reader.class_names(required=True)
     outputs = output_shape[-3] if len(output_shape) == 4 and isinstance(output_shape[-3], int) else None
     if outputs is not None and outputs != len(names) and not (outputs == 1 and len(names) == 2):
-        raise CheckpointError(f"metadata class_names names {len(names)} classes but the model returns "
-                              f"{outputs} channels", path)
-    schema = {"name": Path(path).stem, "description": "classes from Deepness metadata",
-              "classes": [{"name": n, "color": c} for n, c in zip(names, default_palette(len(names)))]}
-    return ModelCard(model={"arch": "onnx", "source": "deepness"}, schema=schema,
-                     normalization=normalization.to_dict(), bands=list(range(1, bands + 1)), tile_size=tile,
-                     training={"deepness": deepness})
+        raise CheckpointError(
+            f"metadata class_names names {len(names)} classes but the model returns {outputs} channels", path
+        )
+    schema = {
+        "name": Path(path).stem,
+        "description": "classes from Deepness metadata",
+        "classes": [{"name": n, "color": c} for n, c in zip(names, default_palette(len(names)), strict=False)],
+    }
+    return ModelCard(
+        model={"arch": "onnx", "source": "deepness"},
+        schema=schema,
+        normalization=normalization.to_dict(),
+        bands=list(range(1, bands + 1)),
+        tile_size=tile,
+        training={"deepness": deepness},
+    )
 
 
 def default_palette(count: int) -> list[str]:
@@ -231,8 +252,9 @@ class _Reader:
         values = self.value(key)
         if isinstance(values, (int, float)) and not isinstance(values, bool):
             values = [values] * bands
-        if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                   and math.isfinite(v) for v in values):
+        if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        ):
             self.fail(key, f"must be a list of numbers, got {values!r:.60}")
         if len(values) != bands:
             self.fail(key, f"has {len(values)} values but the model takes {bands} bands")
@@ -241,8 +263,9 @@ class _Reader:
 
 def _band_count(input_shape, reader: _Reader, path: Path) -> int:
     if len(input_shape) != 4:
-        raise CheckpointError(f"model input has shape {list(input_shape)}; a Deepness segmentor takes "
-                              "(batch, bands, height, width)", path)
+        raise CheckpointError(
+            f"model input has shape {list(input_shape)}; a Deepness segmentor takes (batch, bands, height, width)", path
+        )
     if isinstance(input_shape[1], int) and input_shape[1] > 0:
         return input_shape[1]
     if reader.has(MEAN):

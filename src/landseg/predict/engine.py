@@ -12,10 +12,10 @@ import glob
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import rasterio
@@ -35,7 +35,9 @@ from landseg.predict.cog import (
     scratch_path,
     write_window,
 )
+from landseg.predict.core import lay_out, stream
 from landseg.predict.ensemble import Ensemble
+from landseg.predict.options import PredictOptions
 from landseg.predict.outputs import (
     class_areas_from_counts,
     count_classes,
@@ -45,9 +47,7 @@ from landseg.predict.outputs import (
     write_preview,
 )
 from landseg.predict.postprocess import remove_small_regions_raster
-from landseg.predict.core import lay_out, stream
 from landseg.predict.streaming import Chunk
-from landseg.predict.options import PredictOptions
 from landseg.predict.vectors import VECTOR_FORMATS, write_polygons
 
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
@@ -108,24 +108,32 @@ class SceneOutputs:
 
     Scratch files are removed when ``cleanup`` closes, whether the scene finished or failed."""
 
-    def __init__(self, paths: dict[str, Path], dataset, ensemble: Ensemble, options: PredictOptions,
-                 cleanup: ExitStack):
+    def __init__(
+        self, paths: dict[str, Path], dataset, ensemble: Ensemble, options: PredictOptions, cleanup: ExitStack
+    ):
         self.paths, self.options, self.cleanup = paths, options, cleanup
         self.schema = ensemble.schema
         self.height, self.width = dataset.height, dataset.width
         # Geotransform, GCPs and RPCs, whichever the input has, go into every raster output.
         self.georef = Georeference.of(dataset)
-        check_free_disk(paths["classes"].parent, output_bytes(self.height, self.width, self.schema.num_classes, options))
-        self.tags = {"landseg_version": __version__, "models": ",".join(m.path.name for m in ensemble.members),
-                     "landseg_schema": json.dumps(self.schema.to_dict())}  # values are class indices
+        check_free_disk(
+            paths["classes"].parent, output_bytes(self.height, self.width, self.schema.num_classes, options)
+        )
+        self.tags = {
+            "landseg_version": __version__,
+            "models": ",".join(m.path.name for m in ensemble.members),
+            "landseg_schema": json.dumps(self.schema.to_dict()),
+        }  # values are class indices
         colormap = self.schema.colormap()
         self.scratches = {"classes": self._new_scratch("classes", 1, descriptions=["class"], colormap=colormap)}
         if options.probabilities:
             self.scratches["probabilities"] = self._new_scratch(
-                "probabilities", self.schema.num_classes, descriptions=self.schema.names, scale=1 / PROBABILITY_STEPS)
+                "probabilities", self.schema.num_classes, descriptions=self.schema.names, scale=1 / PROBABILITY_STEPS
+            )
         if options.confidence:
-            self.scratches["confidence"] = self._new_scratch("confidence", 1, descriptions=["confidence"],
-                                                             scale=1 / PROBABILITY_STEPS)
+            self.scratches["confidence"] = self._new_scratch(
+                "confidence", 1, descriptions=["confidence"], scale=1 / PROBABILITY_STEPS
+            )
 
     def _new_scratch(self, kind: str, count: int, **kwargs) -> rasterio.io.DatasetWriter:
         path = scratch_path(self.paths[kind], "raw")
@@ -144,8 +152,9 @@ class SceneOutputs:
             mark = time.perf_counter()
             other = self._new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())
             other.close()
-            final_classes = remove_small_regions_raster(final_classes, Path(other.name), schema.num_classes,
-                                                        options.min_area)
+            final_classes = remove_small_regions_raster(
+                final_classes, Path(other.name), schema.num_classes, options.min_area
+            )
             stages["min_area"] = time.perf_counter() - mark
         mark = time.perf_counter()
         counts = count_classes(final_classes, schema.num_classes) if options.areas else None
@@ -161,13 +170,19 @@ class SceneOutputs:
             rows = class_areas_from_counts(counts, schema, transform, crs)
             note = self.georef.area_note()
             write_area_csv(paths["areas"], rows, note=note)
-            write_area_json(paths["areas_json"], rows, {
-                "source": str(source), "height": self.height, "width": self.width,
-                "crs": None if crs is None else crs.to_string(),
-                "pixel_area_m2": pixel_area_m2(transform, crs),
-                **({"approximate": True} if self.georef.approximate else {}),
-                **({"note": note} if note else {}),
-            })
+            write_area_json(
+                paths["areas_json"],
+                rows,
+                {
+                    "source": str(source),
+                    "height": self.height,
+                    "width": self.width,
+                    "crs": None if crs is None else crs.to_string(),
+                    "pixel_area_m2": pixel_area_m2(transform, crs),
+                    **({"approximate": True} if self.georef.approximate else {}),
+                    **({"note": note} if note else {}),
+                },
+            )
         if options.preview:
             write_preview(paths["classes"], schema, paths["color"])
         if options.polygons:
@@ -201,16 +216,28 @@ def predict_scene(
         try:
             write_chunks(stream(dataset, ensemble, layout, options, on_tiles=on_tiles), outputs.scratches, options)
         except RasterioError as exc:
-            raise DataError(f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})", source) from None
+            raise DataError(
+                f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})", source
+            ) from None
         stages["predict"] = time.perf_counter() - started
         outputs.finish(source, stages)
         shape = (dataset.height, dataset.width)
     seconds = time.perf_counter() - started
-    write_run_record(paths, source, ensemble, options, {
-        "height": shape[0], "width": shape[1], "tiles_predicted": tiles, "tiles_in_grid": layout.grid.tile_count,
-        "seconds": round(seconds, 3), "stages": {k: round(v, 3) for k, v in stages.items()},
-        "georeferencing": outputs.georef.describe(),
-    })
+    write_run_record(
+        paths,
+        source,
+        ensemble,
+        options,
+        {
+            "height": shape[0],
+            "width": shape[1],
+            "tiles_predicted": tiles,
+            "tiles_in_grid": layout.grid.tile_count,
+            "seconds": round(seconds, 3),
+            "stages": {k: round(v, 3) for k, v in stages.items()},
+            "georeferencing": outputs.georef.describe(),
+        },
+    )
     remove_stale_temporaries(out_dir, stem)
     return SceneResult(source, paths, shape[0], shape[1], tiles, seconds, stages=stages)
 
@@ -232,9 +259,11 @@ def check_free_disk(folder: Path, needed: int) -> None:
     except OSError:  # a filesystem that cannot say: writing will tell (an OutputError naming the file)
         return
     if free < needed:
-        raise OutputError(f"not enough free disk space for this scene's outputs: they need about "
-                          f"{_bytes(needed)} ({needed:,} bytes), the folder has {_bytes(free)} ({free:,} bytes) free",
-                          folder)
+        raise OutputError(
+            f"not enough free disk space for this scene's outputs: they need about "
+            f"{_bytes(needed)} ({needed:,} bytes), the folder has {_bytes(free)} ({free:,} bytes) free",
+            folder,
+        )
 
 
 def _bytes(count: int) -> str:
@@ -243,7 +272,7 @@ def _bytes(count: int) -> str:
     power = 0
     while power < len(units) - 1 and count >= 1024 ** (power + 1):
         power += 1
-    return f"{count} bytes" if power == 0 else f"{count / 1024 ** power:.3g} {units[power]}"
+    return f"{count} bytes" if power == 0 else f"{count / 1024**power:.3g} {units[power]}"
 
 
 def chunk_layers(chunk: Chunk, options: PredictOptions) -> dict[str, np.ndarray]:
@@ -260,15 +289,17 @@ def chunk_layers(chunk: Chunk, options: PredictOptions) -> dict[str, np.ndarray]
     return layers
 
 
-def write_chunks(chunks: Iterable[Chunk], scratches: dict[str, rasterio.io.DatasetWriter],
-                 options: PredictOptions) -> None:
+def write_chunks(
+    chunks: Iterable[Chunk], scratches: dict[str, rasterio.io.DatasetWriter], options: PredictOptions
+) -> None:
     for chunk in chunks:
         for kind, layer in chunk_layers(chunk, options).items():
             write_window(scratches[kind], layer, chunk.rows, chunk.cols)
 
 
-def write_run_record(paths: dict[str, Path], source: Path, ensemble: Ensemble, options: PredictOptions,
-                     facts: dict) -> None:
+def write_run_record(
+    paths: dict[str, Path], source: Path, ensemble: Ensemble, options: PredictOptions, facts: dict
+) -> None:
     """``{stem}_prediction.json``, last of a scene's files: what was predicted, how, and by which models."""
     record = {
         "source": str(source),

@@ -9,9 +9,9 @@ The networks themselves, and which engine runs them, are ``networks.py``'s.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from landseg.predict.models import is_onnx_file, load_model, model_file, read_ca
 from landseg.predict.networks import Engine, Member, Precision, TorchNetwork, check_precision, resolve_engine
 from landseg.predict.onnx import load_onnx_member, onnx_member_from_checkpoint
 from landseg.predict.tta import TTAMode, softmax_probabilities, tta_transforms
+
 
 @dataclass(frozen=True)
 class BandPlan:
@@ -98,7 +99,7 @@ class Ensemble:
         side = raw_tiles.shape[-1]
         total = None
         with torch.inference_mode():
-            for member, positions in zip(self.members, plan.positions):
+            for member, positions in zip(self.members, plan.positions, strict=False):
                 raw = raw_tiles[:, positions]
                 if plan.value_scale != 1.0:
                     raw = raw.astype(np.float32) * np.float32(plan.value_scale)
@@ -112,8 +113,13 @@ class Ensemble:
         batch = normalize_batch(raw, member.card.input_normalization()).to(member.device)
         network_side = member.fixed_side or max(1, round(side * member.card.input_scale))
         if network_side != side:
-            batch = F.interpolate(batch, size=(network_side, network_side), mode="bilinear", align_corners=False,
-                                  antialias=network_side < side)
+            batch = F.interpolate(
+                batch,
+                size=(network_side, network_side),
+                mode="bilinear",
+                align_corners=False,
+                antialias=network_side < side,
+            )
         if len(self.transforms) == 1:
             probabilities = _softmax(member.network(batch), self.num_classes, batch.shape[-2:])
         else:
@@ -171,8 +177,14 @@ def load_ensemble(
             source_side = max(1, round((tile or card.tile_size) / card.input_scale)) if card.input_scale > 0 else 1
         if chosen == "onnxruntime":
             side = max(1, round(source_side * card.input_scale))
-            member = onnx_member_from_checkpoint(model_file(reference), card, side, threads=threads,
-                                                 fall_back=engine == "auto", load=lambda r=reference: load_model(r))
+            member = onnx_member_from_checkpoint(
+                model_file(reference),
+                card,
+                side,
+                threads=threads,
+                fall_back=engine == "auto",
+                load=lambda r=reference: load_model(r),
+            )
             if member is not None:
                 members.append(member)
                 continue

@@ -7,9 +7,10 @@ both find the same scenes and skip the same finished ones.
 from __future__ import annotations
 
 import glob
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -68,8 +69,11 @@ def find_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) -> li
 def _images_in(folder: Path) -> list[Path]:
     """Image files under ``folder``; a Sentinel-2 ``.SAFE`` folder counts as one image, its band files as none."""
     products = sorted(p for p in folder.rglob("*.SAFE") if p.is_dir())
-    found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-             and not any(product in p.parents for product in products)]
+    found = [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(product in p.parents for product in products)
+    ]
     return sorted(found + products)
 
 
@@ -80,8 +84,9 @@ class PredictSummary:
     failed: list[LandsegError] = field(default_factory=list)
 
 
-def plan_inputs(inputs: Sequence[str | Path], out_dir: Path, options: PredictOptions, overwrite: bool,
-                console: Console) -> tuple[list[Path], list[Path], PredictSummary]:
+def plan_inputs(
+    inputs: Sequence[str | Path], out_dir: Path, options: PredictOptions, overwrite: bool, console: Console
+) -> tuple[list[Path], list[Path], PredictSummary]:
     """All inputs, those still to predict, and a summary that already lists the skipped ones."""
     from landseg.predict.engine import is_finished, output_paths
 

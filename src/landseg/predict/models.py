@@ -8,8 +8,8 @@ export and the server treat a zoo model exactly like a trained checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from landseg.checkpoint import CARD_KEY, LoadedModel, ModelCard, load_checkpoint, read_checkpoint
 from landseg.errors import CheckpointError
@@ -26,7 +26,7 @@ def model_references(checkpoints: Sequence[str | Path] = (), zoo_models: Sequenc
 def zoo_name(reference: str | Path) -> str | None:
     """The zoo model a reference names, or None for a file."""
     text = str(reference)
-    return text[len(ZOO_PREFIX):] if text.startswith(ZOO_PREFIX) else None
+    return text[len(ZOO_PREFIX) :] if text.startswith(ZOO_PREFIX) else None
 
 
 def is_onnx_file(reference: str | Path) -> bool:

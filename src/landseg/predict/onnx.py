@@ -22,8 +22,8 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -57,10 +57,17 @@ def export_onnx(checkpoint: str | Path | LoadedModel, destination: str | Path, t
         raw = Path(scratch) / "model.onnx"
         try:
             torch.onnx.export(
-                network, (example,), raw, dynamo=True, verbose=False, input_names=["image"], output_names=["logits"],
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},), opset_version=OPSET,
+                network,
+                (example,),
+                raw,
+                dynamo=True,
+                verbose=False,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                opset_version=OPSET,
             )
-        except Exception as exc:  # noqa: BLE001 - exporter failures come in many types; all mean the same
+        except Exception as exc:
             problem = f"cannot export to ONNX ({type(exc).__name__}: {str(exc)[:200]})"
             raise CheckpointError(problem, checkpoint) from None
         model = onnx.load(raw)
@@ -111,7 +118,7 @@ def cached_export(
     beside = export_beside(checkpoint, key, side)
     in_cache = cache_folder() / "onnx" / beside.name
     zoo_weights = load is not None and checkpoint.suffix == ".safetensors"
-    for found in ((in_cache,) if zoo_weights else (beside, in_cache)):
+    for found in (in_cache,) if zoo_weights else (beside, in_cache):
         if found.is_file():
             return found
     if not zoo_weights and os.access(checkpoint.parent, os.W_OK):
@@ -148,8 +155,9 @@ def _export(checkpoint: Path, destination: Path, side: int, isolate: bool | None
         reported = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
-        raise CheckpointError(f"the ONNX export process failed (exit code {done.returncode}) {tail}".strip(),
-                              checkpoint) from None
+        raise CheckpointError(
+            f"the ONNX export process failed (exit code {done.returncode}) {tail}".strip(), checkpoint
+        ) from None
     if reported["kind"] == "OSError":
         raise OSError(reported["errno"], reported["problem"])
     error = ConfigError if reported["kind"] == "ConfigError" else CheckpointError
@@ -176,13 +184,17 @@ def remove_stale_exports(checkpoint: Path, key: str) -> None:
     """Delete the exports beside ``checkpoint`` made from its earlier contents (a ``best.ckpt`` overwritten
     by training); those of its present content, at any tile size, stay."""
     for sibling in checkpoint.parent.glob(f"{glob.escape(checkpoint.stem)}.*.t*.onnx"):
-        match = EXPORT_SUFFIX.fullmatch(sibling.name[len(checkpoint.stem):])
+        match = EXPORT_SUFFIX.fullmatch(sibling.name[len(checkpoint.stem) :])
         if match and match["key"] != key:
             sibling.unlink(missing_ok=True)
 
 
 def onnx_member_from_checkpoint(
-    checkpoint: str | Path, card: ModelCard, side: int, threads: int | None = None, fall_back: bool = False,
+    checkpoint: str | Path,
+    card: ModelCard,
+    side: int,
+    threads: int | None = None,
+    fall_back: bool = False,
     load: Callable[[], LoadedModel] | None = None,
 ) -> Member | None:
     """A checkpoint run by ONNX Runtime; with ``fall_back``, None where it cannot be exported."""
@@ -211,7 +223,7 @@ def load_onnx_member(path: str | Path, threads: int | None = None) -> Member:
         network = OnnxNetwork(path, threads)
     except ConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+    except Exception as exc:
         raise CheckpointError(f"not a readable ONNX model ({str(exc).splitlines()[0][:160]})", path) from None
     card_json = network.metadata.get(CARD_METADATA)
     if is_deepness_graph(network.metadata):  # landseg's export for QGIS, or another tool's Deepness model
@@ -234,7 +246,7 @@ def check_external_data(path: Path) -> None:
     onnx = require_package("onnx", "checking an ONNX model")
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors have no common type
+    except Exception as exc:
         raise CheckpointError(f"not a readable ONNX model ({str(exc).splitlines()[0][:160]})", path) from None
     for tensor in _all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
@@ -243,8 +255,11 @@ def check_external_data(path: Path) -> None:
         try:
             inside_folder(path.parent, location, path)
         except DataError as exc:
-            raise CheckpointError(f"tensor {tensor.name!r} keeps its data outside the model's folder: {exc.problem}; "
-                                  "landseg reads external data only from files in that folder", path) from None
+            raise CheckpointError(
+                f"tensor {tensor.name!r} keeps its data outside the model's folder: {exc.problem}; "
+                "landseg reads external data only from files in that folder",
+                path,
+            ) from None
 
 
 def _all_tensors(model):

@@ -60,7 +60,7 @@ def class_areas_from_counts(
     valid = int(counts.sum())
     area_per_pixel = pixel_area_m2(transform, crs)
     rows = []
-    for name, pixels in zip(schema.names, counts.tolist()):
+    for name, pixels in zip(schema.names, counts.tolist(), strict=False):
         area_m2 = None if area_per_pixel is None else pixels * area_per_pixel
         rows.append(
             {
@@ -107,19 +107,18 @@ def write_preview(class_raster: str | Path, schema: ClassSchema, path: str | Pat
 def write_area_csv(path: str | Path, rows: list[dict], note: str | None = None) -> Path:
     """The area rows as CSV; ``note`` (areas approximate, or why there are none in m2) fills a last column."""
     path = Path(path)
-    with atomic_output(path) as temporary:
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=AREA_COLUMNS + (("note",) if note else ()))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(
-                    {
-                        **({"note": note} if note else {}),
-                        "class": row["class"],
-                        "pixels": row["pixels"],
-                        "share": f"{row['share']:.6f}",
-                        "area_m2": "" if row["area_m2"] is None else f"{row['area_m2']:.2f}",
-                        "area_ha": "" if row["area_ha"] is None else f"{row['area_ha']:.4f}",
-                    }
-                )
+    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=AREA_COLUMNS + (("note",) if note else ()))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    **({"note": note} if note else {}),
+                    "class": row["class"],
+                    "pixels": row["pixels"],
+                    "share": f"{row['share']:.6f}",
+                    "area_m2": "" if row["area_m2"] is None else f"{row['area_m2']:.2f}",
+                    "area_ha": "" if row["area_ha"] is None else f"{row['area_ha']:.4f}",
+                }
+            )
     return path

@@ -17,9 +17,9 @@ rewrites the small regions. Memory grows with the number of regions, not with th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from rasterio.windows import Window
@@ -124,7 +124,12 @@ def _block_origins(height: int, width: int, block: int):
 
 
 def small_regions_round(
-    read: ReadBlock, write: WriteBlock, height: int, width: int, num_classes: int, min_area: int,
+    read: ReadBlock,
+    write: WriteBlock,
+    height: int,
+    width: int,
+    num_classes: int,
+    min_area: int,
     block: int = DEFAULT_BLOCK,
 ) -> int:
     """One round over a class map held anywhere (file, array), block by block; returns pixels changed."""

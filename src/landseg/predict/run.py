@@ -7,8 +7,9 @@ earlier run (``overwrite`` redoes them). A scene that fails is reported and the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,6 +20,7 @@ from landseg.predict.inputs import PredictSummary, plan_inputs
 
 if TYPE_CHECKING:
     from landseg.predict.engine import PredictOptions
+
 
 def run_predict(
     inputs: Sequence[str | Path],
@@ -45,14 +47,23 @@ def run_predict(
         return summary
     ensemble = load_ensemble(checkpoints, engine=engine, tta=tta, device=device, precision=precision, tile=options.tile)
     console.print("models: " + ", ".join(f"{m.name} ({m.engine})" for m in ensemble.members))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tiles"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as bar:
         for path in todo:
             task = bar.add_task(path.name, total=None)
             try:
                 result = predict_scene(
-                    path, ensemble, out_dir, options,
+                    path,
+                    ensemble,
+                    out_dir,
+                    options,
                     on_start=lambda total, task=task: bar.update(task, total=total),
                     on_tiles=lambda n, task=task: bar.advance(task, n),
                 )

@@ -14,9 +14,9 @@ two batches, whatever the scene size.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -139,8 +139,9 @@ def stream_probabilities(
         blocks = column_blocks(grid) if block_width is None else column_blocks(grid, block_width)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="landseg-forward") as forward:
         for block in blocks:
-            yield from _stream_block(dataset, ensemble, plan, grid, block, weights, batch_size, nodata, on_tiles,
-                                     forward)
+            yield from _stream_block(
+                dataset, ensemble, plan, grid, block, weights, batch_size, nodata, on_tiles, forward
+            )
 
 
 def _stream_block(dataset, ensemble, plan, grid, block, weights, batch_size, nodata, on_tiles, forward):
@@ -158,7 +159,7 @@ def _stream_block(dataset, ensemble, plan, grid, block, weights, batch_size, nod
 
     def collect() -> None:
         tiles, future = in_flight.pop(0)
-        for tile_item, tile_probabilities in zip(tiles, future.result()):
+        for tile_item, tile_probabilities in zip(tiles, future.result(), strict=False):
             tile_item.probabilities = tile_probabilities
         if on_tiles is not None:
             on_tiles(len(tiles))

@@ -6,7 +6,8 @@ Each copy's softmax is mapped back to the original orientation before averaging.
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 

@@ -17,8 +17,8 @@ share their border exactly); tolerance 0 only drops the straight-line vertices t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import rasterio
@@ -95,7 +95,7 @@ class _GeoJSONWriter:
 
     def write(self, geometries: list, records: list[dict]) -> None:
         shapely = _shapely()
-        for geometry, record in zip(geometries, records):
+        for geometry, record in zip(geometries, records, strict=False):
             feature = {"type": "Feature", "properties": record, "geometry": json.loads(shapely.to_geojson(geometry))}
             self.handle.write(("" if self.first else ",\n") + json.dumps(feature))
             self.first = False
@@ -125,8 +125,15 @@ class _GeoPackageWriter:
         columns = [np.array([r[f] if r[f] is not None else np.nan for r in records]) for f in fields]
         columns = [c.astype(object) if c.dtype.kind == "U" else c for c in columns]
         pyogrio.raw.write(
-            self.path, shapely.to_wkb(np.array(geometries, dtype=object)), columns, fields, layer=LAYER,
-            driver="GPKG", geometry_type="Polygon", crs=self.crs, append=self.started,
+            self.path,
+            shapely.to_wkb(np.array(geometries, dtype=object)),
+            columns,
+            fields,
+            layer=LAYER,
+            driver="GPKG",
+            geometry_type="Polygon",
+            crs=self.crs,
+            append=self.started,
         )
         self.started = True
 
@@ -134,8 +141,16 @@ class _GeoPackageWriter:
         if not self.started:  # an all no-data map still gets a valid, empty layer
             import pyogrio.raw
 
-            pyogrio.raw.write(self.path, np.array([], dtype=object), [np.array([], dtype=np.int64)], ["class_index"],
-                              layer=LAYER, driver="GPKG", geometry_type="Polygon", crs=self.crs)
+            pyogrio.raw.write(
+                self.path,
+                np.array([], dtype=object),
+                [np.array([], dtype=np.int64)],
+                ["class_index"],
+                layer=LAYER,
+                driver="GPKG",
+                geometry_type="Polygon",
+                crs=self.crs,
+            )
 
 
 def write_polygons(
@@ -187,23 +202,29 @@ def write_polygons(
 
         geometries, records = [], []
         for value, polygon in strip_polygons(read_rows, source.height, strip):
-            pixels = int(round(polygon.area))
+            pixels = round(polygon.area)
             if pixels < min_pixels:
                 continue
             geometries.append(shapely.affinity.affine_transform(polygon.simplify(simplify), matrix))
             area_m2 = None if area_per_pixel is None else pixels * area_per_pixel
             known = value < schema.num_classes
-            described = fields(value) if fields is not None else {
-                "class_index": value,
-                "class_name": schema.names[value] if known else str(value),
-                "color": colors[value] if known else "",
-            }
-            records.append({
-                **described,
-                "pixels": pixels,
-                "area_m2": area_m2,
-                "area_ha": None if area_m2 is None else area_m2 / SQUARE_METRES_PER_HECTARE,
-            })
+            described = (
+                fields(value)
+                if fields is not None
+                else {
+                    "class_index": value,
+                    "class_name": schema.names[value] if known else str(value),
+                    "color": colors[value] if known else "",
+                }
+            )
+            records.append(
+                {
+                    **described,
+                    "pixels": pixels,
+                    "area_m2": area_m2,
+                    "area_ha": None if area_m2 is None else area_m2 / SQUARE_METRES_PER_HECTARE,
+                }
+            )
             if len(geometries) >= batch:
                 flush(geometries, records)
                 geometries, records = [], []

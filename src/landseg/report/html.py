@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import mimetypes
 import os
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from landseg.classes import ClassSchema, color_hex
 from landseg.errors import DataError
@@ -96,7 +96,7 @@ def _confusion_html(metrics: Mapping) -> str:
     header = "<th>truth \\ prediction</th>" + "".join(f"<th>{escape(n)}</th>" for n in names)
     rows = "".join(
         f"<tr><th>{escape(name)}</th>" + "".join(f'<td class="num">{count:,}</td>' for count in row) + "</tr>"
-        for name, row in zip(names, metrics["confusion_matrix"])
+        for name, row in zip(names, metrics["confusion_matrix"], strict=False)
     )
     return (
         "<details><summary>Confusion matrix (pixel counts)</summary>"
@@ -112,7 +112,7 @@ def render_report(
     schema: ClassSchema | None = None,
 ) -> str:
     """The report as an HTML string (see ``write_report``)."""
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

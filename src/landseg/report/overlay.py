@@ -7,8 +7,8 @@ class and are drawn transparent (or left as the underlying image in a blend).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -16,8 +16,8 @@ from matplotlib.patches import Patch
 from PIL import Image
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, color_hex
-from landseg.io.write import atomic_output
 from landseg.io.figures import save_figure
+from landseg.io.write import atomic_output
 
 PathLike = str | os.PathLike
 ERROR_COLOR = (230, 0, 0)
@@ -135,7 +135,7 @@ def render_comparison(
     panel_height = panel_width * height / width
     fig = Figure(figsize=(panel_width * len(panels), panel_height + 0.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (label, picture) in zip(axes, panels):
+    for ax, (label, picture) in zip(axes, panels, strict=False):
         ax.imshow(picture, interpolation="nearest")
         ax.set_title(label, fontsize=10)
         ax.set_xticks([])

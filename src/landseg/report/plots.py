@@ -11,8 +11,8 @@ import csv
 import math
 import os
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -23,8 +23,8 @@ from matplotlib.ticker import MaxNLocator
 
 from landseg.classes import ClassSchema
 from landseg.errors import DataError
-from landseg.metrics import ConfusionMatrix
 from landseg.io.figures import save_figure
+from landseg.metrics import ConfusionMatrix
 
 PathLike = str | os.PathLike
 SCORE_NAMES = ("iou", "f1", "precision", "recall")
@@ -46,8 +46,13 @@ def _text_color(rgb: Sequence[float]) -> str:
 
 
 def plot_confusion_matrix(
-    cm: ConfusionMatrix, schema: ClassSchema, path: PathLike, *, title: str | None = None,
-    axes: tuple[str, str] = ("true class", "predicted class"), scores: bool = True,
+    cm: ConfusionMatrix,
+    schema: ClassSchema,
+    path: PathLike,
+    *,
+    title: str | None = None,
+    axes: tuple[str, str] = ("true class", "predicted class"),
+    scores: bool = True,
 ) -> Path:
     """Row-normalized confusion matrix (share of each true class), annotated with share and pixel count.
 
@@ -76,7 +81,7 @@ def plot_confusion_matrix(
                 ax.text(j, i, text, ha="center", va="center", fontsize=font, color=color)
     ax.set_xticks(range(k), labels=schema.names, rotation=40, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(k), labels=schema.names)
-    for label, color in zip(ax.get_xticklabels() + ax.get_yticklabels(), schema.plot_colors() * 2):
+    for label, color in zip(ax.get_xticklabels() + ax.get_yticklabels(), schema.plot_colors() * 2, strict=False):
         label.set_bbox({"facecolor": color, "edgecolor": "none", "alpha": 0.35, "pad": 1.5})
     ax.set_xlabel(axes[1])
     ax.set_ylabel(axes[0])
@@ -164,9 +169,7 @@ def plot_training_curves(csv_path: PathLike, path: PathLike, *, title: str | Non
     csv_path = Path(csv_path)
     curves = _read_curves(csv_path)
     panels = [
-        group
-        for group in (("train_loss", "val_loss"), ("val_miou",), ("lr",))
-        if any(name in curves for name in group)
+        group for group in (("train_loss", "val_loss"), ("val_miou",), ("lr",)) if any(name in curves for name in group)
     ]
     if not panels:
         raise DataError(f"training log has none of the columns {', '.join(CURVE_COLUMNS)} with values", csv_path)
@@ -180,7 +183,7 @@ def plot_training_curves(csv_path: PathLike, path: PathLike, *, title: str | Non
     }
     first = min(float(epochs[0]) for epochs, _ in curves.values())
     last = max(float(epochs[-1]) for epochs, _ in curves.values())
-    for ax, group in zip(axes, panels):
+    for ax, group in zip(axes, panels, strict=False):
         for name in group:
             if name not in curves:
                 continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from rich.table import Table
 from rich.text import Text
@@ -55,8 +55,14 @@ def metrics_table(metrics: Mapping, schema: ClassSchema | None = None, title: st
             style="dim" if scores["support"] == 0 else None,
         )
     table.add_section()
-    table.add_row(Text("mean (mIoU, mean F1)", style="bold"), Text(format_score(metrics["miou"]), style="bold"),
-                  Text(format_score(metrics["mean_f1"]), style="bold"), "", "", "")
+    table.add_row(
+        Text("mean (mIoU, mean F1)", style="bold"),
+        Text(format_score(metrics["miou"]), style="bold"),
+        Text(format_score(metrics["mean_f1"]), style="bold"),
+        "",
+        "",
+        "",
+    )
     table.add_row("pixel accuracy", format_score(metrics["pixel_accuracy"]), "", "", "", "")
     table.add_row("frequency-weighted IoU", format_score(metrics["fw_iou"]), "", "", "", "")
     return table

@@ -60,8 +60,10 @@ def required_token(host: str, token: str | None) -> str | None:
             f"set {TOKEN_ENV} (e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
         )
     if len(token) < MIN_TOKEN_LENGTH:
-        raise ConfigError(f"--token is {len(token)} characters long; use at least {MIN_TOKEN_LENGTH}, "
-                          "e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'")
+        raise ConfigError(
+            f"--token is {len(token)} characters long; use at least {MIN_TOKEN_LENGTH}, "
+            "e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+        )
     return token
 
 
@@ -109,9 +111,13 @@ class TokenGate:
             await send({"type": "websocket.close", "code": 1008})
             return
         await JSONResponse(
-            {"detail": UNAUTHORIZED}, status_code=401,
-            headers={"WWW-Authenticate": 'Bearer realm="landseg"', "Cache-Control": "no-store",
-                     "X-Content-Type-Options": "nosniff"},
+            {"detail": UNAUTHORIZED},
+            status_code=401,
+            headers={
+                "WWW-Authenticate": 'Bearer realm="landseg"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
         )(scope, receive, send)
 
     def sign_in(self, scope: Scope, rest: list[tuple[str, str]]) -> RedirectResponse:
@@ -120,6 +126,7 @@ class TokenGate:
         path = scope.get("raw_path") or quote(scope["path"]).encode("ascii")  # still percent-encoded
         location = "/" + path.decode("latin-1").lstrip("/") + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
-        response.set_cookie(COOKIE, self.session, httponly=True, samesite="lax", path="/",
-                            secure=scope.get("scheme") == "https")
+        response.set_cookie(
+            COOKIE, self.session, httponly=True, samesite="lax", path="/", secure=scope.get("scheme") == "https"
+        )
         return response

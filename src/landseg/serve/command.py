@@ -7,7 +7,7 @@ CLI registers ``serve`` from here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -32,10 +32,14 @@ def run_server(settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log
 
 
 def serve(
-    checkpoint: Annotated[Optional[Path], typer.Option(help="A landseg checkpoint (.ckpt).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="A zoo model by name instead (`landseg models`).")] = None,
-    engine: Annotated[str, typer.Option(help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime: "
-                                             "the choice `landseg predict` makes.")] = "auto",
+    checkpoint: Annotated[Path | None, typer.Option(help="A landseg checkpoint (.ckpt).")] = None,
+    model: Annotated[str | None, typer.Option(help="A zoo model by name instead (`landseg models`).")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime: the choice `landseg predict` makes."
+        ),
+    ] = "auto",
     host: Annotated[
         str, typer.Option(help="Address to listen on; 0.0.0.0 opens the app to the whole network.")
     ] = DEFAULT_HOST,
@@ -48,12 +52,16 @@ def serve(
         float, typer.Option(help="Results are deleted this many minutes after a job ends.")
     ] = 60.0,
     workdir: Annotated[
-        Optional[Path], typer.Option(help="Where the private work folder is made (default: the system's temp).")
+        Path | None, typer.Option(help="Where the private work folder is made (default: the system's temp).")
     ] = None,
     token: Annotated[
-        Optional[str], typer.Option(envvar="LANDSEG_TOKEN", show_envvar=True,
-                                    help="Access token every request must carry; required with a --host other "
-                                         "than loopback (the environment variable keeps it out of `ps`).")
+        str | None,
+        typer.Option(
+            envvar="LANDSEG_TOKEN",
+            show_envvar=True,
+            help="Access token every request must carry; required with a --host other "
+            "than loopback (the environment variable keeps it out of `ps`).",
+        ),
     ] = None,
 ):
     """A local web app: upload an image, get its land-cover map, legend, areas and downloads."""
@@ -62,8 +70,15 @@ def serve(
 
     token = required_token(host, token)  # off loopback: no token, no server
     settings = ServeSettings.from_options(
-        checkpoint=checkpoint, model=model, engine=engine, max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_running_jobs=max_running_jobs,
-        max_queued_jobs=max_queued_jobs, job_ttl_minutes=job_ttl_minutes, workdir=workdir,
+        checkpoint=checkpoint,
+        model=model,
+        engine=engine,
+        max_upload_mb=max_upload_mb,
+        max_pixels=max_pixels,
+        max_running_jobs=max_running_jobs,
+        max_queued_jobs=max_queued_jobs,
+        job_ttl_minutes=job_ttl_minutes,
+        workdir=workdir,
         token=token,
     )
     run_server(settings, host=host, port=port)

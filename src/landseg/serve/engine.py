@@ -9,8 +9,9 @@ WGS 84, the CRS web maps and RFC 7946 GeoJSON expect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,8 +104,15 @@ def run_prediction(
             report(READ_SHARE + PREDICT_SHARE, "writing class map")
 
     engine_options = options.engine_options()
-    scene = predict_scene(input_path, ensemble_for(model, options.tta), out_dir, engine_options,
-                          stem=OUTPUT_STEM, on_start=on_start, on_tiles=on_tiles)
+    scene = predict_scene(
+        input_path,
+        ensemble_for(model, options.tta),
+        out_dir,
+        engine_options,
+        stem=OUTPUT_STEM,
+        on_start=on_start,
+        on_tiles=on_tiles,
+    )
     classes_tif = scene.paths["classes"]
     schema = model.card.class_schema()
     outputs: dict[str, Path] = {"color_png": scene.paths["color"], "areas_csv": scene.paths["areas"]}

@@ -15,12 +15,13 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from landseg.errors import LandsegError
 from landseg.serve.uploads import scrub_paths
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 ProgressReport = Callable[[float, str], None]
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
@@ -111,7 +112,7 @@ class JobManager:
             job_id = secrets.token_urlsafe(12)
             directory = self.root / job_id
             directory.mkdir(mode=0o700)
-            job = Job(job_id, directory, filename, self.clock(), datetime.now(timezone.utc))
+            job = Job(job_id, directory, filename, self.clock(), datetime.now(UTC))
             self._reserved[job_id] = job
             return job
 
@@ -151,9 +152,7 @@ class JobManager:
         with self._lock:
             if job.status != JobStatus.QUEUED:
                 return None
-            waiting = sorted(
-                (j for j in self._jobs.values() if j.status == JobStatus.QUEUED), key=lambda j: j.created
-            )
+            waiting = sorted((j for j in self._jobs.values() if j.status == JobStatus.QUEUED), key=lambda j: j.created)
             return 1 + waiting.index(job)
 
     def elapsed_seconds(self, job: Job) -> float:
@@ -166,7 +165,8 @@ class JobManager:
         now = self.clock()
         with self._lock:
             expired = [
-                job for job in self._jobs.values()
+                job
+                for job in self._jobs.values()
                 if job.finished is not None and now - job.finished >= self.ttl_seconds
             ]
             for job in expired:
@@ -187,7 +187,7 @@ class JobManager:
             if job.cancelled.is_set():
                 return
             job.status, job.stage = JobStatus.RUNNING, "starting"
-            job.started_at = datetime.now(timezone.utc)
+            job.started_at = datetime.now(UTC)
 
         def report(fraction: float, stage: str) -> None:
             if job.cancelled.is_set() or self._closing.is_set():
@@ -203,7 +203,7 @@ class JobManager:
             return
         except LandsegError as exc:
             outcome = {"error": scrub_paths(exc.problem), "status": JobStatus.FAILED, "stage": "failed"}
-        except Exception as exc:  # noqa: BLE001 - a bug must fail one job, not the worker thread
+        except Exception as exc:
             log.exception("job %s failed", job.id)
             outcome = {
                 "error": f"internal error while predicting ({type(exc).__name__}); the server log has details",
@@ -216,7 +216,7 @@ class JobManager:
             if job.status == JobStatus.DONE:
                 job.progress = 1.0
             job.finished = self.clock()
-            job.finished_at = datetime.now(timezone.utc)
+            job.finished_at = datetime.now(UTC)
             deleted = job.cancelled.is_set()
         if deleted:
             shutil.rmtree(job.directory, ignore_errors=True)

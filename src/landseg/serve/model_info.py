@@ -46,9 +46,7 @@ def describe_model(model: LoadedModel, raw: dict | None = None) -> dict[str, Any
         "encoder": card.model.get("encoder"),
         "schema": schema.name,
         "schema_description": schema.description,
-        "classes": [
-            {"index": i, "name": c.name, "color": color_hex(c.color)} for i, c in enumerate(schema.classes)
-        ],
+        "classes": [{"index": i, "name": c.name, "color": color_hex(c.color)} for i, c in enumerate(schema.classes)],
         "bands": list(card.bands),
         "band_names": list(card.band_names) if card.band_names else None,
         "input_scale": card.input_scale,

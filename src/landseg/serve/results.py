@@ -8,8 +8,8 @@ table on the page and the CSV a user downloads can never disagree.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from landseg.checkpoint import LoadedModel
 from landseg.classes import ClassSchema, color_hex
@@ -30,9 +30,7 @@ DOWNLOADS: dict[str, tuple[str, str, str]] = {
 VIEWS: dict[str, str] = {"preview": "image/jpeg", "overlay": "image/png"}
 
 
-def predict_job(
-    job: Job, report: ProgressCallback, model: LoadedModel, engine: Engine, preview_max_side: int
-) -> dict:
+def predict_job(job: Job, report: ProgressCallback, model: LoadedModel, engine: Engine, preview_max_side: int) -> dict:
     """Run the engine on the job's input; returns the job's files by kind and its area table."""
     schema = model.card.class_schema()
     outputs = engine(model, job.files["input"], job.directory / "outputs", job.options, report)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from fastapi import UploadFile
@@ -14,7 +14,7 @@ from landseg.serve.jobs import JobStatus
 from landseg.serve.uploads import ImageInfo
 
 
-class FileKind(str, Enum):
+class FileKind(StrEnum):
     """Files of a job: ``preview`` exists once the upload is accepted, the others once the job is done."""
 
     preview = "preview"

@@ -41,7 +41,7 @@ class ServeSettings(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _one_model(self) -> "ServeSettings":
+    def _one_model(self) -> ServeSettings:
         if (self.checkpoint is None) == (self.model is None):
             raise ValueError("give exactly one model: --checkpoint FILE or --model NAME")
         return self
@@ -62,7 +62,7 @@ class ServeSettings(BaseModel):
         return self.job_ttl_minutes * 60.0
 
     @classmethod
-    def from_options(cls, **options) -> "ServeSettings":
+    def from_options(cls, **options) -> ServeSettings:
         """Settings from command-line options, a bad value becoming one clear ``ConfigError``."""
         try:
             return cls(**options)

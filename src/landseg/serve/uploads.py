@@ -87,9 +87,7 @@ def inspect_upload(path: Path, card: ModelCard, max_pixels: int) -> tuple[Path, 
         head = handle.read(16)
     driver = sniff_format(head)
     if driver is None:
-        raise UploadRejected(
-            415, f"the file is not a {ACCEPTED} image (its content starts with {head[:8].hex(' ')})"
-        )
+        raise UploadRejected(415, f"the file is not a {ACCEPTED} image (its content starts with {head[:8].hex(' ')})")
     named = path.with_name(f"input{SUFFIXES[driver]}")
     os.replace(path, named)
     kind = FORMAT_NAMES[driver]

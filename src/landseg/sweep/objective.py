@@ -90,7 +90,7 @@ def process_start(pid: int) -> str:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return ""
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return "" if fields[0] in ("Z", "X") else fields[19]
 
 
@@ -154,7 +154,8 @@ class TrialRunner:
             if self.reporter is not None:
                 self.reporter.trial_started(trial.number, values, repeat, repeats)
             pruning = ValidationPruning(
-                trial, enabled=repeat == 0,
+                trial,
+                enabled=repeat == 0,
                 on_report=(lambda e, v, n=trial.number: self.reporter.validated(n, e, v)) if self.reporter else None,
                 seconds_as_step=self.plan.minutes_per_trial is not None,
             )
@@ -172,10 +173,17 @@ class TrialRunner:
 
     def check_surplus(self, trial: optuna.Trial) -> None:
         """Several processes may start a trial when one is missing: the later ones stand down."""
-        active = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                  optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
-        earlier = [t for t in trial.study.get_trials(deepcopy=False, states=active) if t.number < trial.number
-                   and not t.user_attrs.get(SURPLUS_ATTR)]
+        active = (
+            optuna.trial.TrialState.COMPLETE,
+            optuna.trial.TrialState.PRUNED,
+            optuna.trial.TrialState.RUNNING,
+            optuna.trial.TrialState.WAITING,
+        )
+        earlier = [
+            t
+            for t in trial.study.get_trials(deepcopy=False, states=active)
+            if t.number < trial.number and not t.user_attrs.get(SURPLUS_ATTR)
+        ]
         needed = target_trials(self.plan, self.space)
         if len(earlier) >= needed:
             trial.set_user_attr(SURPLUS_ATTR, True)
@@ -190,5 +198,13 @@ def _train(config: ExperimentConfig, run_dir: Path, minutes: float | None, progr
 
 def plan_record(plan: SweepPlan, base: dict, space: SearchSpace) -> str:
     """What makes two runs of the command the same study: config, space, repeats, budget per trial."""
-    return json.dumps({"config": base, "space": json.loads(space.fingerprint()), "repeats": plan.repeats,
-                       "minutes_per_trial": plan.minutes_per_trial}, sort_keys=True, default=str)
+    return json.dumps(
+        {
+            "config": base,
+            "space": json.loads(space.fingerprint()),
+            "repeats": plan.repeats,
+            "minutes_per_trial": plan.minutes_per_trial,
+        },
+        sort_keys=True,
+        default=str,
+    )

@@ -68,22 +68,33 @@ def trials_rows(trials: list[FrozenTrial], space: SearchSpace) -> tuple[list[str
     rows = []
     for t in trials:
         minutes = round(t.duration.total_seconds() / 60, 3) if t.duration is not None else None
-        note = t.user_attrs.get("error") or ("killed with its process" if t.user_attrs.get("killed") else None) or (
-            "interrupted" if t.user_attrs.get("interrupted") else None)
-        rows.append([
-            t.number, t.state.name, t.value, *[t.params.get(k) for k in keys], t.user_attrs.get("run_mious"),
-            t.user_attrs.get("pruned_at_epoch"), retry_of(t), minutes,
-            t.user_attrs.get("runs"), note,
-        ])
+        note = (
+            t.user_attrs.get("error")
+            or ("killed with its process" if t.user_attrs.get("killed") else None)
+            or ("interrupted" if t.user_attrs.get("interrupted") else None)
+        )
+        rows.append(
+            [
+                t.number,
+                t.state.name,
+                t.value,
+                *[t.params.get(k) for k in keys],
+                t.user_attrs.get("run_mious"),
+                t.user_attrs.get("pruned_at_epoch"),
+                retry_of(t),
+                minutes,
+                t.user_attrs.get("runs"),
+                note,
+            ]
+        )
     return header, [[_cell(v) for v in row] for row in rows]
 
 
 def write_trials_csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    with atomic_output(path) as temporary:
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
+    with atomic_output(path) as temporary, open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
     return path
 
 
@@ -92,14 +103,17 @@ def write_best_config(path: Path, base: dict, space: SearchSpace, best: FrozenTr
     header = (
         f"# Best configuration of landseg sweep {plan.study_name!r}: trial {best.number}, mean best validation "
         f"mIoU {best.value:.4f} over {plan.repeats} run(s)\n# base config {plan.config}; searched: "
-        + ", ".join(f"{k}={v}" for k, v in best.params.items()) + "\n# Train it: landseg train THIS_FILE --out RUN\n"
+        + ", ".join(f"{k}={v}" for k, v in best.params.items())
+        + "\n# Train it: landseg train THIS_FILE --out RUN\n"
     )
     with atomic_output(path) as temporary:
         temporary.write_text(header + yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
     return path
 
 
-def _plots(study: optuna.Study, out: Path, space: SearchSpace, completed: int) -> tuple[list[tuple[str, Path]], list[str]]:
+def _plots(
+    study: optuna.Study, out: Path, space: SearchSpace, completed: int
+) -> tuple[list[tuple[str, Path]], list[str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,20 +123,34 @@ def _plots(study: optuna.Study, out: Path, space: SearchSpace, completed: int) -
     from landseg.io.figures import save_figure
 
     wanted = [
-        ("optimization history: each trial's mean validation mIoU and the best so far", "optimization_history.png",
-         lambda: vis.plot_optimization_history(study, target_name="validation mIoU")),
-        ("parameter importances (fANOVA) for the validation mIoU", "param_importances.png",
-         lambda: vis.plot_param_importances(study, target_name="validation mIoU")),
-        ("parallel coordinates: every completed trial's values and score", "parallel_coordinate.png",
-         lambda: vis.plot_parallel_coordinate(study, target_name="validation mIoU")),
-        ("validation mIoU against each parameter", "slice.png",
-         lambda: vis.plot_slice(study, target_name="validation mIoU")),
+        (
+            "optimization history: each trial's mean validation mIoU and the best so far",
+            "optimization_history.png",
+            lambda: vis.plot_optimization_history(study, target_name="validation mIoU"),
+        ),
+        (
+            "parameter importances (fANOVA) for the validation mIoU",
+            "param_importances.png",
+            lambda: vis.plot_param_importances(study, target_name="validation mIoU"),
+        ),
+        (
+            "parallel coordinates: every completed trial's values and score",
+            "parallel_coordinate.png",
+            lambda: vis.plot_parallel_coordinate(study, target_name="validation mIoU"),
+        ),
+        (
+            "validation mIoU against each parameter",
+            "slice.png",
+            lambda: vis.plot_slice(study, target_name="validation mIoU"),
+        ),
     ]
     images, notes = [], []
     for caption, name, draw in wanted:
         if completed < 1 or (name == "param_importances.png" and completed < 2):
-            notes.append(f"{name}: not drawn, it needs {'two' if 'importances' in name else 'one'} completed "
-                         f"trial(s), the study has {completed}")
+            notes.append(
+                f"{name}: not drawn, it needs {'two' if 'importances' in name else 'one'} completed "
+                f"trial(s), the study has {completed}"
+            )
             continue
         try:
             with warnings.catch_warnings():
@@ -175,11 +203,11 @@ def write_outputs(study: optuna.Study, plan: SweepPlan, base: dict, space: Searc
         f"sampler {plan.sampler}; pruning {'on (median, per validation)' if plan.pruning else 'off'}"
     )
     table = io.StringIO()
-    csv.writer(table, delimiter="\t").writerows([header[:3 + len(space.parameters) + 2]] +
-                                                [row[:3 + len(space.parameters) + 2] for row in rows])
+    csv.writer(table, delimiter="\t").writerows(
+        [header[: 3 + len(space.parameters) + 2]] + [row[: 3 + len(space.parameters) + 2] for row in rows]
+    )
     sections["Trials"] = table.getvalue()
     if outputs.notes:
         sections["Notes"] = "\n".join(outputs.notes)
     outputs.report = write_report(out, f"landseg sweep {plan.study_name}", images=images, sections=sections)
     return outputs
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import lightning as L
 import optuna
@@ -36,8 +36,14 @@ class ValidationPruning(L.Callback):
     ``on_report(epoch, value)`` lets a progress display follow the trial.
     """
 
-    def __init__(self, trial, enabled: bool = True, on_report: Callable[[int, float], None] | None = None,
-                 seconds_as_step: bool = False, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        trial,
+        enabled: bool = True,
+        on_report: Callable[[int, float], None] | None = None,
+        seconds_as_step: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.trial = trial
         self.enabled = enabled
         self.on_report = on_report

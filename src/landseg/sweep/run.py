@@ -15,8 +15,14 @@ from landseg.data.catalog import build_catalog
 from landseg.errors import ConfigError
 from landseg.sweep.objective import SweepPlan, target_trials
 from landseg.sweep.outputs import SweepOutputs, write_outputs
-from landseg.sweep.study import (finished_trials, open_study, recover_dead_trials, run_dask_workers,
-                                 run_local_workers, run_worker)
+from landseg.sweep.study import (
+    finished_trials,
+    open_study,
+    recover_dead_trials,
+    run_dask_workers,
+    run_local_workers,
+    run_worker,
+)
 
 
 def _short(value: Any) -> str:
@@ -33,12 +39,18 @@ class SweepProgress:
     def __init__(self, console: Console, study: optuna.Study, total: int):
         self.study = study
         self.console = console
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
         self.task = self.progress.add_task("sweep", total=total, completed=min(finished_trials(study), total))
         self.current = ""
 
-    def __enter__(self) -> "SweepProgress":
+    def __enter__(self) -> SweepProgress:
         self.progress.start()
         return self
 
@@ -60,16 +72,22 @@ class SweepProgress:
             outcome = f"[yellow]pruned at epoch {trial.user_attrs.get('pruned_at_epoch')}[/]"
         else:
             outcome = f"[red]{trial.state.name.lower()}[/] {escape(str(trial.user_attrs.get('error', '')))}"
-        self.progress.console.print(f"trial {trial.number}: {escape(describe_values(trial.params))} -> {outcome}",
-                                    highlight=False)
+        self.progress.console.print(
+            f"trial {trial.number}: {escape(describe_values(trial.params))} -> {outcome}", highlight=False
+        )
         self.poll()
 
     def poll(self) -> None:
         self.progress.update(self.task, completed=finished_trials(self.study))
 
 
-def run_sweep(plan: SweepPlan, workers: int | None = None, dask: str | None = None, resume: bool = False,
-              console: Console | None = None) -> SweepOutputs:
+def run_sweep(
+    plan: SweepPlan,
+    workers: int | None = None,
+    dask: str | None = None,
+    resume: bool = False,
+    console: Console | None = None,
+) -> SweepOutputs:
     """Run ``plan``'s trials until its study holds ``plan.trials`` finished ones, then write the outputs."""
     console = console or Console(stderr=True)
     if plan.trials < 1:
@@ -92,8 +110,10 @@ def run_sweep(plan: SweepPlan, workers: int | None = None, dask: str | None = No
     study = open_study(plan, base, space, must_exist=resume)
     recovered = recover_dead_trials(study, plan.max_retries)
     if recovered:
-        console.print(f"trials {', '.join(map(str, recovered))} were left running by a process that is gone: "
-                      "marked failed and queued again")
+        console.print(
+            f"trials {', '.join(map(str, recovered))} were left running by a process that is gone: "
+            "marked failed and queued again"
+        )
     done = finished_trials(study)
     if done:
         console.print(f"study {plan.study_name!r}: {done} of {total} trials already finished")

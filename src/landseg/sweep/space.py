@@ -19,9 +19,9 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import typing
 import math
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,8 +163,11 @@ def parse_parameter(key: Any, spec: Any, source: Path) -> Parameter:
     if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
         raise ConfigError(f"{key!r} is not a dotted config key like train.optimizer.lr", source)
     if not isinstance(spec, dict):
-        raise ConfigError(f"{key}: give a range or choices, e.g. {{log_uniform: [1.0e-4, 3.0e-3]}} or "
-                          f"{{choice: [ce, focal]}}, got {spec!r}", source)
+        raise ConfigError(
+            f"{key}: give a range or choices, e.g. {{log_uniform: [1.0e-4, 3.0e-3]}} or "
+            f"{{choice: [ce, focal]}}, got {spec!r}",
+            source,
+        )
     kinds = [k for k in spec if k in KINDS]
     unknown = [k for k in spec if k not in KINDS and k != "step"]
     if unknown:
@@ -180,12 +183,15 @@ def parse_parameter(key: Any, spec: Any, source: Path) -> Parameter:
             choices = tuple((str(label), value) for label, value in body.items())
         elif isinstance(body, list):
             choices = tuple(
-                (_choice_value(v), _choice_value(v)) if isinstance(v, _PRIMITIVE)
+                (_choice_value(v), _choice_value(v))
+                if isinstance(v, _PRIMITIVE)
                 else (json.dumps(v, sort_keys=True, separators=(",", ":")), v)
                 for v in body
             )
         else:
-            raise ConfigError(f"{key}: choice takes a list [a, b] or named choices {{name: value}}, got {body!r}", source)
+            raise ConfigError(
+                f"{key}: choice takes a list [a, b] or named choices {{name: value}}, got {body!r}", source
+            )
         if not choices:
             raise ConfigError(f"{key}: choice needs at least one value", source)
         labels = [label for label, _ in choices]
@@ -199,8 +205,12 @@ def parse_parameter(key: Any, spec: Any, source: Path) -> Parameter:
         raise ConfigError(f"{key}: log_uniform needs a low end above 0, got {low:g}", source)
     if kind == "int":
         step = spec.get("step", 1)
-        if any(isinstance(v, float) and not v.is_integer() for v in (low, high)) or not isinstance(step, int) \
-                or isinstance(step, bool) or step < 1:
+        if (
+            any(isinstance(v, float) and not v.is_integer() for v in (low, high))
+            or not isinstance(step, int)
+            or isinstance(step, bool)
+            or step < 1
+        ):
             raise ConfigError(f"{key}: int takes whole numbers [low, high] and a step of at least 1", source)
         if low > high:
             raise ConfigError(f"{key}: int range [{int(low)}, {int(high)}] has low above high", source)
@@ -222,8 +232,11 @@ def _section_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _is_mapping(annotation: Any) -> bool:
-    return annotation is dict or typing.get_origin(annotation) is dict or any(
-        _is_mapping(a) for a in typing.get_args(annotation))
+    return (
+        annotation is dict
+        or typing.get_origin(annotation) is dict
+        or any(_is_mapping(a) for a in typing.get_args(annotation))
+    )
 
 
 def check_key(key: str, source: Path) -> None:
@@ -242,7 +255,7 @@ def check_key(key: str, source: Path) -> None:
             return
         inner = _section_model(annotation)
         if inner is None:
-            raise ConfigError(f"{key}: {'.'.join(parts[:depth + 1])} is a value, not a section", source)
+            raise ConfigError(f"{key}: {'.'.join(parts[: depth + 1])} is a value, not a section", source)
         section = inner
 
 
@@ -263,6 +276,7 @@ def load_space(path: str | Path, base: dict) -> SearchSpace:
             try:
                 parse_config(apply_values(base, {parameter.key: value}))
             except ConfigError as exc:
-                raise ConfigError(f"{parameter.key}: {description} does not make a valid config ({exc.problem})",
-                                  path) from None
+                raise ConfigError(
+                    f"{parameter.key}: {description} does not make a valid config ({exc.problem})", path
+                ) from None
     return SearchSpace(parameters, str(path))

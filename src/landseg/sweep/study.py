@@ -20,15 +20,24 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
 
 from landseg.errors import ConfigError, LandsegError
-from landseg.sweep.objective import (WORKER_ATTR, InvalidCombination, Reporter, SurplusTrial, SweepPlan,
-                                     TrialRunner, plan_record, target_trials, worker_is_dead)
+from landseg.sweep.objective import (
+    WORKER_ATTR,
+    InvalidCombination,
+    Reporter,
+    SurplusTrial,
+    SweepPlan,
+    TrialRunner,
+    plan_record,
+    target_trials,
+    worker_is_dead,
+)
 from landseg.sweep.pruning import SameTimeMedianPruner
 from landseg.sweep.space import SearchSpace
 
@@ -57,11 +66,17 @@ class RetryDeadTrial:
         history = [*trial.system_attrs.get("retry_history", []), trial.number]
         if len(history) > self.max_retries:
             return
-        study.add_trial(optuna.trial.create_trial(
-            state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-            system_attrs={"failed_trial": trial.system_attrs.get("failed_trial", trial.number),
-                          "retry_history": history},
-        ))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                system_attrs={
+                    "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+                    "retry_history": history,
+                },
+            )
+        )
 
 
 def storage_url(plan: SweepPlan) -> str:
@@ -79,8 +94,9 @@ def open_storage(plan: SweepPlan):
             raise ConfigError("--storage: the journal file's folder does not exist", path.parent)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
-        raise ConfigError(f"--storage {url!r}: give an Optuna storage URL (sqlite:///study.db, "
-                          "postgresql://...) or journal:PATH")
+        raise ConfigError(
+            f"--storage {url!r}: give an Optuna storage URL (sqlite:///study.db, postgresql://...) or journal:PATH"
+        )
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +104,10 @@ def open_storage(plan: SweepPlan):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
                 heartbeat_stale_trial_callback=RetryDeadTrial(plan.max_retries),
             )
     except Exception as exc:  # SQLAlchemy: unknown dialect, unreachable server, unreadable file
@@ -114,8 +133,9 @@ def make_pruner(plan: SweepPlan) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=plan.startup_trials, n_warmup_steps=0)
 
 
-def open_study(plan: SweepPlan, base: dict, space: SearchSpace, worker: int = 0,
-               must_exist: bool = False) -> optuna.Study:
+def open_study(
+    plan: SweepPlan, base: dict, space: SearchSpace, worker: int = 0, must_exist: bool = False
+) -> optuna.Study:
     """Create or load the study; refuse one that was started with another config, space or budget."""
     storage = open_storage(plan)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines say how each trial ended
@@ -123,8 +143,12 @@ def open_study(plan: SweepPlan, base: dict, space: SearchSpace, worker: int = 0,
     if must_exist and not exists:
         raise ConfigError(f"--resume: no study {plan.study_name!r} in {storage_url(plan)}")
     study = optuna.create_study(
-        storage=storage, study_name=plan.study_name, direction="maximize", load_if_exists=True,
-        sampler=make_sampler(plan, space, worker), pruner=make_pruner(plan),
+        storage=storage,
+        study_name=plan.study_name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=make_sampler(plan, space, worker),
+        pruner=make_pruner(plan),
     )
     record = plan_record(plan, base, space)
     stored = study.user_attrs.get(PLAN_ATTR)
@@ -183,9 +207,13 @@ def requeue_interrupted(study: optuna.Study, before: set[int], max_retries: int)
         RetryDeadTrial(max_retries)(study, study._storage.get_trial(trial._trial_id))
 
 
-def run_worker(plan: SweepPlan, worker: int = 0, reporter: Reporter | None = None,
-               on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
-               threads: int | None = None) -> int:
+def run_worker(
+    plan: SweepPlan,
+    worker: int = 0,
+    reporter: Reporter | None = None,
+    on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+    threads: int | None = None,
+) -> int:
     """Run trials of ``plan``'s study until it holds enough; returns how many this worker ran."""
     if threads:
         import torch
@@ -217,8 +245,11 @@ def run_worker(plan: SweepPlan, worker: int = 0, reporter: Reporter | None = Non
             if on_trial_end is not None:
                 on_trial_end(trial)
         if invalid >= MAX_INVALID:
-            raise ConfigError(f"{MAX_INVALID} sampled combinations in a row made invalid configs "
-                              f"(last: {ended[-1].user_attrs['error']})", plan.space)
+            raise ConfigError(
+                f"{MAX_INVALID} sampled combinations in a row made invalid configs "
+                f"(last: {ended[-1].user_attrs['error']})",
+                plan.space,
+            )
 
 
 def _worker_process(plan: SweepPlan, worker: int, threads: int) -> None:
@@ -236,8 +267,10 @@ def run_local_workers(plan: SweepPlan, workers: int, poll: Callable[[], None], i
     """``workers`` processes on this machine, each with an equal share of the cores."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker_process, args=(plan, i, threads), name=f"landseg-sweep-{i}")
-                 for i in range(workers)]
+    processes = [
+        context.Process(target=_worker_process, args=(plan, i, threads), name=f"landseg-sweep-{i}")
+        for i in range(workers)
+    ]
     for process in processes:
         process.start()
     try:
@@ -272,9 +305,18 @@ def run_dask_workers(plan: SweepPlan, address: str, poll: Callable[[], None], in
         workers = list(client.scheduler_info(n_workers=-1)["workers"])
         if not workers:
             raise ConfigError(f"the Dask cluster at {address} has no workers")
-        futures = [client.submit(run_worker, plan, i, workers=[w], allow_other_workers=False, pure=False,
-                                 key=f"landseg-sweep-{plan.study_name}-{i}-{time.time_ns()}")
-                   for i, w in enumerate(workers)]
+        futures = [
+            client.submit(
+                run_worker,
+                plan,
+                i,
+                workers=[w],
+                allow_other_workers=False,
+                pure=False,
+                key=f"landseg-sweep-{plan.study_name}-{i}-{time.time_ns()}",
+            )
+            for i, w in enumerate(workers)
+        ]
         while not all(f.done() for f in futures):
             poll()
             time.sleep(interval)

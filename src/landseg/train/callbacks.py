@@ -66,8 +66,13 @@ class RandomStateCheckpoint(L.Callback):
         kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
         state = {
             "torch": torch.get_rng_state(),
-            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+            "numpy": {
+                "kind": kind,
+                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "position": int(position),
+                "has_gauss": int(has_gauss),
+                "cached_gaussian": float(cached_gaussian),
+            },
             "python": random.getstate(),
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -78,8 +83,15 @@ class RandomStateCheckpoint(L.Callback):
         torch.set_rng_state(state_dict["torch"])
         numpy_state = state_dict["numpy"]
         keys = numpy_state["keys"].numpy().astype(np.uint32)
-        np.random.set_state((numpy_state["kind"], keys, numpy_state["position"], numpy_state["has_gauss"],
-                             numpy_state["cached_gaussian"]))
+        np.random.set_state(
+            (
+                numpy_state["kind"],
+                keys,
+                numpy_state["position"],
+                numpy_state["has_gauss"],
+                numpy_state["cached_gaussian"],
+            )
+        )
         version, internal, gauss = state_dict["python"]
         random.setstate((version, tuple(internal), gauss))
         if "cuda" in state_dict and torch.cuda.is_available() and len(state_dict["cuda"]) == torch.cuda.device_count():
@@ -146,6 +158,5 @@ class TimeBudgetCosine(L.Callback):
             factor = max(fraction / self.warmup, 0.05)
         else:
             factor = 0.5 * (1 + math.cos(math.pi * (fraction - self.warmup) / (1 - self.warmup)))
-        for group, base in zip(trainer.optimizers[0].param_groups, self.base_lrs):
+        for group, base in zip(trainer.optimizers[0].param_groups, self.base_lrs, strict=False):
             group["lr"] = self.min_lr + (base - self.min_lr) * factor
-

@@ -12,8 +12,8 @@ encoder or normalization of its own is a one-line ``ConfigError`` rather than a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from landseg.config import ExperimentConfig, NormalizationConfig
 from landseg.errors import ConfigError, DataError
@@ -23,7 +23,11 @@ from landseg.zoo import ZooModel, get_zoo_model
 
 # Model settings a zoo model brings itself, and the values that agree with it (what a run writes back).
 _OWN_NETWORK: dict[str, tuple] = {
-    "encoder": (None,), "encoder_weights": (None,), "widths": (None,), "dropout": (0,), "extra": ({},),
+    "encoder": (None,),
+    "encoder_weights": (None,),
+    "widths": (None,),
+    "dropout": (0,),
+    "extra": ({},),
 }
 _OWN_NORMALIZATION = ("mode", "mean", "std", "stats_file")
 """``data.normalization`` keys a zoo model decides; ``max_value`` only scales photometric augmentation."""
@@ -117,19 +121,29 @@ def check_training_pixels(entry: ZooModel, stats: PixelStats, root: Path) -> Non
 
 def card_fields(entry: ZooModel) -> dict:
     """What the fine-tuned model's card takes from the zoo model: how it reads and normalizes its inputs."""
-    return {"normalization": dict(entry.normalization), "bands": list(entry.bands),
-            "band_names": list(entry.band_names)}
+    return {
+        "normalization": dict(entry.normalization),
+        "bands": list(entry.bands),
+        "band_names": list(entry.band_names),
+    }
 
 
 def provenance(entry: ZooModel, replaced: list[str]) -> dict:
     """The card's ``training["init"]``: where the starting weights come from, and what was replaced."""
-    return {"zoo_model": entry.name, "replaced_layers": list(replaced), "licence": entry.licence,
-            "citation": entry.citation, "source": entry.source}
+    return {
+        "zoo_model": entry.name,
+        "replaced_layers": list(replaced),
+        "licence": entry.licence,
+        "citation": entry.citation,
+        "source": entry.source,
+    }
 
 
 def start_message(entry: ZooModel, replaced: list[str], num_classes: int) -> str:
     own = len(entry.classes)
     if not replaced:
         return f"model.init {entry.name}: every layer starts from its weights ({num_classes} classes, as its own)"
-    return (f"model.init {entry.name}: every layer starts from its weights except {', '.join(replaced)}, replaced "
-            f"(freshly initialised) for {num_classes} classes instead of its {own}")
+    return (
+        f"model.init {entry.name}: every layer starts from its weights except {', '.join(replaced)}, replaced "
+        f"(freshly initialised) for {num_classes} classes instead of its {own}"
+    )

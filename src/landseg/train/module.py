@@ -96,8 +96,12 @@ class SegmentationModule(L.LightningModule):
         pixels = image[0].cpu().numpy()
         # The validation images hold the card's bands already, in the card's order.
         # They are the training data's kind by construction, as float32: no input check.
-        options = PredictOptions(tile=cfg.val_tile, overlap=cfg.val_overlap, bands=tuple(range(1, len(pixels) + 1)),
-                                 allow_input_mismatch=True)
+        options = PredictOptions(
+            tile=cfg.val_tile,
+            overlap=cfg.val_overlap,
+            bands=tuple(range(1, len(pixels) + 1)),
+            allow_input_mismatch=True,
+        )
         predicted = predict_array(pixels, self.validation_ensemble(), options)
         probabilities = torch.from_numpy(predicted.probabilities)
         target = mask[0].to(probabilities.device)
@@ -122,7 +126,7 @@ class SegmentationModule(L.LightningModule):
             "val_pixel_accuracy": float(np.nan_to_num(cm.pixel_accuracy)),
             "val_loss": self.val_loss_sum / max(self.val_loss_pixels, 1),
         }
-        for name, iou in zip(self.class_names, cm.iou):
+        for name, iou in zip(self.class_names, cm.iou, strict=False):
             self.last_val_metrics[f"val_iou/{name}"] = float(np.nan_to_num(iou))
         others = {k: v for k, v in self.last_val_metrics.items() if k != "val_miou"}
         # Every rank already holds the summed matrix, so the scores need no further reduction.
@@ -156,7 +160,10 @@ def build_scheduler(optimizer, cfg: TrainConfig):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=s.min_lr)
         return {"scheduler": sched, "interval": "step"}
     if s.name == "step":
-        return {"scheduler": torch.optim.lr_scheduler.StepLR(optimizer, s.step_size, gamma=s.gamma), "interval": "epoch"}
+        return {
+            "scheduler": torch.optim.lr_scheduler.StepLR(optimizer, s.step_size, gamma=s.gamma),
+            "interval": "epoch",
+        }
     if s.name == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=s.factor, patience=s.patience)
         return {"scheduler": sched, "monitor": "val_loss", "interval": "epoch", "frequency": cfg.val_every}

@@ -25,16 +25,20 @@ from landseg.config import ExperimentConfig, TrainConfig
 from landseg.data.augment import Augmentation
 from landseg.data.catalog import build_catalog
 from landseg.data.dataset import EpochSampler, LabelledImage, WholeImageDataset, load_labelled_images
-from landseg.data.sampling import (ClassStatistics, RareClassOversampling, SampledCropDataset, crop_strategy,
-                                   labelled_items)
-from landseg.train.sampling import UnpaddedDistributedSampler
+from landseg.data.sampling import (
+    ClassStatistics,
+    RareClassOversampling,
+    SampledCropDataset,
+    crop_strategy,
+    labelled_items,
+)
 from landseg.errors import CheckpointError, ConfigError, DataError
+from landseg.io.pixel_stats import ground_resolution, pixel_stats
 from landseg.io.raster import raster_info
 from landseg.io.safety import read_json_limited
 from landseg.io.write import atomic_output
 from landseg.losses import build_loss, resolve_class_weights
 from landseg.models import ModelSpec, build_model
-from landseg.io.pixel_stats import ground_resolution, pixel_stats
 from landseg.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization
 from landseg.predict.networks import onnxruntime_available
 from landseg.predict.onnx import cached_export
@@ -42,6 +46,7 @@ from landseg.train import from_zoo
 from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, RandomStateCheckpoint, TimeBudgetCosine
 from landseg.train.module import SegmentationModule
 from landseg.train.precision import PrecisionChoice, resolve_precision
+from landseg.train.sampling import UnpaddedDistributedSampler
 from landseg.train.swa import CyclicSWA
 
 log = logging.getLogger(__name__)
@@ -70,7 +75,9 @@ class TrainResult:
         return "not validated" if np.isnan(self.best_miou) else f"best validation mIoU {self.best_miou:.4f}"
 
 
-def resolve_normalization(config: ExperimentConfig, dtype: str, items: list[LabelledImage], bands: int) -> Normalization:
+def resolve_normalization(
+    config: ExperimentConfig, dtype: str, items: list[LabelledImage], bands: int
+) -> Normalization:
     norm = config.data.normalization
     mode = norm.mode
     if norm.stats_file is not None:
@@ -154,7 +161,8 @@ def check_resumable(path: Path, card: ModelCard) -> None:
     if names != card.class_schema().names:
         raise CheckpointError(
             f"cannot resume: trained for {len(names)} classes {names}, the config's schema has "
-            f"{card.class_schema().num_classes} {card.class_schema().names}", path,
+            f"{card.class_schema().num_classes} {card.class_schema().names}",
+            path,
         )
     if list(previous["bands"]) != list(card.bands):
         raise CheckpointError(
@@ -219,12 +227,19 @@ def train(
     else:
         bands = config.data.bands or list(range(1, info.count + 1))
     common = dict(
-        schema=schema, bands=bands, tolerance=config.data.size_tolerance,
-        unknown=config.data.unknown_labels, nodata=config.data.nodata, progress=progress,
+        schema=schema,
+        bands=bands,
+        tolerance=config.data.size_tolerance,
+        unknown=config.data.unknown_labels,
+        nodata=config.data.nodata,
+        progress=progress,
     )
     train_items = load_labelled_images(
-        train_samples, scale=config.data.input_scale, description="Reading training images",
-        exclude=config.data.exclude, **common
+        train_samples,
+        scale=config.data.input_scale,
+        description="Reading training images",
+        exclude=config.data.exclude,
+        **common,
     )
     val_items = load_labelled_images(val_samples, description="Reading validation images", **common)
     if tc.early_stopping is not None and not val_items:
@@ -242,9 +257,14 @@ def train(
         spec = zoo.model_spec(schema.num_classes)
     else:
         spec = ModelSpec(
-            arch=config.model.arch, encoder=config.model.encoder, encoder_weights=config.model.encoder_weights,
-            in_channels=len(bands), num_classes=schema.num_classes, widths=config.model.widths,
-            dropout=config.model.dropout, extra=dict(config.model.extra),
+            arch=config.model.arch,
+            encoder=config.model.encoder,
+            encoder_weights=config.model.encoder_weights,
+            in_channels=len(bands),
+            num_classes=schema.num_classes,
+            widths=config.model.widths,
+            dropout=config.model.dropout,
+            extra=dict(config.model.extra),
         )
     network = build_model(spec) if zoo is not None else None  # else the module builds it, as it always has
     training = {
@@ -258,7 +278,9 @@ def train(
     card_inputs = {
         "normalization": normalization.to_dict(),
         "bands": bands,
-        "band_names": [d or f"band {b}" for b, d in zip(bands, [info.descriptions[b - 1] for b in bands])],
+        "band_names": [
+            d or f"band {b}" for b, d in zip(bands, [info.descriptions[b - 1] for b in bands], strict=False)
+        ],
     }
     start_message = None
     if zoo is not None:
@@ -304,8 +326,13 @@ def train(
     history = run_dir / "history.csv"
     callbacks: list[L.Callback] = [
         ModelCheckpoint(
-            dirpath=checkpoints, filename="best", monitor="val_miou" if val_loader else None, mode="max",
-            save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+            dirpath=checkpoints,
+            filename="best",
+            monitor="val_miou" if val_loader else None,
+            mode="max",
+            save_last=True,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
         ),
         HistoryCSV(history),
         LearningRateMonitor(logging_interval="epoch"),
@@ -322,10 +349,14 @@ def train(
         callbacks.append(swa)
     if tc.early_stopping is not None:
         stopping = tc.early_stopping
-        callbacks.append(EarlyStopping(
-            monitor=stopping.monitor, mode="max" if stopping.monitor == "val_miou" else "min",
-            patience=stopping.patience, min_delta=stopping.min_delta,
-        ))
+        callbacks.append(
+            EarlyStopping(
+                monitor=stopping.monitor,
+                mode="max" if stopping.monitor == "val_miou" else "min",
+                patience=stopping.patience,
+                min_delta=stopping.min_delta,
+            )
+        )
     callbacks.extend(extra_callbacks)
     # Lightning's start-up banners (GPU/TPU availability, tips) are noise in a CLI that has its own output.
     for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
@@ -342,8 +373,10 @@ def train(
         gradient_clip_val=tc.gradient_clip,
         gradient_clip_algorithm=tc.gradient_clip_algorithm if tc.gradient_clip else None,
         default_root_dir=run_dir,
-        logger=[CSVLogger(run_dir, name="logs", version=csv_log_version(run_dir)),
-                TensorBoardLogger(run_dir, name="tensorboard", version="")],
+        logger=[
+            CSVLogger(run_dir, name="logs", version=csv_log_version(run_dir)),
+            TensorBoardLogger(run_dir, name="tensorboard", version=""),
+        ],
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         check_val_every_n_epoch=tc.val_every,
@@ -356,8 +389,13 @@ def train(
     # steps_per_epoch counts optimizer steps: under DDP each of the world_size ranks draws its own batch
     # of crops per step (Lightning shards the epoch's samples), so an epoch holds world_size times more.
     train_set = SampledCropDataset(
-        crop_items, tc.crop_size, normalization, length=tc.steps_per_epoch * tc.batch_size * trainer.world_size,
-        strategy=crops, augmentation=augmentation, seed=tc.seed,
+        crop_items,
+        tc.crop_size,
+        normalization,
+        length=tc.steps_per_epoch * tc.batch_size * trainer.world_size,
+        strategy=crops,
+        augmentation=augmentation,
+        seed=tc.seed,
     )
     train_loader = DataLoader(
         train_set, batch_size=tc.batch_size, sampler=EpochSampler(len(train_set)), drop_last=True, **loader_options
@@ -369,9 +407,11 @@ def train(
                 Console(stderr=True).print(f"[bold]fine-tuning[/] {start_message}")
         log.info("training with %s", choice.describe())
         if progress:
-            Console(stderr=True).print(f"[bold]precision[/] {choice.precision}, "
-                                       f"{'channels-last' if choice.channels_last else 'contiguous'} memory "
-                                       f"[dim]({choice.reason})[/]")
+            Console(stderr=True).print(
+                f"[bold]precision[/] {choice.precision}, "
+                f"{'channels-last' if choice.channels_last else 'contiguous'} memory "
+                f"[dim]({choice.reason})[/]"
+            )
     started = time.monotonic()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -407,10 +447,13 @@ def train(
     )
     validated = val_loader is not None and not np.isnan(result.best_miou)
     summary = {
-        "best_checkpoint": str(best), "last_checkpoint": str(last),
+        "best_checkpoint": str(best),
+        "last_checkpoint": str(last),
         "best_val_miou": result.best_miou if validated else None,
         "validation": result.validation_text(),
-        "epochs": result.epochs, "train_minutes": round(minutes, 2), "normalization": card.normalization,
+        "epochs": result.epochs,
+        "train_minutes": round(minutes, 2),
+        "normalization": card.normalization,
         "precision": choice.to_dict(),
     }
     if final is not None:

@@ -13,7 +13,7 @@ group; being a ``DistributedSampler``, Lightning keeps it instead of injecting i
 
 from __future__ import annotations
 
-from typing import Iterator, Sized
+from collections.abc import Iterator, Sized
 
 import torch.distributed as dist
 from torch.utils.data.distributed import DistributedSampler
@@ -25,7 +25,7 @@ class UnpaddedDistributedSampler(DistributedSampler):
     shuffle = False
     drop_last = False
 
-    def __init__(self, dataset: Sized):  # noqa: D107 - DistributedSampler.__init__ would need the process group now
+    def __init__(self, dataset: Sized):
         self.dataset = dataset
         self.epoch = 0
         self.seed = 0
@@ -41,8 +41,10 @@ class UnpaddedDistributedSampler(DistributedSampler):
     def _indices(self) -> range:
         world = self.num_replicas
         if len(self.dataset) < world:
-            raise ConfigError(f"validation has {len(self.dataset)} images for {world} training processes; every process "
-                              "needs at least one: add validation images or train on fewer devices")
+            raise ConfigError(
+                f"validation has {len(self.dataset)} images for {world} training processes; every process "
+                "needs at least one: add validation images or train on fewer devices"
+            )
         return range(self.rank, len(self.dataset), world)
 
     def __iter__(self) -> Iterator[int]:

@@ -15,11 +15,30 @@ import torch
 from torch import nn
 
 from landseg.errors import CheckpointError
-from landseg.models.dynamic_world import (BN_EPSILON, HEAD, IN_BANDS, L2_EPSILON, NUM_CLASSES, ConvNormMish,
-                                          DynamicWorldNet, ResidualBlock, SeparableUnit)
+from landseg.models.dynamic_world import (
+    BN_EPSILON,
+    HEAD,
+    IN_BANDS,
+    L2_EPSILON,
+    NUM_CLASSES,
+    ConvNormMish,
+    DynamicWorldNet,
+    ResidualBlock,
+    SeparableUnit,
+)
 
-__all__ = ["BN_EPSILON", "IN_BANDS", "L2_EPSILON", "NUM_CLASSES", "ConvNormMish", "DynamicWorldNet", "ResidualBlock",
-           "SeparableUnit", "load_dynamic_world", "start_from_dynamic_world"]
+__all__ = [
+    "BN_EPSILON",
+    "IN_BANDS",
+    "L2_EPSILON",
+    "NUM_CLASSES",
+    "ConvNormMish",
+    "DynamicWorldNet",
+    "ResidualBlock",
+    "SeparableUnit",
+    "load_dynamic_world",
+    "start_from_dynamic_world",
+]
 
 
 def load_dynamic_world(path: str | Path) -> DynamicWorldNet:
@@ -48,7 +67,8 @@ def start_from_dynamic_world(network: nn.Module, path: str | Path) -> list[str]:
     if set(replaced) - {HEAD}:
         raise CheckpointError(
             f"only Dynamic World's {HEAD} may change shape when fine-tuning, not {[r for r in replaced if r != HEAD]} "
-            f"(the network reads {own['stem.conv.weight'].shape[1]} bands, Dynamic World {IN_BANDS})", path,
+            f"(the network reads {own['stem.conv.weight'].shape[1]} bands, Dynamic World {IN_BANDS})",
+            path,
         )
     kept = {key: tensor for key, tensor in state.items() if key.rsplit(".", 1)[0] not in replaced}
     with torch.no_grad():
@@ -74,5 +94,6 @@ def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path, leav
     if missing or result.unexpected_keys:
         raise CheckpointError(
             f"weights do not fit the Dynamic World network (missing {missing[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]})", path,
+            f"unexpected {result.unexpected_keys[:5]})",
+            path,
         )

@@ -8,10 +8,11 @@ and serving need no special case beyond how the network is built.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from landseg.errors import ConfigError
 from landseg.normalization import DynamicWorldNormalization
@@ -19,6 +20,7 @@ from landseg.normalization import DynamicWorldNormalization
 if TYPE_CHECKING:
     from landseg.checkpoint import LoadedModel, ModelCard
     from landseg.models import ModelSpec
+
 
 @dataclass(frozen=True)
 class ZooClass:
@@ -77,16 +79,22 @@ class ZooModel:
         """Why a raster of product ``level`` whose brightest band reaches ``brightest`` is not this model's
         input, or None. Other levels and value ranges give confident, wrong maps, hence the refusal."""
         if self.processing_level and level and level != self.processing_level:
-            return (f"is a Sentinel-2 {level} product (bottom-of-atmosphere, atmospherically corrected), but "
-                    f"{self.name} reads {self.processing_level} (top-of-atmosphere) reflectance: pass the "
-                    f"{self.processing_level} product of the same date (MSI{self.processing_level} in its name)")
+            return (
+                f"is a Sentinel-2 {level} product (bottom-of-atmosphere, atmospherically corrected), but "
+                f"{self.name} reads {self.processing_level} (top-of-atmosphere) reflectance: pass the "
+                f"{self.processing_level} product of the same date (MSI{self.processing_level} in its name)"
+            )
         if self.brightest_band_range is not None:
             low, high = self.brightest_band_range
             if not low <= brightest <= high:
-                return (f"has {dtype} pixels whose brightest band reaches only {brightest:g}" if brightest < low
-                        else f"has {dtype} pixels whose brightest band reaches {brightest:g}") + (
-                        f", but {self.name} reads {self.sensor}, whose brightest band usually reaches "
-                        f"{low:g}-{high:g}: this does not look like {self.sensor.split(' (')[0]}")
+                return (
+                    f"has {dtype} pixels whose brightest band reaches only {brightest:g}"
+                    if brightest < low
+                    else f"has {dtype} pixels whose brightest band reaches {brightest:g}"
+                ) + (
+                    f", but {self.name} reads {self.sensor}, whose brightest band usually reaches "
+                    f"{low:g}-{high:g}: this does not look like {self.sensor.split(' (')[0]}"
+                )
         return None
 
     def schema_dict(self) -> dict:
@@ -98,7 +106,7 @@ class ZooModel:
             "ignore_colors": [],
         }
 
-    def model_spec(self, num_classes: int) -> "ModelSpec":
+    def model_spec(self, num_classes: int) -> ModelSpec:
         """The network to fine-tune from this model: its architecture and bands, ``num_classes`` classes."""
         from landseg.models import ModelSpec
 
@@ -111,20 +119,30 @@ class ZooModel:
             raise ConfigError(f"zoo model {self.name} cannot be fine-tuned (model.init)")
         return self.start(network, self.weights_path)
 
-    def card(self) -> "ModelCard":
+    def card(self) -> ModelCard:
         from landseg.checkpoint import ModelCard
 
         return ModelCard(
-            model={"arch": self.arch, "zoo": self.name, "num_classes": len(self.classes),
-                   "in_channels": len(self.bands)},
+            model={
+                "arch": self.arch,
+                "zoo": self.name,
+                "num_classes": len(self.classes),
+                "in_channels": len(self.bands),
+            },
             schema=self.schema_dict(),
             normalization=dict(self.normalization),
             bands=list(self.bands),
             band_names=list(self.band_names),
             input_scale=1.0,
             tile_size=self.tile_size,
-            training={"zoo_model": self.name, "sensor": self.sensor, "resolution_m": self.resolution_m,
-                      "citation": self.citation, "licence": self.licence, "source": self.source},
+            training={
+                "zoo_model": self.name,
+                "sensor": self.sensor,
+                "resolution_m": self.resolution_m,
+                "citation": self.citation,
+                "licence": self.licence,
+                "source": self.source,
+            },
         )
 
 
@@ -140,12 +158,28 @@ def _start_from_dynamic_world(network, path: Path) -> list[str]:
     return start_from_dynamic_world(network, path)
 
 
-DYNAMIC_WORLD_CENTER = (1.7417268007636313, 1.7261204997060209, 1.6798346251414997, 1.7734969472909623,
-                        2.289154079164943, 2.382939712192371, 2.3828939530384052, 2.1952484264967844,
-                        1.554812948247501)
-DYNAMIC_WORLD_SPREAD = (2.023298706048351, 2.038905204308012, 2.179592821212937, 2.2890068333026603,
-                        2.6171674549378166, 2.773418590375327, 2.7578332604178284, 2.789092484314204,
-                        2.4140534947492487)
+DYNAMIC_WORLD_CENTER = (
+    1.7417268007636313,
+    1.7261204997060209,
+    1.6798346251414997,
+    1.7734969472909623,
+    2.289154079164943,
+    2.382939712192371,
+    2.3828939530384052,
+    2.1952484264967844,
+    1.554812948247501,
+)
+DYNAMIC_WORLD_SPREAD = (
+    2.023298706048351,
+    2.038905204308012,
+    2.179592821212937,
+    2.2890068333026603,
+    2.6171674549378166,
+    2.773418590375327,
+    2.7578332604178284,
+    2.789092484314204,
+    2.4140534947492487,
+)
 
 DYNAMIC_WORLD = ZooModel(
     name="dynamic-world",
@@ -155,17 +189,30 @@ DYNAMIC_WORLD = ZooModel(
     band_names=("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"),
     bands=(2, 3, 4, 5, 6, 7, 8, 12, 13),
     resolution_m=10.0,
-    classes=tuple(ZooClass(name, color, code) for code, (name, color) in enumerate([
-        ("Water", "#419BDF"), ("Trees", "#397D49"), ("Grass", "#88B053"), ("Flooded vegetation", "#7A87C6"),
-        ("Crops", "#E49635"), ("Shrub and scrub", "#DFC35A"), ("Built", "#C4281B"), ("Bare", "#A59B8F"),
-        ("Snow and ice", "#B39FE1"),
-    ])),
+    classes=tuple(
+        ZooClass(name, color, code)
+        for code, (name, color) in enumerate(
+            [
+                ("Water", "#419BDF"),
+                ("Trees", "#397D49"),
+                ("Grass", "#88B053"),
+                ("Flooded vegetation", "#7A87C6"),
+                ("Crops", "#E49635"),
+                ("Shrub and scrub", "#DFC35A"),
+                ("Built", "#C4281B"),
+                ("Bare", "#A59B8F"),
+                ("Snow and ice", "#B39FE1"),
+            ]
+        )
+    ),
     normalization=DynamicWorldNormalization(DYNAMIC_WORLD_CENTER, DYNAMIC_WORLD_SPREAD).to_dict(),
     # Even sides keep every tile's half-resolution grid on the scene's; 512 is near the 510 px training tiles.
     tile_size=512,
     licence="Apache-2.0 (attribution in DYNAMIC_WORLD_NOTICE)",
-    citation=("Brown, C.F., Brumby, S.P., Guzder-Williams, B. et al. Dynamic World, Near real-time global "
-              "10 m land use land cover mapping. Sci Data 9, 251 (2022). doi:10.1038/s41597-022-01307-4"),
+    citation=(
+        "Brown, C.F., Brumby, S.P., Guzder-Williams, B. et al. Dynamic World, Near real-time global "
+        "10 m land use land cover mapping. Sci Data 9, 251 (2022). doi:10.1038/s41597-022-01307-4"
+    ),
     source="https://github.com/google/dynamicworld (commit 0dd288f, model/forward), converted to PyTorch",
     weights_file="dynamic_world.safetensors",
     attribution_files=("DYNAMIC_WORLD_LICENSE", "DYNAMIC_WORLD_NOTICE"),
@@ -191,7 +238,7 @@ def get_zoo_model(name: str) -> ZooModel:
     return ZOO[key]
 
 
-def load_zoo_model(name: str, device: str = "cpu") -> "LoadedModel":
+def load_zoo_model(name: str, device: str = "cpu") -> LoadedModel:
     """The zoo model ``name`` as card, network (eval mode, on ``device``) and the path of its weights."""
     from landseg.checkpoint import LoadedModel
 

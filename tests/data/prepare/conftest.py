@@ -8,13 +8,27 @@ import rasterio
 from rasterio.transform import Affine, from_origin
 
 
-def write_raster(path: Path, data: np.ndarray, transform: Affine | None = None, crs: str | None = "EPSG:32632",
-                 nodata=None, descriptions=None, block: int | None = None) -> Path:
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    transform: Affine | None = None,
+    crs: str | None = "EPSG:32632",
+    nodata=None,
+    descriptions=None,
+    block: int | None = None,
+) -> Path:
     """``(C, H, W)`` or ``(H, W)`` array as a GeoTIFF (tiled and deflated when ``block`` is given)."""
     data = data[None] if data.ndim == 2 else data
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=str(data.dtype), crs=crs, transform=transform or from_origin(500000, 5200000, 10, 10),
-                   nodata=nodata)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=str(data.dtype),
+        crs=crs,
+        transform=transform or from_origin(500000, 5200000, 10, 10),
+        nodata=nodata,
+    )
     if block:
         profile.update(tiled=True, blockxsize=block, blockysize=block, compress="deflate")
     if crs is None:

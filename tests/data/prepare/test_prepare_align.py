@@ -24,7 +24,7 @@ def brute_force_mode(index: np.ndarray, factor: int) -> list[list[set]]:
     for i in range(h):
         row = []
         for j in range(w):
-            block = index[i * factor:(i + 1) * factor, j * factor:(j + 1) * factor]
+            block = index[i * factor : (i + 1) * factor, j * factor : (j + 1) * factor]
             values, counts = np.unique(block, return_counts=True)
             row.append(set(values[counts == counts.max()].tolist()))
         winners.append(row)
@@ -62,8 +62,9 @@ def test_mode_matches_brute_force_majority_and_windows_do_not_matter(fine_pair):
 
 def test_nearest_takes_the_label_pixel_at_each_centre(fine_pair):
     folder, label = fine_pair
-    result = align_labels(folder / "image.tif", folder / "label.tif", folder / "near.tif", SCHEMA, method="nearest",
-                          block=16)
+    result = align_labels(
+        folder / "image.tif", folder / "label.tif", folder / "near.tif", SCHEMA, method="nearest", block=16
+    )
     out = rasterio.open(result.path).read(1)
     assert np.array_equal(out, LUT[label][2::5, 2::5])  # centre of a 5 m pixel lies in 1 m pixel 5i + 2
     with rasterio.open(result.path) as dst:
@@ -102,8 +103,9 @@ def test_label_in_another_crs_and_resolution_lands_on_the_image_grid(tmp_path, r
     raster_writer(tmp_path / "label.tif", codes, label_transform, crs="EPSG:4326", block=128)
 
     for method in ("mode", "nearest"):
-        result = align_labels(tmp_path / "image.tif", tmp_path / "label.tif", tmp_path / f"{method}.tif", SCHEMA,
-                              method=method, block=16)
+        result = align_labels(
+            tmp_path / "image.tif", tmp_path / "label.tif", tmp_path / f"{method}.tif", SCHEMA, method=method, block=16
+        )
         out = rasterio.open(result.path).read(1)
         centres_x = 500000 + 10 * (np.arange(48) + 0.5)
         centres_y = 5200000 - 10 * (np.arange(48) + 0.5)
@@ -142,7 +144,8 @@ def test_unknown_codes_are_named_or_ignored(tmp_path, raster_writer):
     with pytest.raises(DataError, match="77"):
         align_labels(tmp_path / "image.tif", tmp_path / "label.tif", tmp_path / "o.tif", SCHEMA)
     assert not (tmp_path / "o.tif").exists()
-    result = align_labels(tmp_path / "image.tif", tmp_path / "label.tif", tmp_path / "o.tif", SCHEMA,
-                          unknown="ignore", label_nodata=None)
+    result = align_labels(
+        tmp_path / "image.tif", tmp_path / "label.tif", tmp_path / "o.tif", SCHEMA, unknown="ignore", label_nodata=None
+    )
     out = rasterio.open(result.path).read(1)
     assert (out[:2] == IGNORE_INDEX).all() and (out[3:] == 2).all()

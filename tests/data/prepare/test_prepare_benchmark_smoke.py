@@ -10,8 +10,22 @@ SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "prepare_throughpu
 
 def test_prepare_throughput_small_mode_writes_its_json_and_table(tmp_path):
     results = tmp_path / "prepare_throughput.json"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--small", "--sizes", "96", "--work", str(tmp_path / "work"),
-                           "--results", str(results)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--small",
+            "--sizes",
+            "96",
+            "--work",
+            str(tmp_path / "work"),
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     payload = json.loads(results.read_text())
     assert payload["small"] and [s["stage"] for s in payload["stages"]] == ["align_mode", "align_nearest", "tile"]

@@ -7,11 +7,11 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
+from landseg.classes import get_schema
 from landseg.data.prepare.config import FilterConfig, parse_prepare_config
 from landseg.data.prepare.filters import ChipFilter
 from landseg.data.prepare.index import read_index
 from landseg.data.prepare.run import tile
-from landseg.classes import get_schema
 
 FIELD, FOREST, WATER, ROAD, BUILDING, NODATA = 0, 1, 2, 3, 4, 255
 SIZE = 16
@@ -23,28 +23,35 @@ def rule_scene(seed=0):
     image = rng.integers(1, 256, (3, 64, 64)).astype(np.uint8)
     label = np.full((64, 64), FIELD, np.uint8)
     chip = lambda r, c: (slice(r * SIZE, (r + 1) * SIZE), slice(c * SIZE, (c + 1) * SIZE))  # noqa: E731
-    label[chip(0, 0)] = NODATA                                   # no_label
-    label[chip(0, 1)] = FOREST                                   # blank_image: black image, labelled
+    label[chip(0, 0)] = NODATA  # no_label
+    label[chip(0, 1)] = FOREST  # blank_image: black image, labelled
     label[0:8, 16:32] = ROAD
-    image[(slice(None),) + chip(0, 1)] = 0
-    label[chip(0, 2)] = NODATA                                   # low_valid_fraction: 25 % labelled
+    image[(slice(None), *chip(0, 1))] = 0
+    label[chip(0, 2)] = NODATA  # low_valid_fraction: 25 % labelled
     label[12:16, 32:48] = ROAD
-    label[chip(0, 3)] = WATER                                    # dominant_class (water only)
+    label[chip(0, 3)] = WATER  # dominant_class (water only)
     # row 1 stays all Field                                       # top_k_dominant (Field is the most frequent)
-    label[32:40, :] = FOREST                                     # row 2: half Field, half Forest
-    label[chip(2, 0)] = FOREST                                   # all Forest: not a dominance rule's class
-    label[48:50, :] = ROAD                                       # row 3: 87.5 % Field
+    label[32:40, :] = FOREST  # row 2: half Field, half Forest
+    label[chip(2, 0)] = FOREST  # all Forest: not a dominance rule's class
+    label[48:50, :] = ROAD  # row 3: 87.5 % Field
     return image, label
 
 
 def config(folder, scenes, **filters):
-    return parse_prepare_config({
-        "out": str(folder / "out"), "schema": "synthetic",
-        "input": {"scenes": [{"image": str(i), "label": str(m)} for i, m in scenes]},
-        "tiling": {"size": SIZE},
-        "filters": {"min_valid_fraction": 0.5, "max_class_fraction": {"max_fraction": 0.95, "classes": ["Water"]},
-                    "top_k": {"k": 1, "max_fraction": 0.9}, **filters},
-    })
+    return parse_prepare_config(
+        {
+            "out": str(folder / "out"),
+            "schema": "synthetic",
+            "input": {"scenes": [{"image": str(i), "label": str(m)} for i, m in scenes]},
+            "tiling": {"size": SIZE},
+            "filters": {
+                "min_valid_fraction": 0.5,
+                "max_class_fraction": {"max_fraction": 0.95, "classes": ["Water"]},
+                "top_k": {"k": 1, "max_fraction": 0.9},
+                **filters,
+            },
+        }
+    )
 
 
 def test_every_rule_drops_its_chips_and_is_reported(tmp_path, raster_writer):
@@ -62,8 +69,13 @@ def test_every_rule_drops_its_chips_and_is_reported(tmp_path, raster_writer):
     report = json.loads(result.report_path.read_text())
     assert report["candidates"] == 16 and report["kept"] == 8 and report["top_k_classes"] == ["Field"]
     counts = {rule: entry["count"] for rule, entry in report["dropped"].items()}
-    assert counts == {"no_label": 1, "blank_image": 1, "low_valid_fraction": 1, "dominant_class": 1,
-                      "top_k_dominant": 4}
+    assert counts == {
+        "no_label": 1,
+        "blank_image": 1,
+        "low_valid_fraction": 1,
+        "dominant_class": 1,
+        "top_k_dominant": 4,
+    }
     assert report["dropped"]["blank_image"]["chips"] == ["image_r00000_c00016"]
     assert len(list((tmp_path / "out" / "images").iterdir())) == 8
 
@@ -72,8 +84,14 @@ def test_switching_rules_off_keeps_those_chips(tmp_path, raster_writer):
     image, label = rule_scene()
     raster_writer(tmp_path / "image.tif", image, from_origin(0, 640, 10, 10))
     raster_writer(tmp_path / "label.tif", label, from_origin(0, 640, 10, 10), nodata=NODATA)
-    loose = config(tmp_path, [(tmp_path / "image.tif", tmp_path / "label.tif")], drop_blank_images=False,
-                   min_valid_fraction=0.0, max_class_fraction=None, top_k=None)
+    loose = config(
+        tmp_path,
+        [(tmp_path / "image.tif", tmp_path / "label.tif")],
+        drop_blank_images=False,
+        min_valid_fraction=0.0,
+        max_class_fraction=None,
+        top_k=None,
+    )
     report = tile(loose).report.to_dict()
     assert report["kept"] == 15 and report["dropped"]["no_label"]["count"] == 1
 

@@ -19,15 +19,32 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_sen1floods11_int16_epsg4326_with_minus_one_nodata(shared_datasets, tmp_path):
     folder = shared_datasets / "samples" / "sen1floods11"
-    config = parse_prepare_config({
-        "out": str(tmp_path / "out"), "schema": {"name": "floods", "classes": [
-            {"name": "Land", "color": "#A0A0A0", "code": 0}, {"name": "Water", "color": "#1F77B4", "code": 1}]},
-        "input": {"scenes": [{"image": str(folder / "Spain_7370579_S2Hand.tif"),
-                              "label": str(folder / "Spain_7370579_LabelHand.tif")}],
-                  "bands": ["B4", "B3", "B2"], "label_nodata": -1},
-        "tiling": {"size": 256}, "filters": {"drop_unlabelled": False, "drop_blank_images": False},
-        "split": {"method": "ratio", "ratios": {"train": 0.5, "val": 0.5}}, "stats": {"plot": False},
-    })
+    config = parse_prepare_config(
+        {
+            "out": str(tmp_path / "out"),
+            "schema": {
+                "name": "floods",
+                "classes": [
+                    {"name": "Land", "color": "#A0A0A0", "code": 0},
+                    {"name": "Water", "color": "#1F77B4", "code": 1},
+                ],
+            },
+            "input": {
+                "scenes": [
+                    {
+                        "image": str(folder / "Spain_7370579_S2Hand.tif"),
+                        "label": str(folder / "Spain_7370579_LabelHand.tif"),
+                    }
+                ],
+                "bands": ["B4", "B3", "B2"],
+                "label_nodata": -1,
+            },
+            "tiling": {"size": 256},
+            "filters": {"drop_unlabelled": False, "drop_blank_images": False},
+            "split": {"method": "ratio", "ratios": {"train": 0.5, "val": 0.5}},
+            "stats": {"plot": False},
+        }
+    )
     prepare_all(config)
     records, _ = read_index(tmp_path / "out" / "chips.csv")
     raw = rasterio.open(folder / "Spain_7370579_LabelHand.tif").read(1)
@@ -37,23 +54,50 @@ def test_sen1floods11_int16_epsg4326_with_minus_one_nodata(shared_datasets, tmp_
         with rasterio.open(tmp_path / "out" / r.image) as chip:
             assert chip.dtypes[0] == "int16" and chip.descriptions == ("B4", "B3", "B2")
         mask = rasterio.open(tmp_path / "out" / r.mask).read(1)
-        window = raw[r.row_off:r.row_off + 256, r.col_off:r.col_off + 256]
+        window = raw[r.row_off : r.row_off + 256, r.col_off : r.col_off + 256]
         assert np.array_equal(mask == IGNORE_INDEX, window == -1)
 
 
 def test_chesapeake_float_landsat_to_percentile_scaled_png(shared_datasets, tmp_path):
     folder = shared_datasets / "samples" / "chesapeake"
-    config = parse_prepare_config({
-        "out": str(tmp_path / "out"), "schema": {"name": "cc", "classes": [
-            {"name": n, "color": c, "code": i + 1} for i, (n, c) in enumerate([
-                ("Water", "#0000FF"), ("Tree", "#008000"), ("Low vegetation", "#80FF80"), ("Barren", "#806060"),
-                ("Impervious", "#808080"), ("Impervious road", "#000000")])]},
-        "input": {"scenes": [{"image": str(folder / "m_3907833_nw_17_1_landsat-leaf-on.tif"),
-                              "label": str(folder / "m_3907833_nw_17_1_lc.tif")}], "bands": [4, 3, 2]},
-        "tiling": {"size": 130, "format": "png", "dtype": "uint8",
-                   "scale": {"method": "percentile", "low": 1, "high": 99}},
-        "split": {"method": "ratio", "ratios": {"train": 0.75, "val": 0.25}}, "stats": {"plot": False},
-    })
+    config = parse_prepare_config(
+        {
+            "out": str(tmp_path / "out"),
+            "schema": {
+                "name": "cc",
+                "classes": [
+                    {"name": n, "color": c, "code": i + 1}
+                    for i, (n, c) in enumerate(
+                        [
+                            ("Water", "#0000FF"),
+                            ("Tree", "#008000"),
+                            ("Low vegetation", "#80FF80"),
+                            ("Barren", "#806060"),
+                            ("Impervious", "#808080"),
+                            ("Impervious road", "#000000"),
+                        ]
+                    )
+                ],
+            },
+            "input": {
+                "scenes": [
+                    {
+                        "image": str(folder / "m_3907833_nw_17_1_landsat-leaf-on.tif"),
+                        "label": str(folder / "m_3907833_nw_17_1_lc.tif"),
+                    }
+                ],
+                "bands": [4, 3, 2],
+            },
+            "tiling": {
+                "size": 130,
+                "format": "png",
+                "dtype": "uint8",
+                "scale": {"method": "percentile", "low": 1, "high": 99},
+            },
+            "split": {"method": "ratio", "ratios": {"train": 0.75, "val": 0.25}},
+            "stats": {"plot": False},
+        }
+    )
     prepare_all(config)
     records, _ = read_index(tmp_path / "out" / "chips.csv")
     kept = [r for r in records if r.kept]
@@ -71,9 +115,15 @@ def test_sen12ms_thirteen_band_uint16_statistics_are_exact(shared_datasets):
 
 
 def test_s2_korea_config_splits_overlapping_chips_without_leaks(shared_datasets, tmp_path):
-    config = load_prepare_config(REPO / "configs" / "s2_korea_prepare.yaml", [
-        f"out={tmp_path / 'out'}", "input.images=images/202309_patchN_1{id}.tif",
-        "input.labels=labels/202309_mask_1{id}.tif", "stats.plot=false"])
+    config = load_prepare_config(
+        REPO / "configs" / "s2_korea_prepare.yaml",
+        [
+            f"out={tmp_path / 'out'}",
+            "input.images=images/202309_patchN_1{id}.tif",
+            "input.labels=labels/202309_mask_1{id}.tif",
+            "stats.plot=false",
+        ],
+    )
     config.input.root = shared_datasets / "s2_korea"
     prepare_all(config)
     records = {r.chip: r for r in read_index(tmp_path / "out" / "chips.csv")[0]}

@@ -11,9 +11,9 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from typer.testing import CliRunner
 
 from landseg.classes import IGNORE_INDEX, get_schema
+from landseg.cli.prepare import prepare_app
 from landseg.config import DataConfig
 from landseg.data.catalog import build_catalog, load_pair
-from landseg.cli.prepare import prepare_app
 from landseg.data.prepare.config import load_prepare_config
 from landseg.data.synthetic import generate_scene
 from landseg.errors import ConfigError
@@ -36,15 +36,35 @@ def raw_scenes(tmp_path_factory):
             with rasterio.open(folder / f"label{i}.tif", "w", count=1, dtype="uint8", nodata=255, **profile) as dst:
                 dst.write(scene.labels, 1)
             continue
-        left, bottom, right, top = transform_bounds("EPSG:32632", "EPSG:3857", *rasterio.windows.bounds(
-            rasterio.windows.Window(0, 0, 128, 128), transform))
+        left, bottom, right, top = transform_bounds(
+            "EPSG:32632", "EPSG:3857", *rasterio.windows.bounds(rasterio.windows.Window(0, 0, 128, 128), transform)
+        )
         fine = from_origin(left, top, 3.7, 3.7)
         width, height = int((right - left) / 3.7), int((top - bottom) / 3.7)
         labels = np.full((height, width), 255, np.uint8)
-        reproject(scene.labels, labels, src_transform=transform, src_crs="EPSG:32632", dst_transform=fine,
-                  dst_crs="EPSG:3857", resampling=Resampling.nearest, src_nodata=255, dst_nodata=255)
-        with rasterio.open(folder / f"label{i}.tif", "w", driver="GTiff", width=width, height=height, count=1,
-                           dtype="uint8", crs="EPSG:3857", transform=fine, nodata=255) as dst:
+        reproject(
+            scene.labels,
+            labels,
+            src_transform=transform,
+            src_crs="EPSG:32632",
+            dst_transform=fine,
+            dst_crs="EPSG:3857",
+            resampling=Resampling.nearest,
+            src_nodata=255,
+            dst_nodata=255,
+        )
+        with rasterio.open(
+            folder / f"label{i}.tif",
+            "w",
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=1,
+            dtype="uint8",
+            crs="EPSG:3857",
+            transform=fine,
+            nodata=255,
+        ) as dst:
             dst.write(labels, 1)
     return folder
 
@@ -52,14 +72,26 @@ def raw_scenes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prepared(raw_scenes, tmp_path_factory):
     config = {
-        "name": "synthetic-two-scenes", "out": "prepared", "schema": "synthetic",
-        "input": {"scenes": [{"image": str(raw_scenes / f"scene{i}.tif"), "label": str(raw_scenes / f"label{i}.tif")}
-                             for i in range(2)], "bands": ["red", "green", "blue"]},
+        "name": "synthetic-two-scenes",
+        "out": "prepared",
+        "schema": "synthetic",
+        "input": {
+            "scenes": [
+                {"image": str(raw_scenes / f"scene{i}.tif"), "label": str(raw_scenes / f"label{i}.tif")}
+                for i in range(2)
+            ],
+            "bands": ["red", "green", "blue"],
+        },
         "align": {"method": "mode", "block": 64},
         "tiling": {"size": 32},
         "filters": {"min_valid_fraction": 0.5},
-        "split": {"method": "blocks", "block_metres": 800, "ratios": {"train": 0.75, "val": 0.25}, "seed": 0,
-                  "oversample": {"classes": ["Building"], "min_fraction": 0.05, "factor": 2}},
+        "split": {
+            "method": "blocks",
+            "block_metres": 800,
+            "ratios": {"train": 0.75, "val": 0.25},
+            "seed": 0,
+            "oversample": {"classes": ["Building"], "min_fraction": 0.05, "factor": 2},
+        },
     }
     path = tmp_path_factory.mktemp("cfg") / "prepare.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -70,8 +102,16 @@ def prepared(raw_scenes, tmp_path_factory):
 
 def test_all_writes_chips_index_filters_splits_and_stats(prepared):
     out, output = prepared
-    for name in ("chips.csv", "filters.json", "splits/train.txt", "splits/val.txt", "stats.json",
-                 "class_frequencies.png", "prepare.yaml", "aligned/scene1_label.tif"):
+    for name in (
+        "chips.csv",
+        "filters.json",
+        "splits/train.txt",
+        "splits/val.txt",
+        "stats.json",
+        "class_frequencies.png",
+        "prepare.yaml",
+        "aligned/scene1_label.tif",
+    ):
         assert (out / name).is_file(), name
     assert not (out / "aligned" / "scene0_label.tif").exists()  # already on its image's grid
     stats = json.loads((out / "stats.json").read_text())
@@ -93,8 +133,9 @@ def test_training_side_reads_the_split_files(prepared):
     out, _ = prepared
     stats = json.loads((out / "stats.json").read_text())
     files = {"train": "splits/train.txt", "val": "splits/val.txt"}
-    data = DataConfig(root=out, schema=str(out / "schema.yaml"), split={"files": files},
-                      normalization=stats["normalization"])
+    data = DataConfig(
+        root=out, schema=str(out / "schema.yaml"), split={"files": files}, normalization=stats["normalization"]
+    )
     catalog = build_catalog(data)
     listed = (out / "splits" / "train.txt").read_text().split()
     assert len(catalog.split("train")) == len(listed) > len(set(listed))  # oversampled chips listed twice
@@ -128,8 +169,11 @@ def test_any_executor_runs_the_stages_and_writes_the_same_files(prepared, tmp_pa
         prepare_all(config.model_copy(update={"out": tmp_path / "pool"}), executor=pool, chips_per_task=7)
 
     def files(folder):
-        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-                if p.is_file() and p.name not in ("prepare.yaml", "class_frequencies.png")}
+        return {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in ("prepare.yaml", "class_frequencies.png")
+        }
 
     ours, theirs = files(tmp_path / "pool"), files(tmp_path / "loop")
     assert sorted(ours) == sorted(theirs) and "aligned/scene1_label.tif" in ours and "stats.json" in ours
@@ -138,19 +182,29 @@ def test_any_executor_runs_the_stages_and_writes_the_same_files(prepared, tmp_pa
 
 def test_align_command_and_friendly_errors(raw_scenes, tmp_path):
     pair = [str(raw_scenes / "scene1.tif"), str(raw_scenes / "label1.tif")]
-    result = runner.invoke(prepare_app, ["align", *pair, "--out", str(tmp_path / "a.tif"), "--schema", "synthetic",
-                                         "--method", "nearest"])
+    result = runner.invoke(
+        prepare_app, ["align", *pair, "--out", str(tmp_path / "a.tif"), "--schema", "synthetic", "--method", "nearest"]
+    )
     assert result.exit_code == 0, result.output
     assert rasterio.open(tmp_path / "a.tif").shape == (128, 128)
-    bad = runner.invoke(prepare_app, ["align", *pair, "--out", str(tmp_path / "b.tif"), "--schema", "synthetic",
-                                      "--method", "median"])
+    bad = runner.invoke(
+        prepare_app, ["align", *pair, "--out", str(tmp_path / "b.tif"), "--schema", "synthetic", "--method", "median"]
+    )
     assert bad.exit_code == 1 and "method" in bad.output
 
 
 def test_config_typos_and_relative_paths(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({"out": "o", "schema": "synthetic", "input": {"scenes": [{"image": "i.tif",
-                                    "label": "l.tif"}]}, "tiling": {"sise": 32}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "out": "o",
+                "schema": "synthetic",
+                "input": {"scenes": [{"image": "i.tif", "label": "l.tif"}]},
+                "tiling": {"sise": 32},
+            }
+        )
+    )
     with pytest.raises(ConfigError, match="did you mean 'size'"):
         load_prepare_config(path)
     config = load_prepare_config(path, ["tiling={size: 32, overlap: 0.25}"])

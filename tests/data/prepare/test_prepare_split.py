@@ -21,12 +21,30 @@ def scene_records(scene, width, height, size, stride, transform, crs="EPSG:32632
     records = []
     for i, w in enumerate(chip_windows(width, height, size, stride)):
         left, bottom, right, top = window_bounds(w, transform)
-        records.append(ChipRecord(
-            chip=f"{scene}_{i:04d}", scene=scene, source_image="", source_label="", col_off=int(w.col_off),
-            row_off=int(w.row_off), width=size, height=size, crs=crs, left=left, bottom=bottom, right=right, top=top,
-            valid_fraction=1.0, ignored=0, status="kept", reason="", image=f"images/{scene}_{i:04d}.tif",
-            mask=f"masks/{scene}_{i:04d}.tif", counts=np.array(counts(i) if counts else [100, 0, 0, 0, 0]),
-        ))
+        records.append(
+            ChipRecord(
+                chip=f"{scene}_{i:04d}",
+                scene=scene,
+                source_image="",
+                source_label="",
+                col_off=int(w.col_off),
+                row_off=int(w.row_off),
+                width=size,
+                height=size,
+                crs=crs,
+                left=left,
+                bottom=bottom,
+                right=right,
+                top=top,
+                valid_fraction=1.0,
+                ignored=0,
+                status="kept",
+                reason="",
+                image=f"images/{scene}_{i:04d}.tif",
+                mask=f"masks/{scene}_{i:04d}.tif",
+                counts=np.array(counts(i) if counts else [100, 0, 0, 0, 0]),
+            )
+        )
     return records
 
 
@@ -37,8 +55,9 @@ def overlaps(a, b):
 def leaks(records, splits):
     """Pairs of chips in different splits whose footprints (in EPSG:32632) share area."""
     where = {c: name for name, chips in splits.items() for c in chips}
-    boxes = {r.chip: r.bounds if r.crs == "EPSG:32632" else transform_bounds(r.crs, "EPSG:32632", *r.bounds)
-             for r in records}
+    boxes = {
+        r.chip: r.bounds if r.crs == "EPSG:32632" else transform_bounds(r.crs, "EPSG:32632", *r.bounds) for r in records
+    }
     pairs = itertools.combinations(where, 2)
     return [(a, b) for a, b in pairs if where[a] != where[b] and overlaps(boxes[a], boxes[b])]
 
@@ -57,11 +76,13 @@ def test_seeded_ratio_split_of_separate_chips():
 
 def test_blocked_split_of_overlapping_chips_never_straddles_train_and_validation():
     records = scene_records("s", 400, 400, 40, 20, from_origin(0, 4000, 10, 10))  # 50 % overlap
-    unguarded = split_chips(records, ChipSplitConfig(method="blocks", block_chips=3, guard=False,
-                                                     ratios={"train": 0.8, "val": 0.2}), SCHEMA)
+    unguarded = split_chips(
+        records, ChipSplitConfig(method="blocks", block_chips=3, guard=False, ratios={"train": 0.8, "val": 0.2}), SCHEMA
+    )
     assert leaks(records, unguarded.splits)  # blocks alone share border pixels
-    result = split_chips(records, ChipSplitConfig(method="blocks", block_chips=3, ratios={"train": 0.8, "val": 0.2}),
-                         SCHEMA)
+    result = split_chips(
+        records, ChipSplitConfig(method="blocks", block_chips=3, ratios={"train": 0.8, "val": 0.2}), SCHEMA
+    )
     assert not leaks(records, result.splits)
     assert result.guard_dropped["train"] == [] and 0 < len(result.guard_dropped["val"]) < len(unguarded.splits["val"])
     assert result.blocks["train"] + result.blocks["val"] == 49  # 19 positions per axis in blocks of 3
@@ -71,23 +92,37 @@ def test_blocked_split_of_overlapping_chips_never_straddles_train_and_validation
 def test_blocks_in_metres_across_overlapping_scenes_in_two_crs():
     a = scene_records("a", 300, 300, 30, 30, from_origin(500000, 5000000, 10, 10))
     # Scene b overlaps a's eastern half on the ground, in the neighbouring UTM zone's coordinates.
-    left, bottom, right, top = transform_bounds("EPSG:32632", "EPSG:32633", 501500, 4997000, 504500, 5000000)
+    left, _bottom, _right, top = transform_bounds("EPSG:32632", "EPSG:32633", 501500, 4997000, 504500, 5000000)
     b = scene_records("b", 300, 300, 30, 30, from_origin(left, top, 10, 10), crs="EPSG:32633")
     records = a + b
-    result = split_chips(records, ChipSplitConfig(method="blocks", block_metres=600, ratios={"train": 0.7, "val": 0.3},
-                                                  seed=1), SCHEMA)
+    result = split_chips(
+        records, ChipSplitConfig(method="blocks", block_metres=600, ratios={"train": 0.7, "val": 0.3}, seed=1), SCHEMA
+    )
     assert not leaks(records, result.splits)
     assert result.splits["val"] and result.guard_dropped["val"]
-    unguarded = split_chips(records, ChipSplitConfig(method="blocks", block_metres=600, guard=False,
-                                                     ratios={"train": 0.7, "val": 0.3}, seed=1), SCHEMA)
+    unguarded = split_chips(
+        records,
+        ChipSplitConfig(method="blocks", block_metres=600, guard=False, ratios={"train": 0.7, "val": 0.3}, seed=1),
+        SCHEMA,
+    )
     assert leaks(records, unguarded.splits)
 
 
 def test_oversampling_lists_rare_class_chips_more_often_in_train_only(tmp_path):
-    records = scene_records("s", 200, 200, 20, 20, from_origin(0, 2000, 10, 10),
-                            counts=lambda i: [380, 0, 0, 20, 0] if i % 5 == 0 else [400, 0, 0, 0, 0])
-    config = ChipSplitConfig(method="ratio", ratios={"train": 0.8, "val": 0.2},
-                             oversample={"classes": ["Road"], "min_fraction": 0.04, "factor": 3})
+    records = scene_records(
+        "s",
+        200,
+        200,
+        20,
+        20,
+        from_origin(0, 2000, 10, 10),
+        counts=lambda i: [380, 0, 0, 20, 0] if i % 5 == 0 else [400, 0, 0, 0, 0],
+    )
+    config = ChipSplitConfig(
+        method="ratio",
+        ratios={"train": 0.8, "val": 0.2},
+        oversample={"classes": ["Road"], "min_fraction": 0.04, "factor": 3},
+    )
     result = split_chips(records, config, SCHEMA)
     rich = {r.chip for r in records if r.counts[3] > 0}
     train = result.splits["train"]

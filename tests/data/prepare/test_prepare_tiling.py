@@ -1,5 +1,7 @@
 """Chip layout and chip writing: exact cover with the stated overlap, georeferenced chips, index rows."""
 
+import itertools
+
 import numpy as np
 import pytest
 import rasterio
@@ -13,20 +15,23 @@ from landseg.data.prepare.run import tile
 from landseg.data.prepare.tiling import chip_windows
 
 
-@pytest.mark.parametrize("width,height,size,stride",
-                         [(100, 70, 32, 32), (100, 70, 32, 24), (64, 64, 16, 8), (30, 50, 32, 16)])
+@pytest.mark.parametrize(
+    "width,height,size,stride", [(100, 70, 32, 32), (100, 70, 32, 24), (64, 64, 16, 8), (30, 50, 32, 16)]
+)
 def test_chips_cover_the_scene_exactly_with_the_stated_overlap(width, height, size, stride):
     windows = chip_windows(width, height, size, stride)
     cover = np.zeros((height, width), dtype=int)
     for w in windows:
         assert (w.width, w.height) == (min(size, width), min(size, height))
         assert w.col_off + w.width <= width and w.row_off + w.height <= height  # never past the edge
-        cover[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] += 1
+        cover[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] += 1
     assert cover.min() >= 1  # every pixel in some chip
-    for origins, length in ((sorted({int(w.col_off) for w in windows}), width),
-                            (sorted({int(w.row_off) for w in windows}), height)):
+    for origins, length in (
+        (sorted({int(w.col_off) for w in windows}), width),
+        (sorted({int(w.row_off) for w in windows}), height),
+    ):
         assert origins[0] == 0 and origins[-1] + min(size, length) == length  # the last chip flush with the edge
-        overlaps = [a + size - b for a, b in zip(origins, origins[1:])]
+        overlaps = [a + size - b for a, b in itertools.pairwise(origins)]
         assert all(o == size - stride for o in overlaps[:-1])  # the stated overlap between neighbours
         assert all(size - stride <= o < size for o in overlaps[-1:])  # only the flush chip overlaps more
     assert len(windows) == len({(w.col_off, w.row_off) for w in windows})
@@ -54,14 +59,20 @@ def scene(tmp_path, raster_writer, blocky):
 
 
 def config_for(folder, **tiling):
-    return parse_prepare_config({
-        "out": str(folder / "out"), "schema": "synthetic",
-        "input": {"scenes": [{"image": str(folder / "raw/image.tif"), "label": str(folder / "raw/label.tif"),
-                              "name": "s"}],
-                  "bands": ["B4", 2, "b2"]},
-        "tiling": {"size": 32, "stride": 24, **tiling},
-        "filters": {"drop_unlabelled": False, "drop_blank_images": False},
-    })
+    return parse_prepare_config(
+        {
+            "out": str(folder / "out"),
+            "schema": "synthetic",
+            "input": {
+                "scenes": [
+                    {"image": str(folder / "raw/image.tif"), "label": str(folder / "raw/label.tif"), "name": "s"}
+                ],
+                "bands": ["B4", 2, "b2"],
+            },
+            "tiling": {"size": 32, "stride": 24, **tiling},
+            "filters": {"drop_unlabelled": False, "drop_blank_images": False},
+        }
+    )
 
 
 def test_chips_are_georeferenced_copies_of_their_windows(scene):
@@ -111,7 +122,7 @@ def test_float_chips_scaled_by_fixed_range_with_nan_nodata(scene):
     folder, image, _, _ = scene
     config = config_for(folder, dtype="float32", scale={"method": "fixed", "min": [0, 0, 0], "max": [1000, 2000, 4000]})
     records, _ = read_index(tile(config).index)
-    last = [r for r in records if r.col_off == 38 and r.row_off == 0][0]
+    last = next(r for r in records if r.col_off == 38 and r.row_off == 0)
     chip = rasterio.open(folder / "out" / last.image).read()
     raw = image[[2, 1, 0], :32, 38:70].astype(np.float32)
     expected = raw / np.array([1000, 2000, 4000], np.float32)[:, None, None]

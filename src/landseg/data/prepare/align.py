@@ -25,12 +25,13 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import Affine, from_origin
 from rasterio.warp import reproject, transform_bounds
-from rasterio.windows import Window, bounds as window_bounds, from_bounds
+from rasterio.windows import Window, from_bounds
+from rasterio.windows import bounds as window_bounds
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, UnknownPolicy
+from landseg.data.prepare.rasters import Unusable, block_windows, read_window
 from landseg.io.raster import open_raster
 from landseg.io.write import atomic_output
-from landseg.data.prepare.rasters import Unusable, block_windows, read_window
 
 GridKind = Literal["auto", "geo", "pixel"]
 LabelMethod = Literal["mode", "nearest"]
@@ -47,7 +48,7 @@ class Grid:
     height: int
 
     @classmethod
-    def of(cls, src: rasterio.DatasetReader) -> "Grid":
+    def of(cls, src: rasterio.DatasetReader) -> Grid:
         return cls(src.crs, src.transform, src.width, src.height)
 
     @property
@@ -61,12 +62,12 @@ class Grid:
     def window_transform(self, window: Window) -> Affine:
         return self.transform @ Affine.translation(window.col_off, window.row_off)
 
-    def matches(self, other: "Grid") -> bool:
+    def matches(self, other: Grid) -> bool:
         """Same CRS, shape and pixel grid (to a millionth of a pixel)."""
         if (self.width, self.height) != (other.width, other.height) or self.crs != other.crs:
             return False
         tolerance = 1e-6 * max(abs(self.transform.a), abs(self.transform.e), 1e-12)
-        return all(abs(a - b) <= tolerance for a, b in zip(self.transform[:6], other.transform[:6]))
+        return all(abs(a - b) <= tolerance for a, b in zip(self.transform[:6], other.transform[:6], strict=False))
 
 
 def paired_grids(target: Grid, source: Grid, kind: GridKind, names: tuple[Path, Path]) -> tuple[Grid, Grid]:
@@ -74,11 +75,13 @@ def paired_grids(target: Grid, source: Grid, kind: GridKind, names: tuple[Path, 
     if kind == "auto":
         if target.georeferenced != source.georeferenced:
             plain = names[0] if not target.georeferenced else names[1]
-            raise Unusable("is not georeferenced but its partner is; set align.grid: pixel to match the two "
-                           "by pixel position", plain)
+            raise Unusable(
+                "is not georeferenced but its partner is; set align.grid: pixel to match the two by pixel position",
+                plain,
+            )
         kind = "geo" if target.georeferenced else "pixel"
     if kind == "geo":
-        for grid, name in zip((target, source), names):
+        for grid, name in zip((target, source), names, strict=False):
             if not grid.georeferenced:
                 raise Unusable("has no georeferencing; use align.grid: pixel", name)
         _check_overlap(target, source, names)
@@ -87,7 +90,9 @@ def paired_grids(target: Grid, source: Grid, kind: GridKind, names: tuple[Path, 
     if abs(rx - ry) > 0.01 * max(rx, ry):
         raise Unusable(
             f"is {source.width}x{source.height} for a {target.width}x{target.height} partner: the two do not "
-            "cover the same extent at one scale, so they cannot be matched by pixel position", names[1])
+            "cover the same extent at one scale, so they cannot be matched by pixel position",
+            names[1],
+        )
     target_pixels = Grid(PIXEL_GRID_CRS, from_origin(0, target.height, 1, 1), target.width, target.height)
     source_pixels = Grid(PIXEL_GRID_CRS, from_origin(0, target.height, rx, ry), source.width, source.height)
     return target_pixels, source_pixels
@@ -102,7 +107,8 @@ def _check_overlap(target: Grid, source: Grid, names: tuple[Path, Path]) -> None
     if left >= t_right or right <= t_left or bottom >= t_top or top <= t_bottom:
         raise Unusable(
             f"does not overlap {names[0].name}: its extent ({left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}) lies "
-            f"outside ({t_left:.6g}, {t_bottom:.6g}, {t_right:.6g}, {t_top:.6g}) in {target.crs}", names[1],
+            f"outside ({t_left:.6g}, {t_bottom:.6g}, {t_right:.6g}, {t_top:.6g}) in {target.crs}",
+            names[1],
         )
 
 
@@ -187,8 +193,11 @@ def window_side(target: Grid, source: Grid, block: int, max_source_pixels: int) 
     left, bottom, right, top = target.bounds
     if target.crs != source.crs:
         left, bottom, right, top = transform_bounds(target.crs, source.crs, left, bottom, right, top)
-    source_per_target = max((right - left) / abs(source.transform.a) / target.width,
-                            (top - bottom) / abs(source.transform.e) / target.height, 1e-9)
+    source_per_target = max(
+        (right - left) / abs(source.transform.a) / target.width,
+        (top - bottom) / abs(source.transform.e) / target.height,
+        1e-9,
+    )
     side = min(block, int(math.sqrt(max_source_pixels) / source_per_target))
     step = OUTPUT_BLOCK if side >= OUTPUT_BLOCK else 16
     return max(16, side // step * step)
@@ -196,15 +205,36 @@ def window_side(target: Grid, source: Grid, block: int, max_source_pixels: int) 
 
 def index_profile(grid: Grid, block: int) -> dict:
     tile = min(OUTPUT_BLOCK, max(16, block // 16 * 16))
-    return dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", nodata=IGNORE_INDEX,
-                crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=tile, blockysize=tile,
-                compress="deflate", photometric="palette")
+    return dict(
+        driver="GTiff",
+        width=grid.width,
+        height=grid.height,
+        count=1,
+        dtype="uint8",
+        nodata=IGNORE_INDEX,
+        crs=grid.crs,
+        transform=grid.transform,
+        tiled=True,
+        blockxsize=tile,
+        blockysize=tile,
+        compress="deflate",
+        photometric="palette",
+    )
 
 
 def align_labels(
-    image_path: str | Path, label_path: str | Path, out_path: str | Path, schema: ClassSchema, *,
-    method: LabelMethod = "mode", label_nodata: float | None = None, unknown: UnknownPolicy = "error",
-    grid: GridKind = "auto", block: int = 512, max_source_pixels: int = 16_000_000, threads: int = 1,
+    image_path: str | Path,
+    label_path: str | Path,
+    out_path: str | Path,
+    schema: ClassSchema,
+    *,
+    method: LabelMethod = "mode",
+    label_nodata: float | None = None,
+    unknown: UnknownPolicy = "error",
+    grid: GridKind = "auto",
+    block: int = 512,
+    max_source_pixels: int = 16_000_000,
+    threads: int = 1,
 ) -> AlignResult:
     """Labels of ``label_path`` as a ``uint8`` class-index GeoTIFF on the grid of ``image_path``."""
     image_path, label_path, out_path = Path(image_path), Path(label_path), Path(out_path)
@@ -232,9 +262,15 @@ def align_labels(
                     decoded = decoder(read_window(label, [1], read, None)[0][0])
                     decoded[decoded == IGNORE_INDEX] = no_label
                     reproject(
-                        decoded, out, src_transform=source.window_transform(read), src_crs=source.crs,
-                        dst_transform=target.window_transform(window), dst_crs=target.crs, dst_nodata=IGNORE_INDEX,
-                        resampling=resampling, num_threads=threads,
+                        decoded,
+                        out,
+                        src_transform=source.window_transform(read),
+                        src_crs=source.crs,
+                        dst_transform=target.window_transform(window),
+                        dst_crs=target.crs,
+                        dst_nodata=IGNORE_INDEX,
+                        resampling=resampling,
+                        num_threads=threads,
                     )
                     out[out == no_label] = IGNORE_INDEX
                     pixels += int(read.width * read.height)
@@ -247,9 +283,16 @@ def align_labels(
 
 
 def resample_image(
-    image_path: str | Path, label_path: str | Path, out_path: str | Path, *,
-    method: Literal["average", "bilinear", "cubic", "nearest"] = "average", nodata: float | None = None,
-    grid: GridKind = "auto", block: int = 512, max_source_pixels: int = 16_000_000, threads: int = 1,
+    image_path: str | Path,
+    label_path: str | Path,
+    out_path: str | Path,
+    *,
+    method: Literal["average", "bilinear", "cubic", "nearest"] = "average",
+    nodata: float | None = None,
+    grid: GridKind = "auto",
+    block: int = 512,
+    max_source_pixels: int = 16_000_000,
+    threads: int = 1,
 ) -> AlignResult:
     """``image_path`` resampled onto the grid of ``label_path`` (all bands, same dtype), window by window."""
     image_path, label_path, out_path = Path(image_path), Path(label_path), Path(out_path)
@@ -260,23 +303,43 @@ def resample_image(
         target, source = paired_grids(label_grid, Grid.of(image), grid, (label_path, image_path))
         side = window_side(target, source, block, max_source_pixels // max(image.count, 1))
         margin = 0 if target.crs == source.crs and method in ("average", "nearest") else 2
-        profile = dict(driver="GTiff", width=label_grid.width, height=label_grid.height, count=image.count,
-                       dtype=image.dtypes[0], nodata=no_value, crs=label_grid.crs, transform=label_grid.transform,
-                       tiled=True, blockxsize=OUTPUT_BLOCK, blockysize=OUTPUT_BLOCK, compress="deflate")
+        profile = dict(
+            driver="GTiff",
+            width=label_grid.width,
+            height=label_grid.height,
+            count=image.count,
+            dtype=image.dtypes[0],
+            nodata=no_value,
+            crs=label_grid.crs,
+            transform=label_grid.transform,
+            tiled=True,
+            blockxsize=OUTPUT_BLOCK,
+            blockysize=OUTPUT_BLOCK,
+            compress="deflate",
+        )
         windows = pixels = 0
         bands = list(range(1, image.count + 1))
         out_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(out_path) as temporary, rasterio.open(temporary, "w", **profile) as dst:
             for window in block_windows(target.width, target.height, side):
-                out = np.full((image.count, int(window.height), int(window.width)),
-                              no_value if no_value is not None else 0, dtype=image.dtypes[0])
+                out = np.full(
+                    (image.count, int(window.height), int(window.width)),
+                    no_value if no_value is not None else 0,
+                    dtype=image.dtypes[0],
+                )
                 read = source_window(target, window, source, margin)
                 if read is not None:
                     reproject(
-                        read_window(image, bands, read, no_value)[0], out,
-                        src_transform=source.window_transform(read), src_crs=source.crs,
-                        dst_transform=target.window_transform(window), dst_crs=target.crs,
-                        src_nodata=no_value, dst_nodata=no_value, resampling=Resampling[method], num_threads=threads,
+                        read_window(image, bands, read, no_value)[0],
+                        out,
+                        src_transform=source.window_transform(read),
+                        src_crs=source.crs,
+                        dst_transform=target.window_transform(window),
+                        dst_crs=target.crs,
+                        src_nodata=no_value,
+                        dst_nodata=no_value,
+                        resampling=Resampling[method],
+                        num_threads=threads,
                     )
                     pixels += int(read.width * read.height)
                 dst.write(out, window=window)

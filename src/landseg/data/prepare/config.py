@@ -46,7 +46,7 @@ class InputConfig(Section):
     unknown_labels: Literal["error", "ignore"] = "error"
 
     @model_validator(mode="after")
-    def _some_scenes(self) -> "InputConfig":
+    def _some_scenes(self) -> InputConfig:
         templated = [self.root is not None, self.images is not None, self.labels is not None]
         if any(templated) and not all(templated):
             raise ValueError("input.root, input.images and input.labels go together")
@@ -85,7 +85,7 @@ class ScaleConfig(Section):
     """``percentile``: the low and high percentiles of each band over all scenes map to [0, 1]."""
 
     @model_validator(mode="after")
-    def _complete(self) -> "ScaleConfig":
+    def _complete(self) -> ScaleConfig:
         if self.method == "fixed" and (self.min is None or self.max is None):
             raise ValueError("scale.method fixed needs min and max")
         if self.method == "percentile" and not self.low < self.high:
@@ -108,7 +108,7 @@ class TilingConfig(Section):
     index: Literal["csv", "parquet"] = "csv"
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TilingConfig":
+    def _consistent(self) -> TilingConfig:
         if self.stride is not None and self.overlap is not None:
             raise ValueError("give tiling.stride or tiling.overlap, not both")
         if self.dtype == "source" and self.scale.method != "none":
@@ -172,7 +172,7 @@ class ChipSplitConfig(Section):
     oversample: OversampleConfig | None = None
 
     @model_validator(mode="after")
-    def _valid(self) -> "ChipSplitConfig":
+    def _valid(self) -> ChipSplitConfig:
         if abs(sum(self.ratios.values()) - 1.0) > 1e-6 or any(r < 0 for r in self.ratios.values()):
             raise ValueError(f"split.ratios must be non-negative and sum to 1, got {self.ratios}")
         if self.block_chips is not None and self.block_metres is not None:

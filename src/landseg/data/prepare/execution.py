@@ -9,8 +9,9 @@ so the outputs do not depend on which worker finished first.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, as_completed
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import rasterio
 
@@ -25,8 +26,12 @@ def bounded_gdal() -> rasterio.Env:
     return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
-def map_in_order(executor: Executor | None, function: Callable[[Item], Any], items: Iterable[Item],
-                 on_result: Callable[[Any], None] | None = None) -> list:
+def map_in_order(
+    executor: Executor | None,
+    function: Callable[[Item], Any],
+    items: Iterable[Item],
+    on_result: Callable[[Any], None] | None = None,
+) -> list:
     """``[function(item) for item in items]``, on ``executor`` if given; ``on_result`` sees each result
     as it arrives (for progress), the list keeps the order of ``items``."""
     if executor is None:

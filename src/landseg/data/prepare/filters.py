@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from landseg.classes import ClassSchema
+from landseg.data.prepare.config import FilterConfig
 from landseg.errors import ConfigError
 from landseg.io.write import atomic_output
-from landseg.data.prepare.config import FilterConfig
 
 RULES = ("no_label", "blank_image", "low_valid_fraction", "dominant_class", "top_k_dominant")
 
@@ -42,7 +42,7 @@ class ChipFilter:
     """The ``top_k`` most frequent classes, set by ``with_class_totals`` once all chips are counted."""
 
     @classmethod
-    def from_config(cls, config: FilterConfig, schema: ClassSchema) -> "ChipFilter":
+    def from_config(cls, config: FilterConfig, schema: ClassSchema) -> ChipFilter:
         dominant = config.max_class_fraction
         classes: tuple[int, ...] = tuple(range(schema.num_classes))
         if dominant is not None and dominant.classes is not None:
@@ -64,7 +64,7 @@ class ChipFilter:
     def needs_class_totals(self) -> bool:
         return self.top_k is not None
 
-    def with_class_totals(self, totals: np.ndarray) -> "ChipFilter":
+    def with_class_totals(self, totals: np.ndarray) -> ChipFilter:
         """Fix the k most frequent classes from pixel totals over all candidate chips (ties: lower index)."""
         if self.top_k is None:
             return self
@@ -125,7 +125,7 @@ class FilterReport:
     def scene_without_chips(self, scene: str, image: str | Path, reasons: dict[str, int]) -> None:
         self.scenes_without_chips.append({"scene": scene, "image": str(image), "chips": reasons})
 
-    def extend(self, part: "FilterReport") -> None:
+    def extend(self, part: FilterReport) -> None:
         """Append one scene's report, as if this report had gone on to that scene (its task may have
         run in another process)."""
         self.candidates += part.candidates

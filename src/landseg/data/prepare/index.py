@@ -83,8 +83,10 @@ def write_index(records: list[ChipRecord], path: Path, class_names: list[str]) -
     with atomic_output(path) as temporary:
         if path.suffix == ".parquet":
             pa, pq = _pyarrow()
-            columns = list(zip(*rows)) if rows else [[] for _ in header]
-            pq.write_table(pa.table({name: list(values) for name, values in zip(header, columns)}), temporary)
+            columns = list(zip(*rows, strict=False)) if rows else [[] for _ in header]
+            pq.write_table(
+                pa.table({name: list(values) for name, values in zip(header, columns, strict=False)}), temporary
+            )
         else:
             with open(temporary, "w", newline="") as handle:
                 writer = csv.writer(handle)
@@ -101,7 +103,7 @@ def read_index(path: Path) -> tuple[list[ChipRecord], list[str]]:
             _, pq = _pyarrow()
             table = pq.read_table(path).to_pydict()
             header = list(table)
-            rows = list(zip(*table.values()))
+            rows = list(zip(*table.values(), strict=False))
         else:
             with open(path, newline="") as handle:
                 reader = csv.reader(handle)
@@ -110,7 +112,7 @@ def read_index(path: Path) -> tuple[list[ChipRecord], list[str]]:
     except (OSError, StopIteration) as exc:
         raise DataError(f"cannot read chip index ({exc})", path) from None
     class_columns = [i for i, name in enumerate(header) if name.startswith(CLASS_PREFIX)]
-    class_names = [header[i][len(CLASS_PREFIX):] for i in class_columns]
+    class_names = [header[i][len(CLASS_PREFIX) :] for i in class_columns]
     positions = {name: i for i, name in enumerate(header)}
     missing = [f.name for f in _SCALAR_FIELDS if f.name not in positions]
     if missing:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import rasterio
@@ -129,17 +129,17 @@ class Scaling:
             raise ConfigError(f"scaling ranges must be positive, got {list(self.scale)} (is a band constant?)")
 
     @classmethod
-    def identity(cls, bands: int) -> "Scaling":
+    def identity(cls, bands: int) -> Scaling:
         return cls((0.0,) * bands, (1.0,) * bands, "none")
 
     @classmethod
-    def fixed(cls, low: float | Sequence[float], high: float | Sequence[float], bands: int) -> "Scaling":
+    def fixed(cls, low: float | Sequence[float], high: float | Sequence[float], bands: int) -> Scaling:
         """``[low, high]`` to ``[0, 1]``; one value for all bands or one per band."""
         lows, highs = _per_band(low, bands, "min"), _per_band(high, bands, "max")
-        return cls(lows, tuple(high - low for low, high in zip(lows, highs)), "fixed")
+        return cls(lows, tuple(high - low for low, high in zip(lows, highs, strict=False)), "fixed")
 
     @classmethod
-    def mean_std(cls, mean: Sequence[float], std: Sequence[float]) -> "Scaling":
+    def mean_std(cls, mean: Sequence[float], std: Sequence[float]) -> Scaling:
         return cls(tuple(float(m) for m in mean), tuple(float(s) for s in std), "meanstd")
 
     @property

@@ -20,42 +20,66 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import yaml
 
 from landseg.classes import ClassSchema, get_schema
 from landseg.data.catalog import find_pairs
-from landseg.errors import ConfigError, DataError
-from landseg.io.raster import open_raster
-from landseg.io.write import atomic_output
 from landseg.data.prepare.align import Grid, LabelDecoder, align_labels, index_decoder, resample_image
 from landseg.data.prepare.config import PrepareConfig, save_prepare_config
-from landseg.data.prepare.execution import GDAL_CACHE_MB  # noqa: F401 - where benchmarks/ import it from
-from landseg.data.prepare.execution import batches, bounded_gdal, map_in_order
+from landseg.data.prepare.execution import (
+    GDAL_CACHE_MB,  # noqa: F401 - where benchmarks/ import it from
+    batches,
+    bounded_gdal,
+    map_in_order,
+)
 from landseg.data.prepare.filters import ChipFilter, FilterReport
 from landseg.data.prepare.index import ChipRecord, find_index, index_path, read_index, write_index
 from landseg.data.prepare.rasters import Scaling, Unreadable, Unusable, open_readable, resolve_bands
 from landseg.data.prepare.split import SplitResult, read_split_lists, split_chips, write_splits
 from landseg.data.prepare.stats import (
-    BandStatistics, band_percentiles, class_frequencies, frequencies_payload, merged_statistics,
-    plot_class_frequencies, write_stats_json,
+    BandStatistics,
+    band_percentiles,
+    class_frequencies,
+    frequencies_payload,
+    merged_statistics,
+    plot_class_frequencies,
+    write_stats_json,
 )
 from landseg.data.prepare.tiling import (
-    ChipWriter, SceneSource, chip_mask_schema, chip_windows, cut_scene, scene_class_totals,
+    ChipWriter,
+    SceneSource,
+    chip_mask_schema,
+    chip_windows,
+    cut_scene,
+    scene_class_totals,
 )
+from landseg.errors import ConfigError, DataError
+from landseg.io.raster import open_raster
+from landseg.io.write import atomic_output
 
 CHIPS_PER_TASK = 256
 """Chips whose band moments one executor task computes for ``stats``: enough to outweigh a task's overhead."""
 CHIP_SCHEMA_NAME = "schema.yaml"
 """Schema of the chip masks (class indices), for the training config's ``data.schema``."""
-OWNED_OUTPUTS = ("aligned", "images", "masks", "splits", "chips.csv", "chips.parquet", "filters.json", "stats.json",
-                 "class_frequencies.png", CHIP_SCHEMA_NAME)
+OWNED_OUTPUTS = (
+    "aligned",
+    "images",
+    "masks",
+    "splits",
+    "chips.csv",
+    "chips.parquet",
+    "filters.json",
+    "stats.json",
+    "class_frequencies.png",
+    CHIP_SCHEMA_NAME,
+)
 """What a run writes in its output folder (besides ``prepare.yaml``), and what ``--overwrite`` replaces."""
 Progress = Callable[[str, int], None]
 
@@ -100,15 +124,29 @@ def align_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> 
         decoder = LabelDecoder(schema, label_dtype, nodata, config.input.unknown_labels, str(scene.label))
         return SceneSource(scene.name, scene.image, scene.label, decoder, scene.image, scene.label)
     folder = config.out / "aligned"
-    common = dict(grid=options.grid, block=options.block, max_source_pixels=options.max_source_pixels,
-                  threads=options.threads)
+    common = dict(
+        grid=options.grid, block=options.block, max_source_pixels=options.max_source_pixels, threads=options.threads
+    )
     if options.resample == "label":
-        aligned = align_labels(scene.image, scene.label, folder / f"{scene.name}_label.tif", schema,
-                               method=options.method, label_nodata=config.input.label_nodata,
-                               unknown=config.input.unknown_labels, **common)
+        aligned = align_labels(
+            scene.image,
+            scene.label,
+            folder / f"{scene.name}_label.tif",
+            schema,
+            method=options.method,
+            label_nodata=config.input.label_nodata,
+            unknown=config.input.unknown_labels,
+            **common,
+        )
         return SceneSource(scene.name, scene.image, aligned.path, index_decoder(schema), scene.image, scene.label)
-    resampled = resample_image(scene.image, scene.label, folder / f"{scene.name}_image.tif",
-                               method=options.image_method, nodata=config.input.nodata, **common)
+    resampled = resample_image(
+        scene.image,
+        scene.label,
+        folder / f"{scene.name}_image.tif",
+        method=options.image_method,
+        nodata=config.input.nodata,
+        **common,
+    )
     decoder = LabelDecoder(schema, label_dtype, nodata, config.input.unknown_labels, str(scene.label))
     return SceneSource(scene.name, resampled.path, scene.label, decoder, scene.image, scene.label)
 
@@ -124,16 +162,17 @@ def chip_scaling(config: PrepareConfig, scenes: list[SceneSource], executor: Exe
     if scale.method == "fixed":
         return Scaling.fixed(scale.min, scale.max, bands)  # type: ignore[arg-type]
     if scale.method == "percentile":
-        low, high = band_percentiles(paths, config.input.bands, config.input.nodata, scale.low, scale.high,
-                                     executor=executor)
+        low, high = band_percentiles(
+            paths, config.input.bands, config.input.nodata, scale.low, scale.high, executor=executor
+        )
         return Scaling.fixed(low, high, bands)
-    overall = merged_statistics(batches(paths, 1, executor), config.input.bands, config.input.nodata,
-                                executor=executor)
+    overall = merged_statistics(batches(paths, 1, executor), config.input.bands, config.input.nodata, executor=executor)
     return Scaling.mean_std(overall.mean, overall.std)
 
 
-def tile(config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None,
-         executor: Executor | None = None) -> TileResult:
+def tile(
+    config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None, executor: Executor | None = None
+) -> TileResult:
     """Align where needed, cut, filter and write chips; write the chip index and the filter report."""
     schema = get_schema(config.schema_)
     _claim_output(config.out, overwrite)
@@ -148,12 +187,21 @@ def tile(config: PrepareConfig, overwrite: bool = False, progress: Progress | No
     return write_tile_outputs(config, schema, records, report)
 
 
-def _align_scenes(config: PrepareConfig, schema: ClassSchema, report: FilterReport, executor: Executor | None,
-                  progress: Progress | None) -> list[SceneSource]:
+def _align_scenes(
+    config: PrepareConfig,
+    schema: ClassSchema,
+    report: FilterReport,
+    executor: Executor | None,
+    progress: Progress | None,
+) -> list[SceneSource]:
     """The scenes on one grid each; those that cannot be read or paired are quarantined."""
     raws = raw_scenes(config)
-    aligned = map_in_order(executor, partial(_align_task, config=config, schema=schema), raws,
-                           (lambda _: progress("aligned", 1)) if progress else None)
+    aligned = map_in_order(
+        executor,
+        partial(_align_task, config=config, schema=schema),
+        raws,
+        (lambda _: progress("aligned", 1)) if progress else None,
+    )
     scenes = []
     for outcome in aligned:
         if isinstance(outcome, SceneSource):
@@ -174,8 +222,13 @@ def _align_task(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> 
         return str(exc.path or scene.image), exc.problem
 
 
-def _chip_filter(config: PrepareConfig, schema: ClassSchema, scenes: list[SceneSource], report: FilterReport,
-                 executor: Executor | None) -> ChipFilter:
+def _chip_filter(
+    config: PrepareConfig,
+    schema: ClassSchema,
+    scenes: list[SceneSource],
+    report: FilterReport,
+    executor: Executor | None,
+) -> ChipFilter:
     """The filters of ``config``; ``top_k`` ranks the classes by pixel totals summed over every scene."""
     chip_filter = ChipFilter.from_config(config.filters, schema)
     if not chip_filter.needs_class_totals:
@@ -192,26 +245,48 @@ def _totals_task(scene: SceneSource, size: int, step: int, classes: int) -> np.n
         return scene_class_totals(scene, size, step, classes)
 
 
-def _cut_scenes(config: PrepareConfig, scenes: list[SceneSource], chip_filter: ChipFilter, writer: ChipWriter,
-                report: FilterReport, executor: Executor | None, progress: Progress | None) -> list[ChipRecord]:
+def _cut_scenes(
+    config: PrepareConfig,
+    scenes: list[SceneSource],
+    chip_filter: ChipFilter,
+    writer: ChipWriter,
+    report: FilterReport,
+    executor: Executor | None,
+    progress: Progress | None,
+) -> list[ChipRecord]:
     """Every scene's chip records, its report appended to ``report`` in scene order."""
     on_chip, on_scene = _chip_progress(progress, executor)
     cut = partial(_cut_task, config=config, chip_filter=chip_filter, writer=writer, on_chip=on_chip)
     records: list[ChipRecord] = []
-    for scene, (scene_records, scene_report) in zip(scenes, map_in_order(executor, cut, scenes, on_scene)):
+    for scene, (scene_records, scene_report) in zip(
+        scenes, map_in_order(executor, cut, scenes, on_scene), strict=False
+    ):
         report.extend(scene_report)
         note_scene_without_chips(report, scene, scene_records)
         records += scene_records
     return records
 
 
-def _cut_task(scene: SceneSource, config: PrepareConfig, chip_filter: ChipFilter, writer: ChipWriter,
-              on_chip: Callable[[], None] | None = None) -> tuple[list[ChipRecord], FilterReport]:
+def _cut_task(
+    scene: SceneSource,
+    config: PrepareConfig,
+    chip_filter: ChipFilter,
+    writer: ChipWriter,
+    on_chip: Callable[[], None] | None = None,
+) -> tuple[list[ChipRecord], FilterReport]:
     report = FilterReport()
     with bounded_gdal():
-        records = cut_scene(scene, bands=config.input.bands, nodata=config.input.nodata, size=config.tiling.size,
-                            stride=config.tiling.step, chip_filter=chip_filter, writer=writer, report=report,
-                            on_chip=on_chip)
+        records = cut_scene(
+            scene,
+            bands=config.input.bands,
+            nodata=config.input.nodata,
+            size=config.tiling.size,
+            stride=config.tiling.step,
+            chip_filter=chip_filter,
+            writer=writer,
+            report=report,
+            on_chip=on_chip,
+        )
     return records, report
 
 
@@ -240,8 +315,9 @@ def note_scene_without_chips(report: FilterReport, scene: SceneSource, scene_rec
         report.scene_without_chips(scene.name, scene.source_image, dict(reasons))
 
 
-def write_tile_outputs(config: PrepareConfig, schema: ClassSchema, records: list[ChipRecord],
-                       report: FilterReport) -> TileResult:
+def write_tile_outputs(
+    config: PrepareConfig, schema: ClassSchema, records: list[ChipRecord], report: FilterReport
+) -> TileResult:
     """The chip index, the chip masks' ``schema.yaml`` and ``filters.json`` of a finished cut."""
     out = config.out
     index = write_index(records, index_path(out, config.tiling.index), schema.names)
@@ -271,8 +347,10 @@ def split(config: PrepareConfig) -> SplitResult:
     schema = get_schema(config.schema_)
     records, _ = read_index(find_index(config.out))
     if not any(r.kept for r in records):
-        raise DataError("no chips were kept, nothing to split; the filter report says why, loosen the filters",
-                        config.out / "filters.json")
+        raise DataError(
+            "no chips were kept, nothing to split; the filter report says why, loosen the filters",
+            config.out / "filters.json",
+        )
     result = split_chips(records, config.split, schema)
     write_splits(result, records, config.out)
     return result
@@ -304,8 +382,9 @@ def stats_chips(config: PrepareConfig) -> StatsChips:
     chosen = list(dict.fromkeys(lists[split_name])) if lists else [r.chip for r in records if r.kept]
     if not chosen:
         raise DataError(f"split {split_name!r} holds no chips", out)
-    return StatsChips(schema, records, lists, split_name if lists else "all kept chips",
-                      [out / by_chip[c].image for c in chosen])
+    return StatsChips(
+        schema, records, lists, split_name if lists else "all kept chips", [out / by_chip[c].image for c in chosen]
+    )
 
 
 def write_stats(config: PrepareConfig, chips: StatsChips, bands: BandStatistics) -> dict:
@@ -320,8 +399,9 @@ def write_stats(config: PrepareConfig, chips: StatsChips, bands: BandStatistics)
     }
     write_stats_json(config.out / "stats.json", payload)
     if config.stats.plot:
-        plot_class_frequencies(stages, schema, config.out / "class_frequencies.png",
-                               f"{config.name}: class shares by stage")
+        plot_class_frequencies(
+            stages, schema, config.out / "class_frequencies.png", f"{config.name}: class shares by stage"
+        )
     return payload
 
 
@@ -333,8 +413,13 @@ def stats(config: PrepareConfig, executor: Executor | None = None, chips_per_tas
     return write_stats(config, chips, merged_statistics(groups, executor=executor))
 
 
-def prepare_all(config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None,
-                executor: Executor | None = None, chips_per_task: int = CHIPS_PER_TASK) -> dict:
+def prepare_all(
+    config: PrepareConfig,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+    chips_per_task: int = CHIPS_PER_TASK,
+) -> dict:
     """Every stage (split, being cheap, always here); returns a summary (also printed by the CLI)."""
     tiled = tile(config, overwrite=overwrite, progress=progress, executor=executor)
     splits = split(config)
@@ -348,11 +433,16 @@ def _check_png(config: PrepareConfig, scene: SceneSource) -> None:
         return
     with open_raster(scene.image) as src:
         bands = resolve_bands(src, config.input.bands)
-        dtype = "uint8" if config.tiling.dtype == "uint8" else (
-            src.dtypes[bands[0] - 1] if config.tiling.dtype == "source" else config.tiling.dtype)
+        dtype = (
+            "uint8"
+            if config.tiling.dtype == "uint8"
+            else (src.dtypes[bands[0] - 1] if config.tiling.dtype == "source" else config.tiling.dtype)
+        )
     if len(bands) != 3 or dtype != "uint8":
-        raise ConfigError(f"tiling.format png needs 3-band uint8 chips, these would be {len(bands)}-band {dtype}; "
-                          "select 3 bands (input.bands) and scale to uint8 (tiling.dtype, tiling.scale), or write tif")
+        raise ConfigError(
+            f"tiling.format png needs 3-band uint8 chips, these would be {len(bands)}-band {dtype}; "
+            "select 3 bands (input.bands) and scale to uint8 (tiling.dtype, tiling.scale), or write tif"
+        )
 
 
 def _claim_output(out: Path, overwrite: bool) -> None:

@@ -24,10 +24,10 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from landseg.classes import ClassSchema
-from landseg.errors import ConfigError
-from landseg.io.write import atomic_output
 from landseg.data.prepare.config import ChipSplitConfig, OversampleConfig
 from landseg.data.prepare.index import ChipRecord
+from landseg.errors import ConfigError
+from landseg.io.write import atomic_output
 
 SPLITS_FOLDER = "splits"
 
@@ -177,14 +177,18 @@ def split_chips(records: list[ChipRecord], config: ChipSplitConfig, schema: Clas
     empty = [name for name in order if config.ratios[name] > 0 and not splits[name]]
     if empty:
         lost = sum(len(guard_dropped.get(name, [])) for name in empty)
-        hint = (f"; the overlap guard dropped all {lost} of its chips: use blocks several chips wide"
-                if lost else "; use smaller blocks or another seed")
+        hint = (
+            f"; the overlap guard dropped all {lost} of its chips: use blocks several chips wide"
+            if lost
+            else "; use smaller blocks or another seed"
+        )
         raise ConfigError(f"split {empty[0]!r} is empty ({len(chips)} chips in {len(set(keys.values()))} blocks){hint}")
     blocks = {name: len({keys[c] for c in splits[name]}) for name in order}
     result = SplitResult(splits=splits, blocks=blocks, guard_dropped=guard_dropped)
     if config.oversample is not None and "train" in splits:
         result.splits["train"], result.oversampled = oversample_list(
-            [by_name[c] for c in splits["train"]], config.oversample, schema)
+            [by_name[c] for c in splits["train"]], config.oversample, schema
+        )
     return result
 
 

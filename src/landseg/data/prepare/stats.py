@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial, reduce
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from landseg.classes import ClassSchema
+from landseg.data.prepare.execution import batches, bounded_gdal, map_in_order
+from landseg.data.prepare.rasters import block_windows, read_window, resolve_bands, scene_nodata
 from landseg.errors import DataError
 from landseg.io.raster import open_raster
 from landseg.io.write import atomic_output
-from landseg.data.prepare.execution import batches, bounded_gdal, map_in_order
-from landseg.data.prepare.rasters import block_windows, read_window, resolve_bands, scene_nodata
 
 STATS_BLOCK = 1024
 FLOAT_HISTOGRAM_BINS = 65536
@@ -57,8 +58,8 @@ class BandMoments:
             sums, squares = wide.sum(axis=1), np.einsum("ij,ij->i", wide, wide)
             if not self._sum:
                 self._sum, self._sum_sq = [0] * self.bands, [0] * self.bands
-            self._sum = [a + int(b) for a, b in zip(self._sum, sums)]
-            self._sum_sq = [a + int(b) for a, b in zip(self._sum_sq, squares)]
+            self._sum = [a + int(b) for a, b in zip(self._sum, sums, strict=False)]
+            self._sum_sq = [a + int(b) for a, b in zip(self._sum_sq, squares, strict=False)]
             self.count += n
             return
         if self._sum:  # integer windows met before a float one: continue inexactly
@@ -96,7 +97,7 @@ class BandMoments:
             return [math.nan] * self.bands
         if self._sum:
             n = self.count
-            return [math.sqrt((n * q - s * s) / (n * n)) for s, q in zip(self._sum, self._sum_sq)]
+            return [math.sqrt((n * q - s * s) / (n * n)) for s, q in zip(self._sum, self._sum_sq, strict=False)]
         return [float(math.sqrt(max(m2 / self.count, 0.0))) for m2 in self._m2]  # type: ignore[union-attr]
 
 
@@ -117,8 +118,8 @@ def merge_moments(first: BandMoments, second: BandMoments) -> BandMoments:
     merged.minimum = np.minimum(first.minimum, second.minimum)
     merged.maximum = np.maximum(first.maximum, second.maximum)
     if first._sum and second._sum:  # integer data: exact integer sums, not an average of averages
-        merged._sum = [a + b for a, b in zip(first._sum, second._sum)]
-        merged._sum_sq = [a + b for a, b in zip(first._sum_sq, second._sum_sq)]
+        merged._sum = [a + b for a, b in zip(first._sum, second._sum, strict=False)]
+        merged._sum_sq = [a + b for a, b in zip(first._sum_sq, second._sum_sq, strict=False)]
         return merged
     merged.exact = False
     mean_a, m2_a = _float_moments(first)
@@ -149,14 +150,23 @@ class BandStatistics:
 
     def to_dict(self) -> dict:
         return {
-            "bands": self.bands, "names": self.names, "pixels": self.count, "exact": self.exact,
-            "mean": self.mean, "std": self.std, "min": self.minimum, "max": self.maximum,
+            "bands": self.bands,
+            "names": self.names,
+            "pixels": self.count,
+            "exact": self.exact,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.minimum,
+            "max": self.maximum,
         }
 
     def normalization(self) -> dict:
         """What goes under ``data.normalization`` in a training config."""
-        return {"mode": "explicit", "mean": [round(m, 6) for m in self.mean],
-                "std": [round(max(s, 1e-6), 6) for s in self.std]}
+        return {
+            "mode": "explicit",
+            "mean": [round(m, 6) for m in self.mean],
+            "std": [round(max(s, 1e-6), 6) for s in self.std],
+        }
 
 
 @dataclass(frozen=True)
@@ -173,14 +183,22 @@ class RasterMoments:
             raise DataError("no valid pixels to compute band statistics from")
         moments = self.moments
         return BandStatistics(
-            bands=self.bands, names=self.names, count=moments.count, mean=moments.mean, std=moments.std,
-            minimum=[float(v) for v in moments.minimum], maximum=[float(v) for v in moments.maximum],  # type: ignore[union-attr]
-            exact=moments.exact, dtype=self.dtype,
+            bands=self.bands,
+            names=self.names,
+            count=moments.count,
+            mean=moments.mean,
+            std=moments.std,
+            minimum=[float(v) for v in moments.minimum],
+            maximum=[float(v) for v in moments.maximum],  # type: ignore[union-attr]
+            exact=moments.exact,
+            dtype=self.dtype,
         )
 
 
 def raster_moments(
-    paths: Iterable[Path], bands: Sequence[int | str] | None = None, nodata: float | None = None,
+    paths: Iterable[Path],
+    bands: Sequence[int | str] | None = None,
+    nodata: float | None = None,
     block: int = STATS_BLOCK,
 ) -> RasterMoments:
     """Band moments over the valid pixels of every raster in ``paths``, window by window."""
@@ -201,7 +219,9 @@ def raster_moments(
 
 
 def band_statistics(
-    paths: Iterable[Path], bands: Sequence[int | str] | None = None, nodata: float | None = None,
+    paths: Iterable[Path],
+    bands: Sequence[int | str] | None = None,
+    nodata: float | None = None,
     block: int = STATS_BLOCK,
 ) -> BandStatistics:
     """Exact per-band statistics over the valid pixels of every raster in ``paths``, window by window."""
@@ -214,14 +234,18 @@ def _moments_task(paths: Sequence[Path], bands, nodata: float | None, block: int
 
 
 def merged_statistics(
-    groups: Sequence[Sequence[Path]], bands: Sequence[int | str] | None = None, nodata: float | None = None,
-    block: int = STATS_BLOCK, executor: Executor | None = None,
+    groups: Sequence[Sequence[Path]],
+    bands: Sequence[int | str] | None = None,
+    nodata: float | None = None,
+    block: int = STATS_BLOCK,
+    executor: Executor | None = None,
 ) -> BandStatistics:
     """``band_statistics`` over every raster of ``groups``: one task per group, the moments merged exactly."""
     parts = map_in_order(executor, partial(_moments_task, bands=bands, nodata=nodata, block=block), groups)
     last = parts[-1]
-    return RasterMoments(reduce(merge_moments, (p.moments for p in parts)), last.bands, last.names,
-                         last.dtype).statistics()
+    return RasterMoments(
+        reduce(merge_moments, (p.moments for p in parts)), last.bands, last.names, last.dtype
+    ).statistics()
 
 
 # -- percentiles -----------------------------------------------------------------------------------
@@ -244,8 +268,14 @@ def histogram_bins(overall: BandStatistics) -> HistogramBins:
 
 
 def band_histograms(
-    paths: Iterable[Path], bands: Sequence[int | str] | None, nodata: float | None, lows: np.ndarray,
-    span: np.ndarray, bins: np.ndarray, integer: bool, block: int = STATS_BLOCK,
+    paths: Iterable[Path],
+    bands: Sequence[int | str] | None,
+    nodata: float | None,
+    lows: np.ndarray,
+    span: np.ndarray,
+    bins: np.ndarray,
+    integer: bool,
+    block: int = STATS_BLOCK,
 ) -> list[np.ndarray]:
     """Per-band value histograms over the valid pixels of ``paths``, on the bins of ``histogram_bins``."""
     histograms = [np.zeros(int(b), dtype=np.int64) for b in bins]
@@ -265,7 +295,10 @@ def band_histograms(
 
 
 def percentiles_from_histograms(
-    histograms: Sequence[np.ndarray], layout: HistogramBins, low: float, high: float,
+    histograms: Sequence[np.ndarray],
+    layout: HistogramBins,
+    low: float,
+    high: float,
 ) -> tuple[list[float], list[float]]:
     """The ``low`` and ``high`` percentiles of each band: the lower edge of the bin holding that rank."""
     result = []
@@ -279,15 +312,21 @@ def percentiles_from_histograms(
     return result[0], result[1]
 
 
-def _histograms_task(paths: Sequence[Path], bands, nodata: float | None, layout: HistogramBins,
-                     block: int) -> list[np.ndarray]:
+def _histograms_task(
+    paths: Sequence[Path], bands, nodata: float | None, layout: HistogramBins, block: int
+) -> list[np.ndarray]:
     with bounded_gdal():
         return band_histograms(paths, bands, nodata, **layout._asdict(), block=block)
 
 
 def band_percentiles(
-    paths: Sequence[Path], bands: Sequence[int | str] | None, nodata: float | None, low: float, high: float,
-    block: int = STATS_BLOCK, executor: Executor | None = None,
+    paths: Sequence[Path],
+    bands: Sequence[int | str] | None,
+    nodata: float | None,
+    low: float,
+    high: float,
+    block: int = STATS_BLOCK,
+    executor: Executor | None = None,
 ) -> tuple[list[float], list[float]]:
     """The ``low`` and ``high`` percentiles of each band over all valid pixels, from streamed histograms
     (on ``executor``: one task per raster, the histograms summed bin by bin).
@@ -298,15 +337,18 @@ def band_percentiles(
     groups = batches(paths, 1, executor)
     # Only the minimum and maximum shape the bins: exact whatever the grouping.
     layout = histogram_bins(merged_statistics(groups, bands, nodata, block, executor))
-    parts = map_in_order(executor, partial(_histograms_task, bands=bands, nodata=nodata, layout=layout,
-                                           block=block), groups)
+    parts = map_in_order(
+        executor, partial(_histograms_task, bands=bands, nodata=nodata, layout=layout, block=block), groups
+    )
     histograms = [sum(part[i] for part in parts) for i in range(len(layout.bins))]
     return percentiles_from_histograms(histograms, layout, low, high)
 
 
 # -- class frequencies -----------------------------------------------------------------------------
 def class_frequencies(
-    counts_by_chip: dict[str, np.ndarray], statuses: dict[str, str], split_lists: dict[str, list[str]],
+    counts_by_chip: dict[str, np.ndarray],
+    statuses: dict[str, str],
+    split_lists: dict[str, list[str]],
 ) -> dict[str, np.ndarray]:
     """Pixels per class at each stage: ``candidates`` (every readable chip, before filtering), ``kept``
     (after filtering), and each split as listed (``<split>``: oversampled chips counted once per
@@ -357,9 +399,17 @@ def plot_class_frequencies(stages: dict[str, np.ndarray], schema: ClassSchema, p
         counts = stages[stage].astype(np.float64)
         shares = counts / counts.sum() if counts.sum() else counts
         offset = y - 0.4 + height * (j + 0.5)
-        ax.barh(offset, shares, height=height, color=colours, edgecolor="black", linewidth=0.5,
-                hatch=hatches[j % len(hatches)], label=f"{stage} ({counts.sum():,.0f} px)")
-        for yy, share in zip(offset, shares):
+        ax.barh(
+            offset,
+            shares,
+            height=height,
+            color=colours,
+            edgecolor="black",
+            linewidth=0.5,
+            hatch=hatches[j % len(hatches)],
+            label=f"{stage} ({counts.sum():,.0f} px)",
+        )
+        for yy, share in zip(offset, shares, strict=False):
             ax.text(share + 0.005, yy, f"{share:.1%}", va="center", fontsize=7)
     ax.set_yticks(y, labels=schema.names)
     ax.invert_yaxis()

@@ -10,24 +10,33 @@ no-data made ignore, then counted, filtered and, if kept, written as a georefere
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.windows import Window, bounds as window_bounds
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, LandClass
-from landseg.errors import ConfigError, DataError
-from landseg.io.write import atomic_output, write_index_geotiff, write_index_png, write_rgb_png
 from landseg.data.prepare.filters import ChipFilter, FilterReport, is_blank
 from landseg.data.prepare.index import ChipRecord
 from landseg.data.prepare.rasters import (
-    UINT8_NODATA, Scaling, Unreadable, UnreadableWindow, open_readable, read_window, resolve_bands, scene_nodata,
+    UINT8_NODATA,
+    Scaling,
+    Unreadable,
+    UnreadableWindow,
+    open_readable,
+    read_window,
+    resolve_bands,
+    scene_nodata,
     window_text,
 )
+from landseg.errors import ConfigError, DataError
+from landseg.io.write import atomic_output, write_index_geotiff, write_index_png, write_rgb_png
 
 LabelDecode = Callable[[np.ndarray], np.ndarray]
 
@@ -41,7 +50,7 @@ def chip_origins(length: int, size: int, stride: int) -> list[int]:
     last = length - size
     if last <= 0:
         return [0]
-    return list(range(0, last, stride)) + [last]
+    return [*list(range(0, last, stride)), last]
 
 
 def chip_windows(width: int, height: int, size: int, stride: int) -> list[Window]:
@@ -89,8 +98,10 @@ class ChipWriter:
         image_path, mask_path = self.out_dir / image_rel, self.out_dir / mask_rel
         if self.format == "png":
             if data.shape[0] != 3 or data.dtype != np.uint8:
-                raise ConfigError(f"tiling.format png needs 3-band uint8 chips, not {data.shape[0]}-band {data.dtype}; "
-                                  "select 3 bands and scale to uint8, or write tif")
+                raise ConfigError(
+                    f"tiling.format png needs 3-band uint8 chips, not {data.shape[0]}-band {data.dtype}; "
+                    "select 3 bands and scale to uint8, or write tif"
+                )
             write_rgb_png(image_path, np.ascontiguousarray(np.moveaxis(data, 0, -1)))
             write_index_png(mask_path, mask, self.schema)
             return image_rel, mask_rel
@@ -99,9 +110,18 @@ class ChipWriter:
         elif self.dtype == "uint8":
             nodata = UINT8_NODATA
         compress = None if self.compress == "none" else self.compress
-        profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=str(data.dtype), crs=crs, transform=transform, nodata=nodata, compress=compress,
-                       photometric="RGB" if data.shape[0] == 3 and data.dtype == np.uint8 else "MINISBLACK")
+        profile = dict(
+            driver="GTiff",
+            width=data.shape[2],
+            height=data.shape[1],
+            count=data.shape[0],
+            dtype=str(data.dtype),
+            crs=crs,
+            transform=transform,
+            nodata=nodata,
+            compress=compress,
+            photometric="RGB" if data.shape[0] == 3 and data.dtype == np.uint8 else "MINISBLACK",
+        )
         if compress is not None:
             profile["predictor"] = 3 if np.issubdtype(data.dtype, np.floating) else 2
         with warnings.catch_warnings():
@@ -120,7 +140,8 @@ def chip_mask_schema(schema: ClassSchema) -> ClassSchema:
     chips uses this schema; ``tile`` saves it as ``schema.yaml`` in the output folder.
     """
     return ClassSchema(
-        name=schema.name, description=f"Chip masks of {schema.name}: class indices, {IGNORE_INDEX} = ignore.",
+        name=schema.name,
+        description=f"Chip masks of {schema.name}: class indices, {IGNORE_INDEX} = ignore.",
         classes=tuple(LandClass(c.name, c.color, i, None) for i, c in enumerate(schema.classes)),
         ignore_codes=(IGNORE_INDEX,),
     )
@@ -148,8 +169,16 @@ def scene_class_totals(scene: SceneSource, size: int, stride: int, classes: int)
 
 
 def cut_scene(
-    scene: SceneSource, *, bands, nodata: float | None, size: int, stride: int, chip_filter: ChipFilter,
-    writer: ChipWriter, report: FilterReport, on_chip: Callable[[], None] | None = None,
+    scene: SceneSource,
+    *,
+    bands,
+    nodata: float | None,
+    size: int,
+    stride: int,
+    chip_filter: ChipFilter,
+    writer: ChipWriter,
+    report: FilterReport,
+    on_chip: Callable[[], None] | None = None,
 ) -> list[ChipRecord]:
     """Every chip of ``scene``, filtered, kept ones written; a file that cannot be opened is quarantined."""
     try:
@@ -160,31 +189,56 @@ def cut_scene(
     records = []
     with image, label:
         if (image.width, image.height) != (label.width, label.height):
-            raise DataError(f"label is {label.width}x{label.height}, image {image.width}x{image.height}: "
-                            "align them first", scene.label)
+            raise DataError(
+                f"label is {label.width}x{label.height}, image {image.width}x{image.height}: align them first",
+                scene.label,
+            )
         chosen = resolve_bands(image, bands)
         no_value = scene_nodata(image, nodata)
         descriptions = [image.descriptions[b - 1] or f"band {b}" for b in chosen]
         crs = image.crs if not image.transform.is_identity else None
         for window in chip_windows(image.width, image.height, size, stride):
-            record = _cut_chip(scene, image, label, window, chosen, no_value, crs, descriptions, chip_filter,
-                               writer, report)
+            record = _cut_chip(
+                scene, image, label, window, chosen, no_value, crs, descriptions, chip_filter, writer, report
+            )
             records.append(record)
             if on_chip is not None:
                 on_chip()
     return records
 
 
-def _cut_chip(scene: SceneSource, image, label, window: Window, bands: list[int], nodata, crs, descriptions,
-              chip_filter: ChipFilter, writer: ChipWriter, report: FilterReport) -> ChipRecord:
+def _cut_chip(
+    scene: SceneSource,
+    image,
+    label,
+    window: Window,
+    bands: list[int],
+    nodata,
+    crs,
+    descriptions,
+    chip_filter: ChipFilter,
+    writer: ChipWriter,
+    report: FilterReport,
+) -> ChipRecord:
     name = chip_name(scene.name, window)
     classes = writer.schema.num_classes
     record = ChipRecord(
-        chip=name, scene=scene.name, source_image=str(scene.source_image), source_label=str(scene.source_label),
-        col_off=int(window.col_off), row_off=int(window.row_off), width=int(window.width), height=int(window.height),
+        chip=name,
+        scene=scene.name,
+        source_image=str(scene.source_image),
+        source_label=str(scene.source_label),
+        col_off=int(window.col_off),
+        row_off=int(window.row_off),
+        width=int(window.width),
+        height=int(window.height),
         crs=crs.to_string() if crs else "",
-        **dict(zip(("left", "bottom", "right", "top"), window_bounds(window, image.transform))),
-        valid_fraction=0.0, ignored=0, status="", reason="", image="", mask="",
+        **dict(zip(("left", "bottom", "right", "top"), window_bounds(window, image.transform), strict=False)),
+        valid_fraction=0.0,
+        ignored=0,
+        status="",
+        reason="",
+        image="",
+        mask="",
         counts=np.zeros(classes, dtype=np.int64),
     )
     try:
