@@ -1,0 +1,1 @@
+"""Class maps without a model: writing them (COGs), measuring them (areas), cleaning them and their polygons."""
