@@ -107,7 +107,8 @@ DEEPNESS_KEYS = {
 
 
 def cli_app() -> typer.Typer:
-    from landseg.cli.predict import export_command, predict_command
+    from landseg.cli.export import export_command
+    from landseg.cli.predict import predict_command
 
     app = typer.Typer()
     app.command("predict")(predict_command)

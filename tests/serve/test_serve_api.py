@@ -25,6 +25,7 @@ pytest.importorskip("fastapi", reason="landseg serve needs fastapi, uvicorn and 
 fastapi_testclient = pytest.importorskip("fastapi.testclient", reason="the API tests need httpx")
 
 from landseg.serve import ServeSettings, create_app, run_prediction  # noqa: E402 - needs fastapi
+from landseg.serve.state import ServeState  # noqa: E402 - needs fastapi
 
 SCHEMA = get_schema("synthetic")
 DOWNLOAD_KINDS = {"classes_tif", "classes_png", "color_png", "polygons_geojson", "areas_csv"}
@@ -376,7 +377,7 @@ def test_delete_removes_finished_and_stops_running_jobs(tmp_path, serve_model, s
 def test_results_expire_after_the_ttl_and_everything_goes_at_shutdown(tmp_path, serve_model, serve_images):
     now = [1000.0]
     with serve(tmp_path, serve_model, job_ttl_minutes=1) as client:
-        jobs = client.app.state.jobs
+        jobs = ServeState.of(client.app).jobs
         jobs.clock = lambda: now[0]
         job = wait_until_finished(client, upload(client, serve_images["png"]).json()["id"])
         root = jobs.root

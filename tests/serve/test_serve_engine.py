@@ -14,6 +14,7 @@ from landseg.predict.engine import PredictOptions, predict_scene
 from landseg.predict.ensemble import load_ensemble
 from landseg.serve import ServeSettings, create_app
 from landseg.serve.engine import PredictionOptions, run_prediction
+from landseg.serve.state import ServeState
 from landseg.serve.uploads import safe_display_name, sniff_format
 
 SCHEMA = get_schema("synthetic")
@@ -80,7 +81,7 @@ def test_run_prediction_matches_the_cli_engine(tmp_path, serve_model, serve_chec
 def test_the_server_runs_the_engine_predict_chooses(tmp_path, serve_checkpoint, serve_images):
     """Without a model handed in, the app loads its model as ``landseg predict`` does (``--engine auto``:
     ONNX Runtime on the CPU), and an upload's map is the map the command writes with default options."""
-    served = create_app(ServeSettings(checkpoint=serve_checkpoint, workdir=tmp_path)).state.model
+    served = ServeState.of(create_app(ServeSettings(checkpoint=serve_checkpoint, workdir=tmp_path))).model
     assert served.engine == "onnxruntime"
     outputs = run_prediction(served, serve_images["geotiff"], tmp_path / "web", PredictionOptions())
     scene = predict_scene(

@@ -10,8 +10,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from typer.testing import CliRunner
 
 from landseg.checkpoint import read_checkpoint
+from landseg.cli.serve import serve_command
 from landseg.errors import ConfigError
-from landseg.serve import command
 from landseg.serve.jobs import JobManager, JobStatus, QueueFull
 from landseg.serve.model_info import describe_model, validation_miou
 from landseg.serve.settings import ServeSettings
@@ -103,7 +103,7 @@ def test_a_bug_fails_one_job_and_the_worker_goes_on(tmp_path, caplog):
     wait_for(lambda: good.finished is not None)
     assert bad.status == JobStatus.FAILED and "internal error" in bad.error and "ZeroDivisionError" in bad.error
     assert good.status == JobStatus.DONE and good.result == {"ok": True}
-    assert "job %s failed" % bad.id in caplog.text
+    assert f"job {bad.id} failed" in caplog.text
     manager.close()
 
 
@@ -158,9 +158,9 @@ def test_serve_command_passes_its_options_on(monkeypatch, tmp_path):
     def fake_run_server(settings, host, port):
         served.update(settings=settings, host=host, port=port)
 
-    monkeypatch.setattr(command, "run_server", fake_run_server)
+    monkeypatch.setattr("landseg.serve.app.run_server", fake_run_server)
     app = typer.Typer()
-    app.command()(command.serve)
+    app.command()(serve_command)
     result = CliRunner().invoke(
         app,
         ["--checkpoint", str(tmp_path / "m.ckpt"), "--port", "8123", "--max-pixels", "1000", "--max-queued-jobs", "0"],

@@ -11,7 +11,7 @@ from landseg.cli import app as cli_app
 pytest.importorskip("fastapi", reason="landseg serve needs fastapi, uvicorn and python-multipart")
 fastapi_testclient = pytest.importorskip("fastapi.testclient", reason="the API tests need httpx")
 
-from landseg.serve import ServeSettings, command, create_app  # noqa: E402 - needs fastapi
+from landseg.serve import ServeSettings, create_app  # noqa: E402 - needs fastapi
 from landseg.serve.auth import COOKIE, is_loopback, session_value  # noqa: E402
 
 TOKEN = "correct-horse-battery-staple-42"
@@ -143,7 +143,9 @@ def test_loopback_without_a_token_works_as_before(tmp_path, serve_model):
 
 def serve_command(monkeypatch, args, env=None):
     served = {}
-    monkeypatch.setattr(command, "run_server", lambda settings, host, port: served.update(settings=settings, host=host))
+    monkeypatch.setattr(
+        "landseg.serve.app.run_server", lambda settings, host, port: served.update(settings=settings, host=host)
+    )
     return CliRunner().invoke(cli_app, ["serve", *args], env=env or {}), served
 
 

@@ -2,7 +2,7 @@
 
 ``create_app(ServeSettings(checkpoint=...))`` builds the FastAPI app; ``run_server`` serves it with
 uvicorn. Predictions go through ``engine.run_prediction`` (the streaming engine of ``landseg predict``).
-Names are imported on first use, so that the CLI can register ``serve.command.serve`` without
+Names are imported on first use, so that the CLI (``cli/serve.py``) can import this package without
 loading FastAPI or torch.
 """
 
@@ -13,7 +13,7 @@ _EXPORTS = {
     "ServeSettings": "landseg.serve.settings",
     "create_app": "landseg.serve.app",
     "run_prediction": "landseg.serve.engine",
-    "run_server": "landseg.serve.command",
+    "run_server": "landseg.serve.app",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from landseg.checkpoint import LoadedModel, read_checkpoint
 from landseg.classes import color_hex
+from landseg.predict.networks import Member
 
 VALIDATION_METRIC = "val_miou"
 # Provenance that is useful to a user; local paths of the training machine are left out.
@@ -24,7 +25,7 @@ def validation_miou(raw: dict) -> float | None:
     return None
 
 
-def describe_model(model: LoadedModel, raw: dict | None = None) -> dict[str, Any]:
+def describe_model(model: LoadedModel | Member, raw: dict | None = None) -> dict[str, Any]:
     """Everything ``GET /api/model`` returns; ``raw`` is the checkpoint as read from disk."""
     card = model.card
     zoo_name = card.model.get("zoo")
