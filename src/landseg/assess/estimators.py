@@ -21,8 +21,9 @@ Everything here works on plain numpy arrays and mappings: no files, no rasters.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -93,10 +94,10 @@ def stratified_estimates(
     strata: Sequence | np.ndarray,
     map_class: Sequence | np.ndarray,
     reference: Sequence | np.ndarray,
-    stratum_sizes: Mapping[Hashable, float],
+    stratum_sizes: Mapping[Any, float],
     *,
     classes: Sequence | None = None,
-    stratum_pixels: Mapping[Hashable, float] | None = None,
+    stratum_pixels: Mapping[Any, float] | None = None,
     point_weights: Sequence[float] | np.ndarray | None = None,
 ) -> AccuracyEstimates:
     """Stehman's (2014) estimators from one stratum label, map class and reference class per point.
@@ -258,7 +259,9 @@ def sample_size_for_users_accuracy(expected_user: float, target_se: float) -> in
     return max(MIN_PER_STRATUM, math.ceil(expected_user * (1 - expected_user) / target_se**2 + 1 - 1e-9))
 
 
-def allocate(total: int, stratum_pixels: Sequence[float], rule: str = "proportional", minimum: int = 50) -> np.ndarray:
+def allocate(
+    total: int, stratum_pixels: Sequence[float] | np.ndarray, rule: str = "proportional", minimum: int = 50
+) -> np.ndarray:
     """Share ``total`` sample points among strata of the given pixel counts.
 
     ``proportional`` to size; ``equal``; ``olofsson``: every stratum whose proportional share falls

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from landseg.cli.assess import assess_command
 from landseg.cli.audit import audit_command
 from landseg.cli.change import change_command
 from landseg.cli.checkpoints import convert_checkpoint_command
@@ -23,6 +24,7 @@ from landseg.cli.export import export_command
 from landseg.cli.models import models_command
 from landseg.cli.predict import predict_command
 from landseg.cli.prepare import prepare_app
+from landseg.cli.sample import sample_command
 from landseg.cli.serve import serve_command
 from landseg.cli.sweep import sweep_command
 from landseg.cli.train import train_command
@@ -53,6 +55,8 @@ app.command(name="serve")(friendly_errors(serve_command))
 app.command(name="convert-checkpoint")(friendly_errors(convert_checkpoint_command))
 app.command(name="sweep")(friendly_errors(sweep_command))
 app.command(name="change")(friendly_errors(change_command))
+app.command(name="sample")(friendly_errors(sample_command))
+app.command(name="assess")(friendly_errors(assess_command))
 
 
 if __name__ == "__main__":  # pragma: no cover
