@@ -23,7 +23,7 @@ import torch
 from landseg.classes import ClassSchema
 from landseg.errors import CheckpointError
 from landseg.io.write import atomic_output
-from landseg.normalization import Normalization
+from landseg.normalization import AnyNormalization, Normalization
 
 CARD_KEY = "card"
 STATE_PREFIX = "model."
@@ -53,7 +53,7 @@ class ModelCard:
     def class_schema(self) -> ClassSchema:
         return ClassSchema.from_dict(self.schema)
 
-    def input_normalization(self) -> Normalization:
+    def input_normalization(self) -> AnyNormalization:
         return Normalization.from_dict(self.normalization)
 
     def to_dict(self) -> dict:
@@ -170,7 +170,7 @@ def _plain_checkpoint(raw, source: Path) -> dict:
     state = raw.get("state_dict")
     if not isinstance(state, Mapping):
         raise CheckpointError("checkpoint holds no state_dict of weights", source)
-    converted = {
+    converted: dict[str, object] = {
         "state_dict": {str(k): _plain_tensor(v) for k, v in state.items() if isinstance(v, torch.Tensor)},
         "hyper_parameters": kept_hyper,
     }

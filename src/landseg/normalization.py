@@ -16,7 +16,7 @@ checkpoint means prediction needs nothing else to reproduce training's inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Union
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -180,8 +180,11 @@ class DynamicWorldNormalization:
             ) from None
 
 
-AnyNormalization = Union[Normalization, DynamicWorldNormalization]
-KINDS: dict[str, type] = {MEAN_STD: Normalization, DYNAMIC_WORLD: DynamicWorldNormalization}
+AnyNormalization = Normalization | DynamicWorldNormalization
+KINDS: dict[str, type[Normalization] | type[DynamicWorldNormalization]] = {
+    MEAN_STD: Normalization,
+    DYNAMIC_WORLD: DynamicWorldNormalization,
+}
 
 
 def normalization_from_dict(data: dict) -> AnyNormalization:

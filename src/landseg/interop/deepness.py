@@ -49,7 +49,7 @@ class DeepnessGraph(torch.nn.Module):
         self.network_side = max(1, round(side * card.input_scale)) if fold else side
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.fold:
+        if self.normalization is not None:
             batch = self.normalization.apply_torch(batch * keys.INPUT_DIVISOR)
             if self.network_side != self.side:
                 batch = F.interpolate(
@@ -70,9 +70,18 @@ class DeepnessGraph(torch.nn.Module):
         return probabilities
 
 
+def deepness_standardization(card: ModelCard) -> Normalization | None:
+    """The card's per-band mean and std when Deepness can apply them itself, on unscaled tiles; None when
+    the card's input handling cannot be said that way and the graph has to fold it in."""
+    normalization = card.input_normalization()
+    if isinstance(normalization, Normalization) and card.input_scale == 1.0:
+        return normalization
+    return None
+
+
 def needs_folding(card: ModelCard) -> bool:
     """The card's input handling cannot be said with Deepness's per-band mean and std on unscaled tiles."""
-    return not isinstance(card.input_normalization(), Normalization) or card.input_scale != 1.0
+    return deepness_standardization(card) is None
 
 
 def graph_side(card: ModelCard, tile: int | None = None) -> int:
@@ -93,10 +102,12 @@ def export_side(card: ModelCard, tile: int | None = None) -> int:
 def deepness_metadata(card: ModelCard, side: int, fold: bool) -> dict[str, str]:
     """The Deepness keys, JSON-encoded as the plugin reads them, for a graph of ``side``-pixel tiles."""
     bands = len(card.bands)
+    normalization = deepness_standardization(card)
     if fold:
         mean, std = [0.0] * bands, [1.0] * bands
+    elif normalization is None:
+        raise ConfigError("this model's input handling has to be folded into the graph; Deepness cannot apply it")
     else:
-        normalization = card.input_normalization()
         mean = [m / keys.INPUT_DIVISOR for m in normalization.mean]
         std = [s / keys.INPUT_DIVISOR for s in normalization.std]
     values = {

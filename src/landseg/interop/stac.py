@@ -18,7 +18,7 @@ import torch
 
 from landseg.checkpoint import LoadedModel, ModelCard
 from landseg.errors import ConfigError
-from landseg.interop.deepness import export_side, needs_folding
+from landseg.interop.deepness import deepness_standardization, export_side
 from landseg.io.safety import JSON_SIDECAR_LIMIT, inside_folder, read_json_limited
 from landseg.io.write import atomic_output
 from landseg.predict import deepness as keys
@@ -190,9 +190,9 @@ def _asset_path(href: str, item_path: Path) -> Path:
 
 def _value_scaling(card: ModelCard) -> list[dict]:
     """What the graph expects of raw values: Deepness's ``x / 255`` then its standardization, in raw units."""
-    if needs_folding(card):  # the graph normalizes and resizes inside; it takes raw values / 255
+    normalization = deepness_standardization(card)
+    if normalization is None:  # the graph normalizes and resizes inside; it takes raw values / 255
         return [{"type": "scale", "value": keys.INPUT_DIVISOR}]
-    normalization = card.input_normalization()
     return [
         {"type": "z-score", "mean": float(m), "stddev": float(s)}
         for m, s in zip(normalization.mean, normalization.std, strict=False)
