@@ -41,7 +41,7 @@ def parse_color(value: str | Iterable[int]) -> RGB:
     rgb = tuple(int(v) for v in value)
     if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
         raise ConfigError(f"colour {value!r} is not three values in 0..255")
-    return rgb  # type: ignore[return-value]
+    return rgb
 
 
 def color_hex(rgb: RGB) -> str:
@@ -183,7 +183,7 @@ class ClassSchema:
 
     def plot_colors(self) -> list[tuple[float, float, float]]:
         """The class colours as matplotlib takes them (RGB in 0-1), in class order."""
-        return [tuple(v / 255 for v in c.color) for c in self.classes]
+        return [(r / 255, g / 255, b / 255) for r, g, b in (c.color for c in self.classes)]
 
     def colormap(self) -> dict[int, tuple[int, int, int, int]]:
         """GDAL colour table for an index raster (class index to RGBA; ignore transparent)."""

@@ -30,12 +30,12 @@ ArrayLike = torch.Tensor | np.ndarray
 NormalizeAxis = Literal["true", "pred", "all"]
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def _ratio(numerator: np.ndarray | int, denominator: np.ndarray | int) -> np.ndarray:
     """Elementwise ``numerator / denominator`` as float64, NaN where the denominator is zero."""
-    numerator = np.asarray(numerator, dtype=np.float64)
-    denominator = np.asarray(denominator, dtype=np.float64)
-    out = np.full(np.broadcast_shapes(numerator.shape, denominator.shape), np.nan)
-    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    top = np.asarray(numerator, dtype=np.float64)
+    bottom = np.asarray(denominator, dtype=np.float64)
+    out = np.full(np.broadcast_shapes(top.shape, bottom.shape), np.nan)
+    np.divide(top, bottom, out=out, where=bottom != 0)
     return out
 
 

@@ -152,8 +152,9 @@ def _valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray | None:
     return ~invalid if invalid.any() else None
 
 
-def read_mask_raw(path: str | Path) -> np.ndarray:
-    """A mask as stored: ``(H, W)`` codes or ``(H, W, 3)`` colours (palette files expanded to colours)."""
+def read_mask_raw(path: str | Path) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """A mask as stored: ``(H, W)`` codes or ``(H, W, 3)`` colours; a paletted PNG gives both, as
+    ``(colours, codes)``, since only the schema can say which of the two its classes are written in."""
     path = Path(path)
     _check_png_complete(path)
     with open_raster(path) as src:
@@ -198,9 +199,10 @@ def read_error_message(exc: BaseException) -> str:
     """GDAL's own explanation of a failed read: rasterio often says only "See previous exception" and
     keeps GDAL's message as the cause, so the chain is walked (three messages at most)."""
     messages: list[str] = []
-    while exc is not None and len(messages) < 3:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    current: BaseException | None = exc
+    while current is not None and len(messages) < 3:
+        text = str(current).strip().splitlines()[0] if str(current).strip() else type(current).__name__
         if "See previous exception" not in text and text[:200] not in messages:
             messages.append(text[:200])
-        exc = exc.__cause__ or exc.__context__
+        current = current.__cause__ or current.__context__
     return "; ".join(messages) or "read failed"
