@@ -51,7 +51,7 @@ class Augmentation:
             brightness=config.brightness,
             color=config.color,
             gamma=config.gamma,
-            scale=tuple(config.scale) if config.scale else None,
+            scale=config.scale,
             max_value=max_value,
         )
 
@@ -79,6 +79,9 @@ class Augmentation:
         return image, mask
 
     def jitter(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        max_value = self.max_value
+        if not max_value:
+            raise ConfigError("photometric jitter needs the data's maximum value (max_value)")
         bands = image.shape[0]
         gains = np.ones(bands)
         if self.color:
@@ -86,14 +89,14 @@ class Augmentation:
         if self.brightness:
             gains *= rng.uniform(1 - self.brightness, 1 + self.brightness)
         gamma = rng.uniform(1 - self.gamma, 1 + self.gamma) if self.gamma else 1.0
-        unit = torch.from_numpy(np.asarray(image, dtype=np.float32)) / self.max_value
+        unit = torch.from_numpy(np.asarray(image, dtype=np.float32)) / max_value
         # torchvision's brightness kernel takes one or three bands; band by band it takes any number.
         unit = torch.stack(
             [TF.adjust_brightness(band[None], float(gain))[0] for band, gain in zip(unit, gains, strict=False)]
         )
         if gamma != 1.0:
             unit = TF.adjust_gamma(unit, gamma)
-        return (unit * self.max_value).numpy()
+        return (unit * max_value).numpy()
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -65,7 +65,9 @@ def find_pairs(root: Path, images: str, masks: str | None) -> list[Sample]:
             try:
                 mask = root / masks.format(**fields)
             except KeyError as exc:
-                raise ConfigError(f"mask template {masks!r} uses {exc} which the image template does not capture")
+                raise ConfigError(
+                    f"mask template {masks!r} uses {exc} which the image template does not capture"
+                ) from None
             if not mask.is_file():
                 missing.append(path)
                 continue
@@ -109,9 +111,9 @@ def split_samples(samples: list[Sample], split: SplitConfig, root: Path) -> dict
                 lines = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
             except OSError as exc:
                 raise ConfigError(f"cannot read split file ({exc.strerror})", list_path) from None
-            unknown = [ln for ln in lines if ln not in by_path]
-            if unknown:
-                raise ConfigError(f"lists images not in the catalog: {unknown[:5]}", list_path)
+            not_in_catalog = [ln for ln in lines if ln not in by_path]
+            if not_in_catalog:
+                raise ConfigError(f"lists images not in the catalog: {not_in_catalog[:5]}", list_path)
             result[name] = [by_path[ln] for ln in lines]
         return result
     ratios = split.ratios or {"train": 1.0}

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
-from landseg.classes import IGNORE_INDEX, ClassSchema
+from landseg.classes import IGNORE_INDEX, ClassSchema, UnknownPolicy
 from landseg.data.catalog import Sample, load_pair
 from landseg.data.exclude import Exclusions
 
@@ -53,7 +53,7 @@ def load_labelled_images(
     schema: ClassSchema,
     bands: list[int] | None,
     tolerance: int = 2,
-    unknown: str = "error",
+    unknown: UnknownPolicy = "error",
     nodata: float | None = None,
     scale: float = 1.0,
     progress: bool = True,

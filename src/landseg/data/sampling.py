@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -262,7 +263,7 @@ def cut_window(item: LabelledImage, top: int, left: int, size: int) -> tuple[np.
     mask = item.mask[top : top + size, left : left + size]
     pad_h, pad_w = size - mask.shape[0], size - mask.shape[1]
     if pad_h or pad_w:
-        mode = "reflect" if min(mask.shape) > max(pad_h, pad_w) else "edge"
+        mode: Literal["reflect", "edge"] = "reflect" if min(mask.shape) > max(pad_h, pad_w) else "edge"
         image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
         mask = np.pad(mask, ((0, pad_h), (0, pad_w)), constant_values=IGNORE_INDEX)
     return image, mask

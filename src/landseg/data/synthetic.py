@@ -29,7 +29,7 @@ from landseg.errors import ConfigError
 from landseg.io.write import GEOTIFF_BLOCK, atomic_output, write_index_geotiff
 
 SCHEMA = get_schema("synthetic")
-_CODES = {c.name: c.code for c in SCHEMA.classes}
+_CODES = {c.name: c.code for c in SCHEMA.classes if c.code is not None}
 FIELD, FOREST, WATER, ROAD, BUILDING = (_CODES[n] for n in ("Field", "Forest", "Water", "Road", "Building"))
 NODATA_LABEL = IGNORE_INDEX
 NODATA_VALUE = 0
@@ -84,7 +84,8 @@ class SyntheticScene:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.labels.shape  # type: ignore[return-value]
+        height, width = self.labels.shape
+        return height, width
 
     def class_shares(self) -> np.ndarray:
         """Share of each class among labelled pixels, indexed by class code."""
@@ -187,7 +188,8 @@ def _top_share(score: np.ndarray, allowed: np.ndarray, count: int) -> np.ndarray
 
 
 def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    return np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)  # type: ignore[return-value]
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    return rows, cols
 
 
 def _parcels(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -235,8 +237,8 @@ def _towards_centre(shape: tuple[int, int], start: np.ndarray, end: np.ndarray) 
     return 1.0 if to_centre[1] * direction[0] - to_centre[0] * direction[1] >= 0 else -1.0
 
 
-def _draw_lines(shape: tuple[int, int], lines: list[tuple[np.ndarray, float, int]]) -> tuple:
-    """Rasterise ``(points, relative width, attribute)`` centre lines on a padded canvas, so lines just outside
+def _draw_lines(shape: tuple[int, int], lines: list[tuple[np.ndarray, np.ndarray, int]]) -> tuple:
+    """Rasterise ``(points, relative width at each point, attribute)`` centre lines on a padded canvas, so lines just outside
     the image still cover its edge; per image pixel: distance to, width, attribute and normal of the nearest."""
     pad = int(0.06 * max(shape)) + 4
     canvas = (shape[0] + 2 * pad, shape[1] + 2 * pad)

@@ -122,14 +122,15 @@ class LabelDecoder:
     def __init__(self, schema: ClassSchema, dtype: str, nodata: float | None, unknown: UnknownPolicy, source: str):
         self.schema, self.nodata, self.unknown, self.source = schema, nodata, unknown, source
         self.dtype = np.dtype(dtype)
-        self.lut = self.unknown_lut = None
+        self.lut: np.ndarray | None = None
+        self.unknown_lut: np.ndarray | None = None
         self.offset = 0
         if self.dtype.kind in "ui" and self.dtype.itemsize <= 2:
             info = np.iinfo(self.dtype)
             values = np.arange(info.min, info.max + 1, dtype=np.int64)
             self.offset = -int(info.min)
             self.lut = schema.decode_codes(values, unknown="ignore")
-            known = {c.code for c in schema.classes} | set(schema.ignore_codes)
+            known = {c.code for c in schema.classes if c.code is not None} | set(schema.ignore_codes)
             if nodata is not None and not math.isnan(nodata) and float(nodata).is_integer():
                 known.add(int(nodata))
                 if info.min <= nodata <= info.max:
@@ -137,7 +138,7 @@ class LabelDecoder:
             self.unknown_lut = ~np.isin(values, np.array(sorted(known), dtype=np.int64))
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        if self.lut is not None:
+        if self.lut is not None and self.unknown_lut is not None:
             index = raw.astype(np.int64) + self.offset if self.offset else raw
             if self.unknown == "error" and self.unknown_lut[index].any():
                 self.schema.decode_codes(raw[self.unknown_lut[index]], unknown="error", source=self.source)
@@ -145,7 +146,9 @@ class LabelDecoder:
         missing = np.zeros(raw.shape, dtype=bool)
         if self.nodata is not None:
             missing = np.isnan(raw) if math.isnan(self.nodata) else raw == self.nodata
-        stand_in = next(c.code for c in self.schema.classes)
+        # Any class code will do: missing pixels are set to ignore after decoding. Without codes,
+        # decode_codes refuses the schema, saying why.
+        stand_in = next((c.code for c in self.schema.classes if c.code is not None), 0)
         decoded = self.schema.decode_codes(np.where(missing, stand_in, raw), unknown=self.unknown, source=self.source)
         decoded[missing] = IGNORE_INDEX
         return decoded

@@ -31,7 +31,7 @@ class SceneConfig(Section):
 class InputConfig(Section):
     """Scenes as an explicit list, or as image/label path templates under ``root`` (catalog style)."""
 
-    scenes: list[SceneConfig] = []
+    scenes: list[SceneConfig] = Field(default_factory=list)
     root: Path | None = None
     images: str | None = None
     """Template of image paths under root, e.g. ``images/{date}_patchN_{id}.tif``."""
@@ -161,7 +161,7 @@ class OversampleConfig(Section):
 class ChipSplitConfig(Section):
     method: Literal["ratio", "blocks"] = "ratio"
     """``ratio``: chips shuffled one by one; ``blocks``: whole spatial blocks go to one split."""
-    ratios: dict[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
+    ratios: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     block_chips: int | None = Field(None, ge=1)
     """Blocks of N x N chip positions of a scene."""
     block_metres: float | None = Field(None, gt=0)

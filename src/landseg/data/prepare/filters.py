@@ -41,6 +41,10 @@ class ChipFilter:
     frequent_classes: tuple[int, ...] = ()
     """The ``top_k`` most frequent classes, set by ``with_class_totals`` once all chips are counted."""
 
+    def __post_init__(self) -> None:
+        if (self.top_k is None) != (self.top_k_fraction is None):
+            raise ValueError("top_k and top_k_fraction are given together or not at all")
+
     @classmethod
     def from_config(cls, config: FilterConfig, schema: ClassSchema) -> ChipFilter:
         dominant = config.max_class_fraction
@@ -83,7 +87,7 @@ class ChipFilter:
         shares = counts / labelled
         if self.dominant_fraction is not None and (shares[list(self.dominant_classes)] > self.dominant_fraction).any():
             return "dominant_class"
-        if self.top_k is not None:
+        if self.top_k is not None and self.top_k_fraction is not None:
             if not self.frequent_classes:
                 raise RuntimeError("with_class_totals must set the frequent classes before filtering")
             if (shares[list(self.frequent_classes)] > self.top_k_fraction).any():

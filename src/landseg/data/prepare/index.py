@@ -9,8 +9,10 @@ Class columns are named ``px:<class name>`` in schema order.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,10 +85,8 @@ def write_index(records: list[ChipRecord], path: Path, class_names: list[str]) -
     with atomic_output(path) as temporary:
         if path.suffix == ".parquet":
             pa, pq = _pyarrow()
-            columns = list(zip(*rows, strict=False)) if rows else [[] for _ in header]
-            pq.write_table(
-                pa.table({name: list(values) for name, values in zip(header, columns, strict=False)}), temporary
-            )
+            columns = {name: [row[i] for row in rows] for i, name in enumerate(header)}
+            pq.write_table(pa.table(columns), temporary)
         else:
             with open(temporary, "w", newline="") as handle:
                 writer = csv.writer(handle)
@@ -98,6 +98,7 @@ def write_index(records: list[ChipRecord], path: Path, class_names: list[str]) -
 def read_index(path: Path) -> tuple[list[ChipRecord], list[str]]:
     """Records and class names of a chip index written by ``write_index``."""
     path = Path(path)
+    rows: list[Sequence[Any]]  # strings from CSV, typed values from parquet
     try:
         if path.suffix == ".parquet":
             _, pq = _pyarrow()

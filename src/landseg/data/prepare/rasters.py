@@ -30,11 +30,15 @@ def resolve_bands(src: rasterio.DatasetReader, bands: Sequence[int | str] | None
     if bands is None:
         return list(range(1, src.count + 1))
     descriptions = {(d or "").strip().lower(): i + 1 for i, d in enumerate(src.descriptions) if d}
-    resolved, missing = [], []
+    resolved: list[int] = []
+    missing: list[int | str] = []
     for band in bands:
-        if isinstance(band, int) or (isinstance(band, str) and band.isdigit()):
+        if isinstance(band, int) or band.isdigit():
             index = int(band)
-            (resolved if 1 <= index <= src.count else missing).append(index)
+            if 1 <= index <= src.count:
+                resolved.append(index)
+            else:
+                missing.append(index)
         elif band.strip().lower() in descriptions:
             resolved.append(descriptions[band.strip().lower()])
         else:

@@ -101,9 +101,11 @@ class TileResult:
 
 def raw_scenes(config: PrepareConfig) -> list[RawScene]:
     scenes = [RawScene(s.name or s.image.stem, s.image, s.label) for s in config.input.scenes]
-    if config.input.root is not None:
-        for sample in find_pairs(config.input.root, config.input.images, config.input.labels):
-            scenes.append(RawScene(sample.image.stem, sample.image, sample.mask))  # type: ignore[arg-type]
+    templates = config.input
+    if templates.root is not None and templates.images is not None and templates.labels is not None:
+        pairs = find_pairs(templates.root, templates.images, templates.labels)
+        # With a labels template, every pair found has its label.
+        scenes += [RawScene(p.image.stem, p.image, p.mask) for p in pairs if p.mask is not None]
     names = [s.name for s in scenes]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -124,9 +126,6 @@ def align_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> 
         decoder = LabelDecoder(schema, label_dtype, nodata, config.input.unknown_labels, str(scene.label))
         return SceneSource(scene.name, scene.image, scene.label, decoder, scene.image, scene.label)
     folder = config.out / "aligned"
-    common = dict(
-        grid=options.grid, block=options.block, max_source_pixels=options.max_source_pixels, threads=options.threads
-    )
     if options.resample == "label":
         aligned = align_labels(
             scene.image,
@@ -136,7 +135,10 @@ def align_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> 
             method=options.method,
             label_nodata=config.input.label_nodata,
             unknown=config.input.unknown_labels,
-            **common,
+            grid=options.grid,
+            block=options.block,
+            max_source_pixels=options.max_source_pixels,
+            threads=options.threads,
         )
         return SceneSource(scene.name, scene.image, aligned.path, index_decoder(schema), scene.image, scene.label)
     resampled = resample_image(
@@ -145,7 +147,10 @@ def align_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> 
         folder / f"{scene.name}_image.tif",
         method=options.image_method,
         nodata=config.input.nodata,
-        **common,
+        grid=options.grid,
+        block=options.block,
+        max_source_pixels=options.max_source_pixels,
+        threads=options.threads,
     )
     decoder = LabelDecoder(schema, label_dtype, nodata, config.input.unknown_labels, str(scene.label))
     return SceneSource(scene.name, resampled.path, scene.label, decoder, scene.image, scene.label)
@@ -160,7 +165,9 @@ def chip_scaling(config: PrepareConfig, scenes: list[SceneSource], executor: Exe
     with open_raster(paths[0]) as src:
         bands = len(resolve_bands(src, config.input.bands))
     if scale.method == "fixed":
-        return Scaling.fixed(scale.min, scale.max, bands)  # type: ignore[arg-type]
+        if scale.min is None or scale.max is None:
+            raise ConfigError("tiling.scale.method fixed needs min and max")
+        return Scaling.fixed(scale.min, scale.max, bands)
     if scale.method == "percentile":
         low, high = band_percentiles(
             paths, config.input.bands, config.input.nodata, scale.low, scale.high, executor=executor

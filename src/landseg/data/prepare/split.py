@@ -83,6 +83,8 @@ def block_keys(chips: list[ChipRecord], config: ChipSplitConfig) -> dict[str, tu
         members = [c for c in chips if c.scene == scene]
         positions[scene] = (sorted({c.row_off for c in members}), sorted({c.col_off for c in members}))
     n = config.block_chips
+    if n is None:
+        raise ConfigError("split.method blocks needs block_chips or block_metres")
     return {
         c.chip: (c.scene, positions[c.scene][0].index(c.row_off) // n, positions[c.scene][1].index(c.col_off) // n)
         for c in chips
@@ -118,7 +120,7 @@ def overlap_guard(chips: list[ChipRecord], assignment: dict[str, str], order: li
     tolerance = 1e-6 * min(w for w in widths if w > 0) if any(w > 0 for w in widths) else 0.0
     grid: dict[tuple, list[str]] = defaultdict(list)
     dropped: dict[str, list[str]] = {name: [] for name in order}
-    for rank, split in enumerate(order):
+    for split in order:
         members = sorted(c.chip for c in chips if assignment.get(c.chip) == split)
         for chip in members:
             space, (left, bottom, right, top) = located[chip]

@@ -84,21 +84,21 @@ class BandMoments:
 
     @property
     def mean(self) -> list[float]:
-        if self.count == 0:
-            return [math.nan] * self.bands
         if self._sum:
             return [s / self.count for s in self._sum]
-        return [float(m) for m in self._mean]  # type: ignore[union-attr]
+        if self._mean is None:  # no pixels yet
+            return [math.nan] * self.bands
+        return [float(m) for m in self._mean]
 
     @property
     def std(self) -> list[float]:
         """Population standard deviation (``ddof=0``, as ``numpy.std``)."""
-        if self.count == 0:
-            return [math.nan] * self.bands
         if self._sum:
             n = self.count
             return [math.sqrt((n * q - s * s) / (n * n)) for s, q in zip(self._sum, self._sum_sq, strict=False)]
-        return [float(math.sqrt(max(m2 / self.count, 0.0))) for m2 in self._m2]  # type: ignore[union-attr]
+        if self._m2 is None:  # no pixels yet
+            return [math.nan] * self.bands
+        return [float(math.sqrt(max(m2 / self.count, 0.0))) for m2 in self._m2]
 
 
 def _fold(op, current, new):
@@ -109,9 +109,9 @@ def merge_moments(first: BandMoments, second: BandMoments) -> BandMoments:
     """The moments of both pixel sets together, as if one ``BandMoments`` had seen them all."""
     if first.bands != second.bands:
         raise ValueError(f"cannot merge moments of {first.bands} and {second.bands} bands")
-    if second.count == 0:
+    if second.count == 0 or second.minimum is None or second.maximum is None:
         return first
-    if first.count == 0:
+    if first.count == 0 or first.minimum is None or first.maximum is None:
         return second
     merged = BandMoments(first.bands)
     merged.count = first.count + second.count
@@ -131,9 +131,9 @@ def merge_moments(first: BandMoments, second: BandMoments) -> BandMoments:
 
 
 def _float_moments(moments: BandMoments) -> tuple[np.ndarray, np.ndarray]:
-    if moments._sum:
-        return np.array(moments.mean), np.array(moments.std) ** 2 * moments.count
-    return moments._mean, moments._m2  # type: ignore[return-value]
+    if moments._mean is not None and moments._m2 is not None:
+        return moments._mean, moments._m2
+    return np.array(moments.mean), np.array(moments.std) ** 2 * moments.count
 
 
 @dataclass(frozen=True)
@@ -179,9 +179,9 @@ class RasterMoments:
     dtype: str
 
     def statistics(self) -> BandStatistics:
-        if self.moments.count == 0:
-            raise DataError("no valid pixels to compute band statistics from")
         moments = self.moments
+        if moments.count == 0 or moments.minimum is None or moments.maximum is None:
+            raise DataError("no valid pixels to compute band statistics from")
         return BandStatistics(
             bands=self.bands,
             names=self.names,
@@ -189,7 +189,7 @@ class RasterMoments:
             mean=moments.mean,
             std=moments.std,
             minimum=[float(v) for v in moments.minimum],
-            maximum=[float(v) for v in moments.maximum],  # type: ignore[union-attr]
+            maximum=[float(v) for v in moments.maximum],
             exact=moments.exact,
             dtype=self.dtype,
         )
@@ -374,7 +374,7 @@ def write_stats_json(path: Path, payload: dict) -> Path:
 
 
 def frequencies_payload(stages: dict[str, np.ndarray], schema: ClassSchema) -> dict:
-    out = {"names": schema.names}
+    out: dict[str, object] = {"names": schema.names}
     for stage, counts in stages.items():
         total = int(counts.sum())
         shares = [float(v) / total if total else 0.0 for v in counts]

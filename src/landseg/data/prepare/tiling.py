@@ -257,15 +257,17 @@ def _cut_chip(
     record.counts = np.bincount(mask[labelled], minlength=classes)[:classes].astype(np.int64)
     record.valid_fraction = float(labelled.mean())
     record.ignored = int(mask.size - labelled.sum())
-    blank = data is not None and is_blank(data, valid)
+    blank = data is not None and valid is not None and is_blank(data, valid)
     rule = chip_filter.rejection(record.counts, record.valid_fraction, blank)
-    if rule is None:
-        record.status = "kept"
-        record.image, record.mask = writer.write(
-            name, writer.convert(data, valid), mask, crs, image.window_transform(window), descriptions, nodata
-        )
-        report.keep()
-    else:
+    if rule is not None:
         record.status, record.reason = "dropped", rule
         report.drop(name, rule)
+        return record
+    # The image goes unread only for chips without labels, and the filter drops those.
+    assert data is not None and valid is not None
+    record.status = "kept"
+    record.image, record.mask = writer.write(
+        name, writer.convert(data, valid), mask, crs, image.window_transform(window), descriptions, nodata
+    )
+    report.keep()
     return record
