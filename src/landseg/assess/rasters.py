@@ -30,8 +30,10 @@ from landseg.maps.areas import area_method, pixel_areas
 
 SCHEMA_TAG = "landseg_schema"
 CHANGE_LEGEND_TAG = "landseg_change_legend"
-STRIP_PIXELS = 1 << 22
-"""Pixels read at once (a 16384-wide map: 256 rows); bounds memory."""
+STRIP_PIXELS = 1 << 20
+"""Pixels read at once (a 16384-wide map: 64 rows); bounds memory."""
+GDAL_CACHE_MB = 64
+"""GDAL's block cache while streaming: its default (5 % of RAM) would keep a whole map's blocks."""
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from rasterio.windows import Window
 
 from landseg import __version__
 from landseg.assess.design import ALL_PIXELS, SampleDesign, read_design
 from landseg.assess.estimators import AccuracyEstimates, stratified_estimates
 from landseg.assess.points import LabelledPoints, blank, read_labelled_points
-from landseg.assess.rasters import ClassRaster, ValueCounts, check_strata_grid, count_values, open_class_raster
+from landseg.assess.rasters import (
+    GDAL_CACHE_MB,
+    ClassRaster,
+    ValueCounts,
+    check_strata_grid,
+    count_values,
+    open_class_raster,
+)
 from landseg.assess.sample import _merged, design_path_for, read_at
 from landseg.errors import DataError
 from landseg.maps.areas import SQUARE_METRES_PER_HECTARE
@@ -58,7 +66,13 @@ class _Located:
     on_nodata: int
 
 
-def assess_map(
+def assess_map(*args, **kwargs) -> AssessResult:
+    """Assess a map with labelled points (arguments as ``_assess_map``), GDAL's block cache bounded."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _assess_map(*args, **kwargs)
+
+
+def _assess_map(
     map_path: str | Path,
     points_path: str | Path,
     reference_field: str,

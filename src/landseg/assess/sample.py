@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from rasterio.windows import Window
 
 from landseg.assess.design import ALL_PIXELS, METHODS, SampleDesign, Stratum
@@ -32,6 +33,7 @@ from landseg.assess.estimators import (
 )
 from landseg.assess.points import SamplePoints, write_points_csv, write_points_gpkg
 from landseg.assess.rasters import (
+    GDAL_CACHE_MB,
     ClassRaster,
     ValueCounts,
     _maybe_open,
@@ -86,7 +88,15 @@ class SampleResult:
     seconds: float
 
 
-def draw_sample(
+def draw_sample(*args, **kwargs) -> SampleResult:
+    """Draw a sample of ``map_path``; write ``out`` (GeoPackage), its CSV and design JSON beside it.
+
+    Arguments as ``_draw_sample``; GDAL's block cache is bounded so memory stays flat in map size."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _draw_sample(*args, **kwargs)
+
+
+def _draw_sample(
     map_path: str | Path,
     out: str | Path,
     options: SampleOptions = SampleOptions(),
