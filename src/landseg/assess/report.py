@@ -44,7 +44,7 @@ def write_outputs(
             ),
         ]
         for _, figure in figures:
-            paths[figure.stem] = figure
+            paths[figure.name] = figure
     sections = {"Overview": _overview(summary), "Classes": _class_table(summary), "Error matrix": _matrix_text(summary)}
     paths["report"] = write_report(out_dir, "Map accuracy and class areas", images=figures, sections=sections)
     return paths
