@@ -127,7 +127,8 @@ def weights_path(variant: str) -> Path:
 
 def timm_block_names(network: nn.Module) -> list[str]:
     """timm block names (``blocks.3.1``) in the order efficientnet_pytorch numbers its blocks."""
-    return [f"blocks.{s}.{b}" for s, stage in enumerate(network.blocks) for b in range(len(stage))]
+    stages = network.get_submodule("blocks").children()
+    return [f"blocks.{s}.{b}" for s, stage in enumerate(stages) for b in range(len(list(stage.children())))]
 
 
 def to_timm_keys(

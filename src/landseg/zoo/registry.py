@@ -18,6 +18,8 @@ from landseg.errors import ConfigError
 from landseg.normalization import DynamicWorldNormalization
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from landseg.checkpoint import LoadedModel, ModelCard
     from landseg.models import ModelSpec
 
@@ -59,9 +61,9 @@ class ZooModel:
     brightest_band_range: tuple[float, float] | None = None
     """Where the 99th percentile of the input's brightest band must lie: a coarse test that the pixels
     are this sensor's units (8-bit pictures and 0-1 reflectances fall below, other scalings above)."""
-    build: Callable[[Path], object] | None = field(default=None, repr=False, compare=False)
+    build: Callable[[Path], nn.Module] | None = field(default=None, repr=False, compare=False)
     """Weights path to network in eval mode."""
-    start: Callable[[object, Path], list[str]] | None = field(default=None, repr=False, compare=False)
+    start: Callable[[nn.Module, Path], list[str]] | None = field(default=None, repr=False, compare=False)
     """``(network, weights path)``: the weights put into a network built by ``build_model`` from
     ``model_spec(num_classes)``, to fine-tune; returns the layers left freshly initialised."""
 
@@ -112,7 +114,7 @@ class ZooModel:
 
         return ModelSpec(arch=self.arch, num_classes=num_classes, in_channels=len(self.bands))
 
-    def start_training(self, network) -> list[str]:
+    def start_training(self, network: nn.Module) -> list[str]:
         """This model's weights put into ``network`` (built from ``model_spec``); the layers it replaced, i.e.
         left as built because their shape differs (the classification layer, for other classes)."""
         if self.start is None:
@@ -146,13 +148,13 @@ class ZooModel:
         )
 
 
-def _build_dynamic_world(path: Path):
+def _build_dynamic_world(path: Path) -> nn.Module:
     from landseg.zoo.dynamic_world import load_dynamic_world
 
     return load_dynamic_world(path)
 
 
-def _start_from_dynamic_world(network, path: Path) -> list[str]:
+def _start_from_dynamic_world(network: nn.Module, path: Path) -> list[str]:
     from landseg.zoo.dynamic_world import start_from_dynamic_world
 
     return start_from_dynamic_world(network, path)
@@ -243,5 +245,7 @@ def load_zoo_model(name: str, device: str = "cpu") -> LoadedModel:
     from landseg.checkpoint import LoadedModel
 
     entry = get_zoo_model(name)
+    if entry.build is None:
+        raise ConfigError(f"zoo model {entry.name} has no network to load")
     network = entry.build(entry.weights_path).to(device)
     return LoadedModel(card=entry.card(), network=network, path=entry.weights_path)
