@@ -1,4 +1,4 @@
-"""``landseg train``: a config in, ``train.run.train`` called, the run's checkpoints and curves out."""
+"""``landseg train``: a config in, ``landseg.api.train`` (the run and its curves) called, a summary printed."""
 
 from __future__ import annotations
 
@@ -18,14 +18,9 @@ def train_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.ckpt.")] = False,
 ):
     """Train a model; writes OUT/checkpoints/{best,last}.ckpt, history.csv and TensorBoard logs."""
-    from landseg.config import load_config
-    from landseg.report import plot_training_curves
-    from landseg.train.run import train as run_training
+    from landseg.api import train
 
-    experiment = load_config(config, set_ or [])
-    result = run_training(experiment, out, resume=resume, max_minutes=max_minutes)
-    if result.history.exists():
-        plot_training_curves(result.history, out / "training_curves.png")
+    result = train(config, out, overrides=set_ or [], resume=resume, max_minutes=max_minutes)
     console.print(
         f"[green]trained[/] {result.epochs} epochs in {result.minutes:.1f} min; {result.validation_text()}\n"
         f"  best: {result.best_checkpoint}\n  last: {result.last_checkpoint}"
