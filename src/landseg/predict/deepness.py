@@ -281,9 +281,11 @@ def _tile_size(input_shape, reader: _Reader, path: Path) -> int:
     given = reader.integer(key, minimum=1)
     if side is not None and given is not None and given != side:
         reader.fail(key, f"is {given}, but the model takes {side} px tiles")
-    if side is None and given is None:
+    if side is not None:
+        return side
+    if given is None:
         raise CheckpointError(f"model input does not fix its tile size and metadata {TILES_SIZE!r} is missing", path)
-    return side or given
+    return given
 
 
 def _input_shape(network) -> list:

@@ -9,6 +9,7 @@ The networks themselves, and which engine runs them, are ``networks.py``'s.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,7 @@ class Ensemble:
     def predict(self, raw_tiles: np.ndarray, plan: BandPlan) -> np.ndarray:
         """``(B, len(plan.read), t, t)`` raw pixels to ``(B, K, t, t)`` float32 mean probabilities."""
         side = raw_tiles.shape[-1]
-        total = None
+        total: torch.Tensor | None = None
         with torch.inference_mode():
             for member, positions in zip(self.members, plan.positions, strict=False):
                 raw = raw_tiles[:, positions]
@@ -105,6 +106,8 @@ class Ensemble:
                     raw = raw.astype(np.float32) * np.float32(plan.value_scale)
                 probabilities = self._member_probabilities(member, raw, side)
                 total = probabilities if total is None else total.add_(probabilities)
+            if total is None:
+                raise ConfigError("an ensemble needs at least one model")
             if len(self.members) > 1:
                 total.div_(len(self.members))
         return total.cpu().numpy()
@@ -183,7 +186,7 @@ def load_ensemble(
                 side,
                 threads=threads,
                 fall_back=engine == "auto",
-                load=lambda r=reference: load_model(r),
+                load=functools.partial(load_model, reference),
             )
             if member is not None:
                 members.append(member)

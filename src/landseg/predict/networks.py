@@ -23,6 +23,8 @@ import torch
 from landseg.checkpoint import ModelCard
 from landseg.errors import ConfigError
 
+CPU = torch.device("cpu")
+
 
 class Network(Protocol):
     """What the inference core calls: logits of a normalized batch, on the member's device."""
@@ -101,7 +103,7 @@ class Member:
     network: Network
     """Maps a normalized ``(B, C, h, w)`` float32 batch on ``device`` to ``(B, K, h', w')`` logits."""
     path: Path
-    device: torch.device = torch.device("cpu")
+    device: torch.device = CPU
     engine: str = "torch"
 
     @property

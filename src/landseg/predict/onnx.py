@@ -48,7 +48,7 @@ def export_onnx(checkpoint: str | Path | LoadedModel, destination: str | Path, t
     side = tile or loaded.card.tile_size
     if side < 1:
         raise ConfigError(f"tile size must be positive, got {side}")
-    network = copy.deepcopy(loaded.network).float().eval().to("cpu", memory_format=torch.contiguous_format)
+    network = copy.deepcopy(loaded.network).float().eval().to("cpu").to(memory_format=torch.contiguous_format)
     example = torch.zeros(2, len(loaded.card.bands), side, side)
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -117,11 +117,11 @@ def cached_export(
     key = _content_key(checkpoint)
     beside = export_beside(checkpoint, key, side)
     in_cache = cache_folder() / "onnx" / beside.name
-    zoo_weights = load is not None and checkpoint.suffix == ".safetensors"
-    for found in (in_cache,) if zoo_weights else (beside, in_cache):
+    build_zoo_model = load if checkpoint.suffix == ".safetensors" else None
+    for found in (in_cache,) if build_zoo_model is not None else (beside, in_cache):
         if found.is_file():
             return found
-    if not zoo_weights and os.access(checkpoint.parent, os.W_OK):
+    if build_zoo_model is None and os.access(checkpoint.parent, os.W_OK):
         try:
             _export(checkpoint, beside, side, isolate)
         except OSError:  # a full disk, or permissions os.access misjudged (root on a read-only mount)
@@ -130,8 +130,8 @@ def cached_export(
             remove_stale_exports(checkpoint, key)
             return beside
     in_cache.parent.mkdir(parents=True, exist_ok=True)
-    if zoo_weights:
-        export_onnx(load(), in_cache, side)
+    if build_zoo_model is not None:
+        export_onnx(build_zoo_model(), in_cache, side)
     else:
         _export(checkpoint, in_cache, side, isolate)
     return in_cache

@@ -77,8 +77,15 @@ class RollingBlend:
 class _Tile:
     row: int
     col: int
-    pixels: np.ndarray
+    pixels: np.ndarray | None
+    """None once taken into a batch, so the tile no longer holds the memory while it waits."""
     probabilities: np.ndarray | None = None
+
+    def take_pixels(self) -> np.ndarray:
+        if self.pixels is None:
+            raise RuntimeError(f"the pixels of tile ({self.row}, {self.col}) were already taken")
+        pixels, self.pixels = self.pixels, None
+        return pixels
 
 
 @dataclass
@@ -94,10 +101,10 @@ def _block_items(
     """The block's tiles in row order, each tile row followed by the rows it finishes."""
     tile = grid.tile
     left, right = block.read_start, block.read_stop(tile)
-    pixels = None
-    top = None
+    pixels: np.ndarray | None = None
+    top: int | None = None
     for i, row in enumerate(grid.rows):
-        if pixels is None or row >= top + tile:
+        if pixels is None or top is None or row >= top + tile:
             pixels = read_reflected(dataset, read, (row, row + tile), (left, right))
         else:
             fresh = read_reflected(dataset, read, (top + tile, row + tile), (left, right))
@@ -152,9 +159,7 @@ def _stream_block(dataset, ensemble, plan, grid, block, weights, batch_size, nod
     in_flight: list[tuple[list[_Tile], Future]] = []
 
     def submit(tiles: list[_Tile]) -> None:
-        batch = np.stack([t.pixels for t in tiles])
-        for tile_item in tiles:
-            tile_item.pixels = None  # type: ignore[assignment]
+        batch = np.stack([t.take_pixels() for t in tiles])
         in_flight.append((tiles, forward.submit(ensemble.predict, batch, plan)))
 
     def collect() -> None:
@@ -165,11 +170,15 @@ def _stream_block(dataset, ensemble, plan, grid, block, weights, batch_size, nod
             on_tiles(len(tiles))
 
     def drain() -> Iterator[Chunk]:
-        while queue and (isinstance(queue[0], _RowEnd) or queue[0].probabilities is not None):
-            item = queue.popleft()
+        while queue:
+            item = queue[0]
             if isinstance(item, _Tile):
+                if item.probabilities is None:  # its batch is still running
+                    return
+                queue.popleft()
                 blend.add(item.row, item.col, item.probabilities)
                 continue
+            queue.popleft()
             top = blend.top
             finished = blend.release(item.until)
             first, last = max(top, 0), min(item.until, grid.height)

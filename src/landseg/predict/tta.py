@@ -55,7 +55,7 @@ def tta_transforms(mode: TTAMode | None) -> list[Transform]:
 
 
 def softmax_probabilities(
-    network: torch.nn.Module, batch: torch.Tensor, num_classes: int, transforms: list[Transform]
+    network: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, num_classes: int, transforms: list[Transform]
 ) -> torch.Tensor:
     """``(B, K, H, W)`` float32 softmax of ``network`` on ``batch``, averaged over ``transforms``.
 
@@ -63,7 +63,7 @@ def softmax_probabilities(
     (models that predict at a coarser stride) are upsampled bilinearly first.
     """
     height, width = batch.shape[-2:]
-    total = None
+    total: torch.Tensor | None = None
     for forward, inverse in transforms:
         logits = network(forward(batch))
         if logits.ndim != 4 or logits.shape[1] != num_classes:
@@ -75,4 +75,6 @@ def softmax_probabilities(
             logits = torch.nn.functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         probabilities = torch.softmax(logits, dim=1)
         total = probabilities if total is None else total + probabilities
+    if total is None:
+        raise ValueError("no transforms to average over; tta_transforms(None) gives the identity")
     return total / len(transforms)
