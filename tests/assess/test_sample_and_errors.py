@@ -1,6 +1,7 @@
 """``landseg sample`` (streamed, seeded, never on no-data, allocation rules, labelling sheet), a sample
 labelled from known truth and assessed, and every bad input ``assess`` must refuse or report."""
 
+import inspect
 import json
 
 import numpy as np
@@ -257,3 +258,37 @@ def test_a_change_map_is_assessed_by_its_from_to_classes(tmp_path):
     assert summary["overall_accuracy"]["estimate"] == pytest.approx(1.0)
     gain = next(r for r in summary["per_class"] if r["class"] == "field → forest")
     assert gain["estimated_area_ha"]["estimate"] == pytest.approx(gain["mapped_area_ha"])
+
+
+def test_sample_and_assess_stream_under_the_bounded_block_cache(labelled, tmp_path, monkeypatch):
+    import landseg.assess.run as run
+    import landseg.assess.sample as sample
+
+    map_path, points, fields, references = labelled
+    seen = []
+
+    def recording(count):
+        def wrapped(*args):
+            seen.append(rasterio.env.getenv().get("GDAL_CACHEMAX"))
+            return count(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(sample, "count_values", recording(sample.count_values))
+    monkeypatch.setattr(run, "count_values", recording(run.count_values))
+    sample.draw_sample(map_path, tmp_path / "again.gpkg", SampleOptions(size=60, seed=2, minimum=10))
+    x, y = pixel_centres(fields["row"], fields["col"])
+    labelled_points = write_points(tmp_path / "l.gpkg", x, y, {"reference": references})
+    run.assess_map(
+        map_path, labelled_points, "reference", tmp_path / "o", design_path=points.with_suffix(".design.json")
+    )
+    assert seen == [rasters.GDAL_CACHE_MB, rasters.GDAL_CACHE_MB]
+    assert not rasterio.env.hasenv() or rasterio.env.getenv().get("GDAL_CACHEMAX") != rasters.GDAL_CACHE_MB
+    # The decorator keeps the real signatures (for help(), IDEs and type checkers), not (*args, **kwargs).
+    assert list(inspect.signature(run.assess_map).parameters)[:4] == [
+        "map_path",
+        "points_path",
+        "reference_field",
+        "out_dir",
+    ]
+    assert "strata_path" in inspect.signature(sample.draw_sample).parameters

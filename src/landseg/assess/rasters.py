@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,14 @@ STRIP_PIXELS = 1 << 20
 """Pixels read at once (a 16384-wide map: 64 rows); bounds memory."""
 GDAL_CACHE_MB = 64
 """GDAL's block cache while streaming: its default (5 % of RAM) would keep a whole map's blocks."""
+
+
+@contextmanager
+def bounded_block_cache() -> Iterator[None]:
+    """GDAL's block cache capped at ``GDAL_CACHE_MB`` for a streamed pass; also a decorator
+    (``@bounded_block_cache()``) that keeps the decorated function's signature."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        yield
 
 
 @dataclass(frozen=True)

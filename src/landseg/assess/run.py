@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
 from landseg import __version__
@@ -24,9 +23,9 @@ from landseg.assess.design import ALL_PIXELS, SampleDesign, read_design
 from landseg.assess.estimators import AccuracyEstimates, stratified_estimates
 from landseg.assess.points import LabelledPoints, blank, read_labelled_points
 from landseg.assess.rasters import (
-    GDAL_CACHE_MB,
     ClassRaster,
     ValueCounts,
+    bounded_block_cache,
     check_strata_grid,
     count_values,
     open_class_raster,
@@ -66,13 +65,8 @@ class _Located:
     on_nodata: int
 
 
-def assess_map(*args, **kwargs) -> AssessResult:
-    """Assess a map with labelled points (arguments as ``_assess_map``), GDAL's block cache bounded."""
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        return _assess_map(*args, **kwargs)
-
-
-def _assess_map(
+@bounded_block_cache()
+def assess_map(
     map_path: str | Path,
     points_path: str | Path,
     reference_field: str,
@@ -82,7 +76,9 @@ def _assess_map(
     schema: str | Path | None = None,
     pictures: bool = True,
 ) -> AssessResult:
-    """Assess ``map_path`` with the labelled points; write every output into ``out_dir``."""
+    """Assess ``map_path`` with the labelled points; write every output into ``out_dir``.
+
+    GDAL's block cache is bounded while it runs, so memory stays flat in map size."""
     started = time.perf_counter()
     maps = open_class_raster(map_path, schema)
     points_path = Path(points_path)

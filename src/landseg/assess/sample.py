@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
 from landseg.assess.design import ALL_PIXELS, METHODS, SampleDesign, Stratum
@@ -33,10 +32,10 @@ from landseg.assess.estimators import (
 )
 from landseg.assess.points import SamplePoints, write_points_csv, write_points_gpkg
 from landseg.assess.rasters import (
-    GDAL_CACHE_MB,
     ClassRaster,
     ValueCounts,
     _maybe_open,
+    bounded_block_cache,
     check_strata_grid,
     count_values,
     open_class_raster,
@@ -88,15 +87,8 @@ class SampleResult:
     seconds: float
 
 
-def draw_sample(*args, **kwargs) -> SampleResult:
-    """Draw a sample of ``map_path``; write ``out`` (GeoPackage), its CSV and design JSON beside it.
-
-    Arguments as ``_draw_sample``; GDAL's block cache is bounded so memory stays flat in map size."""
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        return _draw_sample(*args, **kwargs)
-
-
-def _draw_sample(
+@bounded_block_cache()
+def draw_sample(
     map_path: str | Path,
     out: str | Path,
     options: SampleOptions = SampleOptions(),
@@ -105,7 +97,9 @@ def _draw_sample(
     schema: str | Path | None = None,
     image: str | Path | None = None,
 ) -> SampleResult:
-    """Draw a sample of ``map_path``; write ``out`` (GeoPackage), its CSV and design JSON beside it."""
+    """Draw a sample of ``map_path``; write ``out`` (GeoPackage), its CSV and design JSON beside it.
+
+    GDAL's block cache is bounded while it runs, so memory stays flat in map size."""
     started = time.perf_counter()
     options.check()
     out = Path(out)
