@@ -87,7 +87,8 @@ def lay_out(dataset, ensemble: Ensemble, options: PredictOptions, source: str | 
 def check_input(
     dataset, ensemble: Ensemble, bands: BandPlan, nodata: float | None, options: PredictOptions, source: str | Path
 ) -> None:
-    """Refuse pixels unlike the training pixels of any member (unless allowed); warn of another resolution."""
+    """Refuse pixels in other units than the training pixels of any member (unless allowed): another
+    scale or encoding, never a narrow range (``io.pixel_stats.input_mismatch``); warn of another resolution."""
     for member, positions in zip(ensemble.members, bands.positions, strict=False):
         if member.card.model.get("zoo"):
             _check_zoo_input(dataset, member, [bands.read[i] for i in positions], nodata, bands, options, source)
@@ -95,11 +96,11 @@ def check_input(
             continue
         training = PixelStats.from_dict(member.card.input_stats)
         given = sample_input(dataset, [bands.read[i] for i in positions], nodata, bands.value_scale)
-        problem = input_mismatch(training, given, bands.value_scale)
-        if problem and not options.allow_input_mismatch:
+        mismatch = input_mismatch(training, given, bands.value_scale)
+        if mismatch and not options.allow_input_mismatch:
             raise DataError(
-                f"{problem} ({member.path.name}); rescale it with --input-scale-values (e.g. "
-                f"{_suggested_scale(training, given):g}) or predict anyway with --allow-input-mismatch",
+                f"{mismatch.problem} ({member.path.name}); rescale it with --input-scale-values (e.g. "
+                f"{mismatch.factor:g}) or predict anyway with --allow-input-mismatch",
                 source,
             )
         warning = resolution_warning(training, given)
@@ -128,12 +129,6 @@ def _check_zoo_input(
 
 class InputResolutionWarning(UserWarning):
     """The input's pixels are more than twice as large or small as the training pixels."""
-
-
-def _suggested_scale(training: PixelStats, given: PixelStats) -> float:
-    """The factor that brings the input's highest band percentile onto the training one's, to 3 digits."""
-    factor = max(training.high) / max(max(given.high), 1e-12)
-    return float(f"{factor:.3g}")
 
 
 def stream(
