@@ -10,7 +10,6 @@ every score comes from it; ``metrics.json`` records the options, models and engi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -19,14 +18,15 @@ from rich.progress import track
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, get_schema
 from landseg.config import ExperimentConfig
-from landseg.data.catalog import Sample, build_catalog, load_pair
-from landseg.errors import CheckpointError, DataError
+from landseg.data.catalog import build_catalog, load_pair
+from landseg.errors import DataError
 from landseg.io.georef import open_without_grid_warning
 from landseg.io.write import atomic_output
+from landseg.maps.names import check_model_classes, map_stems
 from landseg.metrics import ConfusionMatrix, metrics_dict
 from landseg.predict.engine import gdal_environment, predict_scene
 from landseg.predict.ensemble import Ensemble
-from landseg.predict.options import PredictOptions
+from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
 from landseg.report import plot_confusion_matrix, plot_per_class, render_comparison, write_report
 from landseg.report.display import display_rgb
 
@@ -42,47 +42,22 @@ class Evaluation:
     """Images or masks that could not be used; the metrics leave them out and list them."""
 
 
-def scoring_options(options: PredictOptions) -> PredictOptions:
-    """``options`` without the outputs a score does not read; the class map is the same either way."""
-    return replace(options, probabilities=False, confidence=False, preview=False, areas=False, polygons=None)
-
-
-def map_stems(samples: Sequence[Sample], root: Path) -> list[str]:
-    """Output stems of the images: their names, or their paths under the data root where names repeat."""
-    names = [sample.name for sample in samples]
-    if len(set(names)) == len(names):
-        return names
-
-    def from_path(sample: Sample) -> str:
-        try:
-            relative = sample.image.relative_to(root)
-        except ValueError:
-            relative = sample.image
-        return "__".join(relative.with_suffix("").parts)
-
-    return [from_path(sample) for sample in samples]
-
-
 def evaluate(
     ensemble: Ensemble,
     config: ExperimentConfig,
     split: str,
     out_dir: Path,
-    options: PredictOptions = PredictOptions(),
+    options: PredictOptions = DEFAULT_OPTIONS,
     overlays: int = 6,
     progress: bool = True,
 ) -> Evaluation:
     schema = ensemble.schema
     # Masks are decoded with the config's schema (its codes or colours); the models must predict the same classes.
     mask_schema = get_schema(config.data.schema_)
-    if mask_schema.names != schema.names:
-        raise CheckpointError(
-            f"model predicts classes {schema.names} but the config's schema has {mask_schema.names}",
-            ensemble.members[0].path,
-        )
+    check_model_classes(schema.names, mask_schema.names, ensemble.members[0].path)
     if options.nodata is None and config.data.nodata is not None:
         options = replace(options, nodata=config.data.nodata)
-    options = scoring_options(options)
+    options = options.class_map_only()
     options.check()
     samples = build_catalog(config.data).split(split)
     out_dir = Path(out_dir)
@@ -91,7 +66,7 @@ def evaluate(
     figures: list[tuple[str, Path]] = []
     quarantined: list[DataError] = []
     for sample, stem in track(
-        list(zip(samples, map_stems(samples, config.data.root), strict=False)),
+        list(zip(samples, map_stems([sample.image for sample in samples], config.data.root), strict=True)),
         description=f"Evaluating {split}",
         disable=not progress,
     ):

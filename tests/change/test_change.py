@@ -7,16 +7,27 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.warp import Resampling, calculate_default_transform, reproject
+from rasterio.windows import Window
 from tests.change.conftest import GRID, K, known_pair, reference_matrix, write_map
 from typer.testing import CliRunner
 
-from landseg.change.grid import row_areas_m2, zone_area
 from landseg.change.run import ChangeOptions, compare_maps
 from landseg.classes import IGNORE_INDEX
 from landseg.cli.main import app
 from landseg.errors import ConfigError, DataError
+from landseg.maps.areas import pixel_areas
 
 QUICK = ChangeOptions(block=32, polygons=None, pictures=False)
+
+
+def ground_hectares(before: np.ndarray, after: np.ndarray, crs="EPSG:32632", transform=GRID) -> np.ndarray:
+    """The transition matrix in ha, each pixel weighted by its own ground area (the maps' one area function)."""
+    areas = pixel_areas(
+        rasterio.crs.CRS.from_user_input(crs), transform, Window(0, 0, before.shape[1], before.shape[0])
+    )
+    valid = (before != IGNORE_INDEX) & (after != IGNORE_INDEX)
+    codes = before[valid].astype(int) * K + after[valid]
+    return np.bincount(codes, weights=areas[valid], minlength=K * K).reshape(K, K) / 1e4
 
 
 def run(tmp_path, before, after, out="out", options=QUICK, **kwargs):
@@ -33,7 +44,9 @@ def test_known_transitions_exact_in_pixels_and_hectares(tmp_path):
     assert result.summary["changed_pixels"] == 600 - int((before[10:30, 20:50] == 2).sum()) + 100 - int(
         (before[40:50, 0:10] == 4).sum()
     )
-    np.testing.assert_allclose(result.summary["hectares"], pixels * 0.01, rtol=1e-12)
+    np.testing.assert_allclose(result.summary["hectares"], ground_hectares(before, after), rtol=1e-9)
+    # UTM 32N 100 km east of its central meridian: a 10 m pixel covers 100 m² divided by the areal scale.
+    np.testing.assert_allclose(result.summary["hectares"], pixels * 0.01 / 0.99945, rtol=1e-4)
     water = result.summary["per_class"][2]
     assert water["gain_pixels"] == int((before[10:30, 20:50] != 2).sum())
     assert water["net_ha"] == pytest.approx(water["after_ha"] - water["before_ha"])
@@ -67,7 +80,7 @@ def test_nodata_on_either_date_is_excluded_and_reported(tmp_path):
     assert (np.array(result.summary["pixels"]) == reference_matrix(before, after)).all()
     excluded = result.summary["excluded"]
     assert (excluded["before_nodata"], excluded["after_nodata"], excluded["either"]) == (400, 180, 565)
-    assert excluded["either_ha"] == pytest.approx(5.65)
+    assert excluded["either_ha"] == pytest.approx(5.65 / 0.99945, rel=1e-4)
     assert result.summary["compared_pixels"] == 60 * 80 - 565
 
 
@@ -134,32 +147,19 @@ def test_after_without_nodata_on_a_coarser_grid_covering_half(tmp_path):
         assert written.width == 40 and written.transform == GRID * Affine.translation(40, 0)
 
 
-def test_geographic_grid_uses_true_row_areas():
-    # One degree at the equator on WGS 84 is 12,308.8 km² (110.57 km of latitude x 111.32 km of longitude).
-    grid = Affine(1.0, 0, 10.0, 0, -1.0, 1.0)
-    equator = row_areas_m2(grid, rasterio.crs.CRS.from_epsg(4326), 0, 1)[0]
-    assert equator / 1e6 == pytest.approx(12_308.8, rel=2e-4)
-    # Rows shrink with latitude; their sum is the zone's area.
-    high = Affine(0.01, 0, 10.0, 0, -0.01, 61.0)
-    rows = row_areas_m2(high, rasterio.crs.CRS.from_epsg(4326), 0, 100)
-    assert (np.diff(rows) > 0).all()
-    zone = (
-        zone_area(np.radians(61.0), 6378137.0, 298.257223563) - zone_area(np.radians(60.0), 6378137.0, 298.257223563)
-    ) * np.radians(0.01)
-    assert rows.sum() == pytest.approx(zone, rel=1e-9)
-
-
 def test_geographic_map_counts_true_hectares(tmp_path):
     before, after = known_pair()
     grid = Affine(0.0002, 0, 10.0, 0, -0.0002, 60.0)  # about 11 x 22 m at 60 degrees north
     b = write_map(tmp_path / "before.tif", before, crs="EPSG:4326", transform=grid)
     a = write_map(tmp_path / "after.tif", after, crs="EPSG:4326", transform=grid)
     result = compare_maps(b, a, tmp_path / "out", schema="synthetic", options=QUICK)
-    rows = row_areas_m2(grid, rasterio.crs.CRS.from_epsg(4326), 0, before.shape[0])
+    areas = pixel_areas(rasterio.crs.CRS.from_epsg(4326), grid, Window(0, 0, before.shape[1], before.shape[0]))
     hectares = np.array(result.summary["hectares"])
-    assert hectares.sum() == pytest.approx(rows.sum() * before.shape[1] / 1e4, rel=1e-9)
+    np.testing.assert_allclose(hectares, ground_hectares(before, after, "EPSG:4326", grid), rtol=1e-9)
+    assert hectares.sum() == pytest.approx(areas.sum() / 1e4, rel=1e-9)
     # the 100 px that became Building lie in rows 40-49: their area is those rows' area, not the mean's
-    assert hectares[:, 4].sum() == pytest.approx(rows[40:50].sum() * 10 / 1e4, rel=1e-9)
+    assert hectares[:, 4].sum() == pytest.approx(areas[40:50, :10].sum() / 1e4, rel=1e-9)
+    assert areas[40:50].mean() != pytest.approx(areas.mean(), rel=1e-6)
 
 
 def test_confidence_rule_and_curve(tmp_path):

@@ -161,3 +161,24 @@ def test_class_areas_sum_pixel_areas_per_class_and_skip_the_ignore_index():
     classes = np.array([[0, 1, 1], [255, 2, 7]], dtype=np.uint8)
     areas = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     np.testing.assert_array_equal(class_areas_m2(classes, areas, 3), [1.0, 5.0, 5.0])
+
+
+@pytest.mark.parametrize(
+    "crs, grid",
+    [
+        (UTM32, Affine(10.0, 0.0, 700_000.0, 0.0, -10.0, 5_000_000.0)),
+        (WGS84, Affine(0.01, 0.0, 8.0, 0.0, -0.01, 60.0)),
+        (CRS.from_epsg(3035), Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0)),
+    ],
+)
+def test_scattered_pixels_have_the_areas_of_their_window(crs, grid):
+    from landseg.maps.areas import grid_areas
+
+    measured = grid_areas(crs, grid)
+    assert measured is not None
+    whole = measured.window(Window(0, 0, 6, 5))
+    rows, cols = np.array([0, 4, 2, 4]), np.array([5, 0, 3, 5])
+    np.testing.assert_allclose(measured.centred_at(rows + 0.5, cols + 0.5), whole[rows, cols], rtol=1e-12)
+    # Halfway between two pixels' centres, the area is halfway between theirs (areas change smoothly).
+    between = measured.centred_at(np.array([1.0]), np.array([0.5]))[0]
+    assert between == pytest.approx((whole[0, 0] + whole[1, 0]) / 2, rel=1e-9)

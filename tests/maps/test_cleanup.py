@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from landseg.classes import IGNORE_INDEX
 from landseg.errors import ConfigError
-from landseg.predict.postprocess import remove_small_regions, remove_small_regions_raster
+from landseg.maps.cleanup import remove_small_regions, remove_small_regions_raster
 
 K = 4
 
@@ -37,9 +37,9 @@ def brute_force(index: np.ndarray, min_area: int) -> np.ndarray:
             for r, c in pixels:
                 for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
                     rr, cc = r + dr, c + dc
-                    if 0 <= rr < height and 0 <= cc < width and labels[rr, cc] not in (0, region):
-                        if size[rr, cc] >= min_area:
-                            votes[current[rr, cc]] += 1
+                    inside = 0 <= rr < height and 0 <= cc < width
+                    if inside and labels[rr, cc] not in (0, region) and size[rr, cc] >= min_area:
+                        votes[current[rr, cc]] += 1
             if votes.sum():
                 result[labels == region] = votes.argmax()
         if (result == current).all():

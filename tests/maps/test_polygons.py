@@ -13,7 +13,9 @@ from landseg.classes import IGNORE_INDEX, color_hex, get_schema
 from landseg.errors import ConfigError
 
 shapely = pytest.importorskip("shapely")
-from landseg.predict.vectors import strip_polygons, write_polygons  # noqa: E402
+from landseg.maps.polygons import strip_polygons, write_polygons  # noqa: E402
+
+pyogrio = pytest.importorskip("pyogrio")
 
 SCHEMA = get_schema("synthetic")
 GRID = Affine(10.0, 0.0, 600_000.0, 0.0, -10.0, 5_200_000.0)
@@ -72,26 +74,70 @@ def test_strips_merge_into_exactly_the_whole_raster_polygons(strip):
         assert area == (index == value).sum()
 
 
-def test_written_geojson_is_georeferenced_and_complete(tmp_path):
+def read_back(path):
+    """Every feature of a written vector file as GDAL reads it: metadata, shapely geometries, fields by name."""
+    meta, _, geometries, values = pyogrio.raw.read(path)
+    return meta, shapely.from_wkb(geometries), dict(zip(meta["fields"], values, strict=True))
+
+
+def test_written_geojson_is_rfc_7946_and_complete(tmp_path):
     index = class_map(seed=1)
     raster = write_class_raster(tmp_path / "classes.tif", index)
     path = write_polygons(raster, tmp_path / "polygons.geojson", SCHEMA, strip=8)
     collection = json.loads(path.read_text())
-    assert collection["crs"]["properties"]["name"].endswith("EPSG::32632")
-    features_ = collection["features"]
-    assert len(features_) == len(whole_raster_polygons(index))
-    pixels = {}
-    for feature in features_:
-        props = feature["properties"]
-        assert props["class_name"] == SCHEMA.names[props["class_index"]]
-        geometry = shapely.geometry.shape(feature["geometry"])
-        assert geometry.area == pytest.approx(props["pixels"] * 100.0)
-        assert props["area_m2"] == pytest.approx(props["pixels"] * 100.0)
-        minx, miny, maxx, maxy = geometry.bounds
-        assert minx >= 600_000 and maxx <= 600_000 + 540 and miny >= 5_200_000 - 560 and maxy <= 5_200_000
-        pixels[props["class_index"]] = pixels.get(props["class_index"], 0) + props["pixels"]
+    assert set(collection) == {"type", "name", "features"}  # no crs member, nothing of our own
+    meta, geometries, fields = read_back(path)
+    assert meta["crs"] == "EPSG:4326" and len(geometries) == len(whole_raster_polygons(index))
+    # Back to UTM, each polygon covers its pixels, to the 7 decimals of a degree GeoJSON keeps (about 1 cm
+    # along its outline).
+    utm = shapely.transform(
+        geometries, lambda xy: np.column_stack(pyproj_transform("EPSG:4326", "EPSG:32632", xy[:, 0], xy[:, 1]))
+    )
+    rounding = shapely.length(utm) * 0.012
+    assert (np.abs(shapely.area(utm) - fields["pixels"] * 100.0) < rounding).all()
+    minx, miny, maxx, maxy = shapely.total_bounds(utm)
+    assert minx == pytest.approx(600_000, abs=0.1) and maxy == pytest.approx(5_200_000, abs=0.1)
+    assert maxx == pytest.approx(600_000 + 540, abs=0.1) and miny == pytest.approx(5_200_000 - 560, abs=0.1)
+    # Ground areas: the nominal 100 m² of a pixel divided by UTM's areal scale there (PROJ's factors).
+    import pyproj
+
+    lon, lat = pyproj_transform("EPSG:32632", "EPSG:4326", 600_270.0, 5_199_720.0)
+    areal_scale = pyproj.Proj("EPSG:32632").get_factors(lon, lat).areal_scale
+    assert 0.9992 < areal_scale < 1.0  # 100 km east of the central meridian
+    # (the scale changes by a few parts in a million across the 540 m map)
+    np.testing.assert_allclose(fields["area_m2"], fields["pixels"] * 100.0 / areal_scale, rtol=1e-5)
+    np.testing.assert_allclose(fields["area_ha"], fields["area_m2"] / 1e4)
+    assert list(fields["class_name"]) == [SCHEMA.names[i] for i in fields["class_index"]]
+    pixels = {v: int(fields["pixels"][fields["class_index"] == v].sum()) for v in set(fields["class_index"].tolist())}
     assert pixels == {v: int((index == v).sum()) for v in range(5) if (index == v).any()}
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def pyproj_transform(source, target, xs, ys):
+    import pyproj
+
+    return pyproj.Transformer.from_crs(source, target, always_xy=True).transform(xs, ys)
+
+
+def test_geographic_map_polygons_have_ellipsoidal_areas(tmp_path):
+    index = np.zeros((40, 30), dtype=np.uint8)
+    index[:, 15:] = 1
+    grid = Affine(0.01, 0.0, 8.0, 0.0, -0.01, 60.0)
+    raster = write_class_raster(tmp_path / "classes.tif", index, crs="EPSG:4326", transform=grid)
+    _, geometries, fields = read_back(write_polygons(raster, tmp_path / "p.gpkg", SCHEMA))
+    # Each half is a quadrangle of 0.15° by 0.4° from 59.6° to 60° N: its area in closed form on WGS 84.
+    f = 1 / 298.257223563
+    e = np.sqrt(f * (2 - f))
+
+    def zone(latitude):  # area from the equator per radian of longitude
+        sin = np.sin(np.radians(latitude))
+        q = sin / (1 - e**2 * sin**2) + np.log((1 + e * sin) / (1 - e * sin)) / (2 * e)
+        return 6378137.0**2 * (1 - e**2) / 2 * q
+
+    quadrangle = (zone(60.0) - zone(59.6)) * np.radians(0.15)
+    assert len(geometries) == 2
+    # Pixel count times the pixel area at the polygon's middle row: exact to first order (40 rows of 0.01°).
+    np.testing.assert_allclose(fields["area_m2"], quadrangle, rtol=1e-5)
 
 
 def test_geopackage_round_trip_and_simplification(tmp_path):
@@ -99,6 +145,7 @@ def test_geopackage_round_trip_and_simplification(tmp_path):
     index = class_map(seed=2)
     raster = write_class_raster(tmp_path / "classes.tif", index)
     exact = write_polygons(raster, tmp_path / "exact.gpkg", SCHEMA, strip=9, batch=7)
+    assert not list(tmp_path.glob(".*"))
     simple = write_polygons(raster, tmp_path / "simple.gpkg", SCHEMA, simplify=2.0, strip=9)
     info = pyogrio.read_info(exact)
     assert info["features"] == len(whole_raster_polygons(index))
@@ -119,32 +166,13 @@ def test_unknown_format_is_refused(tmp_path):
         write_polygons(tmp_path / "x.tif", tmp_path / "polygons.shp", SCHEMA)
 
 
-def test_geojson_reprojected_to_wgs84_follows_rfc_7946(tmp_path):
-    index = class_map(seed=2)
-    raster = write_class_raster(tmp_path / "classes.tif", index)
-    native = json.loads(write_polygons(raster, tmp_path / "native.geojson", SCHEMA, strip=8).read_text())
-    wgs84 = json.loads(
-        write_polygons(raster, tmp_path / "wgs84.geojson", SCHEMA, strip=8, to_crs="EPSG:4326").read_text()
-    )
-    assert "crs" not in wgs84  # WGS 84 longitude, latitude is GeoJSON's own
-    assert len(wgs84["features"]) == len(native["features"])
-    for projected, geographic in zip(native["features"], wgs84["features"], strict=False):
-        assert projected["properties"] == geographic["properties"]
-        assert geographic["properties"]["color"] == color_hex(
-            SCHEMA.classes[geographic["properties"]["class_index"]].color
-        )
-        expected = rasterio.warp.transform_geom("EPSG:32632", "EPSG:4326", projected["geometry"])
-        np.testing.assert_allclose(geographic["geometry"]["coordinates"][0], expected["coordinates"][0], atol=1e-12)
-    lon, lat = wgs84["features"][0]["geometry"]["coordinates"][0][0]
-    assert 10.3 < lon < 10.4 and 46.9 < lat < 47.0  # (600000, 5200000) in UTM 32N
-
-
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-def test_a_plain_photo_keeps_pixel_coordinates_and_says_so(tmp_path):
+def test_a_plain_photo_keeps_pixel_coordinates(tmp_path):
     index = class_map(seed=3)
     raster = write_class_raster(tmp_path / "classes.tif", index, crs=None, transform=None)
-    collection = json.loads(write_polygons(raster, tmp_path / "p.geojson", SCHEMA, to_crs="EPSG:4326").read_text())
-    assert collection["coordinates_in"] == "pixel column, row" and "crs" not in collection
+    collection = json.loads(write_polygons(raster, tmp_path / "p.geojson", SCHEMA).read_text())
+    assert set(collection) == {"type", "name", "features"}
+    assert all(f["properties"]["area_m2"] is None for f in collection["features"])
     shapes = [(f["geometry"], f["properties"]["class_index"]) for f in collection["features"]]
     np.testing.assert_array_equal(
         features.rasterize(shapes, out_shape=index.shape, fill=IGNORE_INDEX, dtype="uint8"), index

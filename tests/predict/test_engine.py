@@ -10,10 +10,13 @@ import rasterio
 import torch
 from affine import Affine
 from PIL import Image
+from rasterio.crs import CRS
+from rasterio.windows import Window
 
 from landseg.checkpoint import ModelCard
 from landseg.classes import IGNORE_INDEX, get_schema
 from landseg.errors import DataError
+from landseg.maps.areas import pixel_areas
 from landseg.normalization import Normalization
 from landseg.predict.engine import PredictOptions, output_paths, predict_scene
 from landseg.predict.ensemble import Ensemble
@@ -114,9 +117,15 @@ def test_areas_preview_and_record(predicted):
     with open(result.paths["areas"], newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["pixels"]) for r in rows] == counts.tolist()
-    assert [float(r["area_m2"]) for r in rows] == pytest.approx((counts * 100.0).tolist())
+    # Ground areas: each pixel's own (maps.areas), 200 km west of UTM 32N's central meridian.
+    ground = pixel_areas(CRS.from_epsg(32632), GRID, Window(0, 0, 700, 590))
+    index = np.where(valid, probabilities.argmax(0), IGNORE_INDEX)
+    expected = np.bincount(index[valid], weights=ground[valid], minlength=K)
+    assert [float(r["area_m2"]) for r in rows] == pytest.approx(expected.tolist(), abs=0.005)
+    assert [float(r["area_m2"]) for r in rows] == pytest.approx((counts * 100.0 / 1.00015).tolist(), rel=1e-4)
     summary = json.loads(result.paths["areas_json"].read_text())
     assert summary["pixel_area_m2"] == 100.0 and summary["crs"] == "EPSG:32632"
+    assert summary["area_method"] == "scale-factor"
     assert [c["pixels"] for c in summary["classes"]] == counts.tolist()
     with Image.open(result.paths["color"]) as preview:
         assert preview.size[0] > 100

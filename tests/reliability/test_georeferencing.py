@@ -10,6 +10,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
+import pyproj
 import pytest
 import rasterio
 from rasterio.control import GroundControlPoint
@@ -92,20 +93,25 @@ def test_gcp_input_keeps_its_gcps_and_crs_in_every_raster_and_its_areas_are_mark
     summary = json.loads(result.paths["areas_json"].read_text())
     assert summary["approximate"] is True and "approximate" in summary["note"]
     assert summary["crs"] == "EPSG:32632" and summary["pixel_area_m2"] == pytest.approx(0.25)
-    assert sum(row["area_m2"] for row in summary["classes"]) == pytest.approx(0.25 * SIZE * SIZE)
+    # Ground areas on UTM 32N's central meridian: the nominal 0.25 m² a pixel divided by the areal scale 0.9996².
+    assert sum(row["area_m2"] for row in summary["classes"]) == pytest.approx(0.25 * SIZE * SIZE / 0.9996**2)
     with open(result.paths["areas"], newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert all("approximate" in row["note"] and row["area_m2"] for row in rows)
     record = record_of(result)["georeferencing"]
     assert record["kind"] == "gcps" and record["gcps"] == 5 and "approximate" in record["note"]
 
+    # GeoJSON is RFC 7946 (WGS 84 longitude, latitude, 7 decimals: about 1 cm); back in UTM, the GCPs' grid.
     polygons = json.loads(result.paths["polygons"].read_text())
-    xs, ys = zip(*(point for f in polygons["features"] for point in f["geometry"]["coordinates"][0]), strict=False)
-    assert min(xs) == pytest.approx(500_000.0) and max(xs) == pytest.approx(500_000.0 + 0.5 * SIZE)
-    assert max(ys) == pytest.approx(5_200_000.0) and min(ys) == pytest.approx(5_200_000.0 - 0.5 * SIZE)
+    lons, lats = zip(*(point for f in polygons["features"] for point in f["geometry"]["coordinates"][0]), strict=False)
+    xs, ys = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32632", always_xy=True).transform(lons, lats)
+    assert min(xs) == pytest.approx(500_000.0, abs=0.02) and max(xs) == pytest.approx(500_000.0 + 0.5 * SIZE, abs=0.02)
+    assert max(ys) == pytest.approx(5_200_000.0, abs=0.02) and min(ys) == pytest.approx(
+        5_200_000.0 - 0.5 * SIZE, abs=0.02
+    )
 
 
-def test_rpc_input_keeps_its_rpcs_in_every_raster_and_has_no_areas_in_square_metres(tmp_path, ensemble):
+def test_rpc_input_keeps_its_rpcs_in_every_raster_and_has_approximate_areas(tmp_path, ensemble):
     source = write_image(tmp_path / "rpcs.tif", rpcs=RPCS)
     result = predict_scene(source, ensemble, tmp_path / "out", OPTIONS)
     with rasterio.open(source) as original:
@@ -121,11 +127,15 @@ def test_rpc_input_keeps_its_rpcs_in_every_raster_and_has_no_areas_in_square_met
     assert visible_files(tmp_path / "out") == sorted(p.name for p in result.paths.values())
 
     summary = json.loads(result.paths["areas_json"].read_text())
-    assert summary["pixel_area_m2"] is None and all(row["area_m2"] is None for row in summary["classes"])
+    assert summary["pixel_area_m2"] is None and summary["area_method"] == "approximate"
     assert sum(row["pixels"] for row in summary["classes"]) == SIZE * SIZE
+    # The sensor model spans 46.99-47.01 N and 7.99-8.01 E: that quadrangle's geodesic area.
+    outline = [(7.99, 47.01), (8.01, 47.01), (8.01, 46.99), (7.99, 46.99)]
+    footprint = abs(pyproj.Geod(ellps="WGS84").polygon_area_perimeter(*zip(*outline, strict=True))[0])
+    assert sum(row["area_m2"] for row in summary["classes"]) == pytest.approx(footprint, rel=1e-4)
     record = record_of(result)["georeferencing"]
     assert record["kind"] == "rpcs" and record["rpcs"] is True
-    assert "no areas in m2" in record["note"] and "RPCs" in record["note"]
+    assert "areas are approximate" in record["note"] and "RPCs" in record["note"]
 
 
 def test_the_web_app_keeps_the_gcps_in_its_geotiff_and_places_its_polygons_on_earth(tmp_path, tiny_checkpoint):

@@ -17,7 +17,7 @@ from serve_helpers import VALIDATION_MIOU
 
 from landseg.classes import get_schema
 from landseg.errors import DataError
-from landseg.predict import class_areas
+from landseg.maps.areas import class_areas
 from landseg.predict.engine import PredictOptions, predict_scene
 from landseg.predict.ensemble import load_ensemble
 
@@ -169,7 +169,10 @@ def test_geotiff_job_gives_the_engines_result_and_every_download(tmp_path, serve
     expected_rows = class_areas(reference, SCHEMA, transform, crs)
     assert [row["pixels"] for row in job["result"]["areas"]] == [row["pixels"] for row in expected_rows]
     assert [row["name"] for row in job["result"]["areas"]] == SCHEMA.names
-    assert job["result"]["areas"][0]["area_m2"] == pytest.approx(expected_rows[0]["pixels"] * 0.25)
+    # Ground areas on UTM 32N's central meridian: the nominal 0.25 m² of a pixel divided by 0.9996².
+    assert job["result"]["areas"][0]["area_m2"] == pytest.approx(
+        expected_rows[0]["pixels"] * 0.25 / 0.9996**2, rel=1e-4
+    )
 
     assert set(files) == DOWNLOAD_KINDS
     assert files["areas_csv"].headers["content-disposition"] == 'attachment; filename="field_survey_areas.csv"'
@@ -203,7 +206,7 @@ def test_plain_photo_gets_pixel_outputs_and_no_geotiff(tmp_path, serve_model, se
     assert missing.status_code == 404 and "georeferenced" in missing.json()["detail"]
     assert all(row["area_m2"] is None for row in job["result"]["areas"])
     assert sum(row["pixels"] for row in job["result"]["areas"]) == 96 * 96
-    assert polygons["coordinates_in"] == "pixel column, row"
+    assert set(polygons) == {"type", "name", "features"}  # pixel column and row, with no member of our own
     corners = np.array([xy for f in polygons["features"] for xy in f["geometry"]["coordinates"][0]])
     assert corners.min() == 0 and corners.max() == 96
 

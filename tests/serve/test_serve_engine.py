@@ -116,7 +116,8 @@ def test_a_plain_photo_gets_pixel_outputs_and_no_geotiff(tmp_path, serve_model, 
     reference = cli_engine_classes(serve_checkpoint, serve_images["png"], tmp_path / "cli", overlap=0.0)
     np.testing.assert_array_equal(np.asarray(Image.open(outputs["classes_png"])), reference)
     collection = json.loads(outputs["polygons_geojson"].read_text())
-    assert collection["coordinates_in"] == "pixel column, row"
+    corners = np.array([xy for f in collection["features"] for xy in f["geometry"]["coordinates"][0]])
+    assert set(collection) == {"type", "name", "features"} and corners.min() == 0 and corners.max() == 96
 
 
 def test_a_progress_callback_that_raises_cancels_the_job(tmp_path, serve_model, serve_images):

@@ -20,10 +20,10 @@ from landseg.config import ExperimentConfig, parse_config, read_yaml_config
 from landseg.data.catalog import Sample, build_catalog, load_pair
 from landseg.errors import DataError, LandsegError
 from landseg.io.raster import raster_info
+from landseg.maps.areas import nominal_pixel_area_m2
 from landseg.predict.core import predict_array
 from landseg.predict.ensemble import Ensemble
 from landseg.predict.options import PredictOptions
-from landseg.predict.outputs import pixel_area_m2
 
 
 @dataclass
@@ -110,7 +110,7 @@ def cache_probabilities(
                 shape=labels.shape,
                 transform=image.transform,
                 crs=image.crs,
-                pixel_area_m2=pixel_area_m2(image.transform, image.crs),
+                pixel_area_m2=nominal_pixel_area_m2(image.crs, image.transform),
                 model=model_name,
                 probabilities_file=probabilities_file,
                 labels_file=labels_file,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +37,13 @@ from landseg.audit.regions import Region, describe_regions, label_regions
 from landseg.classes import IGNORE_INDEX, get_schema
 from landseg.config import ExperimentConfig
 from landseg.data.catalog import build_catalog
-from landseg.errors import CheckpointError, ConfigError, DataError
+from landseg.errors import ConfigError, DataError
 from landseg.io.raster import read_image
 from landseg.io.write import atomic_output
+from landseg.maps.names import check_model_classes, map_stems
 from landseg.metrics import ConfusionMatrix
 from landseg.predict.ensemble import load_ensemble, read_card
-from landseg.predict.options import PredictOptions
+from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
 
 SCRATCH = ".audit_scratch"
 
@@ -74,7 +75,7 @@ def audit(
     seed: int = 0,
     min_region: int = 16,
     gallery: int = 12,
-    options: PredictOptions = PredictOptions(),
+    options: PredictOptions = DEFAULT_OPTIONS,
     engine: str = "auto",
     device: str = "cpu",
     progress: bool = True,
@@ -86,13 +87,13 @@ def audit(
     schema = get_schema(config.data.schema_)
     catalog = build_catalog(config.data)
     samples = catalog.split(split)
-    stems = _unique_stems(samples, config.data.root)
+    stems = map_stems([sample.image for sample in samples], config.data.root)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = out_dir / SCRATCH
     warnings: list[str] = []
     quarantined: list[DataError] = []
-    options = replace(options, probabilities=False, preview=False, areas=False, polygons=None)
+    options = options.class_map_only()
     options.check()
     images: list[AuditImage] = []
     try:
@@ -113,7 +114,7 @@ def audit(
             for model in models:
                 chosen = [i for i, f in enumerate(assignment) if f == model.fold]
                 ensemble = load_ensemble([model.checkpoint], engine=engine, device=device)
-                _check_classes(ensemble, schema, model.checkpoint)
+                check_model_classes(ensemble.schema.names, schema.names, model.checkpoint)
                 images += cache_probabilities(
                     config,
                     schema,
@@ -135,7 +136,7 @@ def audit(
                     if warning:
                         warnings.append(warning)
             ensemble = load_ensemble(list(checkpoints), engine=engine, device=device)
-            _check_classes(ensemble, schema, checkpoints[0])
+            check_model_classes(ensemble.schema.names, schema.names, checkpoints[0])
             model_names = [str(c) for c in checkpoints]
             images = cache_probabilities(
                 config,
@@ -179,23 +180,6 @@ def audit(
         quarantined=quarantined,
         **result,
     )
-
-
-def _check_classes(ensemble, schema, checkpoint) -> None:
-    if ensemble.schema.names != schema.names:
-        raise CheckpointError(
-            f"model predicts classes {ensemble.schema.names} but the config's schema has {schema.names}", checkpoint
-        )
-
-
-def _unique_stems(samples, root: Path) -> list[str]:
-    names = [s.name for s in samples]
-    if len(set(names)) == len(names):
-        return names
-    return [
-        "__".join((s.image.relative_to(root) if s.image.is_relative_to(root) else s.image).with_suffix("").parts)
-        for s in samples
-    ]
 
 
 def _find_and_write(

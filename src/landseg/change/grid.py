@@ -5,14 +5,11 @@ resolution or extent differ it is read through a ``rasterio.vrt.WarpedVRT`` onto
 nearest-neighbour resampling (class codes are never averaged), one window at a time, so no scene is
 ever warped whole. Pixels outside AFTER's footprint come back masked and count as AFTER no-data.
 
-Ground area per pixel: constant on a projected grid (the map area, as ``predict`` reports it); on a
-geographic grid the true area of each row's pixels on the CRS's ellipsoid, which shrinks with latitude.
+Ground areas of the pixels of BEFORE's grid come from ``maps.areas``, as every area in landseg does.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,9 +22,6 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from landseg.errors import DataError
-from landseg.predict.outputs import pixel_area_m2
-
-WGS84_AXES = (6378137.0, 298.257223563)
 
 
 @dataclass(frozen=True)
@@ -130,39 +124,3 @@ def read_band(dataset, window: Window) -> tuple[np.ndarray, np.ndarray]:
     data = dataset.read(1, window=window, boundless=False)
     valid = dataset.read_masks(1, window=window) != 0
     return data, valid
-
-
-def row_areas_m2(transform: rasterio.Affine, crs, top: int, height: int) -> np.ndarray | None:
-    """Ground area of one pixel in each of ``height`` rows from ``top`` (m²); None without a CRS."""
-    if crs is None:
-        return None
-    if crs.is_projected:
-        area = pixel_area_m2(transform, crs)
-        return None if area is None else np.full(height, area)
-    if not crs.is_geographic:
-        return None
-    semi_major, inverse_flattening = ellipsoid_axes(crs)
-    rows = np.arange(top, top + height + 1, dtype=np.float64)
-    # North-up geographic grid: the latitude of each row edge, degrees of longitude per pixel.
-    edges = np.radians(transform.f + rows * transform.e)
-    width = math.radians(abs(transform.a))
-    strip = zone_area(edges, semi_major, inverse_flattening)
-    return np.abs(np.diff(strip)) * width
-
-
-def zone_area(latitude: np.ndarray, semi_major: float, inverse_flattening: float) -> np.ndarray:
-    """Area from the equator to ``latitude`` (radians) per radian of longitude on the ellipsoid (m²)."""
-    if not inverse_flattening:
-        return semi_major**2 * np.sin(latitude)
-    f = 1.0 / inverse_flattening
-    e2 = f * (2 - f)
-    e = math.sqrt(e2)
-    s = np.sin(latitude)
-    q = s / (1 - e2 * s**2) + np.log((1 + e * s) / (1 - e * s)) / (2 * e)
-    return semi_major**2 * (1 - e2) / 2 * q
-
-
-def ellipsoid_axes(crs) -> tuple[float, float]:
-    """Semi-major axis and inverse flattening of a CRS's ellipsoid (WGS 84 when the WKT does not say)."""
-    found = re.search(r'(?:SPHEROID|ELLIPSOID)\["[^"]*",\s*([0-9.eE+-]+),\s*([0-9.eE+-]+)', crs.to_wkt())
-    return (float(found.group(1)), float(found.group(2))) if found else WGS84_AXES

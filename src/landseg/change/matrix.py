@@ -1,7 +1,7 @@
 """The transition matrix, accumulated block by block: pixels and ground area from class to class.
 
 Each block adds its pixel counts (``bincount`` of ``from * K + to``) and areas (the same counts
-weighted by each row's pixel area) to running totals, so memory depends on the block, not the map;
+weighted by each pixel's ground area, ``maps.areas``) to running totals, so memory depends on the block, not the map;
 partial counters of separate blocks add up with ``merge`` to the same result. Pixels that are no-data on
 either date are counted apart and left out. With a confidence rule a pixel counts as changed only when
 both dates are at least that sure; a change that is not becomes persistence of BEFORE's class (and is
@@ -17,7 +17,7 @@ import numpy as np
 
 from landseg.change.inputs import CONFIDENCE_STEPS
 from landseg.classes import IGNORE_INDEX
-from landseg.predict.outputs import SQUARE_METRES_PER_HECTARE
+from landseg.maps.areas import SQUARE_METRES_PER_HECTARE
 
 
 @dataclass
@@ -45,20 +45,20 @@ class TransitionCounter:
         self,
         before: np.ndarray,
         after: np.ndarray,
-        row_area: np.ndarray | None = None,
+        areas: np.ndarray | None = None,
         confidence: np.ndarray | None = None,
         min_steps: int | None = None,
     ) -> np.ndarray:
         """Count one block of class indices (``IGNORE_INDEX`` = no-data); return its from-to codes
         (``IGNORE_INDEX`` where excluded) after the confidence rule.
 
-        ``row_area`` is each row's pixel area in m²; ``confidence`` the lower confidence step (0..254)
+        ``areas`` is each pixel's ground area in m² (the block's shape); ``confidence`` the lower confidence step (0..254)
         of the two dates per pixel; ``min_steps`` the rule's threshold in those steps."""
         k = self.num_classes
-        # A projected grid has one pixel area: counts times it, without a weight per pixel.
-        uniform = row_area is not None and row_area.size > 0 and row_area.min() == row_area.max()
-        scale = float(row_area[0]) if uniform else None
-        weights = None if row_area is None or uniform else np.broadcast_to(row_area[:, None], before.shape)
+        # An equal-area grid has one pixel area: counts times it, without a weight per pixel.
+        uniform = areas is not None and areas.size > 0 and areas.min() == areas.max()
+        scale = float(areas.flat[0]) if uniform and areas is not None else None
+        weights = None if areas is None or uniform else areas
         missing_before, missing_after = before == IGNORE_INDEX, after == IGNORE_INDEX
         missing = missing_before | missing_after
         self.excluded["before_nodata"] += int(missing_before.sum())

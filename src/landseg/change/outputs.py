@@ -1,6 +1,6 @@
 """What ``landseg change`` writes: the matrix as CSV and JSON, the change COG, the change polygons.
 
-Every file goes through ``atomic_output`` (the COG through predict's scratch-then-COG path), so an
+Every file goes through ``atomic_output`` (the COG through ``maps.cog``'s scratch-then-COG path), so an
 interrupted run leaves no half-written output under a final name.
 
 The change COG holds one byte per pixel on BEFORE's grid (cropped to the overlap): ``from * K + to``
@@ -20,8 +20,8 @@ import numpy as np
 from landseg.classes import IGNORE_INDEX, ClassSchema, color_hex
 from landseg.io.georef import Georeference
 from landseg.io.write import atomic_output
-from landseg.predict.cog import open_scratch
-from landseg.predict.vectors import write_polygons
+from landseg.maps.cog import open_scratch
+from landseg.maps.polygons import write_polygons
 
 UNCHANGED_COLOR = (200, 200, 200, 255)
 LEGEND_TAG = "landseg_change_legend"
@@ -101,12 +101,11 @@ def write_tables(out_dir: Path, summary: dict, facts: dict) -> dict[str, Path]:
         )
     paths["classes_csv"] = out_dir / "class_changes.csv"
     columns = list(summary["per_class"][0])
-    with atomic_output(paths["classes_csv"]) as temporary:
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            for row in summary["per_class"]:
-                writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
+    with atomic_output(paths["classes_csv"]) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in summary["per_class"]:
+            writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
     paths["json"] = out_dir / "change.json"
     with atomic_output(paths["json"]) as temporary:
         temporary.write_text(json.dumps({**facts, **summary}, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from landseg import __version__
-from landseg.change.grid import Overlap, find_overlap, on_before_grid, read_band, row_areas_m2
+from landseg.change.grid import Overlap, find_overlap, on_before_grid, read_band
 from landseg.change.inputs import (
     ClassMap,
     ConfidenceRaster,
@@ -37,8 +37,9 @@ from landseg.change.matrix import TransitionCounter, summarize, threshold_steps
 from landseg.change.outputs import open_change_scratch, write_change_polygons, write_tables
 from landseg.errors import ConfigError, LandsegError
 from landseg.io.raster import open_raster
-from landseg.predict.cog import copy_to_cog, scratch_path, write_window
-from landseg.predict.vectors import VECTOR_FORMATS
+from landseg.maps.areas import area_method, pixel_areas
+from landseg.maps.cog import copy_to_cog, scratch_path, write_window
+from landseg.maps.polygons import VECTOR_FORMATS, check_polygon_format
 
 DEFAULT_BLOCK = 2048
 IN_FLIGHT = 4
@@ -62,8 +63,7 @@ class ChangeOptions:
             raise ConfigError(f"--block must be at least 16 pixels, got {self.block}")
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise ConfigError(f"--min-confidence must be in 0..1, got {self.min_confidence}")
-        if self.polygons is not None and self.polygons not in VECTOR_FORMATS:
-            raise ConfigError(f"--polygons must be one of {', '.join(VECTOR_FORMATS)}, got {self.polygons!r}")
+        check_polygon_format(self.polygons)
         if self.min_area < 1:
             raise ConfigError(f"--min-area must be at least 1 pixel, got {self.min_area}")
 
@@ -119,7 +119,7 @@ def compare_maps(
     with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb), ExitStack() as stack:
         with open_raster(before) as old_ds, open_raster(after) as new_ds:
             overlap = find_overlap(old_ds, new_ds)
-        with_area = row_areas_m2(overlap.transform, overlap.crs, 0, 1) is not None
+        with_area = area_method(overlap.crs, overlap.transform) is not None
         plan = ComparisonPlan(old, new, tuple(confidences), overlap, min_steps, with_area, options.gdal_cache_mb)
         created = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def compare_maps(
         writer = open_change_scratch(scratch, overlap, schema_used, tags)
         stack.callback(writer.close)
         counter = TransitionCounter(len(names), with_area)
-        bands = overlap.block_rows(options.block)
+        block_rows = overlap.block_rows(options.block)
         columns = (
             TextColumn("comparing"),
             BarColumn(),
@@ -141,8 +141,10 @@ def compare_maps(
         )
         try:
             with Progress(*columns, console=console, transient=True) as bar:
-                task = bar.add_task("blocks", total=sum(len(band) for band in bands))
-                for blocks, (partial, codes) in zip(bands, _run_bands(plan, bands, executor), strict=False):
+                task = bar.add_task("blocks", total=sum(len(row) for row in block_rows))
+                for blocks, (partial, codes) in zip(
+                    block_rows, _run_block_rows(plan, block_rows, executor), strict=False
+                ):
                     counter.merge(partial)
                     for block, block_codes in zip(blocks, codes, strict=False):
                         write_window(
@@ -210,7 +212,7 @@ def compare_maps(
                     plot_confidence_curve(summary, out_dir / "confidence_curve.png", options.min_confidence),
                 )
             )
-        for caption, figure in figures:
+        for _, figure in figures:
             paths[figure.stem] = figure
         paths["report"] = write_change_report(out_dir, summary, facts, figures)
     stages["outputs"] = time.perf_counter() - mark
@@ -256,19 +258,19 @@ def compare_blocks(plan: ComparisonPlan, blocks: list[Window]) -> tuple[Transiti
                 lowest = np.minimum(
                     *(c.to_steps(*read_band(v, window)) for c, v in zip(plan.confidences, views, strict=False))
                 )
-            areas = row_areas_m2(overlap.transform, overlap.crs, block.row_off, block.height)
+            areas = pixel_areas(overlap.crs, overlap.transform, block) if plan.with_area else None
             codes.append(counter.add(index_old, index_new, areas, lowest, plan.min_steps))
     return counter, codes
 
 
-def _run_bands(plan: ComparisonPlan, bands: list[list[Window]], executor) -> Iterator[tuple]:
-    """``compare_blocks`` of each band, in order: here, or as executor tasks with a few in flight."""
+def _run_block_rows(plan: ComparisonPlan, block_rows: list[list[Window]], executor) -> Iterator[tuple]:
+    """``compare_blocks`` of each row of blocks, in order: here, or as executor tasks with a few in flight."""
     if executor is None:
-        for blocks in bands:
+        for blocks in block_rows:
             yield compare_blocks(plan, blocks)
         return
     pending: deque = deque()
-    for blocks in bands:
+    for blocks in block_rows:
         pending.append(executor.submit(compare_blocks, plan, blocks))
         if len(pending) >= IN_FLIGHT:
             yield pending.popleft().result()

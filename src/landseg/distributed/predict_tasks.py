@@ -40,6 +40,7 @@ from landseg.io.georef import open_without_grid_warning
 from landseg.io.raster import open_raster, read_error_message
 from landseg.io.safety import read_json_limited
 from landseg.io.write import atomic_output
+from landseg.maps.cog import remove_stale_temporaries
 from landseg.predict.blocks import ColumnBlock, TileGrid
 from landseg.predict.core import lay_out, stream
 from landseg.predict.engine import (
@@ -51,7 +52,6 @@ from landseg.predict.engine import (
     is_finished,
     output_bytes,
     output_paths,
-    remove_stale_temporaries,
     write_run_record,
 )
 from landseg.predict.models import model_file

@@ -6,9 +6,10 @@ coefficients (RPCs: a satellite's sensor model, which needs a terrain height to 
 at all (a plain photo). ``Georeference.of(dataset)`` reads all of it; every raster landseg derives from
 the input is created with the same (``creation_profile``), so no output loses its place on Earth.
 
-Areas and polygons need an affine grid: the geotransform when there is one, else an affine grid fitted
-to the GCPs (approximate: GCPs may describe a warp no affine grid follows). RPCs alone give no ground
-size of a pixel, and a plain photo has none: their areas are in pixels only (``area_note`` says why).
+Polygons need an affine grid: the geotransform when there is one, else an affine grid fitted to the GCPs
+(approximate: GCPs may describe a warp no affine grid follows). Areas (``maps.areas``) are approximate on
+GCPs and on RPCs alone (placed at the RPCs' height offset, no terrain model); a plain photo has none, its
+areas are in pixels only (``area_note`` says why).
 """
 
 from __future__ import annotations
@@ -101,9 +102,10 @@ class Georeference:
             )
         if kind == RPCS:
             return (
-                "no areas in m2: the input is placed on Earth by RPCs (a sensor model) only, which give no "
-                "ground size of a pixel without a terrain model; the rasters keep the RPCs. Orthorectify it "
-                "(gdalwarp -rpc) for areas and map polygons"
+                "areas are approximate: the input is placed on Earth by RPCs (a sensor model) only, so pixel "
+                "corners are put on the ground at the RPCs' height offset, without a terrain model; polygons "
+                "are in pixel column and row; the rasters keep the RPCs. Orthorectify it (gdalwarp -rpc) for "
+                "exact areas and map polygons"
             )
         if kind == NONE:
             return (

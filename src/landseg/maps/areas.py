@@ -26,15 +26,19 @@ lon/lat or equal-area copy; returning the true area makes ``predict``, ``change`
 whatever grid their maps are on.
 
 Areas are computed for one window at a time, so a map of any size is measured in blocks; grids whose
-areas depend only on the row cache each row's value.
+areas depend only on the row cache each row's value. The tables ``predict`` and ``serve`` write (pixels,
+share, m², ha per class) are built here from a class raster read block by block (``tally_classes``).
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pyproj
@@ -48,8 +52,13 @@ from pyproj.crs.coordinate_operation import (
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from landseg.classes import IGNORE_INDEX, ClassSchema
+from landseg.io.georef import Georeference, open_without_grid_warning
+from landseg.io.write import atomic_output
+
 PLANAR, GEODESIC, SCALE_FACTOR, APPROXIMATE = "planar", "geodesic", "scale-factor", "approximate"
 SQUARE_METRES_PER_HECTARE = 10_000.0
+AREA_COLUMNS = ("class", "pixels", "share", "area_m2", "area_ha")
 # Projection methods that preserve area everywhere (PROJ's names), so the nominal area is the ground area.
 EQUAL_AREA_METHODS = ("equal area", "equal earth", "mollweide", "sinusoidal", "homolosine", "eckert iv")
 # Rows of pixel corners projected at once: bounds the memory of a tall window on a distorted grid.
@@ -105,8 +114,11 @@ class PixelAreas:
 
     method: str
     _compute: Callable[[Window], np.ndarray]
+    """Areas of a window's pixels; on a grid measured ``by_row``, of a one-column window."""
+    _cells: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    """Areas of pixel-sized cells centred anywhere (fractional rows, cols); None on grids measured by row."""
     by_row: bool = False
-    """Areas depend only on the row: ``_compute`` is given one-column windows and its rows are cached."""
+    """Areas depend only on the row: rows are computed once and cached."""
     _rows: dict[int, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,6 +128,21 @@ class PixelAreas:
         if not self.by_row:
             return self._compute(Window(left, top, width, height))
         return np.repeat(self.row_areas(top, height)[:, None], width, axis=1)
+
+    def centred_at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Areas of pixel-sized cells centred at pixel coordinates (``ys``, ``xs``: rows and columns from the
+        grid's top-left corner, fractions allowed; a pixel's own centre is (row + 0.5, col + 0.5))."""
+        ys, xs = np.asarray(ys, dtype=np.float64), np.asarray(xs, dtype=np.float64)
+        if self._cells is not None:
+            return self._cells(ys, xs)
+        # By row: between the two nearest rows' centres, linearly.
+        below = np.floor(ys - 0.5).astype(np.int64)
+        weight = ys - 0.5 - below
+        unique = np.unique(np.concatenate([below, below + 1]))
+        known = dict(zip(unique.tolist(), (self.row_areas(int(row), 1)[0] for row in unique), strict=True))
+        lower = np.array([known[row] for row in below.tolist()])
+        upper = np.array([known[row] for row in (below + 1).tolist()])
+        return lower + weight * (upper - lower) if ys.size else np.zeros(0)
 
     def row_areas(self, top: int, height: int) -> np.ndarray:
         """Area of one pixel of each of ``height`` rows from ``top`` (grids whose areas vary by row only)."""
@@ -133,7 +160,7 @@ class PixelAreas:
         geotransform, else its GCPs or RPCs (approximate); None when it has no ground size."""
         if georef.transform is not None:
             return grid_areas(georef.crs, georef.transform)
-        if georef.gcps and georef.gcps_crs is not None:
+        if georef.gcps and georef.gcps_crs is not None and georef.area_grid()[0] is not None:
             return _transformer_areas(rasterio.transform.GCPTransformer(list(georef.gcps)), georef.gcps_crs)
         if georef.rpcs is not None:
             # GDAL's RPC transformer gives WGS 84 longitude and latitude.
@@ -156,15 +183,15 @@ def _cached_grid_areas(wkt: str, coefficients: tuple[float, ...]) -> PixelAreas 
     if crs.is_geographic:
         if north_up:
             return PixelAreas(GEODESIC, _graticule_rows(crs, transform), by_row=True)
-        return PixelAreas(GEODESIC, _corner_areas(_affine_corners(transform), crs))
+        return _corner_areas(GEODESIC, _affine_corners(transform), crs)
     if not crs.is_projected:
         return None
     if _equal_area(crs):
         area = nominal_pixel_area_m2(crs, transform)
-        return PixelAreas(PLANAR, lambda window: np.full((int(window.height), int(window.width)), area))
+        return PixelAreas(PLANAR, lambda window: np.full((int(window.height), int(window.width)), area), by_row=True)
     if north_up and _follows_graticule(crs, transform):
         return PixelAreas(SCALE_FACTOR, _graticule_rows(crs, transform), by_row=True)
-    return PixelAreas(SCALE_FACTOR, _corner_areas(_affine_corners(transform), crs))
+    return _corner_areas(SCALE_FACTOR, _affine_corners(transform), crs)
 
 
 def _pyproj_crs(crs) -> pyproj.CRS:
@@ -235,7 +262,7 @@ def _affine_corners(transform: Affine) -> CornerPlacer:
     return place
 
 
-def _corner_areas(place: CornerPlacer, crs: pyproj.CRS) -> Callable[[Window], np.ndarray]:
+def _corner_areas(method: str, place: CornerPlacer, crs: pyproj.CRS) -> PixelAreas:
     """Per-pixel areas: each pixel's four corners placed on the ground and projected to a Lambert azimuthal
     equal-area projection centred on the grid's origin, where the quadrilateral's area is the ground area."""
     origin_x, origin_y = place(np.zeros(1), np.zeros(1))
@@ -249,7 +276,12 @@ def _corner_areas(place: CornerPlacer, crs: pyproj.CRS) -> Callable[[Window], np
     )
     to_equal_area = pyproj.Transformer.from_crs(crs, equal_area, always_xy=True)
 
-    def areas(window: Window) -> np.ndarray:
+    def project(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x, y = place(rows.ravel(), cols.ravel())
+        east, north = to_equal_area.transform(x, y)
+        return np.asarray(east).reshape(rows.shape), np.asarray(north).reshape(rows.shape)
+
+    def window_areas(window: Window) -> np.ndarray:
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
         out = np.empty((height, width), dtype=np.float64)
@@ -257,23 +289,25 @@ def _corner_areas(place: CornerPlacer, crs: pyproj.CRS) -> Callable[[Window], np
         for start in range(0, height, STRIP_ROWS):
             stop = min(height, start + STRIP_ROWS)
             rows = np.arange(top + start, top + stop + 1, dtype=np.float64)
-            grid_rows, grid_cols = np.meshgrid(rows, cols, indexing="ij")
-            x, y = place(grid_rows.ravel(), grid_cols.ravel())
-            east, north = to_equal_area.transform(x, y)
-            east = np.asarray(east).reshape(grid_rows.shape)
-            north = np.asarray(north).reshape(grid_rows.shape)
-            out[start:stop] = _quadrilateral_areas(east, north)
+            out[start:stop] = _quadrilateral_areas(*project(*np.meshgrid(rows, cols, indexing="ij")))
         return out
 
-    return areas
+    def cell_areas(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        # Each cell's corners as a 2 x 2 block, half a pixel either side of its centre.
+        corner_rows = ys[:, None, None] + np.array([[-0.5, -0.5], [0.5, 0.5]])
+        corner_cols = xs[:, None, None] + np.array([[-0.5, 0.5], [-0.5, 0.5]])
+        east, north = project(corner_rows, corner_cols)
+        return _quadrilateral_areas(east, north)[:, 0, 0]
+
+    return PixelAreas(method, window_areas, cell_areas)
 
 
 def _quadrilateral_areas(east: np.ndarray, north: np.ndarray) -> np.ndarray:
     """Areas of the quadrilaterals between neighbouring corners: half the cross product of the diagonals."""
-    diagonal_x = east[1:, 1:] - east[:-1, :-1]
-    diagonal_y = north[1:, 1:] - north[:-1, :-1]
-    other_x = east[1:, :-1] - east[:-1, 1:]
-    other_y = north[1:, :-1] - north[:-1, 1:]
+    diagonal_x = east[..., 1:, 1:] - east[..., :-1, :-1]
+    diagonal_y = north[..., 1:, 1:] - north[..., :-1, :-1]
+    other_x = east[..., 1:, :-1] - east[..., :-1, 1:]
+    other_y = north[..., 1:, :-1] - north[..., :-1, 1:]
     return 0.5 * np.abs(diagonal_x * other_y - diagonal_y * other_x)
 
 
@@ -284,4 +318,104 @@ def _transformer_areas(transformer, crs) -> PixelAreas:
         xs, ys = transformer.xy(rows, cols, offset="ul")
         return np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
 
-    return PixelAreas(APPROXIMATE, _corner_areas(place, _pyproj_crs(crs)))
+    return _corner_areas(APPROXIMATE, place, _pyproj_crs(crs))
+
+
+def areas_note(areas: PixelAreas | None, georef: Georeference) -> str | None:
+    """Why a table's areas are approximate or missing; None when they are the grid's own."""
+    if areas is not None and areas.method != APPROXIMATE:
+        return None
+    return georef.area_note()
+
+
+@dataclass
+class ClassTally:
+    """Pixels and ground area per class index of a class map (indices past the schema kept, to be refused)."""
+
+    pixels: np.ndarray
+    area_m2: np.ndarray | None
+    """None when the map has no ground size."""
+
+
+def tally_classes(raster_path: str | Path, num_classes: int, areas: PixelAreas | None) -> ClassTally:
+    """Pixels (and m² when ``areas`` is given) per class index of band 1, block by block, no-data skipped."""
+    size = max(num_classes, IGNORE_INDEX + 1)
+    pixels = np.zeros(size, dtype=np.int64)
+    area_m2 = None if areas is None else np.zeros(size, dtype=np.float64)
+    with open_without_grid_warning(raster_path) as source:
+        for _, window in source.block_windows(1):
+            index = source.read(1, window=window)
+            pixels += np.bincount(index.ravel(), minlength=size)
+            if area_m2 is not None and areas is not None:
+                area_m2 += class_areas_m2(index, areas.window(window), size)
+    pixels[IGNORE_INDEX] = 0
+    if area_m2 is not None:
+        area_m2[IGNORE_INDEX] = 0.0
+    keep = max(num_classes, int(np.flatnonzero(pixels).max(initial=0)) + 1)
+    return ClassTally(pixels[:keep], None if area_m2 is None else area_m2[:keep])
+
+
+def area_table(tally: ClassTally, schema: ClassSchema) -> list[dict]:
+    """One row per class: pixels, share of the valid pixels, ground area in m² and ha (None without one).
+
+    ``ValueError`` when the map holds a class index the schema lacks."""
+    pixels = np.asarray(tally.pixels)
+    if pixels.size > schema.num_classes and pixels[schema.num_classes :].any():
+        raise ValueError(
+            f"class map holds index {int(np.flatnonzero(pixels)[-1])}, but schema {schema.name!r} has "
+            f"{schema.num_classes} classes"
+        )
+    valid = int(pixels[: schema.num_classes].sum())
+    rows = []
+    for position, name in enumerate(schema.names):
+        count = int(pixels[position]) if position < pixels.size else 0
+        area = None if tally.area_m2 is None else float(tally.area_m2[position]) if position < pixels.size else 0.0
+        rows.append(
+            {
+                "class": name,
+                "pixels": count,
+                "share": count / valid if valid else 0.0,
+                "area_m2": area,
+                "area_ha": None if area is None else area / SQUARE_METRES_PER_HECTARE,
+            }
+        )
+    return rows
+
+
+def class_areas(index: np.ndarray, schema: ClassSchema, transform: Affine | None, crs) -> list[dict]:
+    """``area_table`` of a class map held in memory (``IGNORE_INDEX`` is no-data) on the given grid."""
+    index = np.asarray(index)
+    pixels = np.bincount(index[index != IGNORE_INDEX].ravel(), minlength=schema.num_classes)
+    grid = grid_areas(crs, transform)
+    area_m2 = None
+    if grid is not None:
+        area_m2 = class_areas_m2(index, grid.window(Window(0, 0, index.shape[1], index.shape[0])), pixels.size)
+    return area_table(ClassTally(pixels, area_m2), schema)
+
+
+def write_area_json(path: str | Path, rows: list[dict], extra: dict | None = None) -> Path:
+    """The area rows as JSON, with ``extra`` (scene size, area method, CRS) beside them."""
+    path = Path(path)
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps({**(extra or {}), "classes": rows}, indent=2), encoding="utf-8")
+    return path
+
+
+def write_area_csv(path: str | Path, rows: list[dict], note: str | None = None) -> Path:
+    """The area rows as CSV; ``note`` (areas approximate, or why there are none in m²) fills a last column."""
+    path = Path(path)
+    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=AREA_COLUMNS + (("note",) if note else ()))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    **({"note": note} if note else {}),
+                    "class": row["class"],
+                    "pixels": row["pixels"],
+                    "share": f"{row['share']:.6f}",
+                    "area_m2": "" if row["area_m2"] is None else f"{row['area_m2']:.2f}",
+                    "area_ha": "" if row["area_ha"] is None else f"{row['area_ha']:.4f}",
+                }
+            )
+    return path

@@ -13,6 +13,13 @@ block's regions (``scipy.ndimage.label``) and records their sizes, their neighbo
 one-pixel seams between blocks, which pieces in different blocks are one region; the pieces are joined
 with ``scipy.sparse.csgraph.connected_components``. The second pass labels each block again and
 rewrites the small regions. Memory grows with the number of regions, not with the map.
+
+Why not ``rasterio.features.sieve`` (GDAL's sieve filter): it needs the whole raster in one array (or
+one GDAL band, read whole by its algorithm), where this streams any map in blocks; and it merges a small
+region into its largest neighbour, where this takes the majority vote of the border the region shares
+with large regions, independent of scan order, never letting no-data vote. Small maps that fit in memory
+could use sieve, but the two rules give different maps, and one rule for every map size keeps a
+prediction the same whether it ran whole, in blocks or on Dask.
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ WriteBlock = Callable[[np.ndarray, int, int], None]
 """``write(block, row0, col0)`` stores a rewritten window."""
 
 
-def label_regions(index: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels, region_class)``: labels 1..n (0 on no-data) and the class of each region 0..n-1."""
+def label_class_regions(index: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, region_class)``: the 4-connected regions of each class numbered 1..n across all classes
+    (0 on no-data and on indices of ``num_classes`` or more), and the class of each region 0..n-1."""
     labels = np.zeros(index.shape, dtype=np.int32)
     classes = []
     count = 0
@@ -141,7 +149,7 @@ def small_regions_round(
     right_column: tuple[np.ndarray, np.ndarray] | None = None
     for row, col, row_end, col_end in _block_origins(height, width, block):
         index = read(row, row_end, col, col_end)
-        labels, region_class = label_regions(index, num_classes)
+        labels, region_class = label_class_regions(index, num_classes)
         ids = census.add_block((row, col), labels, region_class, index)
         if col > 0 and right_column is not None:
             census.add_seam(*right_column, ids[:, 0], index[:, 0])
@@ -153,7 +161,7 @@ def small_regions_round(
     changed = 0
     for row, col, row_end, col_end in _block_origins(height, width, block):
         index = read(row, row_end, col, col_end)
-        labels, _ = label_regions(index, num_classes)
+        labels, _ = label_class_regions(index, num_classes)
         decided = np.where(labels > 0, labels.astype(np.int64) - 1 + census.offsets[(row, col)], 0)
         replacement = np.where(labels > 0, new_class[decided] if len(new_class) else KEEP, KEEP)
         rewrite = replacement != KEEP
@@ -166,19 +174,23 @@ def remove_small_regions(index: np.ndarray, num_classes: int, min_area: int, blo
     """The in-memory form of ``remove_small_regions_raster``: a new ``(H, W)`` uint8 class map."""
     current = index
     for _ in range(MAX_ROUNDS):
-        result = np.empty_like(index)
-
-        def write(data: np.ndarray, row: int, col: int) -> None:
-            result[row : row + data.shape[0], col : col + data.shape[1]] = data
-
-        source = current
-        changed = small_regions_round(
-            lambda r0, r1, c0, c1: source[r0:r1, c0:c1], write, *index.shape, num_classes, min_area, block
-        )
-        current = result
+        current, changed = _round_in_memory(current, num_classes, min_area, block)
         if not changed:
             break
     return current
+
+
+def _round_in_memory(source: np.ndarray, num_classes: int, min_area: int, block: int) -> tuple[np.ndarray, int]:
+    result = np.empty_like(source)
+
+    def read(row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
+        return source[row0:row1, col0:col1]
+
+    def write(data: np.ndarray, row: int, col: int) -> None:
+        result[row : row + data.shape[0], col : col + data.shape[1]] = data
+
+    changed = small_regions_round(read, write, source.shape[0], source.shape[1], num_classes, min_area, block)
+    return result, changed
 
 
 def remove_small_regions_raster(

@@ -5,11 +5,13 @@ uncompressed GeoTIFF scratch file (windows may straddle its blocks: GDAL rewrite
 in place, where compressed ones would be appended again and again), and then copied to the COG layout,
 which adds compression and overviews. The scratch file and the COG are both written under temporary
 names in the output folder; only the finished COG is renamed into place. The caller deletes the
-scratch file (``open_scratch`` only creates it).
+scratch file (``open_scratch`` only creates it); ``remove_stale_temporaries`` clears what a killed run
+(kill -9, power cut) could not.
 """
 
 from __future__ import annotations
 
+import glob
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +36,12 @@ NODATA_BYTE = IGNORE_INDEX
 def scratch_path(final: Path, role: str) -> Path:
     """A hidden, unique scratch name next to ``final``; never mistaken for a finished output."""
     return final.with_name(f".{final.stem}.{role}.{secrets.token_hex(4)}.partial.tif")
+
+
+def remove_stale_temporaries(out_dir: Path, stem: str) -> None:
+    """Hidden partial files of the outputs named ``{stem}_*`` that an attempt killed mid-write left behind."""
+    for stale in Path(out_dir).glob(f".{glob.escape(stem)}_*.partial*"):
+        stale.unlink(missing_ok=True)
 
 
 def open_scratch(

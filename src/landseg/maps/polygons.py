@@ -6,37 +6,40 @@ touch the border are joined with ``shapely.union_all`` to the open pieces of the
 that does not reach the next strip is finished and written straight away, so only the polygons crossing
 the current border are held in memory, never the whole raster or all its polygons.
 
-Output: GeoPackage (through pyogrio) or GeoJSON (written here, one feature per line), with the class
-index, name and display colour, the pixel count and, on a projected grid, the area in m2 and ha. The
-polygons stay in the raster's CRS unless ``to_crs`` asks for another (the web app asks for WGS 84,
-which RFC 7946 GeoJSON and web maps expect). ``simplify`` is a
-Douglas-Peucker tolerance in pixels applied to each polygon on its own (neighbours may then no longer
-share their border exactly); tolerance 0 only drops the straight-line vertices the merge leaves.
+Output: GeoPackage or GeoJSON, both written by GDAL through ``pyogrio.raw.write_arrow``, which takes
+the features as a stream of Arrow record batches: one GDAL dataset is open for the whole write and each
+batch is written as it is traced, so neither format is held in memory. A GeoPackage keeps the raster's
+CRS; a GeoJSON follows RFC 7946 (GDAL's ``RFC7946=YES``: WGS 84 longitude and latitude, no ``crs``
+member), except for a map that is not on Earth at all (a plain photo), whose polygons stay in pixel
+column and row. Each polygon has the class index, name and display colour, its pixel count and, where
+the grid has a ground size, its area in m² and ha: its pixel count times the ground area of a pixel
+centred on its centroid (``maps.areas``: exact where pixel areas are constant, and otherwise correct to
+first order, as areas change smoothly across a polygon). ``simplify`` is a Douglas-Peucker
+tolerance in pixels applied to each polygon on its own (neighbours may then no longer share their border
+exactly); tolerance 0 only drops the straight-line vertices the merge leaves.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import rasterio
-import rasterio.warp
 from affine import Affine
 from rasterio import features
-from rasterio.crs import CRS
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, color_hex
 from landseg.errors import ConfigError
 from landseg.io.georef import Georeference, open_without_grid_warning
 from landseg.io.write import atomic_output
-from landseg.predict.outputs import SQUARE_METRES_PER_HECTARE, pixel_area_m2
+from landseg.maps.areas import SQUARE_METRES_PER_HECTARE, PixelAreas
 
 VECTOR_FORMATS = {"gpkg": ".gpkg", "geojson": ".geojson"}
+GDAL_DRIVERS = {"gpkg": "GPKG", "geojson": "GeoJSON"}
 DEFAULT_STRIP = 1024
 LAYER = "landcover"
-WGS84_EPSG = 4326
 
 
 def _shapely():
@@ -51,7 +54,7 @@ def _shapely():
 
 def strip_polygons(
     read_rows: Callable[[int, int], np.ndarray], height: int, strip: int = DEFAULT_STRIP
-) -> Iterable[tuple[int, object]]:
+) -> Iterable[tuple[int, Any]]:
     """``(class, polygon)`` for every region of the map, in pixel coordinates, each exactly once."""
     shapely = _shapely()
     if strip < 1:
@@ -81,76 +84,40 @@ def strip_polygons(
         open_pieces = still_open
 
 
-class _GeoJSONWriter:
-    def __init__(self, path: Path, crs, pixel_grid: bool = False):
-        self.handle = open(path, "w", encoding="utf-8")
-        self.first = True
-        header = {"type": "FeatureCollection", "name": LAYER}
-        # WGS 84 is GeoJSON's own CRS (RFC 7946); any other gets the older named-CRS member GDAL reads.
-        if crs is not None and crs.to_epsg() and crs.to_epsg() != WGS84_EPSG:
-            header["crs"] = {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{crs.to_epsg()}"}}
-        if pixel_grid:
-            header["coordinates_in"] = "pixel column, row"
-        self.handle.write(json.dumps(header)[:-1] + ', "features": [\n')
-
-    def write(self, geometries: list, records: list[dict]) -> None:
-        shapely = _shapely()
-        for geometry, record in zip(geometries, records, strict=False):
-            feature = {"type": "Feature", "properties": record, "geometry": json.loads(shapely.to_geojson(geometry))}
-            self.handle.write(("" if self.first else ",\n") + json.dumps(feature))
-            self.first = False
-
-    def close(self) -> None:
-        self.handle.write("\n]}\n")
-        self.handle.close()
+def polygon_format(destination: str | Path) -> str:
+    """``gpkg`` or ``geojson`` from a file name; ``ConfigError`` for any other suffix."""
+    kind = {suffix: name for name, suffix in VECTOR_FORMATS.items()}.get(Path(destination).suffix.lower())
+    if kind is None:
+        raise ConfigError(f"polygon output must end in {' or '.join(VECTOR_FORMATS.values())}", destination)
+    return kind
 
 
-class _GeoPackageWriter:
-    def __init__(self, path: Path, crs, pixel_grid: bool = False):
-        try:
-            import pyogrio  # noqa: F401
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ConfigError("GeoPackage output needs pyogrio: pip install pyogrio (or choose geojson)") from None
-        self.path = path
-        self.crs = None if crs is None else crs.to_wkt()
-        self.started = False
+def check_polygon_format(name: str | None) -> None:
+    """``ConfigError`` unless ``name`` is None (no polygons) or one of ``VECTOR_FORMATS``."""
+    if name is not None and name not in VECTOR_FORMATS:
+        raise ConfigError(f"unknown polygon format {name!r}; choose one of {', '.join(VECTOR_FORMATS)}")
 
-    def write(self, geometries: list, records: list[dict]) -> None:
-        import pyogrio.raw
 
-        shapely = _shapely()
-        if not geometries:
-            return
-        fields = list(records[0])
-        columns = [np.array([r[f] if r[f] is not None else np.nan for r in records]) for f in fields]
-        columns = [c.astype(object) if c.dtype.kind == "U" else c for c in columns]
-        pyogrio.raw.write(
-            self.path,
-            shapely.to_wkb(np.array(geometries, dtype=object)),
-            columns,
-            fields,
-            layer=LAYER,
-            driver="GPKG",
-            geometry_type="Polygon",
-            crs=self.crs,
-            append=self.started,
-        )
-        self.started = True
+def _class_fields(schema: ClassSchema) -> Callable[[int], dict]:
+    colors = [color_hex(c.color) for c in schema.classes]
 
-    def close(self) -> None:
-        if not self.started:  # an all no-data map still gets a valid, empty layer
-            import pyogrio.raw
+    def describe(value: int) -> dict:
+        known = value < schema.num_classes
+        return {
+            "class_index": value,
+            "class_name": schema.names[value] if known else str(value),
+            "color": colors[value] if known else "",
+        }
 
-            pyogrio.raw.write(
-                self.path,
-                np.array([], dtype=object),
-                [np.array([], dtype=np.int64)],
-                ["class_index"],
-                layer=LAYER,
-                driver="GPKG",
-                geometry_type="Polygon",
-                crs=self.crs,
-            )
+    return describe
+
+
+def _arrow_batch(pyarrow, geometries: list, records: list[dict], arrow_schema):
+    shapely = _shapely()
+    columns = [pyarrow.array([record[name] for record in records], type=arrow_schema.field(name).type)
+               for name in arrow_schema.names[:-1]]  # fmt: skip
+    columns.append(pyarrow.array(shapely.to_wkb(np.array(geometries, dtype=object)), type=pyarrow.binary()))
+    return pyarrow.record_batch(columns, schema=arrow_schema)
 
 
 def write_polygons(
@@ -160,74 +127,100 @@ def write_polygons(
     simplify: float = 0.0,
     strip: int = DEFAULT_STRIP,
     batch: int = 5000,
-    to_crs: str | None = None,
     values: Callable[[np.ndarray], np.ndarray] | None = None,
     fields: Callable[[int], dict] | None = None,
     min_pixels: int = 0,
 ) -> Path:
     """Polygons of every class of a class raster (band 1) into ``destination`` (.gpkg or .geojson).
 
-    ``to_crs`` (e.g. ``"EPSG:4326"``) reprojects them from the raster's CRS; a raster without a CRS
-    keeps its own coordinates (pixel column and row for a plain photo). Other maps than class maps
-    (``landseg change``'s from-to codes): ``values`` recodes each strip as read (``IGNORE_INDEX`` drops
-    a pixel), ``fields(value)`` gives a polygon's descriptive fields in place of the class index, name
-    and colour, and polygons of fewer than ``min_pixels`` pixels are left out."""
-    shapely = _shapely()
+    A raster without a CRS keeps its own coordinates (pixel column and row for a plain photo). Other maps
+    than class maps (``landseg change``'s from-to codes): ``values`` recodes each strip as read
+    (``IGNORE_INDEX`` drops a pixel), ``fields(value)`` gives a polygon's descriptive fields in place of
+    the class index, name and colour, and polygons of fewer than ``min_pixels`` pixels are left out."""
+    import pyarrow
+    import pyogrio.raw
+
     destination = Path(destination)
-    kind = {suffix: name for name, suffix in VECTOR_FORMATS.items()}.get(destination.suffix.lower())
-    if kind is None:
-        raise ConfigError(f"polygon output must end in {' or '.join(VECTOR_FORMATS.values())}", destination)
+    kind = polygon_format(destination)
     if simplify < 0:
         raise ConfigError(f"simplification tolerance must be >= 0 pixels, got {simplify}")
+    describe = fields if fields is not None else _class_fields(schema)
     with open_without_grid_warning(raster_path) as source, atomic_output(destination) as temporary:
+        georef = Georeference.of(source)
         # The geotransform, or an affine grid fitted to the raster's GCPs; pixel coordinates without either.
-        transform, crs = Georeference.of(source).area_grid()
+        transform, crs = georef.area_grid()
         transform = Affine.identity() if transform is None else transform
-        target = crs if to_crs is None or crs is None else CRS.from_user_input(to_crs)
-        area_per_pixel = pixel_area_m2(transform, crs)
+        areas = PixelAreas.of(georef) if crs is not None else None
         matrix = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
-        colors = [color_hex(c.color) for c in schema.classes]
-        writer_class = _GeoPackageWriter if kind == "gpkg" else _GeoJSONWriter
-        writer = writer_class(temporary, target, pixel_grid=crs is None and transform.is_identity)
-
-        def flush(geometries: list, records: list[dict]) -> None:
-            if target != crs and geometries:
-                moved = rasterio.warp.transform_geom(crs, target, [shapely.geometry.mapping(g) for g in geometries])
-                geometries = [shapely.geometry.shape(g) for g in moved]
-            writer.write(geometries, records)
+        arrow_schema = _arrow_schema(pyarrow, describe)
 
         def read_rows(top: int, bottom: int) -> np.ndarray:
             data = source.read(1, window=((top, bottom), (0, source.width)))
             return data if values is None else values(data)
 
-        geometries, records = [], []
-        for value, polygon in strip_polygons(read_rows, source.height, strip):
-            pixels = round(polygon.area)
-            if pixels < min_pixels:
-                continue
-            geometries.append(shapely.affinity.affine_transform(polygon.simplify(simplify), matrix))
-            area_m2 = None if area_per_pixel is None else pixels * area_per_pixel
-            known = value < schema.num_classes
-            described = (
-                fields(value)
-                if fields is not None
-                else {
-                    "class_index": value,
-                    "class_name": schema.names[value] if known else str(value),
-                    "color": colors[value] if known else "",
-                }
+        def batches() -> Iterator:
+            traced = (
+                (value, polygon)
+                for value, polygon in strip_polygons(read_rows, source.height, strip)
+                if round(polygon.area) >= min_pixels
             )
-            records.append(
-                {
-                    **described,
-                    "pixels": pixels,
-                    "area_m2": area_m2,
-                    "area_ha": None if area_m2 is None else area_m2 / SQUARE_METRES_PER_HECTARE,
-                }
+            while chunk := [item for _, item in zip(range(batch), traced, strict=False)]:
+                geometries, records = _features(chunk, describe, areas, matrix, simplify)
+                yield _arrow_batch(pyarrow, geometries, records, arrow_schema)
+
+        options = {"RFC7946": "YES"} if kind == "geojson" and crs is not None else {}
+        with warnings.catch_warnings():
+            # A map with no CRS (a plain photo) is meant to have polygons in pixel column and row.
+            warnings.filterwarnings("ignore", message="'crs' was not provided")
+            pyogrio.raw.write_arrow(
+                pyarrow.RecordBatchReader.from_batches(arrow_schema, batches()),
+                temporary,
+                layer=LAYER,
+                driver=GDAL_DRIVERS[kind],
+                geometry_name="geometry",
+                geometry_type="Polygon",
+                crs=None if crs is None else crs.to_wkt(),
+                layer_options=options,
             )
-            if len(geometries) >= batch:
-                flush(geometries, records)
-                geometries, records = [], []
-        flush(geometries, records)
-        writer.close()
     return destination
+
+
+def _arrow_schema(pyarrow, describe: Callable[[int], dict]):
+    """Field types from one description (all descriptions share their keys and types), then the counts."""
+    sample = describe(0)
+    types = {int: pyarrow.int64(), str: pyarrow.string(), float: pyarrow.float64()}
+    described = [pyarrow.field(name, types[type(value)]) for name, value in sample.items()]
+    return pyarrow.schema(
+        [
+            *described,
+            pyarrow.field("pixels", pyarrow.int64()),
+            pyarrow.field("area_m2", pyarrow.float64()),
+            pyarrow.field("area_ha", pyarrow.float64()),
+            pyarrow.field("geometry", pyarrow.binary(), metadata={"ARROW:extension:name": "geoarrow.wkb"}),
+        ]
+    )
+
+
+def _features(chunk: list, describe, areas: PixelAreas | None, matrix: list[float], simplify: float):
+    """Map geometries and attribute records of traced ``(value, polygon)`` pairs (pixel coordinates)."""
+    shapely = _shapely()
+    polygons = [polygon for _, polygon in chunk]
+    pixels = np.array([round(polygon.area) for polygon in polygons], dtype=np.int64)
+    pixel_area = None
+    if areas is not None:
+        # A pixel's area at the polygon's centroid: areas change smoothly, so this is their mean to first order.
+        centroids = shapely.centroid(np.array(polygons, dtype=object))
+        pixel_area = areas.centred_at(shapely.get_y(centroids), shapely.get_x(centroids))
+    geometries = [shapely.affinity.affine_transform(polygon.simplify(simplify), matrix) for polygon in polygons]
+    records = []
+    for position, (value, _) in enumerate(chunk):
+        area = None if pixel_area is None else float(pixels[position] * pixel_area[position])
+        records.append(
+            {
+                **describe(value),
+                "pixels": int(pixels[position]),
+                "area_m2": area,
+                "area_ha": None if area is None else area / SQUARE_METRES_PER_HECTARE,
+            }
+        )
+    return geometries, records

@@ -18,7 +18,6 @@ _EXPORTS = {
     "PredictOptions": "landseg.predict.options",
     "SceneResult": "landseg.predict.engine",
     "blend_weights": "landseg.predict.tiling",
-    "class_areas": "landseg.predict.outputs",
     "load_ensemble": "landseg.predict.ensemble",
     "predict_array": "landseg.predict.core",
     "predict_scene": "landseg.predict.engine",

@@ -8,7 +8,6 @@ written last, so a scene whose record and outputs all exist is finished and is s
 
 from __future__ import annotations
 
-import glob
 import json
 import shutil
 import time
@@ -27,28 +26,31 @@ from landseg.errors import DataError, OutputError
 from landseg.io.georef import Georeference
 from landseg.io.raster import open_raster, read_error_message
 from landseg.io.write import atomic_output
-from landseg.predict.cog import (
+from landseg.maps.areas import (
+    PixelAreas,
+    area_table,
+    areas_note,
+    nominal_pixel_area_m2,
+    tally_classes,
+    write_area_csv,
+    write_area_json,
+)
+from landseg.maps.cleanup import remove_small_regions_raster
+from landseg.maps.cog import (
     PROBABILITY_STEPS,
     copy_to_cog,
     encode_probabilities,
     open_scratch,
+    remove_stale_temporaries,
     scratch_path,
     write_window,
 )
+from landseg.maps.polygons import VECTOR_FORMATS, write_polygons
 from landseg.predict.core import lay_out, stream
 from landseg.predict.ensemble import Ensemble
-from landseg.predict.options import PredictOptions
-from landseg.predict.outputs import (
-    class_areas_from_counts,
-    count_classes,
-    pixel_area_m2,
-    write_area_csv,
-    write_area_json,
-    write_preview,
-)
-from landseg.predict.postprocess import remove_small_regions_raster
+from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
+from landseg.predict.outputs import write_preview
 from landseg.predict.streaming import Chunk
-from landseg.predict.vectors import VECTOR_FORMATS, write_polygons
 
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
 """Room for the preview, areas, polygons and run record beside the rasters."""
@@ -74,12 +76,6 @@ def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str,
 
 def is_finished(paths: dict[str, Path]) -> bool:
     return all(path.exists() for path in paths.values())
-
-
-def remove_stale_temporaries(out_dir: Path, stem: str) -> None:
-    """Hidden partial files that an attempt killed mid-write (kill -9, power cut) could not remove."""
-    for stale in out_dir.glob(f".{glob.escape(stem)}_*.partial*"):
-        stale.unlink(missing_ok=True)
 
 
 @dataclass
@@ -157,18 +153,19 @@ class SceneOutputs:
             )
             stages["min_area"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        counts = count_classes(final_classes, schema.num_classes) if options.areas else None
+        # Ground areas on the geotransform, or approximate ones through the GCPs or RPCs; none for a photo.
+        areas = PixelAreas.of(self.georef)
+        tally = tally_classes(final_classes, schema.num_classes, areas) if options.areas else None
         copy_to_cog(final_classes, paths["classes"], "MODE")
         for kind in ("probabilities", "confidence"):
             if kind in self.scratches:
                 copy_to_cog(Path(self.scratches[kind].name), paths[kind], "AVERAGE")
         stages["cog"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        if counts is not None:
-            # On GCPs: an affine grid fitted to them (approximate); on RPCs alone or no grid: pixels only.
+        if tally is not None:
             transform, crs = self.georef.area_grid()
-            rows = class_areas_from_counts(counts, schema, transform, crs)
-            note = self.georef.area_note()
+            rows = area_table(tally, schema)
+            note = areas_note(areas, self.georef)
             write_area_csv(paths["areas"], rows, note=note)
             write_area_json(
                 paths["areas_json"],
@@ -178,8 +175,9 @@ class SceneOutputs:
                     "height": self.height,
                     "width": self.width,
                     "crs": None if crs is None else crs.to_string(),
-                    "pixel_area_m2": pixel_area_m2(transform, crs),
-                    **({"approximate": True} if self.georef.approximate else {}),
+                    "area_method": None if areas is None else areas.method,
+                    "pixel_area_m2": nominal_pixel_area_m2(crs, transform),
+                    **({"approximate": True} if areas is not None and areas.method == "approximate" else {}),
                     **({"note": note} if note else {}),
                 },
             )
@@ -194,7 +192,7 @@ def predict_scene(
     source: str | Path,
     ensemble: Ensemble,
     out_dir: str | Path,
-    options: PredictOptions = PredictOptions(),
+    options: PredictOptions = DEFAULT_OPTIONS,
     stem: str | None = None,
     on_start: Callable[[int], None] | None = None,
     on_tiles: Callable[[int], None] | None = None,

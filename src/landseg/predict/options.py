@@ -7,7 +7,7 @@ all hand the inference core one of these, so equal options mean equal maps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from landseg.errors import ConfigError
@@ -49,19 +49,26 @@ class PredictOptions:
     allow_input_mismatch: bool = False
     """Predict even when the input's dtype or value range is not what the model was trained on."""
 
+    def class_map_only(self) -> PredictOptions:
+        """These options without the outputs beside the class map (probabilities, confidence, preview, areas,
+        polygons), for ``evaluate`` and ``audit``, which read the map only; the map is the same either way."""
+        return replace(self, probabilities=False, confidence=False, preview=False, areas=False, polygons=None)
+
     def check(self) -> None:
         """Refuse bad options before any scene is read."""
+        from landseg.maps.polygons import check_polygon_format
         from landseg.predict.tiling import BLEND_KINDS, tile_stride
-        from landseg.predict.vectors import VECTOR_FORMATS
 
         tile_stride(1 if self.tile is None else self.tile, self.overlap)
         if self.blend not in BLEND_KINDS:
             raise ConfigError(f"unknown blend {self.blend!r}; choose one of {', '.join(BLEND_KINDS)}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
-        if self.polygons is not None and self.polygons not in VECTOR_FORMATS:
-            raise ConfigError(f"unknown polygon format {self.polygons!r}; choose one of {', '.join(VECTOR_FORMATS)}")
+        check_polygon_format(self.polygons)
         if self.min_area < 0 or self.simplify < 0:
             raise ConfigError("--min-area and --simplify must not be negative")
         if not self.input_value_scale > 0:
             raise ConfigError(f"--input-scale-values must be positive, got {self.input_value_scale}")
+
+
+DEFAULT_OPTIONS = PredictOptions()

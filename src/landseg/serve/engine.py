@@ -19,16 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from landseg.checkpoint import LoadedModel
 from landseg.io.georef import Georeference, open_without_grid_warning
 from landseg.io.write import write_index_png
+from landseg.maps.polygons import write_polygons
 from landseg.predict.engine import PredictOptions, gdal_environment, predict_scene
 from landseg.predict.ensemble import Ensemble, Member, TorchNetwork, load_ensemble
 from landseg.predict.networks import Engine
-from landseg.predict.vectors import write_polygons
 
 ProgressCallback = Callable[[float, str], None]
 """Called with the fraction done (0..1) and a short stage name; it may raise to cancel the job."""
 
 OUTPUT_STEM = "result"
-GEOJSON_CRS = "EPSG:4326"
 # Share of the progress bar each phase fills; the network dominates the run time.
 READ_SHARE, PREDICT_SHARE = 0.05, 0.80
 
@@ -118,9 +117,8 @@ def run_prediction(
     outputs: dict[str, Path] = {"color_png": scene.paths["color"], "areas_csv": scene.paths["areas"]}
     report(0.90, "tracing polygons")
     with gdal_environment(engine_options):
-        outputs["polygons_geojson"] = write_polygons(
-            classes_tif, out_dir / f"{OUTPUT_STEM}_polygons.geojson", schema, to_crs=GEOJSON_CRS
-        )
+        # GeoJSON is written as RFC 7946: WGS 84 longitude and latitude, as web maps expect.
+        outputs["polygons_geojson"] = write_polygons(classes_tif, out_dir / f"{OUTPUT_STEM}_polygons.geojson", schema)
         with open_without_grid_warning(classes_tif) as written:
             # A grid, GCPs or RPCs: the COG places the map on Earth, which the PNG cannot.
             georeferenced = Georeference.of(written).georeferenced
