@@ -2,7 +2,7 @@
 its likely class, its size in pixels (and m² on a projected grid), its confidences and its polygon.
 
 Regions smaller than ``min_pixels`` are left out (scattered pixels along class borders are the model's
-own uncertainty more often than a wrong label). Polygons come from ``predict.vectors.strip_polygons``,
+own uncertainty more often than a wrong label). Polygons come from ``maps.polygons.strip_polygons``,
 the polygonization of ``landseg predict``, in pixel coordinates (column, row); 4-connected regions and
 4-connected polygons are the same sets of pixels, so each region is exactly one polygon (holes kept).
 """
@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from landseg.audit.issues import ImageIssues
 from landseg.classes import IGNORE_INDEX
-from landseg.predict.vectors import strip_polygons
+from landseg.maps.polygons import strip_polygons
 
 
 @dataclass
