@@ -13,7 +13,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from landseg.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below as type checkers see them ("X as X": re-exported)
+    from landseg.audit.folds import assign_folds as assign_folds
+    from landseg.audit.run import AuditResult as AuditResult
+    from landseg.audit.run import audit as audit
 
 _EXPORTS = {
     "AuditResult": "landseg.audit.run",

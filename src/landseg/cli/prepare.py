@@ -61,7 +61,7 @@ def align_command(
 
     import rasterio
 
-    from landseg.classes import get_schema
+    from landseg.classes import UnknownPolicy, get_schema
     from landseg.data.prepare.align import align_labels, resample_image
     from landseg.data.prepare.config import AlignConfig
     from landseg.data.prepare.execution import GDAL_CACHE_MB
@@ -77,11 +77,9 @@ def align_command(
     )
     if unknown_labels not in ("error", "ignore"):
         raise ConfigError(f"--unknown-labels must be error or ignore, not {unknown_labels!r}")
+    unknown: UnknownPolicy = "error" if unknown_labels == "error" else "ignore"
     started = time.perf_counter()
     env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
-    common = dict(
-        grid=options.grid, block=options.block, max_source_pixels=options.max_source_pixels, threads=options.threads
-    )
     with env:
         if options.resample == "label":
             result = align_labels(
@@ -91,11 +89,23 @@ def align_command(
                 get_schema(schema),
                 method=options.method,
                 label_nodata=label_nodata,
-                unknown=unknown_labels,
-                **common,
-            )  # type: ignore[arg-type]
+                unknown=unknown,
+                grid=options.grid,
+                block=options.block,
+                max_source_pixels=options.max_source_pixels,
+                threads=options.threads,
+            )
         else:
-            result = resample_image(image, label, out, method=options.image_method, **common)  # type: ignore[arg-type]
+            result = resample_image(
+                image,
+                label,
+                out,
+                method=options.image_method,
+                grid=options.grid,
+                block=options.block,
+                max_source_pixels=options.max_source_pixels,
+                threads=options.threads,
+            )
     seconds = time.perf_counter() - started
     console.print(
         f"[green]aligned[/] {result.path}: {result.windows} windows, "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -35,7 +36,7 @@ _MISSING_COLOR = (0.6, 0.6, 0.6)
 
 def class_colors(schema: ClassSchema, names: Sequence[str]) -> list[tuple[float, float, float]]:
     """Matplotlib colours for ``names`` from the schema (grey for a name the schema does not know)."""
-    by_name = {c.name: tuple(v / 255 for v in c.color) for c in schema.classes}
+    by_name = dict(zip(schema.names, schema.plot_colors(), strict=True))
     return [by_name.get(name, _MISSING_COLOR) for name in names]
 
 
@@ -81,8 +82,9 @@ def plot_confusion_matrix(
                 ax.text(j, i, text, ha="center", va="center", fontsize=font, color=color)
     ax.set_xticks(range(k), labels=schema.names, rotation=40, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(k), labels=schema.names)
-    for label, color in zip(ax.get_xticklabels() + ax.get_yticklabels(), schema.plot_colors() * 2, strict=False):
-        label.set_bbox({"facecolor": color, "edgecolor": "none", "alpha": 0.35, "pad": 1.5})
+    tick_colors = schema.plot_colors() * 2
+    for label, tick_color in zip(ax.get_xticklabels() + ax.get_yticklabels(), tick_colors, strict=False):
+        label.set_bbox({"facecolor": tick_color, "edgecolor": "none", "alpha": 0.35, "pad": 1.5})
     ax.set_xlabel(axes[1])
     ax.set_ylabel(axes[0])
     summary = f"{cm.total:,} px"
@@ -119,7 +121,7 @@ def plot_per_class(metrics: Mapping, schema: ClassSchema, path: PathLike, *, tit
     ax.set_ylabel("score")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    handles = [
+    handles: list[Artist] = [
         Patch(facecolor="white", edgecolor="black", hatch=hatches[score], label=SCORE_LABELS[score])
         for score in SCORE_NAMES
     ]

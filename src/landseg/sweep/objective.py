@@ -10,6 +10,7 @@ the repeats. Only the first repeat can be pruned: the others measure a configura
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -156,7 +157,7 @@ class TrialRunner:
             pruning = ValidationPruning(
                 trial,
                 enabled=repeat == 0,
-                on_report=(lambda e, v, n=trial.number: self.reporter.validated(n, e, v)) if self.reporter else None,
+                on_report=functools.partial(self.reporter.validated, trial.number) if self.reporter else None,
                 seconds_as_step=self.plan.minutes_per_trial is not None,
             )
             result = _train(config, run_dir, self.plan.minutes_per_trial, self.progress, pruning)

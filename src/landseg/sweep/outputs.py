@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,7 @@ def _plots(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.figure import SubFigure
     from optuna.visualization import matplotlib as vis
 
     from landseg.io.figures import save_figure
@@ -162,11 +164,18 @@ def _plots(
             continue
         axes = drawn.ravel()[0] if hasattr(drawn, "ravel") else drawn
         figure = axes.figure
+        if isinstance(figure, SubFigure):  # the figure to save is the one that holds it
+            figure = figure.figure
         if name == "slice.png":
             figure.set_size_inches(max(4.5 * len(space.parameters), 6), 4.5)
         images.append((caption, save_figure(figure, out / name)))
         plt.close("all")
     return images, notes
+
+
+def _score(trial: FrozenTrial) -> float:
+    """The trial's validation mIoU; a trial without one ranks last."""
+    return trial.value if trial.value is not None else -math.inf
 
 
 def write_outputs(study: optuna.Study, plan: SweepPlan, base: dict, space: SearchSpace) -> SweepOutputs:
@@ -179,7 +188,7 @@ def write_outputs(study: optuna.Study, plan: SweepPlan, base: dict, space: Searc
     for state in TrialState:
         outputs.counts[state.name.lower()] = sum(1 for t in trials if t.state == state)
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(completed, key=lambda t: t.value) if completed else None
+    best = max(completed, key=_score) if completed else None
     sections: dict[str, str] = {}
     if best is not None:
         outputs.best_config = write_best_config(out / BEST_CONFIG, base, space, best, plan)

@@ -60,15 +60,17 @@ class ValidationPruning(L.Callback):
     def _step(self, epoch: int) -> int:
         if not self.seconds_as_step:
             return epoch
-        return int(self.clock() - self.started)  # Lightning calls on_train_start before any such validation
+        if self.started is None:  # Lightning calls on_train_start first; a validation without training counts from here
+            self.started = self.clock()
+        return int(self.clock() - self.started)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        value = trainer.callback_metrics.get(MONITOR)
-        if value is None:
+        metric = trainer.callback_metrics.get(MONITOR)
+        if metric is None:
             return
-        value = float(value)
+        value = float(metric)
         epoch = int(trainer.current_epoch)
         if self.on_report is not None:
             self.on_report(epoch, value)
