@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     network, criterion, images, masks = build(args.batch_size, args.crop, args.device)
     steps = {name: runner(network, criterion, images, masks, *flags) for name, flags in COMBINATIONS.items()}
-    for name, step in steps.items():
+    for step in steps.values():
         for _ in range(args.warmup):
             step()
     times: dict[str, list[float]] = {name: [] for name in COMBINATIONS}
