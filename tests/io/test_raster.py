@@ -1,33 +1,19 @@
 import numpy as np
 import pytest
-import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
+from tests.helpers import write_geotiff
 
 from landseg.classes import IGNORE_INDEX, get_schema
 from landseg.errors import DataError
 from landseg.io.raster import raster_info, read_image, read_mask, read_mask_raw
 
-
-def write_tif(path, data, nodata=None, crs="EPSG:32632"):
-    profile = dict(
-        driver="GTiff",
-        width=data.shape[2],
-        height=data.shape[1],
-        count=data.shape[0],
-        dtype=data.dtype,
-        crs=crs,
-        transform=from_origin(500000, 5200000, 10, 10),
-        nodata=nodata,
-    )
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
+TEN_METRES = from_origin(500000, 5200000, 10, 10)
 
 
 def test_reads_selected_bands_with_georeference(tmp_path):
     data = np.arange(4 * 6 * 5, dtype=np.uint16).reshape(4, 6, 5)
-    path = write_tif(tmp_path / "s2.tif", data)
+    path = write_geotiff(tmp_path / "s2.tif", data, transform=TEN_METRES)
     image = read_image(path, bands=[3, 1])
     assert image.data.dtype == np.uint16
     np.testing.assert_array_equal(image.data, data[[2, 0]])
@@ -42,10 +28,10 @@ def test_nodata_and_nan_are_invalid(tmp_path):
     data = np.ones((2, 3, 3), dtype=np.float32)
     data[:, 0, 0] = -9999
     data[0, 2, 2] = np.nan
-    image = read_image(write_tif(tmp_path / "f.tif", data, nodata=-9999))
+    image = read_image(write_geotiff(tmp_path / "f.tif", data, transform=TEN_METRES, nodata=-9999))
     assert image.valid.tolist() == [[False, True, True], [True, True, True], [True, True, False]]
     # a nodata value given by the user overrides the file's
-    ints = write_tif(tmp_path / "i.tif", np.array([[[0, 5], [5, 5]]], dtype=np.uint8))
+    ints = write_geotiff(tmp_path / "i.tif", np.array([[[0, 5], [5, 5]]], dtype=np.uint8), transform=TEN_METRES)
     assert read_image(ints).valid is None
     assert read_image(ints, nodata=0).valid.tolist() == [[False, True], [True, True]]
 
@@ -77,7 +63,7 @@ def test_truncated_png_is_a_data_error(tmp_path):
     path = tmp_path / "cut.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
     path.write_bytes(path.read_bytes()[:400])
-    with pytest.raises(DataError, match="cut.png"):
+    with pytest.raises(DataError, match=r"cut\.png"):
         read_image(path)
 
 
@@ -98,7 +84,7 @@ def test_paletted_png_mask_reads_as_colours_for_colour_schemas(tmp_path):
 
 
 def test_code_mask_with_nodata(tmp_path):
-    path = write_tif(tmp_path / "lc.tif", np.array([[[0, 3, 12]]], dtype=np.uint8))
+    path = write_geotiff(tmp_path / "lc.tif", np.array([[[0, 3, 12]]], dtype=np.uint8), transform=TEN_METRES)
     assert read_mask(path, get_schema("catalonia")).tolist() == [[IGNORE_INDEX, 2, 11]]
 
 
@@ -107,10 +93,10 @@ def test_truncated_jpeg_and_png_mask_are_data_errors(tmp_path):
     jpeg = tmp_path / "cut.jpg"
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(jpeg)
     jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
-    with pytest.raises(DataError, match="cut.jpg: cannot read pixels"):
+    with pytest.raises(DataError, match=r"cut\.jpg: cannot read pixels"):
         read_image(jpeg)
     mask = tmp_path / "mask.png"
     Image.fromarray(rng.integers(0, 5, (64, 64), dtype=np.uint8)).save(mask)
     mask.write_bytes(mask.read_bytes()[:200])
-    with pytest.raises(DataError, match="mask.png: PNG is truncated"):
+    with pytest.raises(DataError, match=r"mask\.png: PNG is truncated"):
         read_mask(mask, get_schema("landcoverai"))

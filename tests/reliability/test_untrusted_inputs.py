@@ -172,7 +172,7 @@ def test_yaml_that_would_construct_objects_is_one_line(tmp_path, synthetic_datas
         config["data"]["schema"] = "evil_schema.yaml"
     text = write_yaml(tmp_path / "config.yaml", config).read_text()
     if where == "config":
-        (tmp_path / "config.yaml").write_text(text.replace("name: reliability", f"name: {tag}"))
+        (tmp_path / "config.yaml").write_text(text.replace(f"name: {config['name']}", f"name: {tag}"))
     result = runner.invoke(app, ["train", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "run")])
     assert_one_line_error(result, "could not determine a constructor", "python/object/apply:os.system")
     assert not marker.exists() and not (tmp_path / "run").exists()

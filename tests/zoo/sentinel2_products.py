@@ -5,7 +5,8 @@ per-band GeoTIFFs. Coarser bands are the chip's pixels averaged over 2x2 (20 m) 
 which is how the sensor's coarser bands relate to the 10 m grid.
 
 ``write_sentinel2_like_stack`` needs no real chip: a synthetic scene (``landseg.data.synthetic``) as the
-9 bands Dynamic World reads, in L1C-like digital numbers, named B2 ... B12, on a 10 m UTM grid."""
+9 bands Dynamic World reads, in L1C-like digital numbers, named B2 ... B12, on a 10 m UTM grid; and
+``write_synthetic_chip`` makes a 13-band chip of such a scene, so that products can be built without one."""
 
 from __future__ import annotations
 
@@ -229,3 +230,17 @@ def write_labels(path: Path, labels: np.ndarray) -> Path:
     ) as target:
         target.write(labels.astype(np.uint8), 1)
     return path
+
+
+def write_synthetic_chip(path: Path, size: int = 120, seed: int = 0) -> Path:
+    """A seeded 13-band chip (B1 ... B12, undescribed, as SEN12MS chips are) of L1C-like digital numbers at 10 m
+    in UTM 31N: the 9 bands of ``sentinel2_like_pixels``; B1 and B8A follow B2 and B8, B9 (water vapour) and
+    B10 (cirrus) are dimmer. ``size`` a multiple of 6 keeps the 20 and 60 m grids whole."""
+    pixels, _ = sentinel2_like_pixels(size, seed)
+    band = dict(zip(DW_BANDS, pixels.astype(np.float64), strict=True))
+    band["B1"] = band["B2"] * 1.1
+    band["B8A"] = band["B8"] * 0.95
+    band["B9"] = band["B8"] * 0.3
+    band["B10"] = 10 + band["B2"] * 0.01
+    stack = np.stack([np.round(band[name]) for name in BANDS]).astype(np.uint16)
+    return write_sentinel2_like_stack(path, stack, names=False)

@@ -18,6 +18,7 @@ import rasterio
 import torch
 import yaml
 from safetensors.torch import load_file
+from tests.helpers import experiment
 from tests.zoo.sentinel2_products import DW_BANDS, sentinel2_like_pixels, write_labels, write_sentinel2_like_stack
 from typer.testing import CliRunner
 
@@ -63,33 +64,26 @@ def sentinel2_scenes(tmp_path_factory) -> Path:
     return root
 
 
-def experiment(root: Path, schema=THREE, masks: str = "masks3", model=None, data=None, **train_options):
-    return parse_config(
-        {
-            "name": "dw-finetune",
-            "data": {
-                "root": str(root),
-                "schema": schema,
-                "images": "images/scene_{id}.tif",
-                "masks": masks + "/scene_{id}.tif",
-                "split": {"field": "id", "train": list(SCENES[:3]), "val": [SCENES[3]]},
-                **(data or {}),
-            },
-            "model": model or {"init": "dynamic-world"},
-            "train": {
-                "crop_size": 32,
-                "batch_size": 4,
-                "epochs": 1,
-                "steps_per_epoch": 3,
-                "val_tile": 64,
-                "precision": "32-true",
-                "accelerator": "cpu",
-                "onnx_export": False,
-                "optimizer": {"name": "adam", "lr": 0.01},
-                **train_options,
-            },
-        }
+def finetune_config(root: Path, schema=THREE, masks: str = "masks3", model=None, data=None, **train_options):
+    """Three scenes to train on and one to validate, fine-tuning Dynamic World for a few steps on the CPU."""
+    config = experiment(
+        root,
+        SCENES[:3],
+        SCENES[3:],
+        name="dw-finetune",
+        model=model or {"init": "dynamic-world"},
+        data={"schema": schema, "masks": masks + "/scene_{id}.tif", **(data or {})},
+        train={
+            "batch_size": 4,
+            "steps_per_epoch": 3,
+            "precision": "32-true",
+            "accelerator": "cpu",
+            "onnx_export": False,
+            "optimizer": {"name": "adam", "lr": 0.01},
+            **train_options,
+        },
     )
+    return parse_config(config)
 
 
 class StartingWeights(L.Callback):
@@ -102,7 +96,7 @@ class StartingWeights(L.Callback):
 def test_fine_tuning_to_three_classes_replaces_only_the_head(tmp_path, sentinel2_scenes, caplog):
     caplog.set_level(logging.INFO, logger="landseg.train.run")
     start = StartingWeights()
-    result = train(experiment(sentinel2_scenes), tmp_path / "run", progress=False, extra_callbacks=[start])
+    result = train(finetune_config(sentinel2_scenes), tmp_path / "run", progress=False, extra_callbacks=[start])
 
     zoo = load_file(str(DW.weights_path))
     for key, tensor in zoo.items():
@@ -150,7 +144,7 @@ def test_fine_tuning_with_its_nine_classes_keeps_every_weight(tmp_path, sentinel
     start = StartingWeights()
     schema = DW.schema_dict() | {"ignore_codes": [255]}
     result = train(
-        experiment(sentinel2_scenes, schema=schema, masks="masks9", steps_per_epoch=1),
+        finetune_config(sentinel2_scenes, schema=schema, masks="masks9", steps_per_epoch=1),
         tmp_path / "run",
         progress=False,
         extra_callbacks=[start],
@@ -166,7 +160,7 @@ def test_a_13_band_stack_without_names_gives_the_zoo_models_bands(tmp_path, sent
     from landseg.io.raster import raster_info
     from landseg.train.from_zoo import zoo_bands
 
-    config = experiment(sentinel2_scenes, data={"images": "unnamed13/scene_{id}.tif"})
+    config = finetune_config(sentinel2_scenes, data={"images": "unnamed13/scene_{id}.tif"})
     info = raster_info(sentinel2_scenes / "unnamed13" / "scene_000.tif")
     assert zoo_bands(DW, config, info.count, info.descriptions) == list(DW.bands)
 
@@ -215,14 +209,14 @@ def test_configs_that_contradict_the_init_are_one_line_config_errors(tmp_path, s
             )
     root = tmp_path if "images" in data else sentinel2_scenes
     with pytest.raises(ConfigError) as error:
-        train(experiment(root, model=model, data=data), tmp_path / "run", progress=False)
+        train(finetune_config(root, model=model, data=data), tmp_path / "run", progress=False)
     assert message in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
 
 
 def test_the_command_says_it_in_one_line(tmp_path, sentinel2_scenes):
     config = tmp_path / "finetune.yaml"
-    data = experiment(sentinel2_scenes, data={"bands": [2, 3, 4]}).to_yaml_dict()
+    data = finetune_config(sentinel2_scenes, data={"bands": [2, 3, 4]}).to_yaml_dict()
     data["model"] = {"init": "dynamic-world"}
     config.write_text(yaml.safe_dump(data))
     result = CliRunner().invoke(app, ["train", str(config), "--out", str(tmp_path / "run")])
@@ -237,4 +231,4 @@ def test_training_images_in_other_units_are_refused(tmp_path):
         write_sentinel2_like_stack(tmp_path / "images" / f"scene_{name}.tif", (pixels / 10000).astype(np.float32))
         write_labels(tmp_path / "masks3" / f"scene_{name}.tif", TO_THREE[labels])
     with pytest.raises(DataError, match="the training images have float32 pixels whose brightest band reaches only"):
-        train(experiment(tmp_path), tmp_path / "run", progress=False)
+        train(finetune_config(tmp_path), tmp_path / "run", progress=False)

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
-from tests.zoo.sentinel2_products import write_safe, write_stac_item, zip_safe
+from scipy import ndimage
+from tests.zoo.sentinel2_products import write_safe, write_stac_item, write_synthetic_chip, zip_safe
 from typer.testing import CliRunner
 
 from landseg.cli.main import app
@@ -26,14 +27,21 @@ from landseg.errors import ConfigError
 from landseg.predict.models import model_references
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-CHIP = SHARED / "datasets" / "samples" / "sen12ms" / "ROIs1970_fall_s2_4_p30.tif"
-REFERENCE = SHARED / "models" / "dynamic_world" / "reference" / "ROIs1970_fall_s2_4_p30_dw_logits.npy"
+# A winter chip of seven classes; the fall chip beside it is one class (bare ground) in every pixel.
+CHIP = SHARED / "datasets" / "samples" / "sen12ms" / "ROIs2017_winter_s2_27_p36.tif"
+REFERENCE = SHARED / "models" / "dynamic_world" / "reference" / "ROIs2017_winter_s2_27_p36_dw_logits.npy"
 WHOLE_CHIP = ["--tile", "256", "--overlap", "0"]
-# Measured on this chip: 20 m bands averaged from the chip then resampled back bilinearly change 0.6 %
-# of the classes against the reference; 1 % bounds it.
-RESAMPLED_AGREEMENT = 0.99
+# Measured on this chip: 20 m bands averaged from the chip then resampled back bilinearly change 3.8 %
+# of the classes against the reference; 5 % bounds it.
+RESAMPLED_AGREEMENT = 0.95
 
 needs_shared = pytest.mark.skipif(not REFERENCE.is_file(), reason="../shared (real Sentinel-2 chips) not present")
+
+
+@pytest.fixture(scope="module")
+def synthetic_chip(tmp_path_factory) -> Path:
+    """A seeded 13-band L1C-like chip, for the tests of how products are read and refused (no real data)."""
+    return write_synthetic_chip(tmp_path_factory.mktemp("chip") / "synthetic_l1c.tif")
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +61,31 @@ def class_map(folder: Path, stem: str) -> np.ndarray:
 
 def reference_classes() -> np.ndarray:
     return np.load(REFERENCE).argmax(-1)
+
+
+def flips_mean_classes(chip: Path) -> np.ndarray:
+    """Classes of the mean probabilities over the chip's four flips, each predicted alone and flipped back."""
+    from landseg.predict.core import predict_array
+    from landseg.predict.ensemble import load_ensemble
+    from landseg.predict.options import PredictOptions
+    from landseg.zoo import get_zoo_model
+
+    ensemble = load_ensemble(model_references([], ["dynamic-world"]), engine="torch")
+    with rasterio.open(chip) as source:
+        pixels = source.read()
+    options = PredictOptions(tile=256, overlap=0, bands=tuple(get_zoo_model("dynamic-world").bands))
+    total = 0
+    for axes in [(), (2,), (1,), (1, 2)]:
+        flipped = np.ascontiguousarray(np.flip(pixels, axes)) if axes else pixels
+        probabilities = predict_array(flipped, ensemble, options).probabilities
+        total = total + (np.flip(probabilities, axes) if axes else probabilities)
+    return total.argmax(axis=0)
+
+
+def smallest_region(classes: np.ndarray) -> int:
+    """Pixels in the smallest 4-connected region of one class."""
+    sizes = [np.bincount(ndimage.label(classes == k)[0].ravel())[1:] for k in np.unique(classes)]
+    return int(min(size.min() for size in sizes))
 
 
 @needs_shared
@@ -85,13 +118,20 @@ def test_predict_writes_the_reference_class_map_with_every_output(tmp_path, engi
 
 
 @needs_shared
-def test_flips_and_a_minimum_area_change_few_pixels(tmp_path):
-    # Dynamic World is not flip-invariant, so averaging flips moves some boundary pixels (measured: 1.2 %).
+def test_flips_are_averaged_and_a_minimum_area_removes_small_regions(tmp_path):
     result = predict(
         str(CHIP), "--out", str(tmp_path), "--engine", "torch", *WHOLE_CHIP, "--tta", "flips", "--min-area", "4"
     )
     assert result.exit_code == 0, result.output
-    assert (class_map(tmp_path, CHIP.stem) == reference_classes()).mean() > 0.97
+    predicted, reference = class_map(tmp_path, CHIP.stem), reference_classes()
+    # Dynamic World is not flip-invariant: on this chip the four flips' mean moves 12 % of the classes
+    # (measured), and the minimum area a further 0.1 %.
+    flips = flips_mean_classes(CHIP)
+    assert (flips == reference).mean() < 0.95
+    assert (predicted == flips).mean() > 0.99
+    assert smallest_region(reference) < 4 <= smallest_region(predicted)
+    record = json.loads((tmp_path / f"{CHIP.stem}_prediction.json").read_text())
+    assert record["tta"] == "flips" and record["options"]["min_area"] == 4
 
 
 @needs_shared
@@ -111,36 +151,32 @@ def test_sentinel2_products_predict_like_the_stacked_chip(tmp_path, form):
     assert (predicted == reference_classes()).mean() >= RESAMPLED_AGREEMENT
 
 
-@needs_shared
-def test_a_safe_folder_inside_a_folder_is_one_scene(tmp_path):
+def test_a_safe_folder_inside_a_folder_is_one_scene(tmp_path, synthetic_chip):
     from landseg.predict.inputs import find_inputs
 
-    safe = write_safe(CHIP, tmp_path)
+    safe = write_safe(synthetic_chip, tmp_path)
     assert find_inputs([tmp_path]) == [safe]
 
 
-@needs_shared
-def test_the_10m_bands_of_a_product_are_the_chip_pixels(tmp_path):
+def test_the_10m_bands_of_a_product_are_the_chip_pixels(tmp_path, synthetic_chip):
     from landseg.io.raster import open_raster
 
-    with open_raster(write_safe(CHIP, tmp_path)) as product, rasterio.open(CHIP) as chip:
+    with open_raster(write_safe(synthetic_chip, tmp_path)) as product, rasterio.open(synthetic_chip) as chip:
         assert product.descriptions[1] == "B2" and product.tags()["PROCESSING_LEVEL"] == "L1C"
         assert (product.read(2) == chip.read(2)).all() and (product.read(8) == chip.read(8)).all()
 
 
-@needs_shared
-def test_an_l2a_product_is_refused_with_what_to_pass(tmp_path):
-    stac = write_stac_item(CHIP, tmp_path / "stac", level="L2A")
+def test_an_l2a_product_is_refused_with_what_to_pass(tmp_path, synthetic_chip):
+    stac = write_stac_item(synthetic_chip, tmp_path / "stac", level="L2A")
     result = predict(str(stac), "--out", str(tmp_path / "out"), "--engine", "torch")
     assert result.exit_code != 0
     assert "Sentinel-2 L2A product" in result.output and "pass the L1C product" in result.output
 
 
-@needs_shared
 @pytest.mark.parametrize("form", ["safe", "zip"])
-def test_an_l2a_safe_product_is_refused_in_one_line(tmp_path, form):
+def test_an_l2a_safe_product_is_refused_in_one_line(tmp_path, synthetic_chip, form):
     # The L2A layout: IMG_DATA/R10m, R20m, R60m with _10m ... suffixes, no B10; GDAL names it SENTINEL2_L2A.
-    safe = write_safe(CHIP, tmp_path, level="L2A")
+    safe = write_safe(synthetic_chip, tmp_path, level="L2A")
     source = zip_safe(safe) if form == "zip" else safe
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -154,16 +190,14 @@ def test_an_l2a_safe_product_is_refused_in_one_line(tmp_path, form):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-@needs_shared
-def test_a_missing_band_is_named(tmp_path):
-    safe = write_safe(CHIP, tmp_path, skip=("B11",))
+def test_a_missing_band_is_named(tmp_path, synthetic_chip):
+    safe = write_safe(synthetic_chip, tmp_path, skip=("B11",))
     result = predict(str(safe), "--out", str(tmp_path / "out"), "--engine", "torch")
     assert result.exit_code != 0 and "lacks band B11" in result.output
 
 
-@needs_shared
-def test_a_band_at_another_resolution_is_refused(tmp_path):
-    stac = write_stac_item(CHIP, tmp_path / "stac", resolutions={"B2": 20})
+def test_a_band_at_another_resolution_is_refused(tmp_path, synthetic_chip):
+    stac = write_stac_item(synthetic_chip, tmp_path / "stac", resolutions={"B2": 20})
     result = predict(str(stac), "--out", str(tmp_path / "out"), "--engine", "torch")
     assert result.exit_code != 0 and "band B2 has 20 m pixels" in result.output
 
