@@ -19,11 +19,13 @@ from landseg.report import (
     plot_confusion_matrix,
     plot_per_class,
     plot_training_curves,
+    plots,
     render_comparison,
     save_colorized_png,
     write_report,
 )
 from landseg.report.overlay import ERROR_COLOR, error_map
+from landseg.report.plots import save_figure
 
 SCHEMA = get_schema("synthetic")
 
@@ -96,10 +98,22 @@ def test_per_class_figure_uses_class_colours(scene, tmp_path):
         assert has_color(pixels, color), f"no bar in class colour {color}"
 
 
-def test_per_class_figure_with_undefined_scores(tmp_path):
+def test_per_class_figure_with_undefined_scores(tmp_path, monkeypatch):
+    """Undefined scores are written "n/a", never drawn as bars of height zero."""
     cm = ConfusionMatrix(SCHEMA.num_classes)
     cm.update(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))  # classes 2-4 absent
+    drawn = []
+
+    def keep_figure(fig, path):
+        drawn.append(fig)
+        return save_figure(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", keep_figure)
     assert_readable_png(plot_per_class(metrics_dict(cm, SCHEMA.names), SCHEMA, tmp_path / "sparse.png"))
+    (axes,) = drawn[0].axes
+    bar_colours = {tuple(np.round(np.array(bar.get_facecolor()[:3]) * 255).astype(int)) for bar in axes.patches}
+    assert bar_colours == {tuple(SCHEMA.palette[0]), tuple(SCHEMA.palette[1])}
+    assert [text.get_text() for text in axes.texts] == ["n/a"] * 12  # 3 absent classes x 4 scores
 
 
 def test_training_curves_from_lightning_style_log(tmp_path):
