@@ -188,3 +188,32 @@ def test_output_names_follow_the_options(tmp_path):
     names = output_paths(tmp_path, "s", PredictOptions(polygons="gpkg", preview=False))
     assert set(names) == {"classes", "areas", "areas_json", "polygons", "record"}
     assert names["polygons"].name == "s_polygons.gpkg"
+
+
+def test_a_geographic_scene_gets_ground_areas_in_square_metres_and_hectares(scene, tmp_path):
+    """EPSG:4326 (the Sen1Floods11 chips' grid): every class gets its ellipsoidal area, rows shrinking north."""
+    path, data = scene
+    lonlat = tmp_path / "lonlat.tif"
+    grid = Affine(0.0001, 0.0, 10.0, 0.0, -0.0001, 60.0)  # about 5.6 m x 11.1 m at 60 degrees north
+    with rasterio.open(path) as source:
+        profile = {**source.profile, "crs": "EPSG:4326", "transform": grid}
+    with rasterio.open(lonlat, "w", **profile) as dst:
+        dst.write(data)
+    ensemble, network = pointwise_ensemble()
+    result = predict_scene(lonlat, ensemble, tmp_path / "out", PredictOptions(preview=False))
+    summary = json.loads(result.paths["areas_json"].read_text())
+    assert summary["crs"] == "EPSG:4326" and summary["area_method"] == "geodesic"
+    valid = ~(data == NODATA).all(axis=0)
+    index = expected_probabilities(network, data).argmax(0)
+    # Each pixel weighted by its row's area: the exact lon/lat quadrangle on WGS 84 (closed form).
+    e2 = (1 / 298.257223563) * (2 - 1 / 298.257223563)
+    e = np.sqrt(e2)
+    sin = np.sin(np.radians(60.0 - 0.0001 * np.arange(591)))
+    zone = 6378137.0**2 * (1 - e2) / 2 * (sin / (1 - e2 * sin**2) + np.log((1 + e * sin) / (1 - e * sin)) / (2 * e))
+    row_area = -np.diff(zone) * np.radians(0.0001)
+    expected = np.bincount(index[valid], weights=np.broadcast_to(row_area[:, None], index.shape)[valid], minlength=K)
+    areas = [row["area_m2"] for row in summary["classes"]]
+    assert areas == pytest.approx(expected.tolist(), rel=1e-9)
+    assert [row["area_ha"] for row in summary["classes"]] == pytest.approx((expected / 1e4).tolist(), rel=1e-9)
+    with open(result.paths["areas"], newline="") as handle:
+        assert all(row["area_m2"] and row["area_ha"] for row in csv.DictReader(handle))

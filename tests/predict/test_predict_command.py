@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from landseg.checkpoint import CARD_KEY, STATE_PREFIX, ModelCard
 from landseg.classes import get_schema
-from landseg.cli.predict import export_command, predict_command
+from landseg.cli.export import export_command
+from landseg.cli.predict import predict_command
 from landseg.errors import ConfigError, DataError
 from landseg.models import ModelSpec, build_model
 from landseg.normalization import Normalization
