@@ -253,7 +253,7 @@ def test_command_writes_every_output(tmp_path):
             "0.5",
             "--polygons",
             "geojson",
-            "--min-area",
+            "--min-polygon-pixels",
             "150",
         ],
     )

@@ -53,8 +53,8 @@ class ChangeOptions:
     """Side of the square windows streamed at once; bounds memory."""
     min_confidence: float | None = None
     polygons: str | None = "gpkg"
-    min_area: int = 1
-    """Smallest change polygon kept, in pixels."""
+    min_polygon_pixels: int = 1
+    """Smallest change polygon kept, in pixels; smaller ones stay in the map and the tables."""
     pictures: bool = True
     gdal_cache_mb: int = 256
 
@@ -64,8 +64,8 @@ class ChangeOptions:
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise ConfigError(f"--min-confidence must be in 0..1, got {self.min_confidence}")
         check_polygon_format(self.polygons)
-        if self.min_area < 1:
-            raise ConfigError(f"--min-area must be at least 1 pixel, got {self.min_area}")
+        if self.min_polygon_pixels < 1:
+            raise ConfigError(f"--min-polygon-pixels must be at least 1 pixel, got {self.min_polygon_pixels}")
 
 
 @dataclass
@@ -166,7 +166,10 @@ def compare_maps(
         copy_to_cog(scratch, paths["change"], "MODE")
         if options.polygons:
             paths["polygons"] = write_change_polygons(
-                scratch, out_dir / f"change_polygons{VECTOR_FORMATS[options.polygons]}", schema_used, options.min_area
+                scratch,
+                out_dir / f"change_polygons{VECTOR_FORMATS[options.polygons]}",
+                schema_used,
+                options.min_polygon_pixels,
             )
         stages["cog_polygons"] = time.perf_counter() - mark
     summary = summarize(counter, names, with_area, CURVE_THRESHOLDS if confidences else ())
@@ -182,7 +185,7 @@ def compare_maps(
         "overlap_offset": [int(overlap.window.col_off), int(overlap.window.row_off)],
         "resampled": overlap.resampled,
         "min_confidence": options.min_confidence,
-        "min_area_px": options.min_area,
+        "min_polygon_pixels": options.min_polygon_pixels,
         "change_codes": f"from * {len(names)} + to; 255 no-data",
         "landseg_version": __version__,
     }

@@ -34,7 +34,13 @@ def change_command(
     ] = None,
     after_confidence: Annotated[Path | None, typer.Option(help="Confidence raster of AFTER.")] = None,
     polygons: Annotated[str, typer.Option(help="Change polygons: gpkg, geojson or none.")] = "gpkg",
-    min_area: Annotated[int, typer.Option(help="Smallest change polygon kept, in pixels.")] = 1,
+    min_polygon_pixels: Annotated[
+        int,
+        typer.Option(
+            help="Smallest change polygon kept, in pixels (the map keeps every pixel; predict's --min-area "
+            "is a minimum mapping unit that changes the map)."
+        ),
+    ] = 1,
     block: Annotated[int, typer.Option(help="Side of the square blocks streamed at once; bounds memory.")] = 2048,
     pictures: Annotated[bool, typer.Option(help="Draw the figures and report.html.")] = True,
     engine: options.Engine = "auto",
@@ -62,7 +68,7 @@ def change_command(
         block=block,
         min_confidence=min_confidence,
         polygons=None if polygons.lower() == "none" else polygons.lower(),
-        min_area=min_area,
+        min_polygon_pixels=min_polygon_pixels,
         pictures=pictures,
     )
     chosen.check()
