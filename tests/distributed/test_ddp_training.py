@@ -4,16 +4,20 @@ weights, the ones in the checkpoint, and validation sees every image exactly onc
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from tests.helpers import validation_confusion
 
 from landseg.checkpoint import STATE_PREFIX, read_checkpoint
+from landseg.config import parse_config
 from landseg.train.sampling import UnpaddedDistributedSampler
 
 # Each rank reports, at the end of fit: a digest of its weights, the validation images and the training
@@ -122,8 +126,12 @@ def test_two_cpu_processes_train_one_model(tmp_path, synthetic_dataset):
     assert weights_digest(network) == ranks[0]["weights"]
     # Every validation image was validated by exactly one rank.
     assert sorted(ranks[0]["validated"] + ranks[1]["validated"]) == [0, 1, 2]
+    # The best score is the one matrix of both ranks' images: the best checkpoint scored again in this one
+    # process on all three images gives it (one rank's share alone, or an average of two scores, would not).
     summary = json.loads((run / "summary.json").read_text())
-    assert 0.0 <= summary["best_val_miou"] <= 1.0
+    alone = validation_confusion(Path(summary["best_checkpoint"]), parse_config(config))
+    assert alone.total == 3 * 96 * 96
+    assert summary["best_val_miou"] == pytest.approx(alone.miou, abs=1e-6)
 
 
 def test_unpadded_sampler_without_a_process_group_is_sequential():
@@ -147,4 +155,4 @@ def test_unpadded_sampler_shards_without_repeats(monkeypatch):
         list(torch.utils.data.DistributedSampler(list(range(7)), num_replicas=3, rank=r, shuffle=False))
         for r in range(3)
     ]
-    assert sorted(sum(padded, [])) != list(range(7))
+    assert sorted(itertools.chain.from_iterable(padded)) != list(range(7))
