@@ -9,6 +9,7 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from tests.helpers import write_geotiff
 
 from landseg.checkpoint import ModelCard
 from landseg.classes import IGNORE_INDEX, get_schema
@@ -82,21 +83,7 @@ def random_scene(height: int = 37, width: int = 29, bands: int = 4, seed: int = 
 
 
 def write_tif(path: Path, data: np.ndarray, nodata=None, descriptions=None) -> Path:
-    profile = dict(
-        driver="GTiff",
-        width=data.shape[2],
-        height=data.shape[1],
-        count=data.shape[0],
-        dtype=data.dtype,
-        crs="EPSG:32632",
-        transform=GRID,
-        nodata=nodata,
-    )
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        for band, description in enumerate(descriptions or [], 1):
-            dst.set_band_description(band, description)
-    return path
+    return write_geotiff(path, data, transform=GRID, nodata=nodata, descriptions=descriptions)
 
 
 def test_predicts_what_the_card_describes():
