@@ -15,6 +15,7 @@ import resource
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -123,18 +124,23 @@ def recipe_path(name: str | Path) -> Path:
     return path if path.suffix in (".yaml", ".yml") else CONFIGS / f"{name}.yaml"
 
 
-def assignments(mapping: dict, prefix: str = "") -> list[str]:
-    """A recipe's keys as ``a.b=value`` overrides (``landseg.config.set_dotted``). Nested mappings merge
+def recipe_updates(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """A recipe's keys as dotted keys and values for ``landseg.config.set_dotted``. Nested mappings merge
     key by key; a top-level dotted key (``train.loss``) replaces that section whole."""
-    result = []
+    result: dict[str, Any] = {}
     for key, value in mapping.items():
         if prefix and "." in str(key):
             raise ValueError(f"dotted key {key!r} inside {prefix.rstrip('.')!r}: dotted keys go at the top level")
         if isinstance(value, dict) and value and "." not in str(key):
-            result += assignments(value, f"{prefix}{key}.")
+            result |= recipe_updates(value, f"{prefix}{key}.")
         else:
-            result.append(f"{prefix}{key}={json.dumps(value)}")
+            result[f"{prefix}{key}"] = value
     return result
+
+
+def assignments(mapping: dict) -> list[str]:
+    """A recipe's keys as ``--set`` overrides (``a.b=value``), as results record a variant's changes."""
+    return [f"{key}={json.dumps(value)}" for key, value in recipe_updates(mapping).items()]
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()):
@@ -155,7 +161,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()):
         return load_config(path, list(overrides))
     base = path.parent / raw.pop("base")
     try:
-        return load_config(base, assignments(raw) + list(overrides))
+        return load_config(base, list(overrides), updates=recipe_updates(raw))
     except ConfigError as exc:
         raise ConfigError(f"{exc.problem} (recipe merged over {base})", path) from None
 

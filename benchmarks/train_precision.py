@@ -35,15 +35,14 @@ COMBINATIONS = {
 def build(batch: int, crop: int, device: str):
     import torch
 
-    from landseg.config import LossConfig
-    from landseg.losses import build_loss
+    from landseg.losses import FocalConfig, build_loss
     from landseg.models import ModelSpec, build_model
 
     torch.manual_seed(0)
     network = build_model(
         ModelSpec(arch="unet", encoder="tu-tf_efficientnet_lite0", encoder_weights=None, in_channels=3, num_classes=6)
     ).to(device)
-    criterion = build_loss(LossConfig(name="focal", gamma=2.0), 6)
+    criterion = build_loss(FocalConfig(gamma=2.0), 6)
     images = torch.randn(batch, 3, crop, crop, device=device)
     masks = torch.randint(0, 6, (batch, crop, crop), device=device)
     return network, criterion, images, masks

@@ -1,6 +1,6 @@
 import pytest
 
-from landseg.config import load_config, parse_config
+from landseg.config import load_config, parse_assignment, parse_config, set_dotted
 from landseg.errors import ConfigError
 
 
@@ -72,3 +72,59 @@ def test_schema_and_stats_files_are_relative_to_the_config(tmp_path):
     assert config.data.schema_ == str(tmp_path / "prepared" / "schema.yaml")
     assert config.data.normalization.stats_file == tmp_path / "prepared" / "stats.json"
     assert load_config(path, ["data.schema=dubai"]).data.schema_ == "dubai"
+
+
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ({"arch": "unte"}, "model: unknown architecture 'unte' (did you mean 'unet'?)"),
+        ({"arch": "fpn", "encoder": "resnet-18"}, "model: unknown encoder 'resnet-18' (did you mean 'resnet18'"),
+        ({"arch": "unet", "encoder": "resnet18"}, "model: encoder 'resnet18' has no offline weights"),
+        ({"arch": "classic_unet", "dropout": 1.5}, "model.dropout: must be in [0, 1), got 1.5"),
+        ({"num_classes": 4}, "model.num_classes is set from data.schema: remove it"),
+        ({"encoders": "resnet18"}, "model: unknown key 'encoders'; did you mean 'encoder'?"),
+    ],
+)
+def test_model_mistakes_fail_when_the_config_is_read(model, expected):
+    with pytest.raises(ConfigError) as info:
+        parse_config(minimal(model=model), source="exp.yaml")
+    assert str(info.value).startswith(f"exp.yaml: {expected}")
+
+
+def test_a_misspelled_architecture_fails_before_any_image_is_read(tmp_path):
+    # The data folder does not even exist: the model section alone stops the run.
+    path = tmp_path / "exp.yaml"
+    path.write_text("data: {root: nowhere}\nmodel: {arch: deeplabv3pluss}\n")
+    with pytest.raises(ConfigError, match="did you mean 'deeplabv3plus'"):
+        load_config(path)
+
+
+def test_the_default_model_is_the_documented_one():
+    config = parse_config(minimal())
+    assert (config.model.arch, config.model.encoder, config.model.encoder_weights) == (
+        "unet",
+        "tu-tf_efficientnet_lite0",
+        "offline",
+    )
+    assert "num_classes" not in config.to_yaml_dict()["model"]  # the data's, filled in by training
+    assert parse_config(config.to_yaml_dict()) == config  # a run's config.yaml reads back as it was
+
+
+def test_dotted_overrides_make_sections_and_refuse_values_where_sections_go(tmp_path):
+    data = {"train": {"swa": None, "batch_size": 4}}
+    set_dotted(data, "train.swa.start_epoch", 3)
+    set_dotted(data, "model.extra.decoder_channels", [8, 8])
+    assert data == {
+        "train": {"swa": {"start_epoch": 3}, "batch_size": 4},
+        "model": {"extra": {"decoder_channels": [8, 8]}},
+    }
+    with pytest.raises(ConfigError, match=r"train\.batch_size is a value, not a section"):
+        set_dotted(data, "train.batch_size.x", 1)
+    assert parse_assignment("train.loss={name: ce, label_smoothing: 0.1}") == (
+        "train.loss",
+        {"name": "ce", "label_smoothing": 0.1},
+    )
+    path = tmp_path / "exp.yaml"
+    path.write_text("data: {root: d}\ntrain: {loss: {name: focal, gamma: 3}}\n")
+    config = load_config(path, ["train.loss.gamma=1.5"], updates={"train.loss": {"name": "focal", "gamma": 1}})
+    assert config.train.loss.gamma == 1.5  # updates first, then --set

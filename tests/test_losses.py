@@ -8,14 +8,21 @@ import torch
 import torch.nn.functional as F
 
 from landseg.classes import IGNORE_INDEX
-from landseg.config import LossConfig
-from landseg.losses import build_loss, resolve_class_weights, statistical_class_weights
+from landseg.losses import (
+    CrossEntropyConfig,
+    FocalConfig,
+    build_loss,
+    loss_configs,
+    parse_loss,
+    resolve_class_weights,
+    statistical_class_weights,
+)
 
 ALL_LOSSES = ["ce", "focal", "dice", "soft_jaccard", "lovasz"]
 
 
 def loss_of(num_classes=2, **config):
-    return build_loss(LossConfig(**config), num_classes)
+    return build_loss(parse_loss(config), num_classes)
 
 
 @pytest.fixture
@@ -200,12 +207,14 @@ def test_statistical_class_weights_by_hand():
 
 
 def test_resolve_replaces_statistic_names_in_nested_terms():
-    config = LossConfig(
-        name="sum",
-        terms=[
-            {"name": "ce", "class_weights": "inverse_share"},
-            {"name": "focal", "alpha": "inverse_frequency"},
-        ],
+    config = parse_loss(
+        {
+            "name": "sum",
+            "terms": [
+                {"name": "ce", "class_weights": "inverse_share"},
+                {"name": "focal", "alpha": "inverse_frequency"},
+            ],
+        }
     )
     resolved = resolve_class_weights(config, np.array([3, 1]), np.array([4, 4]))
     assert resolved.terms[0].class_weights == pytest.approx([4 / 3, 4.0])
@@ -215,7 +224,7 @@ def test_resolve_replaces_statistic_names_in_nested_terms():
     with pytest.raises(ValueError, match="resolved to numbers first"):
         build_loss(config, 2)
     with pytest.raises(ValueError, match="has 3 values but the schema has 2"):
-        build_loss(LossConfig(name="ce", class_weights=[1, 2, 3]), 2)
+        build_loss(CrossEntropyConfig(class_weights=[1, 2, 3]), 2)
 
 
 @pytest.mark.parametrize(
@@ -230,6 +239,11 @@ def test_resolve_replaces_statistic_names_in_nested_terms():
         ),
         ({"name": "focal", "alpha": [1.0, -1.0]}, "non-negative"),
         ({"name": "ce", "class_weights": "median"}, "train.loss.class_weights"),
+        ({"name": "focall"}, "train.loss: unknown loss 'focall' (did you mean 'focal'?)"),
+        ({"name": "focal", "gamma": -1}, "train.loss.gamma: Input should be greater than or equal to 0"),
+        ({"name": "ce", "label_smoothing": 1.0}, "train.loss.label_smoothing: Input should be less than 1"),
+        ({"name": "dice", "per_image": True}, "loss 'dice' does not take 'per_image' (it belongs to lovasz)"),
+        ({"name": "sum", "terms": [{"name": "lovaz"}]}, "train.loss.terms.0: unknown loss 'lovaz'"),
     ],
 )
 def test_loss_config_mistakes_are_named(loss, message):
@@ -239,3 +253,39 @@ def test_loss_config_mistakes_are_named(loss, message):
     with pytest.raises(ConfigError) as info:
         parse_config({"data": {"root": "d"}, "train": {"loss": loss}}, source="exp.yaml")
     assert message in str(info.value)
+
+
+def test_every_loss_config_names_itself_and_builds_its_module():
+    assert list(loss_configs()) == ["ce", "focal", "dice", "soft_jaccard", "lovasz", "sum"]
+    for name, config_type in loss_configs().items():
+        if name != "sum":
+            assert parse_loss({"name": name}) == config_type()
+            assert isinstance(config_type().build(3), torch.nn.Module)
+    assert isinstance(parse_loss({"label_smoothing": 0.1}), CrossEntropyConfig)  # no name: cross-entropy, as always
+
+
+def test_configs_and_checkpoints_of_older_versions_still_read():
+    # Older versions stored one flat loss model: every loss's options, at their defaults, beside the chosen one's.
+    stored = {
+        "name": "focal",
+        "weight": 1.0,
+        "label_smoothing": 0.0,
+        "class_weights": None,
+        "gamma": 3.0,
+        "alpha": [1.0, 2.0],
+        "log_loss": False,
+        "smooth": 0.0,
+        "per_image": False,
+        "terms": [],
+    }
+    assert parse_loss(stored) == FocalConfig(gamma=3.0, alpha=[1.0, 2.0])
+    from landseg.config import TrainConfig
+
+    assert TrainConfig.model_validate({"loss": stored}).loss == FocalConfig(gamma=3.0, alpha=[1.0, 2.0])
+
+
+def test_the_default_loss_is_focal_with_gamma_2():
+    from landseg.config import TrainConfig
+
+    assert TrainConfig().loss == FocalConfig(gamma=2.0)
+    assert TrainConfig().loss.model_dump() == {"name": "focal", "weight": 1.0, "gamma": 2.0, "alpha": None}

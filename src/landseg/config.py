@@ -7,32 +7,20 @@ file's own folder, so ``landseg train configs/x.yaml`` works from any working di
 
 from __future__ import annotations
 
+import copy
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from landseg.errors import ConfigError
-
-
-class Section(BaseModel):
-    """A config block that refuses unknown keys with a did-you-mean hint."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _check_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
-            for key in data:
-                if key not in known:
-                    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
-                    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
-                    raise ValueError(f"unknown key {key!r}{hint}")
-        return data
+from landseg.losses import FocalConfig, LossConfig, loss_configs
+from landseg.models import ModelSpec
+from landseg.section import Section
+from landseg.section import config_error as section_error
 
 
 class SplitConfig(Section):
@@ -94,20 +82,6 @@ class DataConfig(Section):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class ModelConfig(Section):
-    arch: str = "unet"
-    encoder: str | None = "tu-tf_efficientnet_lite0"
-    encoder_weights: str | None = "offline"
-    widths: list[int] | None = None
-    dropout: float = 0.0
-    extra: dict = {}
-    init: str | None = None
-    """A zoo model to fine-tune (``landseg models``), e.g. ``dynamic-world``: the run starts from its network
-    and weights (its classification layer replaced when the schema has other classes), and reads and
-    normalizes its inputs as it does, so arch, encoder and data.normalization stay unset
-    (``landseg.train.from_zoo``)."""
-
-
 class OptimizerConfig(Section):
     name: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = 1e-3
@@ -123,58 +97,6 @@ class SchedulerConfig(Section):
     patience: int = 3
     power: float = 0.9
     min_lr: float = 1e-6
-
-
-ClassWeighting = Literal["median_frequency", "inverse_frequency", "inverse_share"]
-"""Class weights computed from the training masks (see ``landseg.losses.statistical_class_weights``)."""
-
-_LOSS_OPTIONS: dict[str, set[str]] = {
-    "ce": {"label_smoothing", "class_weights"},
-    "focal": {"gamma", "alpha"},
-    "dice": {"class_weights", "log_loss", "smooth"},
-    "soft_jaccard": {"class_weights", "log_loss", "smooth"},
-    "lovasz": {"per_image"},
-    "sum": {"terms"},
-}
-
-
-class LossConfig(Section):
-    """One loss, or a weighted sum of losses: ``{name: sum, terms: [{name: ce, weight: 0.5}, ...]}``.
-
-    Every loss skips ``IGNORE_INDEX`` pixels. An option that the chosen loss does not take is an error
-    rather than silently unused.
-    """
-
-    name: Literal["ce", "focal", "dice", "soft_jaccard", "lovasz", "sum"] = "ce"
-    weight: float = Field(1.0, ge=0)
-    """Factor of this loss in a sum (seed 002: ``(1 - alpha) * CE + alpha * L'``)."""
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    class_weights: ClassWeighting | list[float] | None = None
-    """ce, dice, soft_jaccard: one weight per class, or a statistic of the training masks."""
-    gamma: float = Field(2.0, ge=0)
-    """focal: the focusing exponent."""
-    alpha: ClassWeighting | list[float] | None = None
-    """focal: per-class alpha_t (a list, or a statistic of the training masks); None = 1 for all."""
-    log_loss: bool = False
-    """dice, soft_jaccard: ``-log(score)`` instead of ``1 - score``."""
-    smooth: float = Field(0.0, ge=0)
-    per_image: bool = False
-    """lovasz: average the loss over images instead of computing it over the whole batch."""
-    terms: list[LossConfig] = []
-
-    @model_validator(mode="after")
-    def _options_fit_the_loss(self) -> LossConfig:
-        allowed = _LOSS_OPTIONS[self.name] | {"name", "weight"}
-        for option, field in type(self).model_fields.items():
-            if option not in allowed and getattr(self, option) != field.default:
-                users = sorted(n for n, opts in _LOSS_OPTIONS.items() if option in opts)
-                raise ValueError(f"loss {self.name!r} does not take {option!r} (it belongs to {' and '.join(users)})")
-        if self.name == "sum" and not self.terms:
-            raise ValueError("loss 'sum' needs terms, e.g. [{name: ce, weight: 0.5}, {name: lovasz, weight: 0.5}]")
-        for weights in (self.class_weights, self.alpha):
-            if isinstance(weights, list) and (not weights or any(w < 0 for w in weights)):
-                raise ValueError(f"class weights must be non-negative numbers, one per class, got {weights}")
-        return self
 
 
 class AugmentConfig(Section):
@@ -268,7 +190,7 @@ class TrainConfig(Section):
     max_minutes: float | None = None
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
-    loss: LossConfig = LossConfig(name="focal", gamma=2.0)
+    loss: LossConfig = FocalConfig(gamma=2.0)
     """Default from the Dubai ablation (BENCHMARKS.md section 1): focal beat CE, CE + Dice and CE + Lovasz."""
     augment: AugmentConfig = AugmentConfig()
     sampling: SamplingConfig = SamplingConfig(name="equibatch")
@@ -330,30 +252,53 @@ class ExperimentConfig(Section):
     name: str = "experiment"
     description: str = ""
     data: DataConfig
-    model: ModelConfig = ModelConfig()
+    model: ModelSpec = ModelSpec()
+    """The network (``landseg.models.ModelSpec``); its classes and bands come from the data."""
     train: TrainConfig = TrainConfig()
 
+    @model_validator(mode="after")
+    def _model_sizes_come_from_the_data(self) -> ExperimentConfig:
+        for key, source in (("num_classes", "data.schema"), ("in_channels", "data.bands")):
+            if key in self.model.model_fields_set:
+                raise ValueError(f"model.{key} is set from {source}: remove it")
+        return self
+
     def to_yaml_dict(self) -> dict:
-        return self.model_dump(mode="json", by_alias=True)
+        return self.model_dump(mode="json", by_alias=True, exclude={"model": {"num_classes", "in_channels"}})
 
 
-def set_dotted(data: dict, assignment: str) -> None:
-    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict."""
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """``data[a][b][c] = value`` for ``key`` ``a.b.c`` (a copy of ``value``): the one way every override
+    (``--set``, sweep parameters, benchmark recipes) reaches a config mapping. A missing or null section
+    becomes a mapping; a value where the key needs a section is a ``ConfigError``."""
+    node = data
+    parts = key.strip().split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {'.'.join(parts[: depth + 1])} is a value, not a section")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def parse_assignment(assignment: str) -> tuple[str, Any]:
+    """``a.b.c=value`` (as ``--set`` takes it) as the key and the value read as YAML."""
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
-    value = yaml.safe_load(raw)
-    node = data
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {key}: {part!r} is not a section")
-    node[parts[-1]] = value
+    return key.strip(), yaml.safe_load(raw)
 
 
-def read_yaml_config(path: Path, overrides: list[str] | None = None, kind: str = "config") -> dict:
-    """A YAML mapping from ``path`` with ``key.sub=value`` overrides applied; one-line errors otherwise."""
+def read_yaml_config(
+    path: Path,
+    overrides: list[str] | None = None,
+    kind: str = "config",
+    updates: Mapping[str, Any] | None = None,
+) -> dict:
+    """A YAML mapping from ``path`` with ``updates`` (dotted keys and values) and then ``key.sub=value``
+    overrides applied; one-line errors otherwise."""
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -362,14 +307,20 @@ def read_yaml_config(path: Path, overrides: list[str] | None = None, kind: str =
         raise ConfigError(f"not valid YAML ({str(exc).splitlines()[0]})", path) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{kind} must be a YAML mapping", path)
+    for key, value in (updates or {}).items():
+        set_dotted(data, key, value)
     for assignment in overrides or []:
-        set_dotted(data, assignment)
+        set_dotted(data, *parse_assignment(assignment))
     return data
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, updates: Mapping[str, Any] | None = None
+) -> ExperimentConfig:
+    """The experiment ``path`` describes, with ``updates`` (``{"train.loss": {...}}``) and then ``--set``
+    style ``overrides`` applied; relative paths resolved against the file's folder."""
     path = Path(path)
-    data = read_yaml_config(path, overrides)
+    data = read_yaml_config(path, overrides, updates=updates)
     config = parse_config(data, source=path)
     config.data.root = _relative_to(path, config.data.root)
     stats_file = config.data.normalization.stats_file
@@ -390,12 +341,8 @@ def _relative_to(config_path: Path, value: Path) -> Path:
 
 
 def config_error(exc: ValidationError, source: str | Path | None = None) -> ConfigError:
-    """pydantic's report as one line: the first problem's dotted key and message, and how many more."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return ConfigError(f"{where}: {message}{more}" if where else f"{message}{more}", source)
+    """pydantic's report as one line: the first problem's dotted key (as users write it) and message."""
+    return section_error(exc, source, tags=loss_configs())
 
 
 def parse_config(data: dict, source: str | Path | None = None) -> ExperimentConfig:
@@ -403,3 +350,5 @@ def parse_config(data: dict, source: str | Path | None = None) -> ExperimentConf
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         raise config_error(exc, source) from None
+    except ConfigError as exc:  # the model section's own report (ModelSpec checks itself as it is made)
+        raise ConfigError(exc.problem, source) from None

@@ -61,7 +61,7 @@ def test_recipe_merges_over_its_base_and_a_dotted_key_replaces_the_section(tmp_p
     assert config.model.encoder == "resnet18"
     assert config.train.optimizer.model_dump() == {"name": "sgd", "lr": 0.001, "weight_decay": 0.0001, "momentum": 0.5}
     # merged key by key, focal would have inherited class_weights, which it does not take
-    assert config.train.loss.name == "focal" and config.train.loss.class_weights is None
+    assert config.train.loss.model_dump() == {"name": "focal", "weight": 1.0, "gamma": 2.0, "alpha": None}
     assert config.train.batch_size == 2
 
 

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import segmentation_models_pytorch as smp
+import torch
 
 from landseg.errors import ConfigError
 from landseg.models import ModelSpec, build_model, list_architectures
@@ -79,7 +81,7 @@ def test_dynamic_world_is_its_fixed_network_with_any_head():
     [
         (
             {"arch": "unet", "num_classes": 3, "encoders": "resnet18"},
-            "unknown model setting 'encoders' (did you mean 'encoder'?)",
+            "unknown key 'encoders'; did you mean 'encoder'?",
         ),
         ({"arch": "unet"}, "lack num_classes"),
         ({"arch": "uper_net", "num_classes": 3}, "did you mean 'upernet'"),
@@ -89,17 +91,26 @@ def test_dynamic_world_is_its_fixed_network_with_any_head():
             "did you mean 'tu-tf_efficientnet_lite0'",
         ),
         ({"arch": "unet", "num_classes": 3, "encoder": None}, "needs an encoder"),
-        ({"arch": "unet", "num_classes": 0}, "num_classes must be a positive integer"),
-        ({"arch": "unet", "num_classes": True}, "num_classes must be a positive integer"),
-        ({"arch": "unet", "num_classes": 3, "in_channels": 2.5}, "in_channels must be a positive integer"),
-        ({"arch": "classic_unet", "num_classes": 3, "dropout": 1.0}, "dropout must be in"),
+        ({"arch": "unet", "num_classes": 0}, "model.num_classes: must be a positive integer"),
+        ({"arch": "unet", "num_classes": True}, "model.num_classes: must be a positive integer"),
+        ({"arch": "unet", "num_classes": 3, "in_channels": 2.5}, "model.in_channels: must be a positive integer"),
+        ({"arch": "classic_unet", "num_classes": 3, "dropout": 1.0}, "model.dropout: must be in"),
         ({"arch": "classic_unet", "num_classes": 3, "widths": [64]}, "two or more positive integers"),
         ({"arch": "classic_unet", "num_classes": 3, "extra": {"depth": 3}}, "not extra arguments"),
         ({"arch": "unet", "num_classes": 3, "widths": [8, 16]}, "classic_unet only"),
         ({"arch": "fpn", "num_classes": 3, "dropout": 0.2}, "classic_unet only"),
         ({"arch": "unet", "num_classes": 3, "extra": {"activation": "softmax"}}, "raw logits"),
         ({"arch": "unet", "num_classes": 3, "extra": {"classes": 4}}, "set 'num_classes'"),
-        ({"arch": "unet", "num_classes": 3, "extra": {"decoder_channel": [8]}}, "did you mean 'decoder_channels'"),
+        (
+            {
+                "arch": "unet",
+                "num_classes": 3,
+                "encoder": "resnet18",
+                "encoder_weights": None,
+                "extra": {"decoder_channel": [8]},
+            },
+            "did you mean 'decoder_channels'",
+        ),
         ({"arch": "dpt", "num_classes": 3, "encoder": "resnet18"}, "timm ViT encoder"),
     ],
 )
@@ -111,7 +122,7 @@ def test_bad_settings_are_config_errors_that_say_what_to_write(settings, message
 
 def test_constructor_errors_from_smp_become_config_errors():
     # FPN's GroupNorm needs segmentation channels divisible by 32: only smp knows.
-    spec = ModelSpec("fpn", 3, extra={"decoder_segmentation_channels": 20})
+    spec = ModelSpec("fpn", 3, encoder="resnet18", encoder_weights=None, extra={"decoder_segmentation_channels": 20})
     with pytest.raises(ConfigError, match="cannot build fpn with encoder 'resnet18'"):
         build_model(spec)
 
@@ -120,3 +131,39 @@ def test_timm_encoders_take_timm_arguments():
     spec = ModelSpec("unet", 3, encoder="tu-tf_efficientnet_lite0", extra={"drop_path_rate": 0.1})
     model = build_model(spec)
     assert model.net.encoder.model.blocks[1][0].drop_path.drop_prob > 0
+
+
+def test_the_default_spec_is_the_documented_model():
+    # README: U-Net with the EfficientNet-Lite0 encoder and its offline ImageNet weights; the demo trains the same.
+    from landseg.demo import demo_config
+
+    spec = ModelSpec(num_classes=3)
+    assert (spec.arch, spec.encoder, spec.encoder_weights) == ("unet", "tu-tf_efficientnet_lite0", "offline")
+    demo = ModelSpec(**demo_config(Path("data"), seed=0, minutes=1)["model"])
+    assert (demo.arch, demo.encoder, demo.encoder_weights) == (spec.arch, spec.encoder, spec.encoder_weights)
+
+
+def test_checkpoints_of_older_versions_rebuild_their_network():
+    # What a frozen dataclass's asdict() stored in every card before the spec became a pydantic model.
+    stored = {
+        "arch": "classic_unet",
+        "num_classes": 4,
+        "encoder": None,
+        "encoder_weights": None,
+        "in_channels": 2,
+        "widths": [4, 8],
+        "dropout": 0.0,
+        "extra": {},
+    }
+    spec = ModelSpec.from_dict(stored)
+    assert spec.to_dict() == stored
+    network = build_model(spec)
+    assert network(torch.zeros(1, 2, 20, 20)).shape == (1, 4, 20, 20)
+
+
+def test_a_config_spec_without_classes_cannot_be_built_until_the_data_fills_it():
+    spec = ModelSpec(arch="classic_unet", widths=[4, 8])
+    with pytest.raises(ConfigError, match="num_classes is not set"):
+        build_model(spec)
+    assert build_model(spec.for_data(num_classes=3, in_channels=5))(torch.zeros(1, 5, 8, 8)).shape == (1, 3, 8, 8)
+    assert spec.num_classes is None  # for_data returns a new spec

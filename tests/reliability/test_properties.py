@@ -17,18 +17,19 @@ from landseg.classes import IGNORE_INDEX, ClassSchema, LandClass, get_schema
 from landseg.config import (
     AugmentConfig,
     DataConfig,
-    LossConfig,
-    ModelConfig,
     OptimizerConfig,
     SamplingConfig,
     SchedulerConfig,
     TrainConfig,
+    parse_assignment,
     parse_config,
     set_dotted,
 )
 from landseg.data.prepare.align import LabelDecoder
 from landseg.data.prepare.tiling import chip_origins, chip_windows
 from landseg.errors import ConfigError, DataError
+from landseg.losses import FocalConfig
+from landseg.models import ModelSpec
 from landseg.normalization import Normalization
 from landseg.predict.blocks import column_blocks, reflect_indices, scene_grid
 from landseg.predict.core import predict_array
@@ -276,11 +277,11 @@ def user_keys(section) -> list[str]:
 
 SECTIONS = {
     "train": TrainConfig,
-    "model": ModelConfig,
+    "model": ModelSpec,
     "data": DataConfig,
     "train.optimizer": OptimizerConfig,
     "train.scheduler": SchedulerConfig,
-    "train.loss": LossConfig,
+    "train.loss": FocalConfig,  # the default loss
     "train.augment": AugmentConfig,
     "train.sampling": SamplingConfig,
 }
@@ -308,7 +309,7 @@ def one_typo(draw):
 def test_a_one_letter_typo_in_any_key_names_the_right_key(case):
     section, key, typo = case
     data = {"data": {"root": "."}}
-    set_dotted(data, f"{section}.{typo}=1")
+    set_dotted(data, f"{section}.{typo}", 1)
     with pytest.raises(ConfigError) as error:
         parse_config(data, source="experiment.yaml")
     message = str(error.value)
@@ -329,7 +330,7 @@ json_scalars = st.one_of(
 @given(path=st.lists(st.from_regex(r"[a-z][a-z_]{0,7}", fullmatch=True), min_size=1, max_size=4), value=json_scalars)
 def test_set_dotted_puts_the_value_at_its_path(path, value):
     data = {}
-    set_dotted(data, ".".join(path) + "=" + json.dumps(value))
+    set_dotted(data, *parse_assignment(".".join(path) + "=" + json.dumps(value)))
     node = data
     for part in path[:-1]:
         node = node[part]
@@ -349,7 +350,7 @@ def test_any_value_for_any_key_parses_or_is_a_config_error(section, data, value)
     """Never a traceback: whatever a YAML file holds, parsing gives a config or a one-line ConfigError."""
     key = data.draw(st.sampled_from(user_keys(SECTIONS[section])))
     config = {"data": {"root": "."}}
-    set_dotted(config, f"{section}.{key}={json.dumps(value)}")
+    set_dotted(config, f"{section}.{key}", value)
     try:
         parse_config(config, source="experiment.yaml")
     except ConfigError as exc:

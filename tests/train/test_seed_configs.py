@@ -29,16 +29,8 @@ EXPERIMENT_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.stem.ends
 def test_every_config_parses(path):
     config = load_config(path)
     schema = get_schema(config.data.schema_)
-    ModelSpec(
-        arch=config.model.arch,
-        encoder=config.model.encoder,
-        encoder_weights=config.model.encoder_weights,
-        in_channels=len(config.data.bands or [1, 2, 3]),
-        num_classes=schema.num_classes,
-        widths=config.model.widths,
-        dropout=config.model.dropout,
-        extra=dict(config.model.extra),
-    )
+    spec = config.model.for_data(schema.num_classes, len(config.data.bands or [1, 2, 3]))
+    assert ModelSpec.from_dict(spec.to_dict()) == spec  # as a checkpoint's card stores it
     counts = np.arange(1, schema.num_classes + 1)
     build_loss(resolve_class_weights(config.train.loss, counts, counts * 3), schema.num_classes)
     assert set(config.train.sampling.rare_classes or []) <= set(schema.names)

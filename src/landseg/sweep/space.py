@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
-from landseg.config import ExperimentConfig, parse_config, read_yaml_config
+from landseg.config import ExperimentConfig, parse_config, read_yaml_config, set_dotted
 from landseg.errors import ConfigError
 
 KINDS = ("uniform", "log_uniform", "int", "choice")
@@ -122,25 +123,11 @@ class SearchSpace:
         return grid
 
 
-def set_value(data: dict, key: str, value: Any) -> None:
-    """``data[a][b][c] = value`` for ``key`` ``a.b.c``; a missing or null section becomes a mapping."""
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"{key}: {part!r} is a value, not a section")
-        node = child
-    node[parts[-1]] = copy.deepcopy(value)
-
-
 def apply_values(base: dict, values: dict[str, Any]) -> dict:
     """A copy of the config mapping ``base`` with each dotted key set to its value."""
     data = copy.deepcopy(base)
     for key, value in values.items():
-        set_value(data, key, value)
+        set_dotted(data, key, value)
     return data
 
 
@@ -220,15 +207,12 @@ def parse_parameter(key: Any, spec: Any, source: Path) -> Parameter:
     return Parameter(key, kind, low=float(low), high=float(high))
 
 
-def _section_model(annotation: Any) -> type[BaseModel] | None:
-    """The config section class inside a field's annotation (``SWAConfig | None`` -> ``SWAConfig``)."""
+def _section_models(annotation: Any) -> list[type[BaseModel]]:
+    """The config section classes inside a field's annotation: ``SWAConfig | None`` -> ``[SWAConfig]``, the
+    loss union -> every loss config."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for argument in typing.get_args(annotation):
-        found = _section_model(argument)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [model for argument in typing.get_args(annotation) for model in _section_models(argument)]
 
 
 def _is_mapping(annotation: Any) -> bool:
@@ -240,11 +224,14 @@ def _is_mapping(annotation: Any) -> bool:
 
 
 def check_key(key: str, source: Path) -> None:
-    """``key`` names a config field (or lies inside a free mapping such as ``model.extra``)."""
-    section: type[BaseModel] = ExperimentConfig
+    """``key`` names a config field (or lies inside a free mapping such as ``model.extra``); under the loss,
+    a field of any loss (which loss takes it is checked with the values)."""
+    sections: list[type[BaseModel]] = [ExperimentConfig]
     parts = key.split(".")
     for depth, part in enumerate(parts):
-        fields = {(f.alias or name): f for name, f in section.model_fields.items()} | dict(section.model_fields)
+        fields: dict[str, FieldInfo] = {}
+        for section in sections:
+            fields |= {(f.alias or name): f for name, f in section.model_fields.items()} | dict(section.model_fields)
         where = ".".join(parts[:depth]) or "the config"
         if part not in fields:
             close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.5)
@@ -253,10 +240,9 @@ def check_key(key: str, source: Path) -> None:
         annotation = fields[part].annotation
         if depth == len(parts) - 1 or _is_mapping(annotation):
             return
-        inner = _section_model(annotation)
-        if inner is None:
+        sections = _section_models(annotation)
+        if not sections:
             raise ConfigError(f"{key}: {'.'.join(parts[: depth + 1])} is a value, not a section", source)
-        section = inner
 
 
 def load_space(path: str | Path, base: dict) -> SearchSpace:

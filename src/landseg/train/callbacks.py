@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,8 +20,8 @@ from landseg.io.write import atomic_output
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints are written to a temporary file, fsynced, then renamed: a kill never leaves a
-    half-written ``last.ckpt`` where a good one used to be. They are read back (``--resume``) by
+    """Checkpoints are written as every output is (``io.write.atomic_output``: a temporary file, fsynced, then
+    renamed): a kill never leaves a half-written ``last.ckpt`` where a good one used to be. They are read back (``--resume``) by
     landseg's safe loader, never by Lightning's own."""
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
@@ -34,23 +32,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except (OSError, RuntimeError) as exc:
-            # A full disk surfaces as OSError, or as torch's RuntimeError "PytorchStreamWriter failed writing".
-            Path(tmp).unlink(missing_ok=True)
-            problem = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise OutputError(
-                f"cannot write checkpoint ({problem[:200]}); an earlier one under this name is intact", path
-            ) from exc
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(path) as temporary:
+            try:
+                with temporary.open("wb") as handle:
+                    torch.save(checkpoint, handle)
+            except (OSError, RuntimeError) as exc:
+                # A full disk surfaces as OSError, or as torch's RuntimeError "PytorchStreamWriter failed writing".
+                problem = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise OutputError(
+                    f"cannot write checkpoint ({problem[:200]}); an earlier one under this name is intact", path
+                ) from exc
 
 
 class RandomStateCheckpoint(L.Callback):
@@ -99,7 +90,9 @@ class RandomStateCheckpoint(L.Callback):
 
 
 class HistoryCSV(L.Callback):
-    """One row per validated epoch: epoch, train_loss, val_loss, val_miou, lr, per-class IoU."""
+    """``history.csv``, the run's one CSV log: one row per validated epoch (epoch, step, minutes, train_loss,
+    lr, val_miou, val_loss, per-class IoU). Rewritten whole (atomically) at each validation, dropping rows of
+    epochs a resumed run redoes, so that it holds every epoch of all parts of a run once."""
 
     def __init__(self, path: Path):
         self.path = Path(path)

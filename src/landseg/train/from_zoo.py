@@ -62,12 +62,11 @@ def zoo_start(config: ExperimentConfig) -> ZooModel | None:
     return entry
 
 
-def settle_config(config: ExperimentConfig, entry: ZooModel) -> None:
-    """Write the network the init implies into ``config``, so the run's ``config.yaml`` says what was trained
-    (and trains again as it is)."""
-    config.model.arch = entry.arch
-    config.model.encoder = None
-    config.model.encoder_weights = None
+def settled_config(config: ExperimentConfig, entry: ZooModel) -> ExperimentConfig:
+    """``config`` with the network the init implies, so the run's ``config.yaml`` says what was trained (and
+    trains again as it is); ``config`` itself is left as it was."""
+    network = {"arch": entry.arch, "encoder": None, "encoder_weights": None}
+    return config.model_copy(update={"model": config.model.model_copy(update=network)})
 
 
 def _band_name(description: str | None) -> str | None:
