@@ -2,6 +2,7 @@
 and no run folder (training reads and checks every pair before it writes anything)."""
 
 import csv
+import json
 import shutil
 
 import numpy as np
@@ -18,9 +19,14 @@ from reliability_helpers import (
     write_geotiff,
     write_yaml,
 )
+from tests.helpers import SCHEMA
 from typer.testing import CliRunner
 
+from landseg.checkpoint import load_checkpoint
+from landseg.classes import IGNORE_INDEX
 from landseg.cli import app
+from landseg.config import parse_config
+from landseg.data.catalog import build_catalog, load_pair
 from landseg.errors import DataError
 
 runner = CliRunner()
@@ -181,7 +187,8 @@ def test_mask_shifted_by_pixels(tmp_path, scenes):
 
 
 def test_half_pixel_offset_is_accepted(tmp_path, scenes):
-    """Pixel-is-point and pixel-is-area GeoTIFFs of one grid differ by half a pixel: not an error."""
+    """Pixel-is-point and pixel-is-area GeoTIFFs of one grid differ by half a pixel: not an error, and the
+    mask is taken pixel for pixel, neither shifted nor resampled."""
     with rasterio.open(scenes / "masks" / "scene_000.tif") as src:
         labels, transform = src.read(1), src.transform
     write_geotiff(
@@ -190,8 +197,12 @@ def test_half_pixel_offset_is_accepted(tmp_path, scenes):
         nodata=255,
         transform=from_origin(transform.c - 0.25, transform.f + 0.25, 0.5, 0.5),
     )
-    result = train(experiment(scenes), tmp_path)
+    config = experiment(scenes)
+    result = train(config, tmp_path)
     assert result.exit_code == 0, result.output
+    first = build_catalog(parse_config(config).data).split("train")[0]
+    assert first.mask.name == "scene_000.tif"
+    np.testing.assert_array_equal(load_pair(first, SCHEMA)[1], SCHEMA.decode(labels))
 
 
 def test_bands_beyond_the_image(tmp_path, scenes):
@@ -217,6 +228,21 @@ def test_nan_and_inf_in_float_images_are_no_data(tmp_path, scenes):
     with open(tmp_path / "run" / "history.csv", newline="") as handle:
         row = next(csv.DictReader(handle))
     assert np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["val_loss"]))
+    # The training images' statistics and class counts are those of their finite pixels alone.
+    finite, labelled = [], np.zeros(SCHEMA.num_classes, dtype=np.int64)
+    for name in config["data"]["split"]["train"]:
+        with rasterio.open(scenes / "images" / f"scene_{name}.tif") as src:
+            data = src.read()
+        valid = np.isfinite(data).all(axis=0)
+        finite.append(data[:, valid])
+        with rasterio.open(scenes / "masks" / f"scene_{name}.tif") as src:
+            labels = SCHEMA.decode(src.read(1))
+        labelled += np.bincount(labels[valid & (labels != IGNORE_INDEX)], minlength=SCHEMA.num_classes)
+    card = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").card
+    expected_mean = np.concatenate(finite, axis=1).astype(np.float64).mean(axis=1)
+    np.testing.assert_allclose(card.normalization["mean"], expected_mean, rtol=1e-5)
+    counts = json.loads((tmp_path / "run" / "class_statistics.json").read_text())
+    assert [counts[name]["pixels"] for name in SCHEMA.names] == labelled.tolist()
 
 
 @pytest.mark.parametrize(
