@@ -170,7 +170,8 @@ class ModelSpec(Section):
                 f"unknown architecture {data['arch']!r}{_closest(arch, list_architectures())}. "
                 f"Architectures: {', '.join(list_architectures())}"
             )
-        data["arch"] = arch
+        if "arch" in data:  # only then: train.from_zoo tells a given arch from the default
+            data["arch"] = arch
         if arch in OWN_ARCHITECTURES:
             # Config files carry an encoder by default; a network without one has nothing to put it in.
             data["encoder"] = data["encoder_weights"] = None
