@@ -81,6 +81,14 @@ model.widths: {choice: [[4, 8], [8, 16]]}
         ("train.loss.name: {choice: []}", "choice needs at least one value"),
         ("trian.epochs: {int: [1, 2]}", "trian.epochs: 'trian' is not a key of the config; did you mean 'train'?"),
         ("[1, 2]", "search space must be a YAML mapping"),
+        (
+            "train.loss.gama: {uniform: [0.5, 3.0]}",
+            "train.loss.gama: 'gama' is not a key of train.loss; did you mean 'gamma'?",
+        ),
+        (
+            "model.arch: {choice: [classic_unet, classic_unte]}",
+            "model.arch: choice 'classic_unte' does not make a valid config (model: unknown architecture 'classic_unte'",
+        ),
     ],
 )
 def test_bad_spaces_are_one_line_errors_naming_the_file(tmp_path, base, text, message):
@@ -173,3 +181,13 @@ def test_a_study_refuses_another_space(tmp_path, tiny_config):
         ["sweep", str(tiny_config), "--space", str(space), "--trials", "1", "--out", str(tmp_path / "s"), "--resume"],
     )
     assert result.exit_code == 1 and "was started with another config, search space" in result.output
+
+
+def test_any_loss_option_is_a_key_and_the_values_say_which_loss_takes_it(tmp_path, base):
+    # train.loss is a union of loss configs: gamma is focal's, label_smoothing cross-entropy's.
+    space = load_space(space_file(tmp_path, "train.loss.gamma: {uniform: [0.5, 3.0]}\n"), base)
+    assert [p.key for p in space.parameters] == ["train.loss.gamma"]
+    ce_only = "train.loss.label_smoothing: {uniform: [0.0, 0.2]}\n"
+    if base["train"]["loss"]["name"] != "ce":
+        with pytest.raises(ConfigError, match="does not take 'label_smoothing'"):
+            load_space(space_file(tmp_path, ce_only), base)
