@@ -32,14 +32,20 @@ SCHEMA = get_schema("synthetic")
 
 @pytest.fixture(scope="module")
 def noisy(tmp_path_factory, synthetic_dataset):
-    """The six 96 px scenes with about 5 % of their labels relabelled in blobs, and a tiny recipe."""
+    """The six 96 px scenes with about 5 % of their labels relabelled in blobs, and a tiny recipe; which pixels
+    were relabelled is kept beside it in ``relabelled.npz`` (by mask file stem)."""
     folder = tmp_path_factory.mktemp("audit")
     data = folder / "data"
     shutil.copytree(synthetic_dataset, data)
     rng = np.random.default_rng(0)
+    relabelled = {}
     for mask_path in sorted((data / "masks").glob("*.tif")):
         with rasterio.open(mask_path, "r+") as dataset:
-            dataset.write(relabel_blobs(dataset.read(1), rng, 0.05, SCHEMA.num_classes, radius=(5, 8))[0], 1)
+            noisy_labels, relabelled[mask_path.stem] = relabel_blobs(
+                dataset.read(1), rng, 0.05, SCHEMA.num_classes, radius=(5, 8)
+            )
+            dataset.write(noisy_labels, 1)
+    np.savez(folder / "relabelled.npz", **relabelled)
     config = {
         "name": "tiny-audit",
         "data": {
@@ -54,7 +60,7 @@ def noisy(tmp_path_factory, synthetic_dataset):
             "crop_size": 48,
             "batch_size": 4,
             "epochs": 1,
-            "steps_per_epoch": 4,
+            "steps_per_epoch": 30,  # fewer, and the fold models' own mistakes drown the relabelled blobs
             "val_tile": 96,
             "seed": 3,
             "optimizer": {"name": "adam", "lr": 0.02},
@@ -147,6 +153,24 @@ def test_folds_audit_writes_ranked_well_formed_outputs(folds_run, noisy):
     gallery = (out / "gallery.html").read_text()
     assert gallery.count("<img") == 2 and "data:image/png;base64" in gallery
     assert "images/scene_" in output and "regions:" in output
+
+
+def test_folds_audit_flags_the_relabelled_blobs(folds_run, noisy):
+    """Most relabelled pixels lie in flagged regions, and flagged pixels are relabelled ones far more often than
+    pixels at large (measured: 72 % of them found; 43 % of flagged pixels relabelled, against 5.6 %)."""
+    out, _ = folds_run
+    relabelled = np.load(noisy.parent / "relabelled.npz")
+    regions = read_csv(out / "regions.csv")
+    audited = [f"scene_{i:03d}" for i in range(4)]
+    found = flagged = 0
+    for stem in audited:
+        outlines = [shapely.from_wkt(r["pixel_wkt"]) for r in regions if r["image"] == f"images/{stem}.tif"]
+        inside = features.geometry_mask(outlines, (96, 96), Affine.identity(), invert=True)
+        found += int((inside & relabelled[stem]).sum())
+        flagged += int(inside.sum())
+    injected = sum(int(relabelled[stem].sum()) for stem in audited)
+    assert found / injected > 0.5
+    assert found / flagged > 4 * injected / (len(audited) * 96 * 96)
 
 
 def test_checkpoint_that_saw_the_split_is_warned_about(folds_run, noisy, tmp_path):
