@@ -35,8 +35,10 @@ def scenes() -> list[LabelledImage]:
     return items
 
 
-def dataset(items, strategy, length=40, seed=5, crop=32, augmentation=Augmentation()):
-    return SampledCropDataset(items, crop, NORM, length, strategy, augmentation, seed=seed)
+def dataset(items, strategy, length=40, seed=5, crop=32, augmentation=None):
+    return SampledCropDataset(
+        items, crop, NORM, length, strategy, augmentation if augmentation is not None else Augmentation(), seed=seed
+    )
 
 
 def test_crops_depend_on_seed_and_key_only(scenes):

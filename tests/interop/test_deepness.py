@@ -177,7 +177,7 @@ def with_keys(**changes) -> dict:
 )
 def test_missing_or_malformed_deepness_keys_fail_with_one_clear_error(tmp_path, metadata, problem):
     model = deepness_model(tmp_path / "bad.onnx", metadata)
-    with pytest.raises(CheckpointError, match="bad.onnx") as caught:
+    with pytest.raises(CheckpointError, match=r"bad\.onnx") as caught:
         load_onnx_member(model)
     assert problem in caught.value.problem and "\n" not in str(caught.value)
 

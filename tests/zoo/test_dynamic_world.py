@@ -117,7 +117,7 @@ def test_weights_that_do_not_fit_are_a_checkpoint_error(dynamic_world, tmp_path)
     tensors.pop("head.bias")
     missing = tmp_path / "missing.safetensors"
     save_file(tensors, str(missing))
-    with pytest.raises(CheckpointError, match="head.bias"):
+    with pytest.raises(CheckpointError, match=r"head\.bias"):
         load_dynamic_world(missing)
     tensors["head.bias"] = torch.zeros(3)
     wrong = tmp_path / "wrong.safetensors"
