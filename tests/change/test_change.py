@@ -319,6 +319,45 @@ def test_images_are_predicted_first_and_their_confidence_used(tmp_path):
     assert summary["changed_vs_confidence"][0]["changed_pixels"] >= summary["changed_pixels"]
 
 
+def test_images_are_predicted_with_the_change_options_prediction(tmp_path):
+    from tests.predict.test_predict_command import write_checkpoint, write_scene
+
+    from landseg.change.run import predict_pair
+    from landseg.predict.options import PredictOptions
+
+    checkpoint = write_checkpoint(tmp_path / "tiny.ckpt", 0)
+    images = [write_scene(tmp_path / "old.tif", 1), write_scene(tmp_path / "new.tif", 2)]
+    # Without a confidence raster in the options: change asks for one all the same, --min-confidence reads it.
+    chosen = PredictOptions(preview=False, areas=False, tile=16, overlap=0.25)
+    pairs = predict_pair(images, [checkpoint], tmp_path / "out", engine="torch", options=chosen)
+    assert [(c.name, p.name) for c, p in pairs] == [
+        ("before_classes.tif", "before_confidence.tif"),
+        ("after_classes.tif", "after_confidence.tif"),
+    ]
+    assert not list((tmp_path / "out").glob("*_color.png"))  # the options' preview=False was followed
+    record = json.loads((tmp_path / "out" / "before_prediction.json").read_text())
+    assert record["options"]["tile"] == 16 and record["options"]["overlap"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"polygons": "shp"}, "unknown polygon format 'shp'"),
+        ({"block": 8}, "--block must be at least 16"),
+        ({"prediction": {"overlap": 1.0}}, r"tile overlap must be in \[0, 1\)"),
+        ({"prediction": {"blend": "cosine"}}, "unknown blend 'cosine'"),
+    ],
+)
+def test_bad_options_are_refused_before_any_map_is_read(tmp_path, options, words):
+    from landseg.predict.options import PredictOptions
+
+    if "prediction" in options:
+        options = {"prediction": PredictOptions(**options["prediction"])}
+    with pytest.raises(ConfigError, match=words):
+        compare_maps(tmp_path / "never.tif", tmp_path / "read.tif", tmp_path / "out", options=ChangeOptions(**options))
+    assert not (tmp_path / "out").exists()
+
+
 def test_rows_of_blocks_as_executor_tasks_sum_to_the_same_result(tmp_path):
     """What --workers/--dask do (a Dask client is an executor with ``submit``), with threads here."""
     from concurrent.futures import ThreadPoolExecutor

@@ -141,14 +141,14 @@ def test_rpc_input_keeps_its_rpcs_in_every_raster_and_has_approximate_areas(tmp_
 def test_the_web_app_keeps_the_gcps_in_its_geotiff_and_places_its_polygons_on_earth(tmp_path, tiny_checkpoint):
     pytest.importorskip("fastapi", reason="landseg serve needs fastapi")
     from landseg.checkpoint import load_checkpoint
-    from landseg.serve.engine import PredictionOptions, run_prediction
+    from landseg.serve.engine import JobOptions, run_prediction
     from landseg.serve.uploads import inspect_upload
 
     source = write_image(tmp_path / "gcps.tif", gcps=GCPS, crs=UTM)
     model = load_checkpoint(tiny_checkpoint)
     _, info, _ = inspect_upload(Path(shutil.copy(source, tmp_path / "upload")), model.card, 10**6)
     assert info.georeferenced and info.crs == "GCPs in EPSG:32632"  # what the page shows
-    outputs = run_prediction(model, source, tmp_path / "web", PredictionOptions())
+    outputs = run_prediction(model, source, tmp_path / "web", JobOptions())
     with rasterio.open(outputs["classes_tif"]) as written:
         assert gcp_tuples(written.gcps[0]) == gcp_tuples(GCPS) and written.gcps[1] == UTM
     collection = json.loads(outputs["polygons_geojson"].read_text())

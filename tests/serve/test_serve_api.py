@@ -32,9 +32,9 @@ DOWNLOAD_KINDS = {"classes_tif", "classes_png", "color_png", "polygons_geojson",
 
 
 @contextmanager
-def serve(tmp_path, model, engine=run_prediction, **limits):
+def serve(tmp_path, model, runner=run_prediction, **limits):
     settings = ServeSettings(checkpoint=model.path, workdir=tmp_path / "work", **limits)
-    with fastapi_testclient.TestClient(create_app(settings, model=model, engine=engine)) as client:
+    with fastapi_testclient.TestClient(create_app(settings, model=model, runner=runner)) as client:
         yield client
 
 
@@ -63,8 +63,8 @@ def reference_prediction(model, path: Path, out_dir: Path, tta=None, **options):
         return (written.transform, written.crs), written.read(1)
 
 
-class GatedEngine:
-    """The real engine, held at the start until ``release()``; it keeps reporting so it can be cancelled."""
+class GatedRunner:
+    """The real prediction runner, held at the start until ``release()``; it keeps reporting so it can be cancelled."""
 
     def __init__(self):
         self.gate = threading.Event()
@@ -306,16 +306,16 @@ def test_client_file_names_never_become_paths(tmp_path, serve_model, serve_image
 
 # -- queue, lifecycle, expiry ---------------------------------------------------------------------------
 def test_jobs_queue_up_to_the_limit_then_503(tmp_path, serve_model, serve_images):
-    engine = GatedEngine()
-    with serve(tmp_path, serve_model, engine=engine, max_running_jobs=1, max_queued_jobs=1) as client:
+    runner = GatedRunner()
+    with serve(tmp_path, serve_model, runner=runner, max_running_jobs=1, max_queued_jobs=1) as client:
         first = upload(client, serve_images["png"]).json()
-        assert engine.entered.wait(10)
+        assert runner.entered.wait(10)
         second = upload(client, serve_images["png"]).json()
         refused = upload(client, serve_images["png"])
         running = client.get(f"/api/jobs/{first['id']}").json()
         queued = client.get(f"/api/jobs/{second['id']}").json()
         early_download = client.get(f"/api/jobs/{first['id']}/files/areas_csv")
-        engine.release()
+        runner.release()
         finished = [wait_until_finished(client, job["id"]) for job in (first, second)]
         after = upload(client, serve_images["png"])
     assert refused.status_code == 503 and refused.headers["retry-after"] == "30"
@@ -324,20 +324,20 @@ def test_jobs_queue_up_to_the_limit_then_503(tmp_path, serve_model, serve_images
     assert queued["status"] == "queued" and queued["queue_position"] == 1
     assert early_download.status_code == 409
     assert [job["status"] for job in finished] == ["done", "done"]
-    assert after.status_code == 202 and engine.calls == 3
+    assert after.status_code == 202 and runner.calls == 3
 
 
 def test_progress_rises_to_one_through_the_engines_stages(tmp_path, serve_model, serve_images):
     seen = []
 
-    def recording_engine(model, input_path, out_dir, options, on_progress):
+    def recording_runner(model, input_path, out_dir, options, on_progress):
         def record(fraction, stage):
             seen.append((fraction, stage))
             on_progress(fraction, stage)
 
         return run_prediction(model, input_path, out_dir, options, record)
 
-    with serve(tmp_path, serve_model, engine=recording_engine) as client:
+    with serve(tmp_path, serve_model, runner=recording_runner) as client:
         job = wait_until_finished(client, upload(client, serve_images["geotiff"]).json()["id"])
     fractions = [f for f, _ in seen]
     assert job["status"] == "done"
@@ -346,10 +346,10 @@ def test_progress_rises_to_one_through_the_engines_stages(tmp_path, serve_model,
 
 
 def test_failed_job_reports_the_problem(tmp_path, serve_model, serve_images):
-    def broken_engine(model, input_path, out_dir, options, on_progress):
+    def broken_runner(model, input_path, out_dir, options, on_progress):
         raise DataError("cannot read pixels, file is truncated", input_path)
 
-    with serve(tmp_path, serve_model, engine=broken_engine) as client:
+    with serve(tmp_path, serve_model, runner=broken_runner) as client:
         job = wait_until_finished(client, upload(client, serve_images["png"]).json()["id"])
         download = client.get(f"/api/jobs/{job['id']}/files/color_png")
     assert job["status"] == "failed" and job["result"] is None
@@ -358,16 +358,16 @@ def test_failed_job_reports_the_problem(tmp_path, serve_model, serve_images):
 
 
 def test_delete_removes_finished_and_stops_running_jobs(tmp_path, serve_model, serve_images):
-    engine = GatedEngine()
-    with serve(tmp_path, serve_model, engine=engine) as client:
+    runner = GatedRunner()
+    with serve(tmp_path, serve_model, runner=runner) as client:
         running = upload(client, serve_images["png"]).json()
-        assert engine.entered.wait(10)
+        assert runner.entered.wait(10)
         folder = next((tmp_path / "work").glob(f"*/{running['id']}"))
         assert client.delete(f"/api/jobs/{running['id']}").status_code == 204
         deadline = time.monotonic() + 10
         while folder.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        engine.release()
+        runner.release()
         done = wait_until_finished(client, upload(client, serve_images["png"]).json()["id"])
         done_folder = next((tmp_path / "work").glob(f"*/{done['id']}"))
         deleted = client.delete(f"/api/jobs/{done['id']}")

@@ -13,7 +13,7 @@ from landseg.classes import IGNORE_INDEX, get_schema
 from landseg.predict.engine import PredictOptions, predict_scene
 from landseg.predict.ensemble import load_ensemble
 from landseg.serve import ServeSettings, create_app
-from landseg.serve.engine import PredictionOptions, run_prediction
+from landseg.serve.engine import JobOptions, run_prediction
 from landseg.serve.state import ServeState
 from landseg.serve.uploads import safe_display_name, sniff_format
 
@@ -61,7 +61,7 @@ def test_run_prediction_matches_the_cli_engine(tmp_path, serve_model, serve_chec
         serve_model,
         serve_images["geotiff"],
         tmp_path / "web",
-        PredictionOptions(min_area=5, tta="flips", overlap=0.25),
+        JobOptions(min_area=5, tta="flips", overlap=0.25),
         lambda fraction, stage: progress.append(fraction),
     )
     assert set(outputs) == {"classes_tif", "classes_png", "color_png", "areas_csv", "polygons_geojson"}
@@ -83,7 +83,7 @@ def test_the_server_runs_the_engine_predict_chooses(tmp_path, serve_checkpoint, 
     ONNX Runtime on the CPU), and an upload's map is the map the command writes with default options."""
     served = ServeState.of(create_app(ServeSettings(checkpoint=serve_checkpoint, workdir=tmp_path))).model
     assert served.engine == "onnxruntime"
-    outputs = run_prediction(served, serve_images["geotiff"], tmp_path / "web", PredictionOptions())
+    outputs = run_prediction(served, serve_images["geotiff"], tmp_path / "web", JobOptions())
     scene = predict_scene(
         serve_images["geotiff"], load_ensemble([serve_checkpoint]), tmp_path / "cli", PredictOptions(), stem="cli"
     )
@@ -92,7 +92,7 @@ def test_the_server_runs_the_engine_predict_chooses(tmp_path, serve_checkpoint, 
 
 
 def test_polygons_are_wgs84_and_rasterize_back_to_the_class_map(tmp_path, serve_model, serve_images):
-    outputs = run_prediction(serve_model, serve_images["geotiff"], tmp_path, PredictionOptions())
+    outputs = run_prediction(serve_model, serve_images["geotiff"], tmp_path, JobOptions())
     collection = json.loads(outputs["polygons_geojson"].read_text())
     with rasterio.open(outputs["classes_tif"]) as cog:
         index, crs, transform = cog.read(1), cog.crs, cog.transform
@@ -111,7 +111,7 @@ def test_polygons_are_wgs84_and_rasterize_back_to_the_class_map(tmp_path, serve_
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the test reads the map
 def test_a_plain_photo_gets_pixel_outputs_and_no_geotiff(tmp_path, serve_model, serve_checkpoint, serve_images):
-    outputs = run_prediction(serve_model, serve_images["png"], tmp_path / "web", PredictionOptions(overlap=0.0))
+    outputs = run_prediction(serve_model, serve_images["png"], tmp_path / "web", JobOptions(overlap=0.0))
     assert "classes_tif" not in outputs and not (tmp_path / "web" / "result_classes.tif").exists()
     reference = cli_engine_classes(serve_checkpoint, serve_images["png"], tmp_path / "cli", overlap=0.0)
     np.testing.assert_array_equal(np.asarray(Image.open(outputs["classes_png"])), reference)
@@ -129,14 +129,30 @@ def test_a_progress_callback_that_raises_cancels_the_job(tmp_path, serve_model, 
             raise Cancelled
 
     with pytest.raises(Cancelled):
-        run_prediction(serve_model, serve_images["geotiff"], tmp_path, PredictionOptions(), cancel_once_predicting)
+        run_prediction(serve_model, serve_images["geotiff"], tmp_path, JobOptions(), cancel_once_predicting)
     assert list(tmp_path.iterdir()) == []  # no scratch raster or half-written output left behind
 
 
 def test_options_are_validated():
     with pytest.raises(ValueError, match="overlap"):
-        PredictionOptions(overlap=0.95)
+        JobOptions(overlap=0.95)
     with pytest.raises(ValueError, match="tta"):
-        PredictionOptions(tta="sideways")
+        JobOptions(tta="sideways")
     with pytest.raises(ValueError, match="unknown"):
-        PredictionOptions(unknown=1)
+        JobOptions(unknown=1)
+
+
+def test_job_options_are_predict_options_defaults_and_checks():
+    from dataclasses import replace
+
+    from landseg.predict.options import DEFAULT_OPTIONS
+
+    assert JobOptions().predict_options() == DEFAULT_OPTIONS
+    chosen = JobOptions(overlap=0.25, min_area=7, tta="d4")
+    assert chosen.predict_options() == replace(DEFAULT_OPTIONS, overlap=0.25, min_area=7)
+    assert chosen.ensemble_tta() == "d4" and JobOptions().ensemble_tta() is None
+    # Refused with the message of `landseg predict`'s own check, not one of the web app's.
+    with pytest.raises(ValueError, match=r"tile overlap must be in \[0, 1\), got -0.1"):
+        JobOptions(overlap=-0.1)
+    with pytest.raises(ValueError, match="--min-area must not be negative, got -3"):
+        JobOptions(min_area=-3)

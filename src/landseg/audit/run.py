@@ -42,6 +42,7 @@ from landseg.io.raster import read_image
 from landseg.io.write import atomic_output
 from landseg.maps.names import check_model_classes, map_stems
 from landseg.metrics import ConfusionMatrix
+from landseg.predict.choices import Engine
 from landseg.predict.ensemble import load_ensemble, read_card
 from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
 
@@ -76,7 +77,7 @@ def audit(
     min_region: int = 16,
     gallery: int = 12,
     options: PredictOptions = DEFAULT_OPTIONS,
-    engine: str = "auto",
+    engine: Engine = "auto",
     device: str = "cpu",
     progress: bool = True,
 ) -> AuditResult:
@@ -130,14 +131,15 @@ def audit(
                 )
             model_names = [str(m.checkpoint) for m in models]
         else:
-            for checkpoint in checkpoints:
+            given = list(checkpoints or ())  # not empty: exactly one of checkpoints and folds is given
+            for checkpoint in given:
                 if Path(checkpoint).suffix.lower() == ".ckpt":
                     warning = training_overlap(Path(checkpoint), samples, config.data.root, read_card)
                     if warning:
                         warnings.append(warning)
-            ensemble = load_ensemble(list(checkpoints), engine=engine, device=device)
-            check_model_classes(ensemble.schema.names, schema.names, checkpoints[0])
-            model_names = [str(c) for c in checkpoints]
+            ensemble = load_ensemble(given, engine=engine, device=device)
+            check_model_classes(ensemble.schema.names, schema.names, given[0])
+            model_names = [str(c) for c in given]
             images = cache_probabilities(
                 config,
                 schema,

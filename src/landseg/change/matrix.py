@@ -121,7 +121,7 @@ def summarize(
     diagonal = int(np.trace(pixels))
     classes = []
     for i, name in enumerate(names):
-        row = {"class": name}
+        row: dict[str, str | int | float] = {"class": name}
         for unit, matrix in (("pixels", pixels), ("ha", hectares)):
             if matrix is None:
                 continue
@@ -166,7 +166,10 @@ def confidence_curve(counter: TransitionCounter, thresholds: tuple[float, ...], 
     rows = []
     for p in thresholds:
         step = threshold_steps(p)
-        row = {"min_confidence": p, "changed_pixels": int(pixels_at_least[step]) if step <= CONFIDENCE_STEPS else 0}
+        row: dict[str, float | None] = {
+            "min_confidence": p,
+            "changed_pixels": int(pixels_at_least[step]) if step <= CONFIDENCE_STEPS else 0,
+        }
         row["changed_ha"] = (float(area_at_least[step]) if step <= CONFIDENCE_STEPS else 0.0) if with_area else None
         rows.append(row)
     return rows

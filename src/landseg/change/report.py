@@ -138,13 +138,13 @@ def plot_change_map(change_cog: Path, summary: dict, schema: ClassSchema, path: 
     )
     handles = [
         Patch(
-            facecolor=np.array(lut[i * k + j, :3]) / 255,
+            facecolor=_rgb(lut[i * k + j]),
             edgecolor="black",
             label=f"{schema.names[i]}{ARROW}{schema.names[j]} {_amount(v, unit)} {unit}",
         )
         for v, i, j in ranked[:LEGEND_ENTRIES]
     ]
-    handles.append(Patch(facecolor=np.array(lut[0, :3]) / 255, edgecolor="black", label="unchanged"))
+    handles.append(Patch(facecolor=_rgb(lut[0]), edgecolor="black", label="unchanged"))
     height, width = codes.shape
     map_width = min(max(width / 100, 4.0), 12.0)
     fig = Figure(figsize=(map_width + 3.4, max(map_width * height / width, 3.0)), dpi=100, layout="constrained")
@@ -162,6 +162,12 @@ def plot_change_map(change_cog: Path, summary: dict, schema: ClassSchema, path: 
         title_fontsize=8,
     )
     return save_figure(fig, path, dpi=100)
+
+
+def _rgb(rgba: np.ndarray) -> tuple[float, float, float]:
+    """A colour table's 0-255 entry as the 0-1 RGB that matplotlib takes."""
+    red, green, blue = (float(value) / 255 for value in rgba[:3])
+    return red, green, blue
 
 
 def matrix_text(summary: dict) -> str:

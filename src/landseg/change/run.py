@@ -6,7 +6,8 @@ both dates becomes class indices, adds to the transition counter and is written 
 the change raster's scratch file. Then come the COG, the tables, the polygons, the pictures and the
 report. A map value its schema lacks stops the run in the block where it is found, and the scratch goes
 away with it. ``predict_pair`` first turns two images into class maps with confidence through the
-prediction engine (``predict.engine.predict_scene``).
+prediction engine (``predict.engine.predict_scene``), with ``ChangeOptions.prediction``: the
+``PredictOptions`` of ``landseg predict``, not a second set of tile, overlap or blend options.
 """
 
 from __future__ import annotations
@@ -15,14 +16,23 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from landseg import __version__
 from landseg.change.grid import Overlap, find_overlap, on_before_grid, read_band
@@ -40,11 +50,16 @@ from landseg.io.raster import open_raster
 from landseg.maps.areas import area_method, pixel_areas
 from landseg.maps.cog import copy_to_cog, scratch_path, write_window
 from landseg.maps.polygons import VECTOR_FORMATS, check_polygon_format
+from landseg.predict.choices import Engine
+from landseg.predict.options import PredictOptions
 
 DEFAULT_BLOCK = 2048
 IN_FLIGHT = 4
 """Rows of blocks submitted ahead of the one being written, when an executor runs them."""
 CURVE_THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+PREDICTION = PredictOptions(confidence=True, areas=False)
+"""How ``--checkpoint`` predicts the two images: ``landseg predict``'s defaults, with the confidence
+raster that ``--min-confidence`` reads and without the area tables that ``change`` computes itself."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +72,11 @@ class ChangeOptions:
     """Smallest change polygon kept, in pixels; smaller ones stay in the map and the tables."""
     pictures: bool = True
     gdal_cache_mb: int = 256
+    prediction: PredictOptions = PREDICTION
+    """Used only when the dates are images to predict first (``predict_pair``)."""
 
     def check(self) -> None:
+        self.prediction.check()
         if self.block < 16:
             raise ConfigError(f"--block must be at least 16 pixels, got {self.block}")
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
@@ -66,6 +84,9 @@ class ChangeOptions:
         check_polygon_format(self.polygons)
         if self.min_polygon_pixels < 1:
             raise ConfigError(f"--min-polygon-pixels must be at least 1 pixel, got {self.min_polygon_pixels}")
+
+
+DEFAULT_CHANGE_OPTIONS = ChangeOptions()
 
 
 @dataclass
@@ -87,7 +108,7 @@ def compare_maps(
     class_map: str | Path | None = None,
     before_confidence: str | Path | None = None,
     after_confidence: str | Path | None = None,
-    options: ChangeOptions = ChangeOptions(),
+    options: ChangeOptions = DEFAULT_CHANGE_OPTIONS,
     console: Console | None = None,
     executor=None,
 ) -> ChangeResult:
@@ -104,7 +125,7 @@ def compare_maps(
     confidences: list[ConfidenceRaster] = []
     if (before_confidence is None) != (after_confidence is None):
         raise ConfigError("give confidence rasters for both dates (--before-confidence and --after-confidence)")
-    if before_confidence is not None:
+    if before_confidence is not None and after_confidence is not None:
         confidences = [open_confidence(before_confidence, before), open_confidence(after_confidence, after)]
     elif options.min_confidence is not None:
         raise ConfigError(
@@ -142,10 +163,10 @@ def compare_maps(
         try:
             with Progress(*columns, console=console, transient=True) as bar:
                 task = bar.add_task("blocks", total=sum(len(row) for row in block_rows))
-                for blocks, (partial, codes) in zip(
+                for blocks, (row_counter, codes) in zip(
                     block_rows, _run_block_rows(plan, block_rows, executor), strict=False
                 ):
-                    counter.merge(partial)
+                    counter.merge(row_counter)
                     for block, block_codes in zip(blocks, codes, strict=False):
                         write_window(
                             writer,
@@ -285,16 +306,17 @@ def predict_pair(
     images: Sequence[str | Path],
     checkpoints: Sequence[str | Path],
     out_dir: str | Path,
-    engine: str = "auto",
+    engine: Engine = "auto",
     device: str = "cpu",
     console: Console | None = None,
+    options: PredictOptions = PREDICTION,
 ) -> list[tuple[Path, Path]]:
     """BEFORE and AFTER images to class COGs and confidence COGs in ``out_dir`` (stems before, after)."""
     from landseg.predict.engine import predict_scene
     from landseg.predict.ensemble import load_ensemble
-    from landseg.predict.options import PredictOptions
 
-    options = PredictOptions(confidence=True, areas=False)
+    options = replace(options, confidence=True)
+    options.check()
     console = console or Console(stderr=True)
     ensemble = load_ensemble(checkpoints, engine=engine, device=device, tile=options.tile)
     columns = (
@@ -315,8 +337,13 @@ def predict_pair(
                 out_dir,
                 options,
                 stem=stem,
-                on_start=lambda total, task=task: bar.update(task, total=total),
-                on_tiles=lambda n, task=task: bar.advance(task, n),
+                on_start=partial(set_total, bar, task),
+                on_tiles=partial(bar.advance, task),
             )
             results.append((result.paths["classes"], result.paths["confidence"]))
     return results
+
+
+def set_total(bar: Progress, task: TaskID, total: int) -> None:
+    """``predict_scene``'s ``on_start``: the scene's tile count becomes the task's total."""
+    bar.update(task, total=total)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -81,9 +82,16 @@ def change_command(
                 "--before-confidence/--after-confidence"
             )
         (before, before_confidence), (after, after_confidence) = predict_pair(
-            [before, after], checkpoint, out / "predictions", engine=engine, device=device, console=console
+            [before, after],
+            checkpoint,
+            out / "predictions",
+            engine=engine,
+            device=device,
+            console=console,
+            options=chosen.prediction,
         )
-    compare = dict(
+    compare = partial(
+        compare_maps,
         schema=schema,
         after_schema=after_schema,
         class_map=class_map,
@@ -96,9 +104,9 @@ def change_command(
         from landseg.distributed.cluster import dask_client
 
         with dask_client(dask, workers) as client:
-            result = compare_maps(Path(before).resolve(), Path(after).resolve(), out, executor=client, **compare)
+            result = compare(before.resolve(), after.resolve(), out, executor=client)
     else:
-        result = compare_maps(before, after, out, **compare)
+        result = compare(before, after, out)
     summary = result.summary
     area = "" if summary["changed_ha"] is None else f" = {summary['changed_ha']:,.2f} ha"
     console.print(

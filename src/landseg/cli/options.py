@@ -1,5 +1,8 @@
 """The prediction options that ``landseg predict`` and ``landseg evaluate`` share, defined once so both
-take the same flags with the same defaults (``PredictOptions()``'s) and so score the same maps."""
+take the same flags with the same defaults (``PredictOptions()``'s) and so score the same maps.
+
+Flags with a fixed set of values are typed with ``predict.choices``' Literals: Typer offers exactly those
+values (and lists them in ``--help``), and the code below receives the types it checks against."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Annotated
 import typer
 
 from landseg.errors import ConfigError
+from landseg.predict import choices
 from landseg.predict.options import PredictOptions
 
 DEFAULTS = PredictOptions()
@@ -25,11 +29,15 @@ ZooModels = Annotated[
 ]
 Tile = Annotated[int | None, typer.Option(help="Network tile side in pixels (default: the card's).")]
 Overlap = Annotated[float, typer.Option(help="Tile overlap fraction in [0, 1).")]
-Blend = Annotated[str, typer.Option(help="Weights of overlapping tiles: uniform, hann or gaussian.")]
+Blend = Annotated[choices.BlendKind, typer.Option(help="Weights of overlapping tiles: uniform, hann or gaussian.")]
 BatchSize = Annotated[int, typer.Option(help="Tiles per forward pass (CPU: 1-2; GPU: 8+).")]
-TTA = Annotated[str | None, typer.Option(help="Test-time augmentation: flips or d4.")]
-Engine = Annotated[str, typer.Option(help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime.")]
-Precision = Annotated[str, typer.Option(help="fp32, or bf16 autocast (torch engine; faster, less exact).")]
+TTA = Annotated[choices.TTAMode | None, typer.Option(help="Test-time augmentation: flips or d4.")]
+Engine = Annotated[
+    choices.Engine, typer.Option(help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime.")
+]
+Precision = Annotated[
+    choices.Precision, typer.Option(help="fp32, or bf16 autocast (torch engine; faster, less exact).")
+]
 Device = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")]
 Bands = Annotated[str | None, typer.Option(help="Input bands in the model's order, e.g. 4,3,2.")]
 Nodata = Annotated[float | None, typer.Option(help="Input no-data value (default: the file's).")]

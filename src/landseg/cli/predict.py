@@ -90,17 +90,39 @@ def predict_command(
 
         checkpoint = [*(checkpoint or []), *(model_from_item(item) for item in stac)]
     models = options.model_references(checkpoint, model)
-    common = dict(options=chosen, engine=engine, tta=tta, precision=precision, device=device, overwrite=overwrite)
     if dask or workers:
         from landseg.distributed.predict import predict_on_cluster
 
-        summary = predict_on_cluster(inputs, models, out, address=dask, workers=workers, threads=threads, **common)
+        summary = predict_on_cluster(
+            inputs,
+            models,
+            out,
+            address=dask,
+            workers=workers,
+            threads=threads,
+            options=chosen,
+            engine=engine,
+            tta=tta,
+            precision=precision,
+            device=device,
+            overwrite=overwrite,
+        )
     else:
         if threads is not None:
             raise ConfigError("--threads sets the threads of Dask workers; use it with --dask or --workers")
         from landseg.predict.run import run_predict
 
-        summary = run_predict(inputs, models, out, **common)
+        summary = run_predict(
+            inputs,
+            models,
+            out,
+            options=chosen,
+            engine=engine,
+            tta=tta,
+            precision=precision,
+            device=device,
+            overwrite=overwrite,
+        )
     if summary.failed:
         total = len(summary.done) + len(summary.skipped) + len(summary.failed)
         Console(stderr=True).print(f"[red]{len(summary.failed)} of {total} inputs failed[/]")

@@ -23,6 +23,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from distributed import Client, LocalCluster, get_worker
 from landseg.errors import ConfigError
+from landseg.predict.choices import Engine, Precision, TTAMode
 
 PLUGIN_NAME = "landseg-ensemble"
 
@@ -68,10 +69,10 @@ class EnsembleSource:
     """How to load an ensemble: everything ``load_ensemble`` takes, as plain picklable values."""
 
     checkpoints: tuple[str, ...]
-    engine: str = "auto"
-    tta: str | None = None
+    engine: Engine = "auto"
+    tta: TTAMode | None = None
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     tile: int | None = None
     threads: int | None = None
     """Intra-op threads of PyTorch and ONNX Runtime on each worker; None keeps the worker's setting."""
@@ -133,13 +134,13 @@ def register_ensemble(client: Client, source: EnsembleSource) -> None:
 
 def _holds(source: EnsembleSource, dask_worker) -> bool:
     plugin = dask_worker.plugins.get(PLUGIN_NAME)
-    return plugin is not None and plugin.source == source and plugin.ensemble is not None
+    return isinstance(plugin, EnsemblePlugin) and plugin.source == source and plugin.ensemble is not None
 
 
 def worker_ensemble(source: EnsembleSource):
     """The ensemble this worker loaded for ``source`` (inside a task)."""
     plugin = get_worker().plugins.get(PLUGIN_NAME)
-    if plugin is None or plugin.source != source:
+    if not isinstance(plugin, EnsemblePlugin) or plugin.source != source:
         # Another job registered other models on this shared cluster since this task was submitted.
         raise RuntimeError("this worker has other models loaded than the task was submitted for; rerun the job")
     return plugin.ensemble

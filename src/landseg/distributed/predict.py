@@ -30,6 +30,7 @@ from landseg.distributed.predict_tasks import (
     work_digest,
 )
 from landseg.errors import DataError, LandsegError
+from landseg.predict.choices import Engine, Precision, TTAMode
 from landseg.predict.engine import PredictOptions, SceneResult
 from landseg.predict.inputs import PredictSummary, plan_inputs
 
@@ -100,9 +101,9 @@ def run_predict_distributed(
     out_dir: str | Path,
     client: Client,
     options: PredictOptions | None = None,
-    engine: str = "auto",
-    tta: str | None = None,
-    precision: str = "fp32",
+    engine: Engine = "auto",
+    tta: TTAMode | None = None,
+    precision: Precision = "fp32",
     device: str = "cpu",
     overwrite: bool = False,
     threads: int | None = None,

@@ -32,7 +32,7 @@ from landseg.io.pixel_stats import PixelStats, input_mismatch, resolution_warnin
 from landseg.io.sentinel2 import LEVEL_TAG
 from landseg.predict.blocks import ColumnBlock, TileGrid, column_blocks, scene_grid
 from landseg.predict.ensemble import BandPlan, Ensemble
-from landseg.predict.options import PredictOptions
+from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
 from landseg.predict.streaming import Chunk, stream_probabilities
 from landseg.predict.tiling import blend_weights
 from landseg.zoo import get_zoo_model
@@ -165,7 +165,7 @@ class ArrayPrediction:
 def predict_array(
     image: np.ndarray,
     ensemble: Ensemble,
-    options: PredictOptions = PredictOptions(),
+    options: PredictOptions = DEFAULT_OPTIONS,
     nodata: float | None = None,
     descriptions: Sequence[str | None] | None = None,
     source: str | Path = "<in-memory image>",

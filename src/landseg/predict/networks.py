@@ -15,13 +15,15 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from landseg.checkpoint import ModelCard
 from landseg.errors import ConfigError
+from landseg.predict.choices import ENGINES, PRECISIONS, Precision
+from landseg.predict.choices import Engine as Engine  # imported from here by the ensemble, serve and the API
 
 CPU = torch.device("cpu")
 
@@ -40,12 +42,6 @@ def require_package(module: str, purpose: str):
         return __import__(module)
     except ImportError:
         raise ConfigError(f"{purpose} needs the {module} package: pip install {module}") from None
-
-
-Precision = Literal["fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
-Engine = Literal["auto", "torch", "onnxruntime"]
-ENGINES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
 
 
 def check_precision(precision: str) -> str:

@@ -2,19 +2,20 @@
 blending, bands, no-data, the minimum mapping unit and which files to write.
 
 ``landseg predict``, ``landseg evaluate``, training validation, ``landseg serve`` and the Dask tasks
-all hand the inference core one of these, so equal options mean equal maps.
+all hand the inference core one of these, so equal options mean equal maps. It is the one source of these
+fields, their defaults and their checks: ``landseg change`` holds one for the images it predicts
+(``ChangeOptions.prediction``), and the web app's request model takes its defaults from
+``DEFAULT_OPTIONS`` and checks an upload's choices with ``check``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from landseg.errors import ConfigError
 from landseg.predict.blocks import DEFAULT_BLOCK_WIDTH
-
-if TYPE_CHECKING:  # the command line builds options without importing SciPy or the vector stack
-    from landseg.predict.tiling import BlendKind
+from landseg.predict.choices import BLEND_KINDS, BlendKind
+from landseg.predict.tiling import tile_stride
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ class PredictOptions:
 
     def check(self) -> None:
         """Refuse bad options before any scene is read."""
+        # Imported here: the command line builds options without importing the vector stack.
         from landseg.maps.polygons import check_polygon_format
-        from landseg.predict.tiling import BLEND_KINDS, tile_stride
 
         tile_stride(1 if self.tile is None else self.tile, self.overlap)
         if self.blend not in BLEND_KINDS:
@@ -65,8 +66,10 @@ class PredictOptions:
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
         check_polygon_format(self.polygons)
-        if self.min_area < 0 or self.simplify < 0:
-            raise ConfigError("--min-area and --simplify must not be negative")
+        if self.min_area < 0:
+            raise ConfigError(f"--min-area must not be negative, got {self.min_area}")
+        if self.simplify < 0:
+            raise ConfigError(f"--simplify must not be negative, got {self.simplify}")
         if not self.input_value_scale > 0:
             raise ConfigError(f"--input-scale-values must be positive, got {self.input_value_scale}")
 

@@ -7,15 +7,11 @@ no tile reads padding unless the whole image is smaller than one tile.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from scipy.signal import windows
 
 from landseg.errors import ConfigError
-
-BlendKind = Literal["uniform", "hann", "gaussian"]
-BLEND_KINDS: tuple[str, ...] = ("uniform", "hann", "gaussian")
+from landseg.predict.choices import BLEND_KINDS, BlendKind
 
 # Weights are floored here so a pixel that only one tile covers (an image corner) still divides by a
 # positive sum; interior pixels are dominated by the tile whose centre is nearest anyway.

@@ -7,14 +7,11 @@ Each copy's softmax is mapped back to the original orientation before averaging.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 
 from landseg.errors import CheckpointError, ConfigError
-
-TTAMode = Literal["flips", "d4"]
-TTA_MODES: tuple[str, ...] = ("flips", "d4")
+from landseg.predict.choices import TTA_MODES, TTAMode
 
 # (forward, inverse) pairs acting on the last two axes of (B, C, H, W).
 Transform = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]

@@ -9,7 +9,7 @@ loading FastAPI or torch.
 from landseg.lazy import lazy_exports
 
 _EXPORTS = {
-    "PredictionOptions": "landseg.serve.engine",
+    "JobOptions": "landseg.serve.engine",
     "ServeSettings": "landseg.serve.settings",
     "create_app": "landseg.serve.app",
     "run_prediction": "landseg.serve.engine",

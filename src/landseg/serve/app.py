@@ -24,9 +24,8 @@ from landseg.checkpoint import LoadedModel
 from landseg.predict.networks import Member
 from landseg.serve.auth import TokenGate
 from landseg.serve.body_limit import BodySizeLimit
-from landseg.serve.engine import load_served_member, run_prediction
+from landseg.serve.engine import PredictionRunner, load_served_member, run_prediction
 from landseg.serve.jobs import JobManager
-from landseg.serve.results import Engine
 from landseg.serve.routes import ROUTERS
 from landseg.serve.routes.pages import STATIC
 from landseg.serve.settings import DEFAULT_HOST, DEFAULT_PORT, ServeSettings
@@ -38,11 +37,11 @@ MULTIPART_OVERHEAD = 64 * 1024
 
 
 def create_app(
-    settings: ServeSettings, model: LoadedModel | Member | None = None, engine: Engine = run_prediction
+    settings: ServeSettings, model: LoadedModel | Member | None = None, runner: PredictionRunner = run_prediction
 ) -> FastAPI:
-    """The web app for one model. ``model`` and ``engine`` replace the defaults in tests."""
+    """The web app for one model. ``model`` and ``runner`` replace the defaults in tests."""
     model = model if model is not None else load_served_member(settings.model_reference, settings.engine)
-    state = ServeState(settings, model, engine)
+    state = ServeState(settings, model, runner)
     app = FastAPI(
         title="landseg serve",
         version=__version__,

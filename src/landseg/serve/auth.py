@@ -88,7 +88,7 @@ class TokenGate:
         scheme, _, credentials = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and same_secret(credentials.strip(), self.token):
             return True
-        cookies = {}
+        cookies: dict[str, str] = {}
         for part in headers.get("cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
             cookies.setdefault(name, value)

@@ -10,19 +10,22 @@ WGS 84, the CRS web maps and RFC 7946 GeoJSON expect.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from landseg.checkpoint import LoadedModel
+from landseg.errors import ConfigError
 from landseg.io.georef import Georeference, open_without_grid_warning
 from landseg.io.write import write_index_png
 from landseg.maps.polygons import write_polygons
-from landseg.predict.engine import PredictOptions, gdal_environment, predict_scene
+from landseg.predict.choices import Engine, TTAMode
+from landseg.predict.engine import gdal_environment, predict_scene
 from landseg.predict.ensemble import Ensemble, Member, TorchNetwork, load_ensemble
-from landseg.predict.networks import Engine
+from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
 
 ProgressCallback = Callable[[float, str], None]
 """Called with the fraction done (0..1) and a short stage name; it may raise to cancel the job."""
@@ -32,26 +35,64 @@ OUTPUT_STEM = "result"
 READ_SHARE, PREDICT_SHARE = 0.05, 0.80
 
 
-class PredictionOptions(BaseModel):
-    """What a user may choose per upload; the model card fixes everything else."""
+MAX_OVERLAP = 0.9
+"""An upload's tile count grows as 1 / (1 - overlap)²: at 0.9 already 100 times that without overlap."""
+MAX_MIN_AREA = 1_000_000
+
+
+class JobOptions(BaseModel):
+    """What a user may choose per upload: ``landseg predict``'s ``--tta``, ``--overlap`` and ``--min-area``.
+
+    Their defaults and checks are ``PredictOptions``' (an upload is refused exactly where the command
+    would refuse the flag, the field named); the server only adds upper bounds that keep the work of one
+    upload bounded. The model card and ``PredictOptions``' defaults fix everything else."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tta: Literal["none", "flips", "d4"] = Field(
+    tta: Literal["none", TTAMode] = Field(
         "none", description="Test-time augmentation: none, the 4 flips, or all 8 flips and rotations (8x slower)."
     )
-    overlap: float = Field(0.5, ge=0.0, le=0.9, description="Overlap of neighbouring sliding-window tiles (0-0.9).")
+    overlap: float = Field(
+        DEFAULT_OPTIONS.overlap,
+        le=MAX_OVERLAP,
+        description=f"Overlap of neighbouring sliding-window tiles (0-{MAX_OVERLAP}).",
+    )
     min_area: int = Field(
-        0,
-        ge=0,
-        le=1_000_000,
+        DEFAULT_OPTIONS.min_area,
+        le=MAX_MIN_AREA,
         description="Patches of one class smaller than this many pixels are merged into their surroundings "
         "(0 keeps every pixel's own prediction).",
     )
 
-    def engine_options(self) -> PredictOptions:
+    @field_validator("overlap")
+    @classmethod
+    def _overlap_as_predict_checks_it(cls, overlap: float) -> float:
+        return checked(replace(DEFAULT_OPTIONS, overlap=overlap)).overlap
+
+    @field_validator("min_area")
+    @classmethod
+    def _min_area_as_predict_checks_it(cls, min_area: int) -> int:
+        return checked(replace(DEFAULT_OPTIONS, min_area=min_area)).min_area
+
+    def predict_options(self) -> PredictOptions:
         """The streaming engine's options for this upload: COG, preview and areas, no extra rasters."""
-        return PredictOptions(overlap=self.overlap, min_area=self.min_area)
+        return replace(DEFAULT_OPTIONS, overlap=self.overlap, min_area=self.min_area)
+
+    def ensemble_tta(self) -> TTAMode | None:
+        return None if self.tta == "none" else self.tta
+
+
+def checked(options: PredictOptions) -> PredictOptions:
+    """``options`` once ``PredictOptions.check`` passes; its refusal as the ``ValueError`` pydantic reports."""
+    try:
+        options.check()
+    except ConfigError as exc:
+        raise ValueError(exc.problem) from None
+    return options
+
+
+PredictionRunner = Callable[[LoadedModel | Member, Path, Path, JobOptions, ProgressCallback], dict[str, Path]]
+"""What the job queue calls to predict an upload (``run_prediction``; tests hand ``create_app`` others)."""
 
 
 def load_served_member(reference: str, engine: Engine = "auto") -> Member:
@@ -67,16 +108,16 @@ def served_member(model: LoadedModel | Member) -> Member:
     return Member(model.card, TorchNetwork(model.network), model.path)
 
 
-def ensemble_for(model: LoadedModel | Member, tta: str) -> Ensemble:
+def ensemble_for(model: LoadedModel | Member, tta: TTAMode | None) -> Ensemble:
     """The server's already-loaded model as a one-member ensemble of the streaming engine."""
-    return Ensemble([served_member(model)], tta=None if tta == "none" else tta)
+    return Ensemble([served_member(model)], tta=tta)
 
 
 def run_prediction(
     model: LoadedModel | Member,
     input_path: str | Path,
     out_dir: str | Path,
-    options: PredictionOptions,
+    options: JobOptions,
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Path]:
     """Predict ``input_path`` and write every downloadable output into ``out_dir``.
@@ -102,10 +143,10 @@ def run_prediction(
         else:  # the engine now blends the last block and writes the COG, preview and areas
             report(READ_SHARE + PREDICT_SHARE, "writing class map")
 
-    engine_options = options.engine_options()
+    engine_options = options.predict_options()
     scene = predict_scene(
         input_path,
-        ensemble_for(model, options.tta),
+        ensemble_for(model, options.ensemble_tta()),
         out_dir,
         engine_options,
         stem=OUTPUT_STEM,

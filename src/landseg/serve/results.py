@@ -1,23 +1,21 @@
 """One job from checked upload to the files and table the page shows.
 
-``predict_job`` is what the job queue runs: the engine writes the downloads, then the overlay is
-drawn on the preview's grid and the area table is read back from the engine's own CSV, so the
-table on the page and the CSV a user downloads can never disagree.
+``predict_job`` is what the job queue runs: the prediction runner (``engine.run_prediction``) writes
+the downloads, then the overlay is drawn on the preview's grid and the area table is read back from the
+engine's own CSV, so the table on the page and the CSV a user downloads can never disagree.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from pathlib import Path
 
 from landseg.checkpoint import LoadedModel
 from landseg.classes import ClassSchema, color_hex
-from landseg.serve.engine import PredictionOptions, ProgressCallback
+from landseg.predict.networks import Member
+from landseg.serve.engine import PredictionRunner, ProgressCallback
 from landseg.serve.jobs import Job
 from landseg.serve.views import write_overlay
-
-Engine = Callable[[LoadedModel, Path, Path, PredictionOptions, ProgressCallback], dict[str, Path]]
 
 # kind: (button label, download name suffix, media type)
 DOWNLOADS: dict[str, tuple[str, str, str]] = {
@@ -30,10 +28,16 @@ DOWNLOADS: dict[str, tuple[str, str, str]] = {
 VIEWS: dict[str, str] = {"preview": "image/jpeg", "overlay": "image/png"}
 
 
-def predict_job(job: Job, report: ProgressCallback, model: LoadedModel, engine: Engine, preview_max_side: int) -> dict:
-    """Run the engine on the job's input; returns the job's files by kind and its area table."""
+def predict_job(
+    job: Job,
+    report: ProgressCallback,
+    model: LoadedModel | Member,
+    runner: PredictionRunner,
+    preview_max_side: int,
+) -> dict:
+    """Predict the job's input with ``runner``; returns the job's files by kind and its area table."""
     schema = model.card.class_schema()
-    outputs = engine(model, job.files["input"], job.directory / "outputs", job.options, report)
+    outputs = runner(model, job.files["input"], job.directory / "outputs", job.options, report)
     overlay = write_overlay(outputs["classes_png"], schema, job.directory / "overlay.png", preview_max_side)
     job.files.update(outputs, overlay=overlay)
     return {"areas": read_areas(outputs["areas_csv"], schema)}

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import UploadFile
 from pydantic import BaseModel, Field
 
-from landseg.serve.engine import PredictionOptions
+from landseg.serve.engine import JobOptions
 from landseg.serve.jobs import JobStatus
 from landseg.serve.uploads import ImageInfo
 
@@ -26,13 +26,13 @@ class FileKind(StrEnum):
     areas_csv = "areas_csv"
 
 
-class UploadForm(PredictionOptions):
-    """The multipart form of ``POST /api/jobs``: the image and the prediction options."""
+class UploadForm(JobOptions):
+    """The multipart form of ``POST /api/jobs``: the image and the job's options."""
 
     file: UploadFile | None = Field(None, description="The image: PNG, JPEG or TIFF/GeoTIFF, judged by content.")
 
-    def options(self) -> PredictionOptions:
-        return PredictionOptions(**self.model_dump(exclude={"file"}))
+    def options(self) -> JobOptions:
+        return JobOptions(**self.model_dump(exclude={"file"}))
 
 
 class ErrorOut(BaseModel):
@@ -105,7 +105,7 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     elapsed_seconds: float = Field(description="From the upload being accepted to the result (or now).")
     image: ImageInfo
-    options: PredictionOptions
+    options: JobOptions
     preview_url: str
     error: str | None
     result: JobResult | None

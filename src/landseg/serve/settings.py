@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from landseg.errors import ConfigError
+from landseg.predict.choices import Engine
 
 MEBIBYTE = 1024 * 1024
 DEFAULT_HOST = "127.0.0.1"
@@ -19,7 +19,7 @@ class ServeSettings(BaseModel):
 
     checkpoint: Path | None = None
     model: str | None = Field(None, description="A zoo model by name, instead of a checkpoint.")
-    engine: Literal["auto", "torch", "onnxruntime"] = Field(
+    engine: Engine = Field(
         "auto", description="As `landseg predict --engine`: auto runs ONNX Runtime on the CPU when installed."
     )
     max_upload_mb: float = Field(200.0, gt=0, description="Largest accepted upload, in MiB.")

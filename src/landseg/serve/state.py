@@ -17,9 +17,10 @@ from fastapi import FastAPI, Request
 
 from landseg.checkpoint import LoadedModel
 from landseg.predict.networks import Member
+from landseg.serve.engine import PredictionRunner
 from landseg.serve.jobs import JobManager
 from landseg.serve.model_info import describe_model
-from landseg.serve.results import Engine, predict_job
+from landseg.serve.results import predict_job
 from landseg.serve.schemas import LimitsInfo
 from landseg.serve.settings import ServeSettings
 
@@ -31,7 +32,8 @@ class ServeState:
     settings: ServeSettings
     model: LoadedModel | Member
     """What every upload runs: the member ``landseg predict`` would load."""
-    engine: Engine
+    runner: PredictionRunner
+    """Predicts each upload: ``engine.run_prediction``, or a stand-in in tests."""
     model_info: dict[str, Any] = field(init=False)
     limits: LimitsInfo = field(init=False)
     _jobs: JobManager | None = field(default=None, init=False, repr=False)
@@ -65,9 +67,7 @@ class ServeState:
         if settings.workdir is not None:
             settings.workdir.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="landseg-serve-", dir=settings.workdir))
-        # predict_job hands the model on to the engine, which takes a Member as well as a LoadedModel.
-        model: Any = self.model
-        process = partial(predict_job, model=model, engine=self.engine, preview_max_side=settings.preview_max_side)
+        process = partial(predict_job, model=self.model, runner=self.runner, preview_max_side=settings.preview_max_side)
         self._jobs = JobManager(
             root, process, settings.max_running_jobs, settings.max_queued_jobs, settings.job_ttl_seconds
         )

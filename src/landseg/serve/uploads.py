@@ -134,8 +134,10 @@ def inspect_upload(path: Path, card: ModelCard, max_pixels: int) -> tuple[Path, 
 def names_every_band(card: ModelCard, descriptions) -> bool:
     """Whether the image's band descriptions name every band the model reads: the engine then reads them
     by name (``predict.bands.match_bands``), wherever they are, as ``landseg predict`` does."""
+    if not card.band_names:
+        return False
     found = {(d or "").strip().lower() for d in descriptions}
-    return bool(card.band_names) and all(name.strip().lower() in found for name in card.band_names)
+    return all(name.strip().lower() in found for name in card.band_names)
 
 
 def placed_by(georef: Georeference) -> str | None:
