@@ -49,15 +49,25 @@ class Parameter:
     choices: tuple[tuple[Any, Any], ...] = ()
     """(label, config value) pairs: the label is what Optuna stores, a primitive value is its own label."""
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``low`` and ``high`` of a range (every kind but choice has both: ``parse_parameter`` sees to it)."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.key}: a {self.kind} parameter has no range")
+        return self.low, self.high
+
+    @property
+    def int_bounds(self) -> tuple[int, int]:
+        low, high = self.bounds
+        return int(low), int(high)
+
     def suggest(self, trial) -> Any:
         """Ask an Optuna trial for this parameter; returns the value for the config."""
-        if self.kind == "uniform":
-            return trial.suggest_float(self.key, self.low, self.high)
-        if self.kind == "log_uniform":
-            return trial.suggest_float(self.key, self.low, self.high, log=True)
+        if self.kind == "choice":
+            return self.value_of(trial.suggest_categorical(self.key, [label for label, _ in self.choices]))
         if self.kind == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high), step=self.step or 1)
-        return self.value_of(trial.suggest_categorical(self.key, [label for label, _ in self.choices]))
+            return trial.suggest_int(self.key, *self.int_bounds, step=self.step or 1)
+        return trial.suggest_float(self.key, *self.bounds, log=self.kind == "log_uniform")
 
     def value_of(self, stored: Any) -> Any:
         """The config value of what Optuna stored for this parameter (a choice's label, or the number)."""
@@ -73,14 +83,17 @@ class Parameter:
         if self.kind == "choice":
             return [(f"choice {label!r}", value) for label, value in self.choices]
         if self.kind == "int":
-            return [(f"low {int(self.low)}", int(self.low)), (f"high {int(self.high)}", int(self.high))]
-        return [(f"low {self.low:g}", self.low), (f"high {self.high:g}", self.high)]
+            low, high = self.int_bounds
+            return [(f"low {low}", low), (f"high {high}", high)]
+        low_value, high_value = self.bounds
+        return [(f"low {low_value:g}", low_value), (f"high {high_value:g}", high_value)]
 
     def describe(self) -> str:
         if self.kind == "choice":
             return f"{self.key}: choice of {', '.join(str(label) for label, _ in self.choices)}"
         step = f" step {self.step}" if self.step else ""
-        return f"{self.key}: {self.kind} [{self.low:g}, {self.high:g}]{step}"
+        low, high = self.bounds
+        return f"{self.key}: {self.kind} [{low:g}, {high:g}]{step}"
 
     def to_dict(self) -> dict:
         """A plain record of the parameter (stored with the study to recognise the same space)."""
@@ -117,7 +130,8 @@ class SearchSpace:
             if p.kind == "choice":
                 grid[p.key] = [label for label, _ in p.choices]
             elif p.kind == "int":
-                grid[p.key] = list(range(int(p.low), int(p.high) + 1, p.step or 1))
+                low, high = p.int_bounds
+                grid[p.key] = list(range(low, high + 1, p.step or 1))
             else:
                 raise ConfigError(f"{p.key}: the grid sampler needs choices or int ranges, not {p.kind}", self.source)
         return grid

@@ -54,8 +54,11 @@ class RandomStateCheckpoint(L.Callback):
     """
 
     def state_dict(self) -> dict:
-        kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-        state = {
+        numpy_state = np.random.get_state(legacy=True)
+        if not isinstance(numpy_state, tuple):  # only for a bit generator other than the global MT19937
+            raise TypeError(f"numpy's global generator is not MT19937: {numpy_state.get('bit_generator')}")
+        kind, keys, position, has_gauss, cached_gaussian = numpy_state
+        state: dict[str, object] = {
             "torch": torch.get_rng_state(),
             "numpy": {
                 "kind": kind,
@@ -96,26 +99,26 @@ class HistoryCSV(L.Callback):
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.fit_started: float | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_validation_end runs after the module's on_validation_epoch_end has computed the scores.
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         loss_sum, loss_count = getattr(pl_module, "epoch_loss", (0.0, 0))
-        row = {
-            "epoch": trainer.current_epoch,
+        epoch = trainer.current_epoch
+        row: dict[str, float | str] = {
+            "epoch": epoch,
             "step": trainer.global_step,
-            "minutes": round((time.monotonic() - pl_module._fit_started) / 60, 3)
-            if hasattr(pl_module, "_fit_started")
-            else "",
+            "minutes": round((time.monotonic() - self.fit_started) / 60, 3) if self.fit_started is not None else "",
             "train_loss": round(loss_sum / loss_count, 6) if loss_count else "",
             "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else "",
         }
         row.update({k: round(v, 6) for k, v in getattr(pl_module, "last_val_metrics", {}).items()})
-        rows = []
+        rows: list[dict[str, float | str]] = []
         if self.path.exists():
             with self.path.open(newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < row["epoch"]]
+                rows = [dict(r) for r in csv.DictReader(handle) if int(r["epoch"]) < epoch]
         rows.append(row)
         fields = list(dict.fromkeys(k for r in rows for k in r))
         with atomic_output(self.path) as temporary, temporary.open("w", newline="") as handle:
@@ -123,8 +126,8 @@ class HistoryCSV(L.Callback):
             writer.writeheader()
             writer.writerows(rows)
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        pl_module._fit_started = time.monotonic()
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.fit_started = time.monotonic()
 
 
 class TimeBudgetCosine(L.Callback):
@@ -146,6 +149,8 @@ class TimeBudgetCosine(L.Callback):
         self.base_lrs = [g.get("initial_lr", g["lr"]) for g in trainer.optimizers[0].param_groups]
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.start is None:  # not started (on_train_start sets it): no base rates to decay yet
+            return
         fraction = min((time.monotonic() - self.start) / self.budget, 1.0)
         if fraction < self.warmup:
             factor = max(fraction / self.warmup, 0.05)

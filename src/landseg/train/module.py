@@ -24,7 +24,7 @@ from landseg.metrics import ConfusionMatrix
 from landseg.models import ModelSpec, build_model
 from landseg.predict.core import predict_array
 from landseg.predict.ensemble import Ensemble
-from landseg.predict.networks import Member
+from landseg.predict.networks import Member, TorchNetwork
 from landseg.predict.options import PredictOptions
 from landseg.train.precision import resolve_precision
 
@@ -41,10 +41,12 @@ class SegmentationModule(L.LightningModule):
         self.card = ModelCard.from_dict(card)
         self.train_config = TrainConfig.model_validate(train)
         self.model = network if network is not None else build_model(ModelSpec.from_dict(card["model"]))
-        if self.train_config.channels_last == "auto":  # train() passes it resolved; a module built elsewhere
-            cfg = self.train_config
-            self.train_config.channels_last = resolve_precision(cfg.precision, "auto", cfg.accelerator).channels_last
-        if self.train_config.channels_last:
+        cfg = self.train_config
+        if isinstance(cfg.channels_last, bool):
+            self.channels_last = cfg.channels_last
+        else:  # "auto": train() passes it resolved; a module built elsewhere resolves it here
+            self.channels_last = resolve_precision(cfg.precision, "auto", cfg.accelerator).channels_last
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.class_names = [c["name"] for c in card["schema"]["classes"]]
         self.num_classes = len(self.class_names)
@@ -61,7 +63,7 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images, masks = batch
-        if self.train_config.channels_last:
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         logits = self.model(images)
         # Losses in float32 even under mixed precision: sums over many pixels lose too much in 16 bits.
@@ -87,8 +89,10 @@ class SegmentationModule(L.LightningModule):
         self.val_loss_sum, self.val_loss_pixels = 0.0, 0
 
     def validation_ensemble(self) -> Ensemble:
-        """The network being trained, as the inference core's one-member ensemble on its current device."""
-        return Ensemble([Member(self.card, self.model, Path("<training network>"), self.device)])
+        """The network being trained, as the inference core's one-member ensemble on its current device, in
+        float32 and the training's memory layout (so wrapping it changes nothing in the training network)."""
+        network = TorchNetwork(self.model, self.device, precision="fp32", channels_last=self.channels_last)
+        return Ensemble([Member(self.card, network, Path("<training network>"), self.device)])
 
     def validation_step(self, batch, batch_idx):
         image, mask = batch
@@ -116,10 +120,12 @@ class SegmentationModule(L.LightningModule):
         cm = self.val_confusion
         if self.trainer.world_size > 1:
             # Each rank saw some images: sum the matrices, never average per-rank scores.
-            counts = self.all_gather(torch.as_tensor(cm.matrix, device=self.device)).sum(0)
+            counts = self._summed_over_ranks(torch.as_tensor(cm.matrix, device=self.device))
             cm = ConfusionMatrix.from_matrix(counts.cpu().numpy(), ignore_index=IGNORE_INDEX)
-            totals = self.all_gather(torch.tensor([self.val_loss_sum, self.val_loss_pixels], device=self.device))
-            self.val_loss_sum, self.val_loss_pixels = float(totals[..., 0].sum()), int(totals[..., 1].sum())
+            totals = self._summed_over_ranks(
+                torch.tensor([self.val_loss_sum, self.val_loss_pixels], device=self.device)
+            )
+            self.val_loss_sum, self.val_loss_pixels = float(totals[0]), int(totals[1])
         self.validated_at_step = self.global_step
         self.last_val_metrics = {
             "val_miou": float(np.nan_to_num(cm.miou)),
@@ -133,11 +139,18 @@ class SegmentationModule(L.LightningModule):
         self.log_dict(others, prog_bar=False)
         self.log("val_miou", self.last_val_metrics["val_miou"], prog_bar=True)
 
+    def _summed_over_ranks(self, values: torch.Tensor) -> torch.Tensor:
+        gathered = self.all_gather(values)
+        if not isinstance(gathered, torch.Tensor):  # all_gather returns a tensor's gather as one tensor
+            raise TypeError(f"all_gather of a tensor returned {type(gathered).__name__}")
+        return gathered.sum(0)
+
     # -- optimization ------------------------------------------------------------------------------
     def configure_optimizers(self):
         cfg = self.train_config
         opt = cfg.optimizer
         params = self.model.parameters()
+        optimizer: torch.optim.Optimizer
         if opt.name == "sgd":
             optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
         elif opt.name == "adam":
@@ -150,8 +163,9 @@ class SegmentationModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 
-def build_scheduler(optimizer, cfg: TrainConfig):
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> dict | None:
     s = cfg.scheduler
+    sched: torch.optim.lr_scheduler.LRScheduler
     total_steps = max(cfg.epochs * cfg.steps_per_epoch, 1)
     if s.name == "none" or (s.name == "cosine" and cfg.max_minutes):
         # A time budget drives the cosine through TimeBudgetCosine instead (see callbacks).

@@ -14,11 +14,21 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+from typing import Protocol, runtime_checkable
 
 import lightning as L
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class _TracksValidation(Protocol):
+    """A module that records the step its weights were last validated at (``SegmentationModule``)."""
+
+    validated_at_step: int
 
 
 class CyclicSWA(L.Callback):
@@ -53,7 +63,7 @@ class CyclicSWA(L.Callback):
         if trainer.current_epoch < self.start_epoch:
             return
         # Set before every step, so any scheduler's own update is overridden from start_epoch on.
-        lr = self.learning_rate(trainer.current_epoch, batch_idx, trainer.num_training_batches)
+        lr = self.learning_rate(trainer.current_epoch, batch_idx, _batches_per_epoch(trainer))
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -62,19 +72,21 @@ class CyclicSWA(L.Callback):
         epoch = trainer.current_epoch
         if epoch < self.start_epoch or (epoch - self.start_epoch + 1) % self.cycle_epochs:
             return
-        self._averaged_for(pl_module).update_parameters(pl_module.model)
+        self._averaged_for(pl_module).update_parameters(_network(pl_module))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.n_averaged == 0:
             log.warning("SWA: training ended before the first cycle did; the weights are not averaged")
             return
         averaged = self._averaged_for(pl_module)
-        batches = self.bn_batches or trainer.num_training_batches
+        batches = self.bn_batches or _batches_per_epoch(trainer)
+        if trainer.train_dataloader is None:
+            raise RuntimeError("SWA: the trainer has no training loader to recompute batch-norm statistics from")
         update_bn(itertools.islice(trainer.train_dataloader, batches), averaged.module, device=pl_module.device)
-        pl_module.model.load_state_dict(averaged.module.state_dict())
+        _network(pl_module).load_state_dict(averaged.module.state_dict())
         self.applied = True
         # The network now differs from the one last validated.
-        if hasattr(pl_module, "validated_at_step"):
+        if isinstance(pl_module, _TracksValidation):
             pl_module.validated_at_step = -1
 
     # -- checkpoints: a resumed run goes on averaging where it stopped ---------------------------------
@@ -93,8 +105,23 @@ class CyclicSWA(L.Callback):
 
     def _averaged_for(self, pl_module: L.LightningModule) -> AveragedModel:
         if self.averaged is None:
-            self.averaged = AveragedModel(pl_module.model)
+            self.averaged = AveragedModel(_network(pl_module))
             if self._pending_state is not None:
                 self.averaged.load_state_dict(self._pending_state["averaged"])
                 self._pending_state = None
         return self.averaged
+
+
+def _network(pl_module: L.LightningModule) -> nn.Module:
+    network = getattr(pl_module, "model", None)
+    if not isinstance(network, nn.Module):
+        raise TypeError(f"SWA averages the network in .model, which {type(pl_module).__name__} does not have")
+    return network
+
+
+def _batches_per_epoch(trainer: L.Trainer) -> int:
+    """Lightning's count, infinite for a loader without a length: the cycles need a finite epoch."""
+    batches = trainer.num_training_batches
+    if not math.isfinite(batches):
+        raise RuntimeError("SWA needs a training loader with a length, to lay its cycles over the epochs")
+    return int(batches)
