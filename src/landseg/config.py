@@ -58,6 +58,28 @@ class NormalizationConfig(Section):
     """A ``landseg prepare stats`` JSON whose per-band mean/std to use (relative to the config file)."""
 
 
+class VectorLabelsConfig(Section):
+    """Labels as polygons, lines or points in vector files (GeoPackage, GeoJSON, Shapefile, FlatGeobuf),
+    rasterized onto each image's grid as it is read (``landseg.data.vector_labels``)."""
+
+    files: list[str] = Field(min_length=1)
+    """Vector files under ``data.root``: a plain path is shared by every image (features are matched by
+    location), a template such as ``labels/{name}.gpkg`` names each image's own file (like ``masks``)."""
+    attribute: str
+    """The attribute holding each feature's class: a class name or code of the schema (or a key of ``values``)."""
+    values: dict[str, str | int] | None = None
+    """Attribute value to class name or code, for another vocabulary (e.g. ``{wheat: Field, "21": Forest}``)."""
+    layer: str | None = None
+    """Layer to read; may be left out for files holding one layer."""
+    background: str | None = None
+    """Class of the pixels no feature covers; default none: they are unlabelled (ignored by losses and metrics)."""
+    buffer: float = Field(0.0, ge=0)
+    """Points and lines are burnt as one pixel (0) or as a buffer of this many pixels around them."""
+    priority: str | None = None
+    """Numeric attribute deciding overlaps (higher on top); default: smaller polygons on top of larger
+    ones, points and lines on top of polygons."""
+
+
 class DataConfig(Section):
     root: Path
     schema_: str | dict = Field("synthetic", alias="schema")
@@ -78,8 +100,16 @@ class DataConfig(Section):
     exclude: Path | None = None
     """Regions to leave out of training: a ``landseg audit`` regions.gpkg or regions.csv (relative to the
     config file); their pixels become ignore pixels in the training images (``landseg.data.exclude``)."""
+    vector_labels: VectorLabelsConfig | None = None
+    """Labels from vector files instead of masks (``masks`` is then not used)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _masks_or_vectors(self) -> DataConfig:
+        if self.vector_labels is not None and "masks" in self.model_fields_set:
+            raise ValueError("give data.masks or data.vector_labels, not both")
+        return self
 
 
 class OptimizerConfig(Section):

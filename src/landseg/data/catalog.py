@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import rasterio.coords
 from rasterio.transform import array_bounds
 
-from landseg.classes import IGNORE_INDEX, ClassSchema, UnknownPolicy
+from landseg.classes import IGNORE_INDEX, ClassSchema, UnknownPolicy, get_schema
 from landseg.config import DataConfig, SplitConfig
+from landseg.data.vector_labels import VectorLabels, check_crs_pair, features_outside
 from landseg.errors import ConfigError, DataError
 from landseg.io.raster import RasterImage, raster_info, read_image, read_mask
 
@@ -31,6 +33,9 @@ class Sample:
     image: Path
     mask: Path | None
     fields: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    vectors: VectorLabels | None = field(default=None, hash=False, compare=False, repr=False)
+    """Vector labels (``data.vector_labels``) that label this image instead of a mask."""
+    vector_files: tuple[Path, ...] = field(default=(), hash=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -142,8 +147,46 @@ class Catalog:
 
 
 def build_catalog(data: DataConfig) -> Catalog:
-    samples = find_pairs(data.root, data.images, data.masks)
+    if data.vector_labels is not None:
+        samples = vector_samples(data)
+    else:
+        samples = find_pairs(data.root, data.images, data.masks)
     return Catalog(root=data.root, samples=samples, splits=split_samples(samples, data.split, data.root))
+
+
+def vector_samples(data: DataConfig) -> list[Sample]:
+    """The images of ``data`` with the vector files that label them, every file read once; features that
+    lie outside every image are counted and reported."""
+    if data.vector_labels is None:
+        raise ConfigError("data.vector_labels is not set", data.root)
+    vectors = VectorLabels(data.root, data.vector_labels, get_schema(data.schema_), data.unknown_labels)
+    samples, missing = [], []
+    extents: dict[Path, list] = {}
+    for sample in find_pairs(data.root, data.images, None):
+        files = vectors.files_for(sample.fields)
+        absent = [f for f in files if not f.is_file()]
+        if absent:
+            missing.append(absent[0])
+            continue
+        info = raster_info(sample.image)
+        box = array_bounds(info.height, info.width, info.transform)
+        crs = None if info.transform.is_identity else info.crs  # as read_image has it
+        for path in files:
+            check_crs_pair(vectors.layer(path), crs, sample.image)
+            extents.setdefault(path, []).append((crs, box))
+        samples.append(replace(sample, vectors=vectors, vector_files=tuple(files)))
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ConfigError(f"{len(missing)} images have no vector label file: {shown}{more}", data.root)
+    for path, boxes in extents.items():
+        layer = vectors.layer(path)
+        outside = features_outside(layer, boxes)
+        if outside:
+            warnings.warn(
+                f"{path}: {outside} of {len(layer.geometries)} features lie outside every image", stacklevel=2
+            )
+    return samples
 
 
 def reconcile_mask(mask: np.ndarray, shape: tuple[int, int], tolerance: int, source: Path, image: Path) -> np.ndarray:
@@ -219,11 +262,16 @@ def load_pair(
 ) -> tuple[RasterImage, np.ndarray]:
     """Image and decoded index mask on the image's grid; no-data image pixels become ignore."""
     image = read_image(sample.image, bands=bands, nodata=nodata)
-    if sample.mask is None:
+    if sample.vectors is not None:
+        mask = sample.vectors.rasterize(
+            list(sample.vector_files), image.shape, image.transform, image.crs, sample.image
+        )
+    elif sample.mask is None:
         raise DataError("has no mask", sample.image)
-    check_mask_grid(image, sample.mask)
-    mask = read_mask(sample.mask, schema, unknown=unknown)
-    mask = reconcile_mask(mask, image.shape, tolerance, sample.mask, sample.image)
+    else:
+        check_mask_grid(image, sample.mask)
+        mask = read_mask(sample.mask, schema, unknown=unknown)
+        mask = reconcile_mask(mask, image.shape, tolerance, sample.mask, sample.image)
     if image.valid is not None:
         mask = np.where(image.valid, mask, IGNORE_INDEX).astype(np.uint8)
     return image, mask
