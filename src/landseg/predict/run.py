@@ -3,11 +3,16 @@
 ``run_predict`` expands files, folders and glob patterns (``inputs.py``), loads the models once,
 predicts every scene with ``engine.predict_scene`` and skips scenes whose outputs are all there from an
 earlier run (``overwrite`` redoes them). A scene that fails is reported and the others go on.
+
+Two runs writing the same output folder take turns scene by scene: each scene's outputs are written
+under an exclusive lock (``io.locks``), and a run that waited for another skips the scene the other
+finished (or, with ``overwrite``, writes it again, to the same result); never a mixed or half-written set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from landseg.errors import LandsegError
+from landseg.io.locks import exclusive_lock, lock_path
 from landseg.predict.inputs import PredictSummary, plan_inputs
 
 if TYPE_CHECKING:
@@ -35,7 +41,7 @@ def run_predict(
     console: Console | None = None,
 ) -> PredictSummary:
     """Predict every input into ``out_dir``; a single input's failure is raised, several are collected."""
-    from landseg.predict.engine import PredictOptions, predict_scene
+    from landseg.predict.engine import PredictOptions, is_finished, output_paths, predict_scene
     from landseg.predict.ensemble import load_ensemble
 
     options = options or PredictOptions()
@@ -47,6 +53,11 @@ def run_predict(
         return summary
     ensemble = load_ensemble(checkpoints, engine=engine, tta=tta, device=device, precision=precision, tile=options.tile)
     console.print("models: " + ", ".join(f"{m.name} ({m.engine})" for m in ensemble.members))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def waiting(path: Path) -> None:
+        console.print(f"{path.name}: another landseg run is writing its outputs in {out_dir}; waiting for it")
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -59,14 +70,20 @@ def run_predict(
         for path in todo:
             task = bar.add_task(path.name, total=None)
             try:
-                result = predict_scene(
-                    path,
-                    ensemble,
-                    out_dir,
-                    options,
-                    on_start=lambda total, task=task: bar.update(task, total=total),
-                    on_tiles=lambda n, task=task: bar.advance(task, n),
-                )
+                # One run at a time writes a scene's outputs (``io.locks``); one that waited may find them done.
+                with exclusive_lock(lock_path(out_dir, path.stem), on_wait=partial(waiting, path)):
+                    if not overwrite and is_finished(output_paths(out_dir, path.stem, options)):
+                        summary.skipped.append(path)
+                        console.print(f"[dim]{path.name}: finished by the other run, skipped[/]")
+                        continue
+                    result = predict_scene(
+                        path,
+                        ensemble,
+                        out_dir,
+                        options,
+                        on_start=lambda total, task=task: bar.update(task, total=total),
+                        on_tiles=lambda n, task=task: bar.advance(task, n),
+                    )
             except LandsegError as exc:
                 if len(paths) == 1:
                     raise
