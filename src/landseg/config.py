@@ -58,13 +58,9 @@ class NormalizationConfig(Section):
     """A ``landseg prepare stats`` JSON whose per-band mean/std to use (relative to the config file)."""
 
 
-class VectorLabelsConfig(Section):
-    """Labels as polygons, lines or points in vector files (GeoPackage, GeoJSON, Shapefile, FlatGeobuf),
-    rasterized onto each image's grid as it is read (``landseg.data.vector_labels``)."""
+class VectorRules(Section):
+    """How features of vector label files become class pixels (``landseg.data.vector_labels``)."""
 
-    files: list[str] = Field(min_length=1)
-    """Vector files under ``data.root``: a plain path is shared by every image (features are matched by
-    location), a template such as ``labels/{name}.gpkg`` names each image's own file (like ``masks``)."""
     attribute: str
     """The attribute holding each feature's class: a class name or code of the schema (or a key of ``values``)."""
     values: dict[str, str | int] | None = None
@@ -78,6 +74,15 @@ class VectorLabelsConfig(Section):
     priority: str | None = None
     """Numeric attribute deciding overlaps (higher on top); default: smaller polygons on top of larger
     ones, points and lines on top of polygons."""
+
+
+class VectorLabelsConfig(VectorRules):
+    """Labels as polygons, lines or points in vector files (GeoPackage, GeoJSON, Shapefile, FlatGeobuf),
+    rasterized onto each image's grid as it is read."""
+
+    files: list[str] = Field(min_length=1)
+    """Vector files under ``data.root``: a plain path is shared by every image (features are matched by
+    location), a template such as ``labels/{name}.gpkg`` names each image's own file (like ``masks``)."""
 
 
 class DataConfig(Section):

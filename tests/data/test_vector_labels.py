@@ -373,3 +373,44 @@ def test_dubai_masks_polygonized_per_image_read_back_as_the_masks(tmp_path, shar
         total += labels.size
     print(f"Dubai tile 1: {agreeing} of {total} pixels agree ({agreeing / total:.6%})")
     assert agreeing == total  # polygonize follows pixel edges; rasterize takes pixel centres: no pixel differs
+
+
+def test_prepare_rasterize_writes_the_labels_window_by_window(tmp_path, synthetic_dataset):
+    """``landseg prepare rasterize``: polygons in degrees burnt onto a UTM image in 32 px windows."""
+    from landseg.cli.prepare import prepare_app
+
+    mask_path = synthetic_dataset / "masks" / "scene_000.tif"
+    geometries, codes = polygonized(mask_path)
+    in_degrees = reproject(
+        np.array(geometries, dtype=object), rasterio.crs.CRS.from_string(UTM), rasterio.crs.CRS.from_epsg(4326)
+    )
+    write_vectors(tmp_path / "labels.gpkg", in_degrees, crs="EPSG:4326", **{"class": codes})
+    out = tmp_path / "label.tif"
+    image = synthetic_dataset / "images" / "scene_000.tif"
+    arguments = ["rasterize", str(image), str(tmp_path / "labels.gpkg"), "--out", str(out), "--schema", "synthetic"]
+    result = CliRunner().invoke(prepare_app, [*arguments, "--attribute", "class", "--block", "32"])
+    assert result.exit_code == 0, result.output
+    assert "9 windows" in result.output
+    with rasterio.open(out) as written, rasterio.open(image) as source:
+        assert (written.crs, written.transform, written.shape) == (source.crs, source.transform, source.shape)
+        np.testing.assert_array_equal(written.read(1), read_mask(mask_path, SCHEMA))
+    bad = CliRunner().invoke(prepare_app, [*arguments, "--attribute", "kind"])
+    assert bad.exit_code != 0 and "has no attribute 'kind'" in bad.output
+
+
+def test_prepare_tile_cuts_chips_from_vector_labelled_scenes(tmp_path, synthetic_dataset):
+    from landseg.data.prepare.config import parse_prepare_config
+    from landseg.data.prepare.run import tile
+
+    mask_path = synthetic_dataset / "masks" / "scene_000.tif"
+    geometries, codes = polygonized(mask_path)
+    write_vectors(tmp_path / "labels.gpkg", geometries, **{"class": codes})
+    scene = {"image": str(synthetic_dataset / "images" / "scene_000.tif"), "label": str(tmp_path / "labels.gpkg")}
+    config = {"out": str(tmp_path / "out"), "schema": "synthetic", "input": {"scenes": [scene]}, "tiling": {"size": 32}}
+    with pytest.raises(ConfigError, match=r"labels\.gpkg is a vector file; .* input\.vector\.attribute"):
+        tile(parse_prepare_config(config))
+    config["input"]["vector"] = {"attribute": "class"}
+    result = tile(parse_prepare_config(config), overwrite=True)
+    aligned = tmp_path / "out" / "aligned" / "scene_000_label.tif"
+    np.testing.assert_array_equal(read_mask(aligned, SCHEMA), read_mask(mask_path, SCHEMA))
+    assert sum(r.kept for r in result.records) == 9

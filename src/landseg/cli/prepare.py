@@ -1,4 +1,4 @@
-"""``landseg prepare``: align, tile, split, stats, all. Thin wrappers that parse, call and print.
+"""``landseg prepare``: align, rasterize, tile, split, stats, all. Thin wrappers that parse, call and print.
 
 Mounted on the main app (``cli/main.py``) as ``landseg prepare``.
 """
@@ -19,7 +19,7 @@ from landseg.cli.errors import friendly_errors
 from landseg.errors import ConfigError
 
 prepare_app = typer.Typer(
-    help="Raw scenes to a clean, documented training set: align labels, cut chips, filter, split, stats.",
+    help="Raw scenes to a clean, documented training set: align or rasterize labels, cut chips, filter, split, stats.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -111,6 +111,57 @@ def align_command(
         f"[green]aligned[/] {result.path}: {result.windows} windows, "
         f"{result.source_bytes / 2**20:,.1f} MB read in {seconds:.1f} s"
     )
+
+
+@prepare_app.command("rasterize")
+@friendly_errors
+def rasterize_command(
+    image: Annotated[Path, typer.Argument(help="Image raster whose grid the labels go onto.")],
+    vectors: Annotated[list[Path], typer.Argument(help="Vector label files (GeoPackage, GeoJSON, Shapefile, ...).")],
+    out: Annotated[Path, typer.Option("--out", help="Output GeoTIFF of class indices (255 = no label).")],
+    schema: Annotated[str, typer.Option(help="Class schema: built-in name or YAML file.")],
+    attribute: Annotated[str, typer.Option(help="Attribute holding each feature's class name or code.")],
+    layer: Annotated[str | None, typer.Option(help="Layer to read (files with one layer need none).")] = None,
+    value: Annotated[
+        list[str] | None, typer.Option("--value", help="Map an attribute value to a class: VALUE=CLASS (repeatable).")
+    ] = None,
+    background: Annotated[str | None, typer.Option(help="Class of pixels no feature covers.")] = None,
+    buffer: Annotated[float, typer.Option(help="Buffer in pixels around points and lines.")] = 0.0,
+    priority: Annotated[str | None, typer.Option(help="Numeric attribute deciding overlaps (higher on top).")] = None,
+    unknown_labels: Annotated[str, typer.Option(help="Values the schema lacks: error or ignore.")] = "error",
+    block: Annotated[int, typer.Option(help="Output window side in pixels.")] = 512,
+):
+    """Burn vector labels onto an image's grid as a class-index GeoTIFF, window by window."""
+    from landseg.classes import UnknownPolicy, get_schema
+    from landseg.config import VectorRules
+    from landseg.data.vector_labels import vector_labels_for, write_label_raster
+
+    values = dict(_assignment(v) for v in value or [])
+    rules = _validated(
+        VectorRules,
+        attribute=attribute,
+        layer=layer,
+        values=values or None,
+        background=background,
+        buffer=buffer,
+        priority=priority,
+    )
+    if unknown_labels not in ("error", "ignore"):
+        raise ConfigError(f"--unknown-labels must be error or ignore, not {unknown_labels!r}")
+    unknown: UnknownPolicy = "error" if unknown_labels == "error" else "ignore"
+    labels = vector_labels_for([v.resolve() for v in vectors], rules, get_schema(schema), unknown)
+    result = write_label_raster(image, labels, [v.resolve() for v in vectors], out, block=max(16, block))
+    console.print(
+        f"[green]rasterized[/] {result.path}: {result.features} features, {result.labelled_pixels:,} labelled "
+        f"pixels, {result.windows} windows"
+    )
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ConfigError(f"--value expects VALUE=CLASS, got {text!r}")
+    key, target = text.split("=", 1)
+    return key.strip(), target.strip()
 
 
 @prepare_app.command("tile")

@@ -29,7 +29,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, UnknownPolicy
-from landseg.config import VectorLabelsConfig
+from landseg.config import VectorLabelsConfig, VectorRules
 from landseg.errors import ConfigError, DataError
 
 NO_PRIORITY = 0.0
@@ -353,3 +353,59 @@ def features_outside(layer: LabelLayer, extents: list[tuple[CRS | None, tuple[fl
         hits = layer.tree.query(shapely.box(*bounds), predicate="intersects")
         inside[hits] = True
     return int((~inside).sum())
+
+
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
+"""Label files ``landseg prepare`` reads as vector data rather than as rasters."""
+
+
+def is_vector_file(path: Path) -> bool:
+    return Path(path).suffix.lower() in VECTOR_SUFFIXES
+
+
+def vector_labels_for(
+    paths: list[Path], rules: VectorRules, schema: ClassSchema, unknown: UnknownPolicy
+) -> VectorLabels:
+    """Vector labels read from ``paths`` (absolute) with ``rules``."""
+    options = VectorLabelsConfig(files=[str(p) for p in paths], **rules.model_dump(exclude={"files"}))
+    return VectorLabels(Path("/"), options, schema, unknown)
+
+
+@dataclass(frozen=True)
+class RasterizeResult:
+    path: Path
+    windows: int
+    labelled_pixels: int
+    features: int
+
+
+def write_label_raster(
+    image_path: Path, vectors: VectorLabels, files: list[Path], out_path: Path, block: int = 512
+) -> RasterizeResult:
+    """The labels of ``files`` as a ``uint8`` class-index GeoTIFF on the grid of ``image_path``, written
+    window by window (memory bounded by ``block``, whatever the scene size)."""
+    import rasterio
+
+    from landseg.data.prepare.align import Grid, index_profile
+    from landseg.data.prepare.rasters import block_windows
+    from landseg.io.raster import open_raster
+    from landseg.io.write import atomic_output
+
+    with open_raster(image_path) as image:
+        grid = Grid.of(image)
+    crs = grid.crs if grid.georeferenced else None
+    for path in files:
+        check_crs_pair(vectors.layer(path), crs, image_path)
+    windows = labelled = 0
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out_path) as temporary, rasterio.open(temporary, "w", **index_profile(grid, block)) as dst:
+        for window in block_windows(grid.width, grid.height, block):
+            shape = (int(window.height), int(window.width))
+            out = vectors.rasterize(files, shape, grid.window_transform(window), crs, image_path)
+            dst.write(out, 1, window=window)
+            labelled += int((out != IGNORE_INDEX).sum())
+            windows += 1
+        dst.write_colormap(1, vectors.schema.colormap())
+        dst.set_band_description(1, "class")
+    features = sum(len(vectors.layer(p).geometries) for p in files)
+    return RasterizeResult(Path(out_path), windows, labelled, features)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from landseg.config import Section, config_error, read_yaml_config
+from landseg.config import Section, VectorRules, config_error, read_yaml_config
 
 PREPARED_CONFIG_NAME = "prepare.yaml"
 
@@ -44,6 +44,9 @@ class InputConfig(Section):
     label_nodata: float | None = None
     """Label no-data value; default the file's own. No-data labels become ignore."""
     unknown_labels: Literal["error", "ignore"] = "error"
+    vector: VectorRules | None = None
+    """How labels in vector files (``.gpkg``, ``.geojson``, ``.shp``, ``.fgb``) become class pixels: they are
+    rasterized onto their image's grid, window by window, into ``aligned/``."""
 
     @model_validator(mode="after")
     def _some_scenes(self) -> InputConfig:

@@ -60,6 +60,7 @@ from landseg.data.prepare.tiling import (
     cut_scene,
     scene_class_totals,
 )
+from landseg.data.vector_labels import is_vector_file, vector_labels_for, write_label_raster
 from landseg.errors import ConfigError, DataError
 from landseg.io.raster import open_raster
 from landseg.io.write import atomic_output
@@ -117,6 +118,8 @@ def raw_scenes(config: PrepareConfig) -> list[RawScene]:
 
 def align_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> SceneSource:
     """The scene with image and label on one grid; resamples into ``out/aligned`` only when needed."""
+    if is_vector_file(scene.label):
+        return rasterize_scene(scene, config, schema)
     with open_readable(scene.image) as image, open_readable(scene.label) as label:
         same_grid = Grid.of(image).matches(Grid.of(label))
         label_dtype, label_nodata = label.dtypes[0], label.nodata
@@ -154,6 +157,24 @@ def align_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> 
     )
     decoder = LabelDecoder(schema, label_dtype, nodata, config.input.unknown_labels, str(scene.label))
     return SceneSource(scene.name, resampled.path, scene.label, decoder, scene.image, scene.label)
+
+
+def rasterize_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> SceneSource:
+    """A scene labelled by a vector file: its features burnt onto the image grid into ``out/aligned``."""
+    rules = config.input.vector
+    if rules is None:
+        raise ConfigError(
+            f"{scene.label.name} is a vector file; say which attribute holds the class in input.vector.attribute"
+        )
+    vectors = vector_labels_for([scene.label], rules, schema, config.input.unknown_labels)
+    target = config.out / "aligned" / f"{scene.name}_label.tif"
+    try:
+        write_label_raster(scene.image, vectors, [scene.label], target, block=config.align.block)
+    except DataError as exc:
+        if isinstance(exc, Unreadable | Unusable):
+            raise
+        raise Unusable(exc.problem, exc.path) from None
+    return SceneSource(scene.name, scene.image, target, index_decoder(schema), scene.image, scene.label)
 
 
 def chip_scaling(config: PrepareConfig, scenes: list[SceneSource], executor: Executor | None = None) -> Scaling | None:
