@@ -94,13 +94,14 @@ def experiment(
     val_ids: Sequence[str] = ("002",),
     *,
     name: str = "tiny",
-    model: dict | None = None,
+    base_model: dict | None = None,
     **sections: dict,
 ) -> dict:
     """A tiny training config (a dict, as a YAML file holds it) over ``images/scene_{id}.tif`` and
     ``masks/scene_{id}.tif`` of the synthetic schema: one step of a two-level classic U-Net.
 
-    ``model`` replaces the model section; every other keyword (``data``, ``train``) updates its section."""
+    ``base_model`` replaces the tiny U-Net as the model section; each other keyword (``data``, ``model``,
+    ``train``) updates its section."""
     config = {
         "name": name,
         "data": {
@@ -110,7 +111,7 @@ def experiment(
             "masks": "masks/scene_{id}.tif",
             "split": {"field": "id", "train": list(train_ids), "val": list(val_ids)},
         },
-        "model": dict(model if model is not None else TINY_MODEL),
+        "model": dict(base_model if base_model is not None else TINY_MODEL),
         "train": {"crop_size": 32, "batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "val_tile": 64},
     }
     for section, values in sections.items():

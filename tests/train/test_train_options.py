@@ -27,7 +27,7 @@ def recipe_config(root, **train_options):
         ["000", "001", "002", "003"],
         ["004"],
         name="options",
-        model={"arch": "classic_unet", "widths": [8, 16, 32]},
+        base_model={"arch": "classic_unet", "widths": [8, 16, 32]},
         train=train_section,
     )
     return parse_config(config)

@@ -71,7 +71,7 @@ def finetune_config(root: Path, schema=THREE, masks: str = "masks3", model=None,
         SCENES[:3],
         SCENES[3:],
         name="dw-finetune",
-        model=model or {"init": "dynamic-world"},
+        base_model=model or {"init": "dynamic-world"},
         data={"schema": schema, "masks": masks + "/scene_{id}.tif", **(data or {})},
         train={
             "batch_size": 4,
