@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -313,7 +314,7 @@ def test_equibatch_finds_the_few_labelled_pixels_of_points(scenes):
 
 
 def test_train_from_a_geopackage(tmp_path, synthetic_dataset):
-    """``landseg train`` a step from polygons of the synthetic masks instead of the masks."""
+    """``landseg train`` a step and ``landseg evaluate`` from polygons of the synthetic masks, not the masks."""
     from landseg.cli.main import app
 
     geometries, codes = [], []
@@ -333,7 +334,14 @@ def test_train_from_a_geopackage(tmp_path, synthetic_dataset):
     path.write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert list((tmp_path / "run").rglob("*.ckpt"))
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    assert checkpoint.is_file()
+    arguments = ["evaluate", "-c", str(checkpoint), "--config", str(path), "--out", str(tmp_path / "eval")]
+    evaluated = CliRunner().invoke(app, arguments)
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    truth = read_mask(synthetic_dataset / "masks" / "scene_002.tif", SCHEMA)  # the validation image
+    assert np.array(metrics["confusion_matrix"]).sum() == (truth != IGNORE_INDEX).sum()
 
 
 @pytest.mark.shared_data
