@@ -175,3 +175,17 @@ def test_bad_options_fail_before_any_model_is_loaded(scenes, tmp_path):
     ):
         with pytest.raises(ConfigError):
             run_predict([scenes], [tmp_path / "missing.ckpt"], tmp_path / "out", options)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--blend", "cosine"), ("--tta", "none"), ("--engine", "tensorrt"), ("--precision", "fp16")]
+)
+def test_a_value_outside_a_flags_choices_is_refused_by_the_command_line(scenes, tmp_path, flag, value):
+    app = typer.Typer()
+    app.command("predict")(predict_command)
+    out = tmp_path / "out"
+    args = ["predict", str(scenes / "one.tif"), "-c", str(tmp_path / "never_loaded.ckpt"), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, flag, value])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{flag}'" in result.output and repr(value) in result.output
+    assert not out.exists()
