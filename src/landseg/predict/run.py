@@ -18,13 +18,22 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from landseg.errors import LandsegError
 from landseg.io.locks import exclusive_lock, lock_path
 from landseg.predict.inputs import PredictSummary, plan_inputs
 
 if TYPE_CHECKING:
+    from landseg.predict.choices import Engine, Precision, TTAMode
     from landseg.predict.engine import PredictOptions
 
 
@@ -33,9 +42,9 @@ def run_predict(
     checkpoints: Sequence[str | Path],
     out_dir: str | Path,
     options: PredictOptions | None = None,
-    engine: str = "auto",
-    tta: str | None = None,
-    precision: str = "fp32",
+    engine: Engine = "auto",
+    tta: TTAMode | None = None,
+    precision: Precision = "fp32",
     device: str = "cpu",
     overwrite: bool = False,
     console: Console | None = None,
@@ -81,8 +90,8 @@ def run_predict(
                         ensemble,
                         out_dir,
                         options,
-                        on_start=lambda total, task=task: bar.update(task, total=total),
-                        on_tiles=lambda n, task=task: bar.advance(task, n),
+                        on_start=partial(set_total, bar, task),
+                        on_tiles=partial(bar.advance, task),
                     )
             except LandsegError as exc:
                 if len(paths) == 1:
@@ -99,3 +108,8 @@ def run_predict(
                 f"{result.seconds:.1f} s -> {out_dir}/ {outputs}"
             )
     return summary
+
+
+def set_total(bar: Progress, task: TaskID, total: int) -> None:
+    """``predict_scene``'s ``on_start``: the scene's tile count becomes the task's total."""
+    bar.update(task, total=total)
