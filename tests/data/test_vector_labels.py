@@ -11,12 +11,13 @@ import pyogrio.raw
 import pytest
 import rasterio
 import shapely
+import torch
 from rasterio.features import shapes
 from tests.helpers import experiment, write_geotiff
 from typer.testing import CliRunner
 
 from landseg.classes import IGNORE_INDEX, get_schema
-from landseg.config import DataConfig, ExperimentConfig
+from landseg.config import DataConfig, ExperimentConfig, TrainConfig
 from landseg.data.catalog import build_catalog, load_pair
 from landseg.data.sampling import EquibatchCrops, SampledCropDataset
 from landseg.data.vector_labels import reproject
@@ -188,6 +189,27 @@ def test_invalid_rings_are_repaired_and_counted(scenes):
     assert forest[10, 2] != forest[2, 10]  # one triangle is labelled, the one beside it is not
 
 
+def test_features_without_geometry_are_counted_and_left_out(scenes):
+    geometries = np.array([pixel_box(0, 0, 10, 10), None], dtype=object)
+    pyogrio.raw.write(
+        scenes / "labels.gpkg",
+        shapely.to_wkb(geometries),
+        [np.array(["Field", "Water"], dtype=object)],
+        ["class"],
+        geometry_type="Polygon",
+        crs=UTM,
+    )
+    with pytest.warns(UserWarning, match="1 features without geometry left out"):
+        labels = labels_of(data_config(scenes, ["labels.gpkg"]))
+    assert (labels == 0).sum() == 100 and (labels == 2).sum() == 0
+
+
+def test_a_background_that_is_no_class_is_refused(scenes):
+    write_vectors(scenes / "labels.gpkg", [pixel_box(0, 0, 10, 10)], **{"class": ["Field"]})
+    with pytest.raises(ConfigError, match="background 'Meadow' is not a class of 'synthetic'"):
+        build_catalog(data_config(scenes, ["labels.gpkg"], background="Meadow"))
+
+
 def test_value_mapping_and_class_codes(scenes):
     write_vectors(
         scenes / "labels.gpkg",
@@ -311,6 +333,14 @@ def test_equibatch_finds_the_few_labelled_pixels_of_points(scenes):
     seen = [crops[k][1] for k in range(30)]
     assert all((mask != IGNORE_INDEX).any() for mask in seen)
     assert {int(c) for mask in seen for c in mask[mask != IGNORE_INDEX].unique()} == {0, 2, 4}
+    # The default loss learns from the handful of labelled pixels and ignores the rest.
+    targets = torch.stack(seen[:8])
+    logits = torch.zeros(8, SCHEMA.num_classes, 32, 32, requires_grad=True)
+    loss = TrainConfig().loss.criterion(SCHEMA.num_classes)(logits, targets)
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0
+    touched = logits.grad.abs().sum(dim=1) > 0
+    assert torch.equal(touched, targets != IGNORE_INDEX)
 
 
 def test_train_from_a_geopackage(tmp_path, synthetic_dataset):

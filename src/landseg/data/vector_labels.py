@@ -223,6 +223,9 @@ class VectorLabels:
     unknown: UnknownPolicy = "error"
     layers: dict[Path, LabelLayer] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _ = self.background  # a misspelled class fails when the config is read, not at the first image
+
     @property
     def background(self) -> int:
         if self.options.background is None:
