@@ -7,12 +7,13 @@ with them before predicting (``input_mismatch``).
 
 The comparison is about scale and encoding, never about contrast: open sea, haze or a single pixel span a
 narrow range of values, which is no reason to refuse them. An input is refused only when its values cannot
-be in the training pixels' encoding (above 255 for 8-bit training pixels, above a few for 0-1 training
-pixels, 8-bit pixels for a model trained on values in the thousands, 0-1 fractions for a model trained on
-values in the hundreds), or when its order of magnitude is far from theirs (``UPWARD_RATIO_LIMIT`` times
-larger, or, for inputs that are not integers of the same kind as the training pixels,
-``DOWNWARD_RATIO_LIMIT`` times smaller: a dark scene in the training dtype is always accepted). Each
-refusal carries the factor that turns the input's encoding into the training one (``Mismatch.factor``).
+be in the training pixels' encoding (above 255 for 8-bit training pixels, above 2 for 0-1 training
+pixels, 8-bit pixels for a model trained on values above 255, 0-1 fractions for a model trained on values
+in the hundreds), or when its order of magnitude is far from theirs (``UPWARD_RATIO_LIMIT`` times larger,
+or ``DOWNWARD_RATIO_LIMIT`` times smaller unless input and training pixels are both integers: a dark scene
+in the training encoding is always accepted). Each refusal carries the factor that turns the input's
+encoding into the training one (``Mismatch.factor``), from the two encodings' full scales (1, 255, 10000,
+65535), so a dark tile gets the same factor as a bright one.
 """
 
 from __future__ import annotations
