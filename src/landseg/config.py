@@ -112,7 +112,9 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _masks_or_vectors(self) -> DataConfig:
-        if self.vector_labels is not None and "masks" in self.model_fields_set:
+        # The default template may come back from a saved config (to_yaml_dict writes every key).
+        default = type(self).model_fields["masks"].default
+        if self.vector_labels is not None and self.masks != default:
             raise ValueError("give data.masks or data.vector_labels, not both")
         return self
 

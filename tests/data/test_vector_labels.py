@@ -302,6 +302,13 @@ def test_empty_layer_is_refused(scenes):
         build_catalog(data_config(scenes, ["labels.gpkg"]))
 
 
+def test_a_saved_config_with_vector_labels_reads_back(scenes):
+    """Training and sweeps save the config with every key (the default masks template too) and read it again."""
+    config = ExperimentConfig.model_validate({"data": data_config(scenes, ["labels.gpkg"]).model_dump(by_alias=True)})
+    again = ExperimentConfig.model_validate(config.to_yaml_dict())
+    assert again.data.vector_labels == config.data.vector_labels
+
+
 def test_masks_and_vector_labels_do_not_mix(scenes):
     with pytest.raises(ValueError, match=r"give data\.masks or data\.vector_labels, not both"):
         DataConfig.model_validate(
