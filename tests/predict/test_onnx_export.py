@@ -72,5 +72,5 @@ def test_tile_mismatch_and_foreign_onnx_files_are_refused(exported, tmp_path):
         load_ensemble([onnx_path]).source_tile(64)
     bogus = tmp_path / "bogus.onnx"
     bogus.write_bytes(b"not a model")
-    with pytest.raises(CheckpointError, match="bogus.onnx"):
+    with pytest.raises(CheckpointError, match=r"bogus\.onnx"):
         load_ensemble([bogus])
