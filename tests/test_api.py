@@ -73,6 +73,24 @@ def test_the_examples_evaluate_the_written_maps(ran_examples):
     assert evaluation.metrics["miou"] > 0.1  # seeded: about 0.4 after these 24 steps
 
 
+def test_the_examples_sample_and_assess_the_written_map(ran_examples):
+    folder, names = ran_examples
+    drawn, assessment, references = names["drawn"], names["assessment"], names["references"]
+    assert len(drawn.points) == 60 and (folder / "points.design.json").is_file()
+    with rasterio.open(folder / names["files"]["classes"]) as written:
+        mapped = written.read(1)[drawn.points.rows, drawn.points.cols]
+    summary = assessment.summary
+    assert summary["points_used"] == 60 and summary["area_unit"] == "ha"
+    # Every stratum is a map class here, so the sample's own agreement weighted by stratum size is the
+    # estimate (Olofsson's formula); the points' plain agreement can differ, but not by much on 60 points.
+    assert abs(summary["overall_accuracy"]["estimate"] - (mapped == references).mean()) < 0.25
+    low, high = summary["overall_accuracy"]["ci95"]
+    assert low <= summary["overall_accuracy"]["estimate"] <= high
+    total = sum(row["estimated_area_ha"]["estimate"] for row in summary["per_class"])
+    assert total == pytest.approx(sum(row["mapped_area_ha"] for row in summary["per_class"]), rel=1e-9)
+    assert (folder / "assessment" / "accuracy.json").is_file() and (folder / "assessment" / "report.html").is_file()
+
+
 def test_a_loaded_model_refuses_what_it_cannot_do(ran_examples):
     _, names = ran_examples
     model, pixels = names["model"], names["pixels"]

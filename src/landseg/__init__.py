@@ -1,10 +1,11 @@
 """landseg: land-cover maps from satellite and aerial imagery by semantic segmentation.
 
 The Python API (``landseg.api``, docs/API.md) is imported on first use, so ``import landseg`` stays light:
-``landseg.load_model``, ``landseg.predict_scene``, ``landseg.train`` and ``landseg.evaluate``.
+``landseg.load_model``, ``landseg.predict_scene``, ``landseg.train``, ``landseg.evaluate``,
+``landseg.sample`` and ``landseg.assess``.
 
-``landseg.train`` and ``landseg.evaluate`` are also the names of the subpackage and module that do the
-work, and importing a submodule sets the package attribute of that name. So those two modules are made
+``landseg.train``, ``landseg.evaluate`` and ``landseg.assess`` are also the names of the packages and module that
+do the work, and importing a submodule sets the package attribute of that name. So those two modules are made
 callable instead (``CallableModule``): ``landseg.train(...)`` runs ``landseg.api.train`` and
 ``landseg.train.run`` is still the module, whichever was touched first.
 """
@@ -25,9 +26,9 @@ _EXPORTS = {
     "Model": "landseg.api",
     "load_model": "landseg.api",
     "predict_scene": "landseg.api",
+    "sample": "landseg.api",
 }
-# landseg.assess, when landseg.api gains it, is a package too: it joins _CALLABLE_MODULES, not _EXPORTS.
-_CALLABLE_MODULES = ("train", "evaluate")
+_CALLABLE_MODULES = ("train", "evaluate", "assess")
 """Submodules that are also API functions of the same name in ``landseg.api``."""
 __all__ = sorted([*_EXPORTS, *_CALLABLE_MODULES])
 

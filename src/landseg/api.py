@@ -17,6 +17,8 @@ from typing import overload
 
 import numpy as np
 
+from landseg.assess.run import AssessResult, assess_map
+from landseg.assess.sample import SampleOptions, SampleResult, draw_sample
 from landseg.checkpoint import ModelCard
 from landseg.config import ExperimentConfig, load_config
 from landseg.errors import ConfigError
@@ -214,5 +216,31 @@ def evaluate(
     return evaluate_maps(loaded.ensemble, experiment, split, Path(out), options, progress=progress)
 
 
-# landseg.assess (accuracy assessment of a map from a stratified reference sample) joins here as one more
-# thin wrapper over the assess package, exported from landseg/__init__.py like the functions above.
+def sample(
+    map_path: str | Path,
+    out: str | Path = "points.gpkg",
+    *,
+    options: SampleOptions | None = None,
+    strata: str | Path | None = None,
+    image: str | Path | None = None,
+) -> SampleResult:
+    """Draw a probability sample of a class map for reference labelling, as ``landseg sample`` does:
+    ``out`` (GeoPackage of points with an empty ``reference`` column), its CSV and the design JSON that
+    ``assess`` needs. ``options`` choose the design (stratified by map class by default, Olofsson's
+    allocation, 500 points), ``strata`` another stratification raster, ``image`` a labelling sheet."""
+    return draw_sample(map_path, out, options or SampleOptions(), strata_path=strata, image=image)
+
+
+def assess(
+    map_path: str | Path,
+    points: str | Path,
+    reference_field: str = "reference",
+    out: str | Path = "assessment",
+    *,
+    design: str | Path | None = None,
+    pictures: bool = True,
+) -> AssessResult:
+    """Accuracy and class areas with 95 % confidence intervals from labelled sample points, as
+    ``landseg assess`` does (Stehman 2014's estimators; docs/ASSESS.md). The design written by
+    ``sample`` beside the points is found by itself; ``.estimates`` holds the numbers, ``.paths`` the files."""
+    return assess_map(map_path, points, reference_field, out, design_path=design, pictures=pictures)

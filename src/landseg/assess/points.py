@@ -4,6 +4,7 @@ GDAL reads back with its reference labels, reprojected onto the map's CRS."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,12 @@ class SamplePoints:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def columns(self) -> dict[str, np.ndarray]:
-        """The attribute table; ``reference`` is left empty for the labeller."""
+    def columns(self, references: Sequence | None = None) -> dict[str, np.ndarray]:
+        """The attribute table; ``reference`` holds ``references`` (one per point) or is left empty for
+        the labeller."""
+        if references is not None and len(references) != len(self):
+            raise ValueError(f"{len(references)} reference labels for {len(self)} points")
+        labels = [None] * len(self) if references is None else [str(label) for label in references]
         return {
             "id": np.arange(1, len(self) + 1, dtype=np.int64),
             "stratum": self.stratum.astype(np.int64),
@@ -50,12 +55,14 @@ class SamplePoints:
             "col": self.cols.astype(np.int64),
             "x": self.x.astype(np.float64),
             "y": self.y.astype(np.float64),
-            REFERENCE_FIELD: np.array([None] * len(self), dtype=object),
+            REFERENCE_FIELD: np.array(labels, dtype=object),
         }
 
 
-def write_points_gpkg(path: Path, points: SamplePoints, crs_wkt: str | None) -> Path:
-    columns = points.columns()
+def write_points_gpkg(
+    path: Path, points: SamplePoints, crs_wkt: str | None, references: Sequence | None = None
+) -> Path:
+    columns = points.columns(references)
     geometry = shapely.to_wkb(shapely.points(points.x, points.y))
     with atomic_output(path) as temporary:
         pyogrio.raw.write(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,11 @@ class SampleResult:
     design: SampleDesign
     points: SamplePoints
     seconds: float
+
+    def labelled(self, references: Sequence, out: str | Path) -> Path:
+        """The drawn points with their reference labels (class names or codes, one per point in drawing
+        order) as a GeoPackage for ``assess``; for labels that come from code rather than from QGIS."""
+        return write_points_gpkg(Path(out), self.points, self.design.map.get("crs"), references)
 
 
 @bounded_block_cache()
