@@ -83,5 +83,5 @@ def test_early_stopping_needs_validation_images(tmp_path, synthetic_dataset):
 
 def test_class_weights_must_fit_the_schema(tmp_path, synthetic_dataset):
     config = recipe_config(synthetic_dataset, loss={"name": "ce", "class_weights": [1.0, 2.0]})
-    with pytest.raises(ConfigError, match="train.loss: loss class_weights has 2 values but the schema has 5"):
+    with pytest.raises(ConfigError, match=r"train\.loss: loss class_weights has 2 values but the schema has 5"):
         train(config, tmp_path / "run", progress=False)
