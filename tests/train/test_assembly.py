@@ -35,7 +35,7 @@ def test_train_leaves_the_callers_config_alone_and_records_what_it_trained(tmp_p
 
 
 def test_a_zoo_start_settles_a_copy_of_the_config(synthetic_dataset):
-    config = parse_config(experiment(synthetic_dataset, model={"init": "dynamic-world"}))
+    config = parse_config(experiment(synthetic_dataset, base_model={"init": "dynamic-world"}))
     start = model_start(config)
     assert isinstance(start, ZooStart)
     trained = start.trained_config(config)
