@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,7 +189,7 @@ def count_values(maps: ClassRaster, strata: ClassRaster | None = None) -> tuple[
     strata raster the strata are the map's values, and both results are the same object."""
     map_counts = ValueCounts()
     strata_counts = map_counts if strata is None else ValueCounts()
-    with open_raster(maps.path) as map_ds, _maybe_open(strata) as strata_ds:
+    with open_raster(maps.path) as map_ds, open_if_given(strata) as strata_ds:
         for window in maps.strips():
             values, valid = maps.read(map_ds, window)
             if strata is not None:
@@ -203,22 +203,9 @@ def count_values(maps: ClassRaster, strata: ClassRaster | None = None) -> tuple[
     return map_counts, strata_counts
 
 
-class _maybe_open:
-    """``open_raster`` of a raster that may be absent: yields None then."""
-
-    def __init__(self, raster: ClassRaster | None):
-        self.raster = raster
-        self.dataset = None
-
-    def __enter__(self):
-        if self.raster is not None:
-            self.dataset = open_raster(self.raster.path)
-        return self.dataset
-
-    def __exit__(self, *exc):
-        if self.dataset is not None:
-            self.dataset.close()
-        return False
+def open_if_given(raster: ClassRaster | None) -> AbstractContextManager:
+    """``open_raster`` of a raster that may be absent: the context yields None then."""
+    return nullcontext() if raster is None else open_raster(raster.path)
 
 
 def check_strata_grid(maps: ClassRaster, strata: ClassRaster) -> None:

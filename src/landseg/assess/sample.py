@@ -35,11 +35,11 @@ from landseg.assess.points import SamplePoints, write_points_csv, write_points_g
 from landseg.assess.rasters import (
     ClassRaster,
     ValueCounts,
-    _maybe_open,
     bounded_block_cache,
     check_strata_grid,
     count_values,
     open_class_raster,
+    open_if_given,
 )
 from landseg.errors import ConfigError, DataError
 from landseg.io.raster import open_raster
@@ -242,7 +242,7 @@ def _draw_stratified(
     }
     seen = dict.fromkeys(ranks, 0)
     found_rows, found_cols, found_strata = [], [], []
-    with open_raster(maps.path) as map_ds, _maybe_open(strata) as strata_ds:
+    with open_raster(maps.path) as map_ds, open_if_given(strata) as strata_ds:
         for window, strip_counts in zip(maps.strips(), counts.strips, strict=True):
             wanted = {}
             for value, count in strip_counts.items():
