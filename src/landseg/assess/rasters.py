@@ -181,6 +181,14 @@ class ValueCounts:
         for value, area in zip(found.tolist(), sums.tolist(), strict=True):
             self.area_m2[value] = self.area_m2.get(value, 0.0) + area
 
+    def merged(self, value: int) -> ValueCounts:
+        """Every value counted as the one value ``value`` (the single stratum of an unstratified sample)."""
+        return ValueCounts(
+            pixels={value: sum(self.pixels.values())},
+            area_m2=None if self.area_m2 is None else {value: sum(self.area_m2.values())},
+            strips=[{value: sum(strip.values())} for strip in self.strips],
+        )
+
 
 def count_values(maps: ClassRaster, strata: ClassRaster | None = None) -> tuple[ValueCounts, ValueCounts]:
     """One streamed pass: pixels and areas of each map value and of each stratum value.

@@ -30,7 +30,7 @@ from landseg.assess.rasters import (
     count_values,
     open_class_raster,
 )
-from landseg.assess.sample import _merged, design_path_for, read_at
+from landseg.assess.sample import design_path_for, read_at
 from landseg.errors import DataError
 from landseg.maps.areas import SQUARE_METRES_PER_HECTARE
 
@@ -170,7 +170,7 @@ def _estimate(
     _check_grid(maps, design, design_path)
     map_counts, strata_counts = count_values(maps, strata)
     if design.method != "stratified":
-        strata_counts = _merged(map_counts)
+        strata_counts = map_counts.merged(ALL_PIXELS)
     _check_strata(design, strata_counts, maps, strata, design_path)
     if design.method != "stratified":
         point_strata = np.full(len(located.rows), ALL_PIXELS)

@@ -128,7 +128,7 @@ def draw_sample(
         design = _single_stratum_design(maps, map_counts, options)
         rng = np.random.default_rng(options.seed)
         if options.method == "simple":
-            single = _merged(map_counts)
+            single = map_counts.merged(ALL_PIXELS)
             points = _draw_stratified(maps, None, single, design, rng, all_pixels=True)
         else:
             points = _draw_systematic(maps, design, rng)
@@ -196,16 +196,6 @@ def _expected_user(options: SampleOptions, name: str, value: int) -> float:
 
 def _area(counts: ValueCounts, value: int) -> float | None:
     return None if counts.area_m2 is None else counts.area_m2[value]
-
-
-def _merged(counts: ValueCounts) -> ValueCounts:
-    """Every value as the one stratum ``ALL_PIXELS``."""
-    merged = ValueCounts(
-        pixels={ALL_PIXELS: sum(counts.pixels.values())},
-        area_m2=None if counts.area_m2 is None else {ALL_PIXELS: sum(counts.area_m2.values())},
-    )
-    merged.strips = [{ALL_PIXELS: sum(strip.values())} for strip in counts.strips]
-    return merged
 
 
 def _single_stratum_design(maps: ClassRaster, counts: ValueCounts, options: SampleOptions) -> SampleDesign:
