@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from landseg.cli.errors import console
+from landseg.cli.sample import MapSchema
 
 
 def assess_command(
@@ -19,10 +20,7 @@ def assess_command(
         typer.Option(help="Sampling design JSON (default: POINTS.design.json beside the points, written by sample)."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("assessment"),
-    schema: Annotated[
-        str | None,
-        typer.Option(help="Schema (name or YAML) of a map that carries no landseg schema; values are codes."),
-    ] = None,
+    schema: MapSchema = None,
     pictures: Annotated[bool, typer.Option(help="Draw the figures.")] = True,
 ):
     """Accuracy and class areas with 95 % intervals from a labelled probability sample (docs/ASSESS.md).

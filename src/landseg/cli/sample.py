@@ -9,6 +9,12 @@ import typer
 
 from landseg.cli.errors import console
 
+MapSchema = Annotated[
+    str | None,
+    typer.Option(help="Schema (name or YAML) of a map that carries no landseg schema; values are codes."),
+]
+"""``--schema`` of ``landseg sample`` and ``landseg assess``."""
+
 
 def _expected_users(items: list[str] | None) -> dict[str, float]:
     from landseg.errors import ConfigError
@@ -49,10 +55,7 @@ def sample_command(
     ] = None,
     default_ua: Annotated[float, typer.Option(help="Anticipated user's accuracy of the strata not named.")] = 0.8,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed draws the same points.")] = 0,
-    schema: Annotated[
-        str | None,
-        typer.Option(help="Schema (name or YAML) of a map that carries no landseg schema; values are codes."),
-    ] = None,
+    schema: MapSchema = None,
     image: Annotated[
         Path | None, typer.Option(help="Imagery for an HTML labelling sheet with a chip around each point.")
     ] = None,
