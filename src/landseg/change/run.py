@@ -24,15 +24,6 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from landseg import __version__
 from landseg.change.grid import Overlap, find_overlap, on_before_grid, read_band
@@ -52,6 +43,7 @@ from landseg.maps.cog import copy_to_cog, scratch_path, write_window
 from landseg.maps.polygons import VECTOR_FORMATS, check_polygon_format
 from landseg.predict.choices import Engine
 from landseg.predict.options import PredictOptions
+from landseg.predict.progress import counting_bar, set_total
 
 DEFAULT_BLOCK = 2048
 IN_FLIGHT = 4
@@ -152,17 +144,9 @@ def compare_maps(
         stack.callback(writer.close)
         counter = TransitionCounter(len(names), with_area)
         block_rows = overlap.block_rows(options.block)
-        columns = (
-            TextColumn("comparing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("blocks"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
         try:
-            with Progress(*columns, console=console, transient=True) as bar:
-                task = bar.add_task("blocks", total=sum(len(row) for row in block_rows))
+            with counting_bar(console, "blocks") as bar:
+                task = bar.add_task("comparing", total=sum(len(row) for row in block_rows))
                 for blocks, (row_counter, codes) in zip(
                     block_rows, _run_block_rows(plan, block_rows, executor), strict=False
                 ):
@@ -319,16 +303,8 @@ def predict_pair(
     options.check()
     console = console or Console(stderr=True)
     ensemble = load_ensemble(checkpoints, engine=engine, device=device, tile=options.tile)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("tiles"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     results = []
-    with Progress(*columns, console=console, transient=True) as bar:
+    with counting_bar(console, "tiles") as bar:
         for stem, image in zip(("before", "after"), images, strict=False):
             task = bar.add_task(f"predicting {stem}", total=None)
             result = predict_scene(
@@ -342,8 +318,3 @@ def predict_pair(
             )
             results.append((result.paths["classes"], result.paths["confidence"]))
     return results
-
-
-def set_total(bar: Progress, task: TaskID, total: int) -> None:
-    """``predict_scene``'s ``on_start``: the scene's tile count becomes the task's total."""
-    bar.update(task, total=total)

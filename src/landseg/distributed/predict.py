@@ -17,7 +17,6 @@ from pathlib import Path
 from distributed.scheduler import KilledWorker
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from distributed import Client, Future, as_completed
 from landseg.distributed.cluster import EnsembleSource, dask_client, local_threads, register_ensemble
@@ -33,6 +32,7 @@ from landseg.errors import DataError, LandsegError
 from landseg.predict.choices import Engine, Precision, TTAMode
 from landseg.predict.engine import PredictOptions, SceneResult
 from landseg.predict.inputs import PredictSummary, plan_inputs
+from landseg.predict.progress import counting_bar
 
 ASSEMBLY_PRIORITY = 10
 """Finishing a scene goes before starting more blocks: outputs appear early and block files go away."""
@@ -42,15 +42,7 @@ class ClusterProgress:
     """One bar over the tiles of every planned scene, fed by block tasks on any worker."""
 
     def __init__(self, console: Console, scenes: int):
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("tiles"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        self.bar = Progress(*columns, console=console, transient=True)
+        self.bar = counting_bar(console, "tiles")
         self.scenes, self.finished = scenes, 0
         self.task = self.bar.add_task(self._description(), total=None)
         self.totals: dict[str, int] = {}

@@ -18,19 +18,11 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from landseg.errors import LandsegError
 from landseg.io.locks import exclusive_lock, lock_path
 from landseg.predict.inputs import PredictSummary, plan_inputs
+from landseg.predict.progress import counting_bar, set_total
 
 if TYPE_CHECKING:
     from landseg.predict.choices import Engine, Precision, TTAMode
@@ -67,15 +59,7 @@ def run_predict(
     def waiting(path: Path) -> None:
         console.print(f"{path.name}: another landseg run is writing its outputs in {out_dir}; waiting for it")
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("tiles"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with counting_bar(console, "tiles") as bar:
         for path in todo:
             task = bar.add_task(path.name, total=None)
             try:
@@ -108,8 +92,3 @@ def run_predict(
                 f"{result.seconds:.1f} s -> {out_dir}/ {outputs}"
             )
     return summary
-
-
-def set_total(bar: Progress, task: TaskID, total: int) -> None:
-    """``predict_scene``'s ``on_start``: the scene's tile count becomes the task's total."""
-    bar.update(task, total=total)
