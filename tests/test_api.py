@@ -100,12 +100,16 @@ def test_a_loaded_model_refuses_what_it_cannot_do(ran_examples):
         model.predict(pixels[None])
 
 
-def test_train_and_evaluate_are_both_modules_and_functions():
+def test_train_evaluate_and_assess_are_both_modules_and_functions():
+    import landseg.assess.estimators as estimators_module
     import landseg.evaluate as evaluate_module
     import landseg.train.run as run_module
+    from landseg import api
 
     assert landseg.train.run is run_module and landseg.evaluate is evaluate_module
-    assert callable(landseg.train) and callable(landseg.evaluate)
+    assert landseg.assess.estimators is estimators_module
+    assert callable(landseg.train) and callable(landseg.evaluate) and callable(landseg.assess)
+    assert sorted(landseg.__all__) == sorted(api.__all__)  # the package exposes every API function
     with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read config"):
         landseg.train("missing.yaml", out="never")
 

@@ -5,7 +5,7 @@ The Python API (``landseg.api``, docs/API.md) is imported on first use, so ``imp
 ``landseg.sample`` and ``landseg.assess``.
 
 ``landseg.train``, ``landseg.evaluate`` and ``landseg.assess`` are also the names of the packages and module that
-do the work, and importing a submodule sets the package attribute of that name. So those two modules are made
+do the work, and importing a submodule sets the package attribute of that name. So those three modules are made
 callable instead (``CallableModule``): ``landseg.train(...)`` runs ``landseg.api.train`` and
 ``landseg.train.run`` is still the module, whichever was touched first.
 """

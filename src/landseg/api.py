@@ -35,7 +35,7 @@ from landseg.predict.tta import TTAMode
 from landseg.train.run import TrainResult
 from landseg.train.run import train as run_training
 
-__all__ = ["ArrayResult", "Model", "evaluate", "load_model", "predict_scene", "train"]
+__all__ = ["ArrayResult", "Model", "assess", "evaluate", "load_model", "predict_scene", "sample", "train"]
 
 ModelReference = str | Path
 """A landseg checkpoint (``.ckpt``), an ONNX export (``.onnx``) or ``"zoo:NAME"`` (``landseg models``)."""
