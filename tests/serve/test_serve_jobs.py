@@ -168,3 +168,17 @@ def test_serve_command_passes_its_options_on(monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     assert served["host"] == "127.0.0.1" and served["port"] == 8123
     assert served["settings"].max_pixels == 1000 and served["settings"].max_queued_jobs == 0
+
+
+def test_serve_takes_the_engines_predict_takes_and_refuses_others_on_the_command_line(monkeypatch, tmp_path):
+    served = {}
+    monkeypatch.setattr("landseg.serve.app.run_server", lambda settings, host, port: served.update(settings=settings))
+    app = typer.Typer()
+    app.command()(serve_command)
+    chosen = CliRunner().invoke(app, ["--checkpoint", str(tmp_path / "m.ckpt"), "--engine", "torch"])
+    assert chosen.exit_code == 0, chosen.output
+    assert served.pop("settings").engine == "torch"
+    refused = CliRunner().invoke(app, ["--checkpoint", str(tmp_path / "m.ckpt"), "--engine", "cuda"])
+    assert refused.exit_code == 2, refused.output
+    assert "Invalid value for '--engine'" in refused.output and "'cuda'" in refused.output
+    assert served == {}

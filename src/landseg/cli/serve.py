@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from landseg.predict import choices
 from landseg.serve.settings import DEFAULT_HOST, DEFAULT_PORT
 
 
@@ -14,7 +15,7 @@ def serve_command(
     checkpoint: Annotated[Path | None, typer.Option(help="A landseg checkpoint (.ckpt).")] = None,
     model: Annotated[str | None, typer.Option(help="A zoo model by name instead (`landseg models`).")] = None,
     engine: Annotated[
-        str,
+        choices.Engine,
         typer.Option(
             help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime: the choice `landseg predict` makes."
         ),
