@@ -15,7 +15,7 @@ Data: the Sen1Floods11 chip in ``../shared/datasets/samples/sen1floods11`` (Sent
 6. With ``--repeats R``, R more samples (seeds 1..R) drawn and assessed the same way (in-process, no
    pictures) count how often the 95 % intervals cover the full-label areas.
 
-    .venv/bin/python tools/assess_example.py                   # about a minute of CPU in all
+    .venv/bin/python tools/assess_example.py                   # about two minutes on 2 cores (predict: one)
     .venv/bin/python tools/assess_example.py --repeats 0 --work /tmp/assess_example
 
 Writes ``benchmarks/results/assess_example.json`` and ``docs/images/assess_sen1floods11.png``.
