@@ -1,4 +1,6 @@
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +215,14 @@ def test_blended_value_is_the_weighted_mean_of_the_covering_tiles():
     # The tiles' answers differ enough that a pixel's blend depends on which tiles and weights it takes.
     first, *others = tiles.values()
     assert max(np.abs(first - other).max() for other in others) > 0.1
+
+
+def test_predict_options_and_the_command_line_import_without_scipy_signal():
+    """SciPy's signal package (only the blend windows need it) takes seconds to import: ``landseg --help``
+    and building ``PredictOptions`` must not pay for it."""
+    code = (
+        "import sys, landseg.cli.main, landseg.predict.options, landseg.predict.blocks; "
+        "assert 'scipy.signal' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -8,7 +8,6 @@ no tile reads padding unless the whole image is smaller than one tile.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import windows
 
 from landseg.errors import ConfigError
 from landseg.predict.choices import BLEND_KINDS, BlendKind
@@ -63,6 +62,10 @@ def blend_weights(tile: int, kind: BlendKind = "hann") -> np.ndarray:
         raise ConfigError(f"tile size must be a positive number of pixels, got {tile}")
     if kind == "uniform":
         return np.ones((tile, tile), dtype=np.float32)
+    # Imported here: SciPy's signal package takes seconds to import, and the command line and the
+    # options' checks need this module's tile arithmetic only.
+    from scipy.signal import windows
+
     if kind == "hann":
         # The symmetric window two samples longer, without its zero end points.
         profile = windows.hann(tile + 2, sym=True)[1:-1]
