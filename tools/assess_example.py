@@ -150,7 +150,9 @@ def comparison(summary: dict, truth: dict[str, float]) -> list[dict]:
     return rows
 
 
-def repeated_coverage(map_path: Path, work: Path, size: int, repeats: int, truth: dict[str, float]) -> dict:
+def repeated_coverage(
+    map_path: Path, work: Path, size: int, repeats: int, truth: dict[str, float], true_overall: float
+) -> dict:
     """Draw and assess ``repeats`` more samples; how often each class's 95 % interval covers the truth."""
     from landseg.assess.run import assess_map
     from landseg.assess.sample import SampleOptions, draw_sample
@@ -159,7 +161,6 @@ def repeated_coverage(map_path: Path, work: Path, size: int, repeats: int, truth
     excluding_mapped = dict.fromkeys(truth, 0)
     estimates: dict[str, list[float]] = {name: [] for name in truth}
     overall_covered = 0
-    true_overall = full_label_overall_accuracy(map_path)
     for seed in range(1, repeats + 1):
         folder = work / "repeats" / str(seed)
         folder.mkdir(parents=True, exist_ok=True)
@@ -267,8 +268,11 @@ def main() -> None:
     summary = json.loads((args.work / "assessment" / "accuracy.json").read_text())
     truth = full_label_areas_ha(binary)
     rows = comparison(summary, truth)
+    true_overall = full_label_overall_accuracy(binary)
     assessed = time.perf_counter()
-    coverage = repeated_coverage(binary, args.work, args.size, args.repeats, truth) if args.repeats else None
+    coverage = (
+        repeated_coverage(binary, args.work, args.size, args.repeats, truth, true_overall) if args.repeats else None
+    )
     payload = {
         "what": "Dynamic World water on the Sen1Floods11 chip, assessed from a sample labelled with the chip's hand label",
         "image": str(IMAGE.relative_to(REPO.parent)),
@@ -279,7 +283,7 @@ def main() -> None:
         "area_method": summary["area_method"],
         "total_area_ha": summary["total_area_ha"],
         "overall_accuracy": summary["overall_accuracy"],
-        "full_label_overall_accuracy": full_label_overall_accuracy(binary),
+        "full_label_overall_accuracy": true_overall,
         "classes": rows,
         "coverage": coverage,
         "console": {"sample": sample_output.strip(), "assess": assess_output.strip()},
