@@ -84,8 +84,6 @@ def test_the_examples_sample_and_assess_the_written_map(ran_examples):
     # Every stratum is a map class here, so the sample's own agreement weighted by stratum size is the
     # estimate (Olofsson's formula); the points' plain agreement can differ, but not by much on 60 points.
     assert abs(summary["overall_accuracy"]["estimate"] - (mapped == references).mean()) < 0.25
-    low, high = summary["overall_accuracy"]["ci95"]
-    assert low <= summary["overall_accuracy"]["estimate"] <= high
     total = sum(row["estimated_area_ha"]["estimate"] for row in summary["per_class"])
     assert total == pytest.approx(sum(row["mapped_area_ha"] for row in summary["per_class"]), rel=1e-9)
     assert (folder / "assessment" / "accuracy.json").is_file() and (folder / "assessment" / "report.html").is_file()
