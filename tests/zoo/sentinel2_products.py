@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.transform import Affine
+from tests.helpers import write_geotiff
 
 BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 RESOLUTION = {
@@ -36,6 +37,8 @@ RESOLUTION = {
 }
 FILE_BAND = {b: b if b == "B8A" else f"B{int(b[1:]):02d}" for b in BANDS}
 TILE = "T31TCH"
+STACK_GRID = Affine(10.0, 0, 399960.0, 0, -10.0, 4800000.0)
+STACK_CRS = "EPSG:32631"
 
 
 def chip_bands(chip: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -194,42 +197,13 @@ def sentinel2_like_pixels(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 def write_sentinel2_like_stack(path: Path, pixels: np.ndarray, names: bool = True) -> Path:
     """``pixels`` as a georeferenced GeoTIFF at 10 m in UTM 31N, its bands described ``B2`` ... ``B12``."""
-    count, height, width = pixels.shape
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=count,
-        dtype=pixels.dtype.name,
-        crs="EPSG:32631",
-        transform=Affine(10.0, 0, 399960.0, 0, -10.0, 4800000.0),
-    ) as target:
-        target.write(pixels)
-        if names:
-            target.descriptions = DW_BANDS[:count]
-    return path
+    descriptions = DW_BANDS[: len(pixels)] if names else None
+    return write_geotiff(path, pixels, STACK_GRID, STACK_CRS, descriptions=descriptions)
 
 
 def write_labels(path: Path, labels: np.ndarray) -> Path:
     """``(H, W)`` uint8 class codes on the grid of ``write_sentinel2_like_stack``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=labels.shape[1],
-        height=labels.shape[0],
-        count=1,
-        dtype="uint8",
-        crs="EPSG:32631",
-        transform=Affine(10.0, 0, 399960.0, 0, -10.0, 4800000.0),
-        nodata=255,
-    ) as target:
-        target.write(labels.astype(np.uint8), 1)
-    return path
+    return write_geotiff(path, labels.astype(np.uint8), STACK_GRID, STACK_CRS, nodata=255)
 
 
 def write_synthetic_chip(path: Path, size: int = 120, seed: int = 0) -> Path:
