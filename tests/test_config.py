@@ -79,7 +79,7 @@ def test_schema_and_stats_files_are_relative_to_the_config(tmp_path):
     [
         ({"arch": "unte"}, "model: unknown architecture 'unte' (did you mean 'unet'?)"),
         ({"arch": "fpn", "encoder": "resnet-18"}, "model: unknown encoder 'resnet-18' (did you mean 'resnet18'"),
-        ({"arch": "unet", "encoder": "resnet18"}, "model: encoder 'resnet18' has no offline weights"),
+        ({"arch": "unet", "encoder": "resnet18", "encoder_weights": "offline"}, "model: encoder 'resnet18' has no"),
         ({"arch": "classic_unet", "dropout": 1.5}, "model.dropout: must be in [0, 1), got 1.5"),
         ({"num_classes": 4}, "model.num_classes is set from data.schema: remove it"),
         ({"encoders": "resnet18"}, "model: unknown key 'encoders'; did you mean 'encoder'?"),
@@ -108,6 +108,12 @@ def test_the_default_model_is_the_documented_one():
     )
     assert "num_classes" not in config.to_yaml_dict()["model"]  # the data's, filled in by training
     assert parse_config(config.to_yaml_dict()) == config  # a run's config.yaml reads back as it was
+
+
+def test_a_named_encoder_without_offline_weights_starts_from_random_weights():
+    config = parse_config(minimal(model={"arch": "unet", "encoder": "resnet18"}))
+    assert (config.model.encoder, config.model.encoder_weights) == ("resnet18", None)
+    assert parse_config(config.to_yaml_dict()) == config
 
 
 def test_dotted_overrides_make_sections_and_refuse_values_where_sections_go(tmp_path):

@@ -112,7 +112,7 @@ class TestClassicUnet(ArchitectureContract):
 
 
 class TestUnet(ArchitectureContract):
-    spec = ModelSpec("unet", NUM_CLASSES, encoder="resnet18", encoder_weights=None, extra=SMALL_DECODER)
+    spec = ModelSpec("unet", NUM_CLASSES, encoder="resnet18", extra=SMALL_DECODER)
 
 
 class TestUnetLite0Offline4Band(ArchitectureContract):
@@ -129,13 +129,7 @@ class TestUnetLite0Offline4Band(ArchitectureContract):
 
 
 class TestUnetPlusPlus(ArchitectureContract):
-    spec = ModelSpec(
-        "unetplusplus",
-        NUM_CLASSES,
-        encoder="resnet18",
-        encoder_weights=None,
-        extra={"decoder_channels": [16, 16, 8, 8, 8]},
-    )
+    spec = ModelSpec("unetplusplus", NUM_CLASSES, encoder="resnet18", extra={"decoder_channels": [16, 16, 8, 8, 8]})
 
 
 class TestFpn4Band(ArchitectureContract):
@@ -143,55 +137,43 @@ class TestFpn4Band(ArchitectureContract):
         "fpn",
         NUM_CLASSES,
         encoder="resnet18",
-        encoder_weights=None,
         in_channels=4,
         extra={"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32},
     )
 
 
 class TestDeepLabV3(ArchitectureContract):
-    spec = ModelSpec("deeplabv3", NUM_CLASSES, encoder="resnet18", encoder_weights=None, extra={"decoder_channels": 32})
+    spec = ModelSpec("deeplabv3", NUM_CLASSES, encoder="resnet18", extra={"decoder_channels": 32})
 
 
 class TestDeepLabV3Plus10Band(ArchitectureContract):
-    spec = ModelSpec(
-        "deeplabv3plus",
-        NUM_CLASSES,
-        encoder="resnet18",
-        encoder_weights=None,
-        in_channels=10,
-        extra={"decoder_channels": 32},
-    )
+    spec = ModelSpec("deeplabv3plus", NUM_CLASSES, encoder="resnet18", in_channels=10, extra={"decoder_channels": 32})
 
 
 class TestSegformer(ArchitectureContract):
-    spec = ModelSpec(
-        "segformer", NUM_CLASSES, encoder="mit_b0", encoder_weights=None, extra={"decoder_segmentation_channels": 32}
-    )
+    spec = ModelSpec("segformer", NUM_CLASSES, encoder="mit_b0", extra={"decoder_segmentation_channels": 32})
 
 
 class TestPspNet(ArchitectureContract):
-    spec = ModelSpec("pspnet", NUM_CLASSES, encoder="resnet18", encoder_weights=None, extra={"psp_out_channels": 32})
+    spec = ModelSpec("pspnet", NUM_CLASSES, encoder="resnet18", extra={"psp_out_channels": 32})
     # smp's PSPNet reads the encoder to depth 3 but builds all of ResNet-18.
     unused = ("net.encoder.layer3.", "net.encoder.layer4.")
 
 
 class TestLinkNet(ArchitectureContract):
-    spec = ModelSpec("linknet", NUM_CLASSES, encoder="resnet18", encoder_weights=None)
+    spec = ModelSpec("linknet", NUM_CLASSES, encoder="resnet18")
 
 
 class TestMaNet(ArchitectureContract):
-    spec = ModelSpec(
-        "manet", NUM_CLASSES, encoder="resnet18", encoder_weights=None, extra={"decoder_channels": [32, 16, 16, 8, 8]}
-    )
+    spec = ModelSpec("manet", NUM_CLASSES, encoder="resnet18", extra={"decoder_channels": [32, 16, 16, 8, 8]})
 
 
 class TestPan(ArchitectureContract):
-    spec = ModelSpec("pan", NUM_CLASSES, encoder="resnet18", encoder_weights=None, extra={"decoder_channels": 16})
+    spec = ModelSpec("pan", NUM_CLASSES, encoder="resnet18", extra={"decoder_channels": 16})
 
 
 class TestUperNet(ArchitectureContract):
-    spec = ModelSpec("upernet", NUM_CLASSES, encoder="resnet18", encoder_weights=None, extra={"decoder_channels": 32})
+    spec = ModelSpec("upernet", NUM_CLASSES, encoder="resnet18", extra={"decoder_channels": 32})
 
 
 class TestDpt(ArchitectureContract):
@@ -199,7 +181,6 @@ class TestDpt(ArchitectureContract):
         "dpt",
         NUM_CLASSES,
         encoder="tu-vit_tiny_patch16_224",
-        encoder_weights=None,
         in_channels=2,
         extra={
             "decoder_readout": "ignore",

