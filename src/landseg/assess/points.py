@@ -124,17 +124,11 @@ def read_labelled_points(path: str | Path, reference_field: str, map_crs) -> Lab
     x, y = shapely.get_x(shapes), shapely.get_y(shapes)
     ids = values[fields.index("id")] if "id" in fields else np.arange(1, len(x) + 1)
     source = meta.get("crs")
-    reprojected = False
-    if (
-        source is not None
-        and map_crs is not None
-        and CRS.from_user_input(source) != CRS.from_user_input(map_crs.to_wkt())
-    ):
-        transformer = Transformer.from_crs(
-            CRS.from_user_input(source), CRS.from_user_input(map_crs.to_wkt()), always_xy=True
-        )
-        x, y = transformer.transform(x, y)
-        reprojected = True
+    points_crs = None if source is None else CRS.from_user_input(source)
+    target_crs = None if map_crs is None else CRS.from_user_input(map_crs.to_wkt())
+    reprojected = points_crs is not None and target_crs is not None and points_crs != target_crs
+    if reprojected:
+        x, y = Transformer.from_crs(points_crs, target_crs, always_xy=True).transform(x, y)
     return LabelledPoints(
         np.asarray(x, dtype=np.float64),
         np.asarray(y, dtype=np.float64),
