@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -102,7 +103,7 @@ def experiment(
 
     ``base_model`` replaces the tiny U-Net as the model section; each other keyword (``data``, ``model``,
     ``train``) updates its section."""
-    config = {
+    config: dict[str, Any] = {
         "name": name,
         "data": {
             "root": str(root),

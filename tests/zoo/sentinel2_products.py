@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -162,7 +163,7 @@ def write_stac_item(chip: Path, folder: Path, level: str = "L1C", resolutions: d
             "eo:bands": [{"name": FILE_BAND[name]}],
             "roles": ["data"],
         }
-    item = {
+    item: dict[str, Any] = {
         "type": "Feature",
         "stac_version": "1.0.0",
         "id": f"S2A_{TILE}_20200601_0_{level}",
