@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
@@ -17,6 +17,9 @@ from rich.table import Table
 
 from landseg.cli.errors import friendly_errors
 from landseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from landseg.classes import UnknownPolicy
 
 prepare_app = typer.Typer(
     help="Raw scenes to a clean, documented training set: align or rasterize labels, cut chips, filter, split, stats.",
@@ -61,7 +64,7 @@ def align_command(
 
     import rasterio
 
-    from landseg.classes import UnknownPolicy, get_schema
+    from landseg.classes import get_schema
     from landseg.data.prepare.align import align_labels, resample_image
     from landseg.data.prepare.config import AlignConfig
     from landseg.data.prepare.execution import GDAL_CACHE_MB
@@ -75,9 +78,7 @@ def align_command(
         block=block,
         threads=threads,
     )
-    if unknown_labels not in ("error", "ignore"):
-        raise ConfigError(f"--unknown-labels must be error or ignore, not {unknown_labels!r}")
-    unknown: UnknownPolicy = "error" if unknown_labels == "error" else "ignore"
+    unknown = _unknown_policy(unknown_labels)
     started = time.perf_counter()
     env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
     with env:
@@ -132,7 +133,7 @@ def rasterize_command(
     block: Annotated[int, typer.Option(help="Output window side in pixels.")] = 512,
 ):
     """Burn vector labels onto an image's grid as a class-index GeoTIFF, window by window."""
-    from landseg.classes import UnknownPolicy, get_schema
+    from landseg.classes import get_schema
     from landseg.config import VectorRules
     from landseg.data.vector_labels import vector_labels_for, write_label_raster
 
@@ -146,9 +147,7 @@ def rasterize_command(
         buffer=buffer,
         priority=priority,
     )
-    if unknown_labels not in ("error", "ignore"):
-        raise ConfigError(f"--unknown-labels must be error or ignore, not {unknown_labels!r}")
-    unknown: UnknownPolicy = "error" if unknown_labels == "error" else "ignore"
+    unknown = _unknown_policy(unknown_labels)
     labels = vector_labels_for([v.resolve() for v in vectors], rules, get_schema(schema), unknown)
     result = write_label_raster(image, labels, [v.resolve() for v in vectors], out, block=max(16, block))
     console.print(
@@ -247,6 +246,13 @@ def _executor(stage: str, address: str | None, workers: int | None):
     console.print(f"[dim]{stage} on Dask: {address or f'{workers} local workers'}[/]")
     with dask_executor(address, workers) as executor:
         yield executor
+
+
+def _unknown_policy(text: str) -> UnknownPolicy:
+    """``--unknown-labels`` as the policy the readers take."""
+    if text not in ("error", "ignore"):
+        raise ConfigError(f"--unknown-labels must be error or ignore, not {text!r}")
+    return "error" if text == "error" else "ignore"
 
 
 def _validated(model, **values):
