@@ -1,8 +1,7 @@
 """Everything the routes of one running app share, in one typed object on ``app.state.serve``.
 
-The model, its card, the limits and the job queue used to live half in closures of ``create_app``
-and half on ``app.state``; now a route asks for ``ServeState`` (``Depends(serve_state)``) and finds
-them all. ``jobs`` exists only while the app's lifespan runs (``open_jobs`` .. ``close_jobs``).
+A route asks for it with ``Depends(serve_state)`` and finds the model, its card, the limits and the job
+queue. ``jobs`` exists only while the app's lifespan runs (``open_jobs`` .. ``close_jobs``).
 """
 
 from __future__ import annotations
