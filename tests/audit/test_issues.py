@@ -96,11 +96,13 @@ def test_regions_carry_given_and_likely_class_size_and_an_exact_polygon():
     given_confidence = np.where(flagged, 0.1, 0.9).astype(np.float32)
     issue = ImageIssues(flagged, likely, given_confidence, np.full(labels.shape, 0.8, np.float32), 0.5)
     numbers = label_regions(issue.flagged, 5)
-    regions = describe_regions("images/x.tif", numbers, labels, issue, K, pixel_area=0.25)
+    # Ground areas that grow row by row (as on a lon/lat grid): a region's area is the sum over its own pixels.
+    pixel_areas = np.repeat(np.arange(1.0, 31.0)[:, None], 30, axis=1)
+    regions = describe_regions("images/x.tif", numbers, labels, issue, K, pixel_areas)
     assert len(regions) == 1
     region = regions[0]
     assert (region.given, region.likely, region.pixels) == (2, 0, 35)
-    assert region.area_m2 == 35 * 0.25 and region.bounds == (5, 5, 10, 12)
+    assert region.area_m2 == 7 * (6 + 7 + 8 + 9 + 10) and region.bounds == (5, 5, 10, 12)
     assert region.polygon.area == 35 and shapely.equals(region.polygon, shapely.box(5, 5, 12, 10))
     assert abs(region.likely_confidence - 0.8) < 1e-6 and abs(region.given_confidence - 0.1) < 1e-6
     assert abs(region.severity - 35 * 0.9) < 1e-4

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
+from rasterio.windows import Window
 from rich.progress import track
 
 from landseg.classes import ClassSchema
@@ -20,7 +22,7 @@ from landseg.config import ExperimentConfig, parse_config, read_yaml_config
 from landseg.data.catalog import Sample, build_catalog, load_pair
 from landseg.errors import DataError, LandsegError
 from landseg.io.raster import raster_info
-from landseg.maps.areas import nominal_pixel_area_m2
+from landseg.maps.areas import grid_areas
 from landseg.predict.core import predict_array
 from landseg.predict.ensemble import Ensemble
 from landseg.predict.options import PredictOptions
@@ -35,9 +37,8 @@ class AuditImage:
     """The image's path under the data root, ``/``-separated (the ``image`` column of every output)."""
     stem: str
     shape: tuple[int, int]
-    transform: object
+    transform: Affine | None
     crs: object
-    pixel_area_m2: float | None
     model: str
     probabilities_file: Path
     labels_file: Path
@@ -45,6 +46,11 @@ class AuditImage:
     def probabilities(self) -> np.ndarray:
         """``(K, H, W)`` float16, memory-mapped."""
         return np.load(self.probabilities_file, mmap_mode="r")
+
+    def ground_areas(self) -> np.ndarray | None:
+        """``(H, W)`` ground area of each pixel in m² (``maps.areas``); None when the grid has no ground size."""
+        grid = grid_areas(self.crs, self.transform)
+        return None if grid is None else grid.window(Window(0, 0, self.shape[1], self.shape[0]))
 
     def labels(self) -> np.ndarray:
         """``(H, W)`` uint8 class indices, ``IGNORE_INDEX`` where unlabelled."""
@@ -110,7 +116,6 @@ def cache_probabilities(
                 shape=labels.shape,
                 transform=image.transform,
                 crs=image.crs,
-                pixel_area_m2=nominal_pixel_area_m2(image.crs, image.transform),
                 model=model_name,
                 probabilities_file=probabilities_file,
                 labels_file=labels_file,

@@ -1,5 +1,6 @@
 """Flagged pixels as regions: 4-connected areas of suspected label issues, each with its given class,
-its likely class, its size in pixels (and m² on a projected grid), its confidences and its polygon.
+its likely class, its size in pixels (and its ground area in m², from ``maps.areas``, on a georeferenced
+grid), its confidences and its polygon.
 
 Regions smaller than ``min_pixels`` are left out (scattered pixels along class borders are the model's
 own uncertainty more often than a wrong label). Polygons come from ``maps.polygons.strip_polygons``,
@@ -57,9 +58,15 @@ def label_regions(flagged: np.ndarray, min_pixels: int = 1) -> np.ndarray:
 
 
 def describe_regions(
-    key: str, numbers: np.ndarray, labels: np.ndarray, issues: ImageIssues, num_classes: int, pixel_area: float | None
+    key: str,
+    numbers: np.ndarray,
+    labels: np.ndarray,
+    issues: ImageIssues,
+    num_classes: int,
+    pixel_areas: np.ndarray | None,
 ) -> list[Region]:
-    """The regions of one image, in region-number order."""
+    """The regions of one image, in region-number order; ``pixel_areas`` is each pixel's ground area in m²
+    (``numbers``' shape), None without one."""
     count = int(numbers.max()) if numbers.size else 0
     if count == 0:
         return []
@@ -72,6 +79,7 @@ def describe_regions(
     likely_class = likely.reshape(count + 1, num_classes).argmax(axis=1)
     given_p = np.bincount(ids, weights=issues.given_confidence[inside], minlength=count + 1)
     likely_p = np.bincount(ids, weights=issues.likely_confidence[inside], minlength=count + 1)
+    area = None if pixel_areas is None else np.bincount(ids, weights=pixel_areas[inside], minlength=count + 1)
     boxes = ndimage.find_objects(numbers)
     polygons = region_polygons(numbers)
     regions = []
@@ -85,7 +93,7 @@ def describe_regions(
                 given=int(given_class[number]),
                 likely=int(likely_class[number]),
                 pixels=pixels,
-                area_m2=None if pixel_area is None else pixels * pixel_area,
+                area_m2=None if area is None else float(area[number]),
                 given_confidence=float(given_p[number] / pixels),
                 likely_confidence=float(likely_p[number] / pixels),
                 bounds=(rows.start, cols.start, rows.stop, cols.stop),

@@ -202,7 +202,7 @@ def _find_and_write(
         labels = image.labels()
         issues = finder.flag(labels, image.probabilities())
         numbers = label_regions(issues.flagged, min_region)
-        found = describe_regions(image.key, numbers, labels, issues, k, image.pixel_area_m2)
+        found = describe_regions(image.key, numbers, labels, issues, k, image.ground_areas())
         regions += found
         known = labels != IGNORE_INDEX
         labelled += np.bincount(labels[known], minlength=k)[:k]
