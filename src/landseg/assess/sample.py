@@ -231,7 +231,7 @@ def _draw_stratified(
         for s in design.strata
     }
     seen = dict.fromkeys(ranks, 0)
-    found_rows, found_cols, found_strata = [], [], []
+    found_rows, found_cols, found_strata, found_values = [], [], [], []
     with open_raster(maps.path) as map_ds, open_if_given(strata) as strata_ds:
         for window, strip_counts in zip(maps.strips(), counts.strips, strict=True):
             wanted = {}
@@ -244,24 +244,26 @@ def _draw_stratified(
             if not wanted:
                 continue
             values, valid = maps.read(map_ds, window)
+            strata_values = values
             if strata is not None:
-                values_strata, strata_valid = strata.read(strata_ds, window)
+                strata_values, strata_valid = strata.read(strata_ds, window)
                 valid &= strata_valid
-                values = values_strata
             for value, offsets in wanted.items():
-                where = valid if all_pixels else valid & (values == value)
+                where = valid if all_pixels else valid & (strata_values == value)
                 flat = np.flatnonzero(where)[offsets]
                 found_rows.append(flat // window.width + window.row_off)
                 found_cols.append(flat % window.width)
                 found_strata.append(np.full(len(flat), value))
-    return _points(maps, strata, design, _cat(found_rows), _cat(found_cols), _cat(found_strata), all_pixels)
+                found_values.append(values.ravel()[flat])
+    drawn = (_cat(found_rows), _cat(found_cols), _cat(found_strata), _cat(found_values))
+    return _points(maps, strata, design, *drawn, all_pixels)
 
 
 def _draw_systematic(maps: ClassRaster, design: SampleDesign, rng: np.random.Generator) -> SamplePoints:
     spacing = int(design.details["spacing_px"])
     row0, col0 = (int(v) for v in rng.integers(0, spacing, size=2))
     design.details["start_px"] = [row0, col0]
-    found_rows, found_cols = [], []
+    found_rows, found_cols, found_values = [], [], []
     with open_raster(maps.path) as map_ds:
         for window in maps.strips():
             top, height = int(window.row_off), int(window.height)
@@ -269,14 +271,16 @@ def _draw_systematic(maps: ClassRaster, design: SampleDesign, rng: np.random.Gen
             rows = np.arange(first, top + height, spacing)
             if not len(rows):
                 continue
-            _, valid = maps.read(map_ds, window)
+            values, valid = maps.read(map_ds, window)
             cols = np.arange(col0, maps.width, spacing)
-            grid_valid = valid[np.ix_(rows - top, cols)]
-            r, c = np.nonzero(grid_valid)
+            grid = np.ix_(rows - top, cols)
+            r, c = np.nonzero(valid[grid])
             found_rows.append(rows[r])
             found_cols.append(cols[c])
+            found_values.append(values[grid][r, c])
     rows_all, cols_all = _cat(found_rows), _cat(found_cols)
-    return _points(maps, None, design, rows_all, cols_all, np.full(len(rows_all), ALL_PIXELS), True)
+    strata = np.full(len(rows_all), ALL_PIXELS)
+    return _points(maps, None, design, rows_all, cols_all, strata, _cat(found_values), True)
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
@@ -290,12 +294,12 @@ def _points(
     rows: np.ndarray,
     cols: np.ndarray,
     stratum: np.ndarray,
+    map_values: np.ndarray,
     all_pixels: bool,
 ) -> SamplePoints:
-    """Points in raster order with their map values (read back at each pixel) and centres."""
+    """Points in raster order with their map values (as read while drawing) and centres."""
     order = np.lexsort((cols, rows))
-    rows, cols, stratum = rows[order], cols[order], stratum[order]
-    map_values = read_at(maps, rows, cols)
+    rows, cols, stratum, map_values = rows[order], cols[order], stratum[order], map_values[order]
     x, y = maps.transform * (cols + 0.5, rows + 0.5)
     probability = np.array([design.stratum(int(s)).inclusion_probability for s in stratum])  # type: ignore[union-attr]
     names = ["all" if all_pixels else _stratum_name(maps, strata, int(s)) for s in stratum]
