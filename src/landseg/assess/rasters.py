@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from landseg.classes import ClassSchema, get_schema
 from landseg.errors import ConfigError, DataError
 from landseg.io.raster import open_raster
-from landseg.maps.areas import area_method, pixel_areas
+from landseg.maps.areas import area_method, grid_areas, pixel_areas
 
 SCHEMA_TAG = "landseg_schema"
 CHANGE_LEGEND_TAG = "landseg_change_legend"
@@ -118,6 +118,13 @@ class ClassRaster:
         if self.area_method() is None:
             return None
         return pixel_areas(self.crs, self.transform, window)
+
+    def areas_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Ground area (m²) of the pixels (rows, cols), all at once; only for a grid with a ground size."""
+        grid = grid_areas(self.crs, self.transform)
+        if grid is None:
+            raise ValueError(f"{self.path.name} has no ground area in m² (no CRS)")
+        return grid.centred_at(np.asarray(rows) + 0.5, np.asarray(cols) + 0.5)
 
 
 def open_class_raster(path: str | Path, schema: str | Path | None = None, role: str = "map") -> ClassRaster:

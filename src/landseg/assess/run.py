@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rasterio.windows import Window
 
 from landseg import __version__
 from landseg.assess.design import ALL_PIXELS, SampleDesign, read_design
@@ -250,13 +249,8 @@ def _area_weights(
     maps: ClassRaster, located: _Located, point_strata: np.ndarray, areas: dict, pixels: dict
 ) -> np.ndarray:
     """Each point's pixel area over its stratum's mean pixel area (all 1 on an equal-area grid)."""
-    weights = np.empty(len(located.rows))
-    for i, (row, col, stratum) in enumerate(
-        zip(located.rows.tolist(), located.cols.tolist(), point_strata.tolist(), strict=True)
-    ):
-        own = maps.pixel_areas(Window(col, row, 1, 1))
-        weights[i] = float(own[0, 0]) / (areas[stratum] / pixels[stratum])  # type: ignore[index]
-    return weights
+    stratum_mean = np.array([areas[s] / pixels[s] for s in point_strata.tolist()])
+    return maps.areas_at(located.rows, located.cols) / stratum_mean
 
 
 def _summary(
