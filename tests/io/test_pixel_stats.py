@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landseg.io.pixel_stats import SAMPLE_PIXELS, PixelStats, input_mismatch, pixel_stats, sample_input
+from landseg.io.pixel_stats import (
+    SAMPLE_GRID,
+    SAMPLE_PIXELS,
+    SAMPLE_SIDE,
+    PixelStats,
+    input_mismatch,
+    pixel_stats,
+    sample_input,
+)
 from landseg.predict.core import ArrayRaster
 
 RGB8 = PixelStats("uint8", (4.6, 6.0, 3.0), (251.6, 240.0, 230.0))
@@ -106,7 +114,7 @@ def test_sample_input_keeps_the_percentiles_of_a_large_scene_from_a_bounded_samp
     image = rng.integers(10, 240, (2, 1024, 1536), dtype=np.uint8)
     sampled = sample_input(ArrayRaster(image), [1, 2], None, value_scale=2.0)
     everything = pixel_stats([image * 2.0], "uint8", per_array=image[0].size)
-    assert SAMPLE_PIXELS < 64 * 64 * 64  # the windows hold more pixels than are kept
+    assert SAMPLE_PIXELS < SAMPLE_GRID**2 * SAMPLE_SIDE**2  # the windows hold more pixels than are kept
     assert sampled.dtype == "uint8"
     np.testing.assert_allclose(sampled.low, everything.low, atol=4)
     np.testing.assert_allclose(sampled.high, everything.high, atol=4)
