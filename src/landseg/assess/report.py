@@ -247,7 +247,8 @@ def _overview(summary: dict) -> str:
 def _class_table(summary: dict) -> str:
     unit = summary["area_unit"]
     width = max(12, *(len(r["class"]) + 2 for r in summary["per_class"]))
-    lines = [f"{'class':<{width}}{'user s':>16}{'producer s':>16}{'mapped ' + unit:>16}{'estimated ' + unit:>26}"]
+    headers = ("class", "user's", "producer's", f"mapped {unit}", f"estimated {unit}")
+    lines = ["{:<{}}{:>16}{:>16}{:>16}{:>26}".format(headers[0], width, *headers[1:])]
     for row in summary["per_class"]:
         area = row[f"estimated_area_{unit}"]
         estimated = "n/a" if area["estimate"] is None else f"{area['estimate']:,.1f} ± {_half(area):,.1f}"
@@ -255,7 +256,7 @@ def _class_table(summary: dict) -> str:
             f"{row['class']:<{width}}{_interval(row['users_accuracy']):>16}{_interval(row['producers_accuracy']):>16}"
             f"{row[f'mapped_area_{unit}']:>16,.1f}{estimated:>26}"
         )
-    return "\n".join(lines).replace("user s", "user's").replace("producer s", "producer's")
+    return "\n".join(lines)
 
 
 def _matrix_text(summary: dict) -> str:
