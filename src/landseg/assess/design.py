@@ -51,10 +51,6 @@ class SampleDesign:
     def stratum(self, value: int) -> Stratum | None:
         return next((s for s in self.strata if s.value == value), None)
 
-    @property
-    def by_map(self) -> bool:
-        return self.method == "stratified" and self.strata_source == "map"
-
     def to_dict(self) -> dict:
         strata = []
         for s in self.strata:
