@@ -182,3 +182,21 @@ def test_scattered_pixels_have_the_areas_of_their_window(crs, grid):
     # Halfway between two pixels' centres, the area is halfway between theirs (areas change smoothly).
     between = measured.centred_at(np.array([1.0]), np.array([0.5]))[0]
     assert between == pytest.approx((whole[0, 0] + whole[1, 0]) / 2, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "grid", [Affine(10.0, 0.0, 700_000.0, 0.0, -10.0, 5_000_000.0), Affine(8.0, 6.0, 300_000.0, 6.0, -8.0, 7_000_000.0)]
+)
+def test_a_large_window_interpolates_the_exact_cells_of_its_pixels(grid):
+    """Windows over LATTICE_STEP pixels are interpolated between exact cells: every pixel checked here
+    against its own exactly measured cell, on a north-up and on a rotated UTM grid."""
+    from landseg.maps.areas import LATTICE_STEP, grid_areas
+
+    measured = grid_areas(UTM32, grid)
+    assert measured is not None and measured.method == "scale-factor"
+    window = Window(37, 1000, 3 * LATTICE_STEP + 5, 2 * LATTICE_STEP + 3)
+    areas = measured.window(window)
+    rows, cols = np.mgrid[0 : int(window.height), 0 : int(window.width)]
+    exact = measured.centred_at(rows.ravel() + 1000.5, cols.ravel() + 37.5).reshape(areas.shape)
+    np.testing.assert_allclose(areas, exact, rtol=1e-8)
+    assert np.ptp(exact) > 1e-6 * exact.mean()  # the areas do vary across the window: not a constant check

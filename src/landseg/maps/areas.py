@@ -15,6 +15,8 @@ same). How it is computed depends on the grid, and ``area_method`` names it:
   pixel's corners are projected to a Lambert azimuthal equal-area projection and the quadrilateral's area
   is taken there (the pixel's edges bend slightly in that projection: the error is of the order of the
   squared ratio of pixel size to the Earth's radius, far below a part in a million for any real pixel).
+  In windows wider or taller than ``LATTICE_STEP`` pixels, cells that far apart are measured so and the
+  pixels between them interpolated bilinearly (a few parts in a billion on 10 m UTM pixels).
 - ``approximate``: rasters placed by ground control points or RPCs; pixel corners are placed on the
   ground by GDAL's GCP (polynomial) or RPC transformer (at the RPCs' height offset, no terrain model).
 - ``None``: no CRS, or one that gives no ground size: there are no areas in m².
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +66,12 @@ AREA_COLUMNS = ("class", "pixels", "share", "area_m2", "area_ha")
 EQUAL_AREA_METHODS = ("equal area", "equal earth", "mollweide", "sinusoidal", "homolosine", "eckert iv")
 # Rows of pixel corners projected at once: bounds the memory of a tall window on a distorted grid.
 STRIP_ROWS = 256
+# On grids measured pixel by pixel, windows larger than this many pixels a side take their areas bilinearly
+# between exact cells this far apart: pixel areas change over distances of the Earth's radius, while
+# projecting every pixel's corners costs a hot path (predict's area table, change's blocks) about 0.4 µs a
+# pixel. Measured on two 2048² windows of a 10 m UTM 32N grid: at most 4.4e-9 relative difference per pixel
+# from projecting every corner, in 0.03-0.04 CPU s instead of 1.5-1.8.
+LATTICE_STEP = 64
 
 # (rows, cols) of pixel corners -> (x, y) in the raster's ground CRS
 CornerPlacer = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -284,6 +293,8 @@ def _corner_areas(method: str, place: CornerPlacer, crs: pyproj.CRS) -> PixelAre
     def window_areas(window: Window) -> np.ndarray:
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
+        if height > LATTICE_STEP or width > LATTICE_STEP:
+            return _interpolated(cell_areas, top, left, height, width)
         out = np.empty((height, width), dtype=np.float64)
         cols = np.arange(left, left + width + 1, dtype=np.float64)
         for start in range(0, height, STRIP_ROWS):
@@ -300,6 +311,41 @@ def _corner_areas(method: str, place: CornerPlacer, crs: pyproj.CRS) -> PixelAre
         return _quadrilateral_areas(east, north)[:, 0, 0]
 
     return PixelAreas(method, window_areas, cell_areas)
+
+
+def _interpolated(
+    cell_areas: Callable[[np.ndarray, np.ndarray], np.ndarray], top: int, left: int, height: int, width: int
+) -> np.ndarray:
+    """A large window's pixel areas, bilinear between exact cells at most ``LATTICE_STEP`` pixels apart
+    (the window's corner pixels among them)."""
+    rows = _lattice(top, height)
+    cols = _lattice(left, width)
+    ys, xs = np.meshgrid(rows, cols, indexing="ij")
+    exact = cell_areas(ys.ravel(), xs.ravel()).reshape(len(rows), len(cols))
+    return (
+        _linear_weights(top + 0.5 + np.arange(height), rows)
+        @ exact
+        @ _linear_weights(left + 0.5 + np.arange(width), cols).T
+    )
+
+
+def _lattice(start: int, size: int) -> np.ndarray:
+    """Pixel-centre positions from the first to the last pixel of a span, at most ``LATTICE_STEP`` apart."""
+    nodes = max(2, math.ceil((size - 1) / LATTICE_STEP) + 1) if size > 1 else 1
+    return start + 0.5 + np.linspace(0.0, size - 1, nodes)
+
+
+def _linear_weights(positions: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """The (positions, nodes) matrix that interpolates values at ``nodes`` linearly to ``positions``."""
+    weights = np.zeros((len(positions), len(nodes)))
+    if len(nodes) == 1:
+        weights[:, 0] = 1.0
+        return weights
+    below = np.clip(np.searchsorted(nodes, positions, side="right") - 1, 0, len(nodes) - 2)
+    fraction = (positions - nodes[below]) / (nodes[below + 1] - nodes[below])
+    weights[np.arange(len(positions)), below] = 1.0 - fraction
+    weights[np.arange(len(positions)), below + 1] = fraction
+    return weights
 
 
 def _quadrilateral_areas(east: np.ndarray, north: np.ndarray) -> np.ndarray:
