@@ -69,3 +69,15 @@ def test_the_command_line_starts_without_torch(module):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("module", ["landseg.config", "landseg.data.prepare.run"])
+def test_reading_configs_and_preparing_data_load_no_torch(module):
+    """Configs are typed data: reading one, and ``landseg prepare`` (which reads their data sections), must not
+    pay for importing PyTorch, smp and timm; the model and loss checks import them when a spec is made."""
+    code = (
+        f"import sys, {module}; heavy = sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('torch', 'timm', 'segmentation_models_pytorch')); assert not heavy, heavy[:5]"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from landseg.errors import ConfigError
 from landseg.losses import FocalConfig, LossConfig, loss_configs
-from landseg.models import ModelSpec
+from landseg.models.spec import ModelSpec
 from landseg.section import Section
 from landseg.section import config_error as section_error
 
@@ -289,7 +289,7 @@ class ExperimentConfig(Section):
     name: str = "experiment"
     description: str = ""
     data: DataConfig
-    model: ModelSpec = ModelSpec()
+    model: ModelSpec = Field(default_factory=ModelSpec)
     """The network (``landseg.models.ModelSpec``); its classes and bands come from the data."""
     train: TrainConfig = TrainConfig()
 

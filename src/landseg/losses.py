@@ -3,34 +3,30 @@
 Each loss is configured by its own pydantic model (``CrossEntropyConfig``, ``FocalConfig``...), whose
 ``criterion`` builds it; ``LossConfig``, the union of them discriminated by ``name``, is what
 ``train.loss`` holds, so that an unknown loss or an option the chosen loss does not take is refused when
-the config is read. Adding a loss means adding its module and its config model here, and naming the
-config in ``LossConfig``.
+the config is read. Adding a loss means adding its config model here (naming it in ``LossConfig``) and,
+unless smp has it, its PyTorch module in ``landseg.loss_modules``.
 
-Every loss takes raw logits ``(N, K, H, W)`` and targets ``(N, H, W)`` with ``IGNORE_INDEX`` marking
-unlabelled pixels, which never contribute to the loss or its gradient; a batch without a single
-labelled pixel gives a zero loss with zero (not NaN) gradients.
-
+This module imports no PyTorch, so that ``landseg.config`` (and with it ``landseg prepare``) reads configs
+without loading it: each ``criterion()`` imports its module (and so PyTorch) when it builds the loss.
 Dice, soft Jaccard and Lovasz-Softmax are segmentation-models-pytorch's (``tests/test_losses.py``
-checks them against hand-computed values). The focal loss is written here because smp's multiclass
-``FocalLoss`` is a one-vs-rest *sigmoid* focal loss, not the softmax focal loss of Lin et al. (2017)
-that the seeds mean; cross-entropy is PyTorch's, normalized without dividing zero by zero.
+checks them against hand-computed values).
 """
 
 from __future__ import annotations
 
 import difflib
 import typing
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
-import segmentation_models_pytorch as smp
-import torch
-import torch.nn.functional as F
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, model_validator
-from torch import nn
 
 from landseg.classes import IGNORE_INDEX
 from landseg.section import Section, unknown_key_message
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 ClassWeighting = Literal["median_frequency", "inverse_frequency", "inverse_share"]
 """Class weights computed from the training masks (see ``statistical_class_weights``)."""
@@ -80,99 +76,6 @@ def resolve_class_weights(config: LossConfig, pixels: np.ndarray, present_image_
     return config.model_copy(update=updates)
 
 
-class CrossEntropy(nn.Module):
-    """PyTorch's (optionally class-weighted, label-smoothed) cross-entropy, mean over labelled pixels.
-
-    The weighted mean divides by the summed weights of the labelled pixels' classes, as PyTorch's
-    ``reduction="mean"`` does, but a batch without labelled pixels gives 0 instead of 0 / 0 = NaN.
-    """
-
-    weight: torch.Tensor | None
-
-    def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
-        super().__init__()
-        self.register_buffer("weight", weight)
-        self.label_smoothing = label_smoothing
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        total = F.cross_entropy(
-            logits,
-            target,
-            weight=self.weight,
-            ignore_index=IGNORE_INDEX,
-            label_smoothing=self.label_smoothing,
-            reduction="sum",
-        )
-        valid = target != IGNORE_INDEX
-        if self.weight is None:
-            denominator = valid.sum()
-        else:
-            denominator = self.weight[torch.where(valid, target, 0)].mul(valid).sum()
-        return total / denominator.clamp_min(1e-12)
-
-
-class FocalLoss(nn.Module):
-    """Softmax focal loss (Lin et al., 2017): ``-alpha_t (1 - p_t)^gamma log p_t``, mean over labelled
-    pixels. ``gamma = 0`` and no ``alpha`` is cross-entropy; ``alpha`` holds one ``alpha_t`` per class."""
-
-    alpha: torch.Tensor | None
-
-    def __init__(self, gamma: float = 2.0, alpha: torch.Tensor | None = None):
-        super().__init__()
-        self.gamma = gamma
-        self.register_buffer("alpha", alpha)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        valid = target != IGNORE_INDEX
-        safe_target = torch.where(valid, target, 0)
-        log_pt = F.log_softmax(logits, dim=1).gather(1, safe_target.unsqueeze(1)).squeeze(1)
-        # (1 - p_t)^gamma has an infinite derivative at p_t = 1 when gamma < 1.
-        modulation = (1 - log_pt.exp()).clamp_min(1e-6) ** self.gamma
-        loss = -modulation * log_pt
-        if self.alpha is not None:
-            loss = loss * self.alpha[safe_target]
-        return (loss * valid).sum() / valid.sum().clamp_min(1)
-
-
-class LovaszSoftmax(nn.Module):
-    """smp's Lovasz-Softmax (Berman et al., 2018) over the classes present in the labels.
-
-    smp returns an empty tensor instead of a zero for images without labelled pixels; those are
-    skipped here (per image) or give a zero loss (whole batch).
-    """
-
-    def __init__(self, per_image: bool = False):
-        super().__init__()
-        self.per_image = per_image
-        self.loss = smp.losses.LovaszLoss("multiclass", per_image=False, ignore_index=IGNORE_INDEX)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        labelled = (target != IGNORE_INDEX).flatten(1).any(1).tolist()
-        if not any(labelled):
-            return logits.sum() * 0.0
-        if not self.per_image:
-            return self.loss(logits, target)
-        losses = [self.loss(logits[i : i + 1], target[i : i + 1]) for i, keep in enumerate(labelled) if keep]
-        return torch.stack(losses).mean()
-
-
-class WeightedSum(nn.Module):
-    """``sum_i weight_i * loss_i``, e.g. seed 002's ``(1 - alpha) * CE + alpha * Lovasz``."""
-
-    def __init__(self, terms: list[nn.Module], weights: list[float]):
-        super().__init__()
-        if len(terms) != len(weights) or not terms:
-            raise ValueError("a weighted sum needs one weight per term and at least one term")
-        self.terms = nn.ModuleList(terms)
-        self.weights = [float(w) for w in weights]
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        total = self.weights[0] * self.terms[0](logits, target)
-        for weight, term in zip(self.weights[1:], self.terms[1:], strict=False):
-            total = total + weight * term(logits, target)
-        return total
-
-
 # -- configs: one pydantic model per loss, each building its module -----------------------------------
 def _non_negative(weights: Any) -> Any:
     if isinstance(weights, list) and (not weights or any(w < 0 for w in weights)):
@@ -220,6 +123,8 @@ class LossSettings(Section):
 
     def build(self, num_classes: int) -> nn.Module:
         """The loss module for ``num_classes`` classes, scaled by ``weight``."""
+        from landseg.loss_modules import WeightedSum  # PyTorch is loaded only when a loss is built
+
         loss = self.criterion(num_classes)
         return loss if self.weight == 1.0 else WeightedSum([loss], [self.weight])
 
@@ -234,6 +139,8 @@ class CrossEntropyConfig(LossSettings):
     class_weights: ClassWeights = None
 
     def criterion(self, num_classes: int) -> nn.Module:
+        from landseg.loss_modules import CrossEntropy  # PyTorch is loaded only when a loss is built
+
         weights = _weight_tensor(self.class_weights, num_classes, "class_weights")
         return CrossEntropy(weights, label_smoothing=self.label_smoothing)
 
@@ -246,6 +153,8 @@ class FocalConfig(LossSettings):
     """Per-class alpha_t (a list, or a statistic of the training masks); None = 1 for all."""
 
     def criterion(self, num_classes: int) -> nn.Module:
+        from landseg.loss_modules import FocalLoss  # PyTorch is loaded only when a loss is built
+
         return FocalLoss(self.gamma, _weight_tensor(self.alpha, num_classes, "alpha"))
 
 
@@ -253,27 +162,32 @@ class _OverlapConfig(LossSettings):
     """smp's Dice and soft Jaccard losses: they average ``1 - score`` over all classes, a class absent from
     the batch adding 0."""
 
-    smp_loss: ClassVar[type[nn.Module]]
+    smp_loss: ClassVar[str]
+    """The loss class in ``segmentation_models_pytorch.losses``."""
     class_weights: ClassWeights = None
     log_loss: bool = False
     """``-log(score)`` instead of ``1 - score``."""
     smooth: float = Field(0.0, ge=0)
 
     def criterion(self, num_classes: int) -> nn.Module:
+        # Imported here, not with the config, so that reading a config does not load PyTorch.
+        import segmentation_models_pytorch as smp
+
         weights = _weight_tensor(self.class_weights, num_classes, "class_weights")
         options: dict[str, Any] = dict(log_loss=self.log_loss, smooth=self.smooth, ignore_index=IGNORE_INDEX)
         if weights is not None:
             options["class_weights"] = weights.tolist()
-        return self.smp_loss("multiclass", **options)
+        loss_class: type[nn.Module] = getattr(smp.losses, self.smp_loss)
+        return loss_class("multiclass", **options)
 
 
 class DiceConfig(_OverlapConfig):
-    smp_loss = smp.losses.DiceLoss
+    smp_loss = "DiceLoss"
     name: Literal["dice"] = "dice"
 
 
 class SoftJaccardConfig(_OverlapConfig):
-    smp_loss = smp.losses.JaccardLoss
+    smp_loss = "JaccardLoss"
     name: Literal["soft_jaccard"] = "soft_jaccard"
 
 
@@ -283,6 +197,8 @@ class LovaszConfig(LossSettings):
     """Average the loss over images instead of computing it over the whole batch."""
 
     def criterion(self, num_classes: int) -> nn.Module:
+        from landseg.loss_modules import LovaszSoftmax  # PyTorch is loaded only when a loss is built
+
         return LovaszSoftmax(per_image=self.per_image)
 
 
@@ -297,6 +213,8 @@ class SumConfig(LossSettings):
         return self
 
     def criterion(self, num_classes: int) -> nn.Module:
+        from landseg.loss_modules import WeightedSum  # PyTorch is loaded only when a loss is built
+
         return WeightedSum([t.criterion(num_classes) for t in self.terms], [t.weight for t in self.terms])
 
 
@@ -350,4 +268,6 @@ def _weight_tensor(weights: ClassWeights, num_classes: int, option: str) -> torc
         raise ValueError(f"loss {option} {weights!r} must be resolved to numbers first (resolve_class_weights)")
     if len(weights) != num_classes:
         raise ValueError(f"loss {option} has {len(weights)} values but the schema has {num_classes} classes")
+    import torch  # here, so that reading a config does not load PyTorch
+
     return torch.tensor(weights, dtype=torch.float32)
