@@ -24,6 +24,7 @@ from landseg import __version__
 from landseg.classes import IGNORE_INDEX
 from landseg.errors import DataError, OutputError
 from landseg.io.georef import Georeference
+from landseg.io.locks import exclusive_lock, lock_path
 from landseg.io.raster import open_raster, read_error_message
 from landseg.io.write import atomic_output
 from landseg.maps.areas import (
@@ -196,13 +197,35 @@ def predict_scene(
     stem: str | None = None,
     on_start: Callable[[int], None] | None = None,
     on_tiles: Callable[[int], None] | None = None,
+    skip_finished: bool = False,
+    on_wait: Callable[[], None] | None = None,
 ) -> SceneResult:
-    """Predict ``source`` into ``out_dir``; ``on_start(tiles)`` and ``on_tiles(n)`` report progress."""
+    """Predict ``source`` into ``out_dir``; ``on_start(tiles)`` and ``on_tiles(n)`` report progress.
+
+    One process at a time writes a scene's outputs (``io.locks``: a run cleaning up its temporaries would
+    otherwise delete another's mid-write); ``on_wait`` is called if another holds them. With
+    ``skip_finished``, outputs found complete once the lock is held are kept (``SceneResult.skipped``)."""
     options.check()
     source, out_dir = Path(source), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or source.stem
     paths = output_paths(out_dir, stem, options)
+    with exclusive_lock(lock_path(out_dir, stem), on_wait=on_wait):
+        if skip_finished and is_finished(paths):
+            return SceneResult(source, paths, 0, 0, 0, 0.0, skipped=True)
+        return _write_scene(source, ensemble, out_dir, options, stem, paths, on_start, on_tiles)
+
+
+def _write_scene(
+    source: Path,
+    ensemble: Ensemble,
+    out_dir: Path,
+    options: PredictOptions,
+    stem: str,
+    paths: dict[str, Path],
+    on_start: Callable[[int], None] | None,
+    on_tiles: Callable[[int], None] | None,
+) -> SceneResult:
     started = time.perf_counter()
     stages: dict[str, float] = {}
     with gdal_environment(options), open_raster(source) as dataset, ExitStack() as cleanup:

@@ -4,9 +4,10 @@
 predicts every scene with ``engine.predict_scene`` and skips scenes whose outputs are all there from an
 earlier run (``overwrite`` redoes them). A scene that fails is reported and the others go on.
 
-Two runs writing the same output folder take turns scene by scene: each scene's outputs are written
-under an exclusive lock (``io.locks``), and a run that waited for another skips the scene the other
-finished (or, with ``overwrite``, writes it again, to the same result); never a mixed or half-written set.
+Two runs writing the same output folder take turns scene by scene: ``predict_scene`` writes each scene's
+outputs under an exclusive lock (``io.locks``), and a run that waited for another skips the scene the
+other finished (or, with ``overwrite``, writes it again, to the same result); never a mixed or
+half-written set.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from landseg.errors import LandsegError
-from landseg.io.locks import exclusive_lock, lock_path
 from landseg.predict.inputs import PredictSummary, plan_inputs
 from landseg.predict.progress import counting_bar, set_total
 
@@ -42,7 +42,7 @@ def run_predict(
     console: Console | None = None,
 ) -> PredictSummary:
     """Predict every input into ``out_dir``; a single input's failure is raised, several are collected."""
-    from landseg.predict.engine import PredictOptions, is_finished, output_paths, predict_scene
+    from landseg.predict.engine import PredictOptions, predict_scene
     from landseg.predict.ensemble import load_ensemble
 
     options = options or PredictOptions()
@@ -63,20 +63,17 @@ def run_predict(
         for path in todo:
             task = bar.add_task(path.name, total=None)
             try:
-                # One run at a time writes a scene's outputs (``io.locks``); one that waited may find them done.
-                with exclusive_lock(lock_path(out_dir, path.stem), on_wait=partial(waiting, path)):
-                    if not overwrite and is_finished(output_paths(out_dir, path.stem, options)):
-                        summary.skipped.append(path)
-                        console.print(f"[dim]{path.name}: finished by the other run, skipped[/]")
-                        continue
-                    result = predict_scene(
-                        path,
-                        ensemble,
-                        out_dir,
-                        options,
-                        on_start=partial(set_total, bar, task),
-                        on_tiles=partial(bar.advance, task),
-                    )
+                # A run that waited for another writing this scene may find it finished (``predict_scene``).
+                result = predict_scene(
+                    path,
+                    ensemble,
+                    out_dir,
+                    options,
+                    on_start=partial(set_total, bar, task),
+                    on_tiles=partial(bar.advance, task),
+                    skip_finished=not overwrite,
+                    on_wait=partial(waiting, path),
+                )
             except LandsegError as exc:
                 if len(paths) == 1:
                     raise
@@ -85,6 +82,10 @@ def run_predict(
                 continue
             finally:
                 bar.remove_task(task)
+            if result.skipped:
+                summary.skipped.append(path)
+                console.print(f"[dim]{path.name}: finished by the other run, skipped[/]")
+                continue
             summary.done.append(result)
             outputs = ", ".join(p.name for k, p in result.paths.items() if k != "record")
             console.print(
