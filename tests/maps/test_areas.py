@@ -187,9 +187,10 @@ def test_scattered_pixels_have_the_areas_of_their_window(crs, grid):
 @pytest.mark.parametrize(
     "grid", [Affine(10.0, 0.0, 700_000.0, 0.0, -10.0, 5_000_000.0), Affine(8.0, 6.0, 300_000.0, 6.0, -8.0, 7_000_000.0)]
 )
-def test_a_large_window_interpolates_the_exact_cells_of_its_pixels(grid):
-    """Windows over LATTICE_STEP pixels are interpolated between exact cells: every pixel checked here
-    against its own exactly measured cell, on a north-up and on a rotated UTM grid."""
+def test_every_pixel_has_the_area_the_projection_scale_gives_it(grid):
+    """Pixels are interpolated between exact lattice cells: every pixel of a window spanning several lattice
+    cells checked against PROJ's own areal scale factor at its centre (the nominal area divided by it, which
+    is exact to second order in pixel size over the Earth's radius), on a north-up and a rotated UTM grid."""
     from landseg.maps.areas import LATTICE_STEP, grid_areas
 
     measured = grid_areas(UTM32, grid)
@@ -197,6 +198,24 @@ def test_a_large_window_interpolates_the_exact_cells_of_its_pixels(grid):
     window = Window(37, 1000, 3 * LATTICE_STEP + 5, 2 * LATTICE_STEP + 3)
     areas = measured.window(window)
     rows, cols = np.mgrid[0 : int(window.height), 0 : int(window.width)]
-    exact = measured.centred_at(rows.ravel() + 1000.5, cols.ravel() + 37.5).reshape(areas.shape)
-    np.testing.assert_allclose(areas, exact, rtol=1e-8)
-    assert np.ptp(exact) > 1e-6 * exact.mean()  # the areas do vary across the window: not a constant check
+    east, north = grid * (cols.ravel() + 37.5, rows.ravel() + 1000.5)
+    lon, lat = pyproj.Transformer.from_crs(UTM32, "EPSG:4326", always_xy=True).transform(east, north)
+    factors = pyproj.Proj(UTM32.to_wkt()).get_factors(lon, lat)
+    expected = (abs(grid.determinant) / np.asarray(factors.areal_scale)).reshape(areas.shape)
+    np.testing.assert_allclose(areas, expected, rtol=1e-8)
+    assert np.ptp(expected) > 1e-6 * expected.mean()  # the areas do vary across the window: not a constant check
+    points = measured.centred_at(rows.ravel() + 1000.5, cols.ravel() + 37.5).reshape(areas.shape)
+    np.testing.assert_allclose(points, areas, rtol=1e-13)
+
+
+def test_a_pixel_has_one_area_however_the_map_is_read():
+    """Strips, blocks and the whole window give each pixel the same area, so a map's total does not depend on
+    how a command reads it (sample reads strips, assess blocks)."""
+    from landseg.maps.areas import grid_areas
+
+    measured = grid_areas(UTM32, Affine(8.0, 6.0, 300_000.0, 6.0, -8.0, 7_000_000.0))
+    whole = measured.window(Window(0, 0, 300, 200))
+    strips = np.vstack([measured.window(Window(0, top, 300, min(7, 200 - top))) for top in range(0, 200, 7)])
+    np.testing.assert_allclose(strips, whole, rtol=1e-13)
+    block = measured.window(Window(101, 63, 30, 3))
+    np.testing.assert_allclose(block, whole[63:66, 101:131], rtol=1e-13)
