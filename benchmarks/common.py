@@ -181,9 +181,11 @@ def without_validation(config):
 
 
 # -- one quality run: train under a budget, then score the validation split ------------------------------
-def train_and_score(config, run_dir: Path, minutes: float | None, engine: str = "auto", **evaluate_options) -> dict:
+def train_and_score(
+    config, run_dir: Path, minutes: float | None, engine: str = "auto", scoring_config=None, **evaluate_options
+) -> dict:
     """Train ``config`` (without validation) for ``minutes`` of wall clock, then score its final weights
-    on the ``val`` split with ``landseg.evaluate.evaluate`` (whole images, native resolution, one
+    on the ``val`` split (of ``scoring_config`` when given: labels read otherwise than for training) with ``landseg.evaluate.evaluate`` (whole images, native resolution, one
     confusion matrix; ``engine`` as ``landseg evaluate --engine``; ``evaluate_options`` such as ``overlap`` are the ``PredictOptions`` of the maps it scores). Wall times: training (the
     budget) with reading the data, and evaluation apart."""
     import time
@@ -206,7 +208,7 @@ def train_and_score(config, run_dir: Path, minutes: float | None, engine: str = 
     started = time.perf_counter()
     evaluation = evaluate(
         load_ensemble([result.last_checkpoint], engine=engine),
-        config,
+        scoring_config or config,
         "val",
         run_dir / "eval",
         PredictOptions(**evaluate_options),
