@@ -160,6 +160,30 @@ def test_points_burn_one_pixel_or_a_buffer(scenes):
     assert (buffered == 2).sum() == 9 and (buffered[9:12, 9:12] == 2).all()  # 3 x 3 pixels within 1.5 px
 
 
+def test_points_survive_a_reduced_input_scale_only_with_a_buffer(scenes):
+    """Labels are resampled by nearest neighbour at data.input_scale: at 1:2 a one-pixel point on an odd row
+    or column vanishes, so a one-pixel burn is warned about; with the buffer the warning asks for (1.5 px,
+    3 x 3 pixels) every point keeps a labelled pixel after resampling."""
+    from landseg.data.dataset import LabelledImage, resample_pair
+
+    places = [(row, col) for row in (11, 30, 61) for col in (7, 40, 81)]  # odd and even rows and columns
+    points = [pixel_centre(col, row) for row, col in places]
+    write_vectors(scenes / "points.fgb", points, **{"class": ["Water"] * len(points)})
+    halved = data_config(scenes, ["points.fgb"]).model_copy(update={"input_scale": 0.5})
+    with pytest.warns(UserWarning, match=r"9 points or lines .*input_scale 0\.5 .*buffer to 1\.5 or more"):
+        single = labels_of(halved)
+    survivors = resample_pair(LabelledImage(np.zeros((1, 96, 96)), single, "scene"), 0.5).mask
+    assert 0 < (survivors == 2).sum() < 9  # nearest keeps even rows and columns: some points are lost
+    buffered_config = data_config(scenes, ["points.fgb"], buffer=1.5).model_copy(update={"input_scale": 0.5})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        buffered = labels_of(buffered_config)
+    assert not [w for w in caught if "input_scale" in str(w.message)]
+    survivors = resample_pair(LabelledImage(np.zeros((1, 96, 96)), buffered, "scene"), 0.5).mask
+    for row, col in places:
+        assert (survivors[(row - 1) // 2 : (row + 1) // 2 + 1, (col - 1) // 2 : (col + 1) // 2 + 1] == 2).any()
+
+
 def test_lines_burn_the_pixels_they_cross(scenes):
     line = shapely.LineString([pixel_centre(5, 40).coords[0], pixel_centre(60, 40).coords[0]])
     write_vectors(scenes / "roads.gpkg", [line], **{"class": ["Road"]})

@@ -186,7 +186,27 @@ def vector_samples(data: DataConfig) -> list[Sample]:
             warnings.warn(
                 f"{path}: {outside} of {len(layer.geometries)} features lie outside every image", stacklevel=2
             )
+    _warn_of_thin_labels_lost_to_scale(vectors, list(extents), data.input_scale)
     return samples
+
+
+def _warn_of_thin_labels_lost_to_scale(vectors: VectorLabels, paths: list[Path], scale: float) -> None:
+    """Labels are resampled by nearest neighbour at ``data.input_scale`` (``data/dataset.py``): below 1 it keeps
+    one pixel in ``1 / scale`` along each axis, so points and lines burnt narrower than that mostly vanish
+    (at 1:2, three points in four)."""
+    needed = 1 / scale - 0.5
+    if scale >= 1 or vectors.options.buffer >= needed:
+        return
+    import shapely
+
+    thin = sum(int((shapely.get_dimensions(vectors.layer(path).geometries) < 2).sum()) for path in paths)
+    if thin:
+        warnings.warn(
+            f"{thin} points or lines are burnt {vectors.options.buffer:g} px wide, but data.input_scale {scale:g} "
+            f"keeps one label pixel in {1 / scale:g} along each axis: most would be lost; set "
+            f"data.vector_labels.buffer to {needed:g} or more",
+            stacklevel=3,
+        )
 
 
 def reconcile_mask(mask: np.ndarray, shape: tuple[int, int], tolerance: int, source: Path, image: Path) -> np.ndarray:
