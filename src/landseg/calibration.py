@@ -110,14 +110,21 @@ class CalibrationTally:
         return rows
 
     def to_dict(self, class_names: Sequence[str]) -> dict:
-        """Everything a report shows, with the binning stated."""
+        """Everything a report shows, with the binning stated; undefined values (no pixels) are None."""
         classwise = self.classwise_ece()
         return {
             "binning": f"{self.bins} equal-width bins of [0, 1]",
             "pixels": self.pixels,
-            "ece": self.ece(),
-            "classwise_ece": dict(zip(class_names, classwise.tolist(), strict=True)),
-            "mean_classwise_ece": float(np.nanmean(classwise)) if self.pixels else float("nan"),
-            "brier": self.brier(),
+            "ece": _finite(self.ece()),
+            "classwise_ece": {
+                name: _finite(value) for name, value in zip(class_names, classwise.tolist(), strict=True)
+            },
+            "mean_classwise_ece": _finite(float(classwise.mean())) if self.pixels else None,
+            "brier": _finite(self.brier()),
             "reliability": self.reliability(),
         }
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an undefined measure is written as null."""
+    return None if np.isnan(value) else value

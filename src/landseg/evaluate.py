@@ -164,12 +164,13 @@ def _write_evaluation_report(out_dir, split, metrics, confusion, schema, figures
             plot_confusion_matrix(confusion, schema, out_dir / "confusion_matrix.png"),
         ),
         ("Per-class scores", plot_per_class(metrics, schema, out_dir / "per_class.png")),
-        (
-            "Reliability: accuracy against the map's probability, "
-            f"{metrics['calibration']['binning']} (ECE {metrics['calibration']['ece']:.3f})",
-            plot_reliability(metrics["calibration"], out_dir / "reliability.png"),
-        ),
     ]
+    calibration = metrics["calibration"]
+    if calibration["pixels"]:
+        caption = f"Reliability: accuracy against the map's probability, {calibration['binning']}"
+        plots.append(
+            (f"{caption} (ECE {calibration['ece']:.3f})", plot_reliability(calibration, out_dir / "reliability.png"))
+        )
     engines = ", ".join(sorted(set(metrics["engines"])))
     sections = {
         "Models": "\n".join(metrics["models"])
