@@ -64,3 +64,56 @@ def test_bad_shapes_and_classes_are_refused():
     with pytest.raises(ValueError, match=r"truth classes must lie in 0\.\.2"):
         tally.update(np.full((3, 2), 1 / 3), np.zeros(2, dtype=int), np.array([0, 3]))
     assert np.isnan(tally.ece()) and np.isnan(tally.brier())
+
+
+@pytest.mark.parametrize("true_temperature", [0.6, 1.0, 2.5])
+def test_a_fitted_temperature_recovers_a_known_miscalibration(true_temperature):
+    """Labels drawn from softmax(z / T0) while the model says softmax(z): the fit finds T0 (to 3 %, 200,000
+    pixels), and the tempered probabilities are calibrated where the raw ones are not."""
+    from landseg.calibration import fit_temperature, tempered_probabilities
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0.0, 3.0, size=(4, 200_000))
+    truth_probabilities = tempered_probabilities(logits, true_temperature)
+    cumulative = truth_probabilities.cumsum(axis=0)
+    truth = np.minimum((rng.random(logits.shape[1]) > cumulative).sum(axis=0), 3)
+    fitted = fit_temperature(logits, truth)
+    assert fitted == pytest.approx(true_temperature, rel=0.03)
+    raw, calibrated = CalibrationTally(4), CalibrationTally(4)
+    shown = logits.argmax(axis=0)
+    raw.update(tempered_probabilities(logits, 1.0), shown, truth)
+    calibrated.update(tempered_probabilities(logits, fitted), shown, truth)
+    assert calibrated.ece() < 0.01
+    if true_temperature != 1.0:
+        assert raw.ece() > 0.03
+
+
+def test_the_inference_core_applies_the_cards_temperature_and_keeps_every_class(tmp_path):
+    """A checkpoint whose card carries a temperature: the core's probabilities are softmax(log p / T) of the
+    uncalibrated ones (one tile, so no blending between them), and the class of every pixel is the same."""
+    from tests.helpers import save_tiny_checkpoint
+
+    from landseg.calibration import tempered_probabilities
+    from landseg.predict.core import predict_array
+    from landseg.predict.ensemble import load_ensemble
+    from landseg.predict.options import PredictOptions
+    from landseg.train.calibrate import write_calibration
+
+    plain = save_tiny_checkpoint(tmp_path / "plain.ckpt", tile=64)
+    calibrated = save_tiny_checkpoint(tmp_path / "calibrated.ckpt", tile=64)
+    write_calibration(calibrated, {"method": "temperature scaling", "temperature": 3.0})
+    image = np.random.default_rng(2).integers(0, 256, size=(3, 64, 64)).astype(np.uint8)
+    options = PredictOptions(tile=64, overlap=0.0)
+    before = predict_array(image, load_ensemble([plain], engine="torch"), options).probabilities
+    after = predict_array(image, load_ensemble([calibrated], engine="torch"), options).probabilities
+    np.testing.assert_array_equal(after.argmax(axis=0), before.argmax(axis=0))
+    expected = tempered_probabilities(np.log(np.maximum(before, np.finfo(np.float32).tiny)), 3.0)
+    np.testing.assert_allclose(after, expected, atol=1e-5)
+    assert after.max() < before.max()  # T > 1 softens
+
+
+def test_fitting_needs_labelled_pixels():
+    from landseg.calibration import fit_temperature
+
+    with pytest.raises(ValueError, match="N > 0"):
+        fit_temperature(np.zeros((3, 0)), np.zeros(0, dtype=int))

@@ -128,3 +128,16 @@ def test_evaluate_measures_the_calibration_of_the_probabilities_it_writes(tmp_pa
     assert set(calibration["classwise_ece"]) == set(schema.names)
     assert (tmp_path / "reliability.png").stat().st_size > 0
     assert "ECE" in (tmp_path / "report.html").read_text()
+
+
+def test_training_stores_a_fitted_temperature_that_lowers_the_validation_loss(trained):
+    """train.calibrate (the default): best.ckpt's card carries the temperature fitted on the validation
+    images, with the negative log-likelihood before and after on those pixels (after never higher)."""
+    from landseg.checkpoint import load_checkpoint
+
+    _, checkpoint = trained
+    calibration = load_checkpoint(checkpoint).card.calibration
+    assert calibration is not None and calibration["method"] == "temperature scaling"
+    assert 0.05 <= calibration["temperature"] <= 20 and calibration["fitted_on"]["pixels"] > 1000
+    assert calibration["nll"]["after"] <= calibration["nll"]["before"]
+    assert set(calibration["ece"]) == {"before", "after"}

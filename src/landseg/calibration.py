@@ -15,6 +15,11 @@ one pass and tallies of several processes add up):
 
 The top label is the class of the map as written, not the argmax of the probabilities: both agree except
 where the map was cleaned up (``min_area``) or two probabilities tie, and the map is what users get.
+
+``fit_temperature`` fits temperature scaling (Guo et al., 2017): one number T, probabilities become
+``softmax(log p / T)``; T > 1 softens an overconfident model, T < 1 sharpens an underconfident one, and
+no pixel changes class. Training fits it on the validation images and stores it on the model card
+(``landseg.train.calibrate``); the inference core applies it to every member's probabilities.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import numpy as np
 
 BINS = 15
 """Equal-width probability bins, as Guo et al. (2017) used; stated with every result."""
+TEMPERATURES = (0.05, 20.0)
+"""The range a fitted temperature is searched in."""
 
 
 class CalibrationTally:
@@ -128,3 +135,34 @@ class CalibrationTally:
 def _finite(value: float) -> float | None:
     """JSON has no NaN: an undefined measure is written as null."""
     return None if np.isnan(value) else value
+
+
+def fit_temperature(log_probabilities: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature T that minimises the mean negative log-likelihood of ``softmax(log p / T)`` over
+    pixels given as ``(K, N)`` log-probabilities (or logits) and ``(N,)`` true classes.
+
+    The likelihood is concave in 1/T (a log-sum-exp minus a linear term), so a bounded scalar search finds
+    its one maximum; T = 1 is among the candidates, so the fit never lowers the likelihood."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import logsumexp
+
+    scores = np.asarray(log_probabilities, dtype=np.float64)
+    truth = np.asarray(truth).reshape(-1)
+    if scores.ndim != 2 or scores.shape[1] != truth.size or truth.size == 0:
+        raise ValueError(f"need (K, N) scores and N > 0 true classes, got {scores.shape} and {truth.size}")
+    picked = scores[truth, np.arange(truth.size)]
+
+    def negative_log_likelihood(inverse: float) -> float:
+        return float(np.mean(logsumexp(inverse * scores, axis=0) - inverse * picked))
+
+    low, high = 1 / TEMPERATURES[1], 1 / TEMPERATURES[0]
+    result = minimize_scalar(negative_log_likelihood, bounds=(low, high), method="bounded", options={"xatol": 1e-6})
+    best = float(result.x) if negative_log_likelihood(result.x) <= negative_log_likelihood(1.0) else 1.0
+    return 1 / best
+
+
+def tempered_probabilities(log_probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log p / T)`` over axis 0 of ``(K, ...)`` log-probabilities, in float64."""
+    from scipy.special import softmax
+
+    return softmax(np.asarray(log_probabilities, dtype=np.float64) / temperature, axis=0)
