@@ -104,6 +104,8 @@ def test_evaluate_measures_the_calibration_of_the_probabilities_it_writes(tmp_pa
     config, checkpoint = trained
     evaluated = runner.invoke(app, ["evaluate", "-c", str(checkpoint), "--config", str(config), "--out", str(tmp_path)])
     assert evaluated.exit_code == 0, evaluated.output
+    from landseg.checkpoint import load_checkpoint
+
     calibration = json.loads((tmp_path / "metrics.json").read_text())["calibration"]
     schema = get_schema(load_config(config).data.schema_)
     confidence, correct, squared = [], [], []
@@ -126,6 +128,8 @@ def test_evaluate_measures_the_calibration_of_the_probabilities_it_writes(tmp_pa
     assert calibration["brier"] == pytest.approx(np.concatenate(squared).mean(), abs=1e-9)
     assert [row["pixels"] for row in calibration["reliability"]] == np.bincount(bins, minlength=15).tolist()
     assert set(calibration["classwise_ece"]) == set(schema.names)
+    card = load_checkpoint(checkpoint).card
+    assert calibration["temperatures"] == [card.temperature] and card.temperature != 1.0
     assert (tmp_path / "reliability.png").stat().st_size > 0
     assert "ECE" in (tmp_path / "report.html").read_text()
 

@@ -118,7 +118,11 @@ def evaluate(
         )
     metrics = metrics_dict(confusion, schema.names)
     metrics.update(
-        calibration=calibration.to_dict(schema.names),
+        # The probabilities are the calibrated ones where a member's card has a temperature: which ones say so.
+        calibration={
+            **calibration.to_dict(schema.names),
+            "temperatures": [m.card.temperature for m in ensemble.members],
+        },
         split=split,
         images=len(samples) - len(quarantined),
         quarantined=[{"file": exc.path, "problem": exc.problem} for exc in quarantined],
