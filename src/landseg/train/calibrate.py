@@ -31,17 +31,28 @@ MAX_PIXELS = 1_000_000
 
 
 def calibrate_checkpoints(paths: Sequence[Path], items: list[LabelledImage], tc: TrainConfig) -> dict[Path, dict]:
-    """Fit and store the temperature of each checkpoint in ``paths`` (best and last may be one file)."""
-    fitted = {}
+    """Fit and store the temperature of each checkpoint in ``paths``; checkpoints holding the same weights
+    (best and last of a run whose best is its end) are fitted once."""
+    fitted: dict[Path, dict] = {}
+    done: list[tuple[dict, dict]] = []
     for path in dict.fromkeys(Path(p) for p in paths):
-        ensemble = load_ensemble([path], engine="torch")
-        ensemble.members[0].card.calibration = None  # fitted on the network's own probabilities
-        scores, truth = validation_scores(ensemble, items, tc)
-        if truth.size == 0:
-            continue  # no labelled validation pixel: nothing to fit on, the model stays uncalibrated
-        fitted[path] = temperature_card(scores, truth, len(items))
-        write_calibration(path, fitted[path])
+        weights = read_checkpoint(path)["state_dict"]
+        calibration = next((c for w, c in done if _same_weights(w, weights)), None)
+        if calibration is None:
+            ensemble = load_ensemble([path], engine="torch")
+            ensemble.members[0].card.calibration = None  # fitted on the network's own probabilities
+            scores, truth = validation_scores(ensemble, items, tc)
+            if truth.size == 0:
+                continue  # no labelled validation pixel: nothing to fit on, the model stays uncalibrated
+            calibration = temperature_card(scores, truth, len(items))
+            done.append((weights, calibration))
+        write_calibration(path, calibration)
+        fitted[path] = calibration
     return fitted
+
+
+def _same_weights(first: dict, second: dict) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 def validation_scores(ensemble: Ensemble, items: list[LabelledImage], tc: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
