@@ -96,3 +96,52 @@ def test_evaluate_scores_exactly_the_maps_predict_writes(tmp_path, trained, synt
     for key in ("tile", "overlap", "blend", "batch_size", "min_area", "bands", "nodata"):
         assert recorded[key] == record["options"][key], key
     assert metrics["tta"] == record["tta"] and metrics["engines"] == record["engines"]
+
+
+def test_evaluate_measures_the_calibration_of_the_probabilities_it_writes(tmp_path, trained):
+    """ECE, Brier score and the reliability bins in metrics.json, recomputed here with numpy from the
+    probability COGs evaluate wrote and the masks; the reliability diagram is in the report."""
+    config, checkpoint = trained
+    evaluated = runner.invoke(app, ["evaluate", "-c", str(checkpoint), "--config", str(config), "--out", str(tmp_path)])
+    assert evaluated.exit_code == 0, evaluated.output
+    from landseg.checkpoint import load_checkpoint
+
+    calibration = json.loads((tmp_path / "metrics.json").read_text())["calibration"]
+    schema = get_schema(load_config(config).data.schema_)
+    confidence, correct, squared = [], [], []
+    for sample in build_catalog(load_config(config).data).split("val"):
+        with rasterio.open(tmp_path / "maps" / f"{sample.name}_probabilities.tif") as written:
+            probabilities = written.read().astype(np.float64) / 254
+        with rasterio.open(tmp_path / "maps" / f"{sample.name}_classes.tif") as written:
+            shown = written.read(1).astype(np.int64)
+        truth = read_mask(sample.mask, schema).astype(np.int64)
+        rows, cols = np.nonzero(truth != IGNORE_INDEX)
+        confidence.append(probabilities[shown[rows, cols], rows, cols])
+        correct.append(shown[rows, cols] == truth[rows, cols])
+        one_hot = np.eye(schema.num_classes)[truth[rows, cols]].T
+        squared.append(((probabilities[:, rows, cols] - one_hot) ** 2).sum(axis=0))
+    confidence, correct = np.concatenate(confidence), np.concatenate(correct)
+    bins = np.minimum((confidence * 15).astype(int), 14)
+    ece = sum(abs(correct[bins == b].sum() - confidence[bins == b].sum()) for b in range(15)) / confidence.size
+    assert calibration["pixels"] == confidence.size
+    assert calibration["ece"] == pytest.approx(ece, abs=1e-9) and 0 < calibration["ece"] < 1
+    assert calibration["brier"] == pytest.approx(np.concatenate(squared).mean(), abs=1e-9)
+    assert [row["pixels"] for row in calibration["reliability"]] == np.bincount(bins, minlength=15).tolist()
+    assert set(calibration["classwise_ece"]) == set(schema.names)
+    card = load_checkpoint(checkpoint).card
+    assert calibration["temperatures"] == [card.temperature] and card.temperature != 1.0
+    assert (tmp_path / "reliability.png").stat().st_size > 0
+    assert "ECE" in (tmp_path / "report.html").read_text()
+
+
+def test_training_stores_a_fitted_temperature_that_lowers_the_validation_loss(trained):
+    """train.calibrate (the default): best.ckpt's card carries the temperature fitted on the validation
+    images, with the negative log-likelihood before and after on those pixels (after never higher)."""
+    from landseg.checkpoint import load_checkpoint
+
+    _, checkpoint = trained
+    calibration = load_checkpoint(checkpoint).card.calibration
+    assert calibration is not None and calibration["method"] == "temperature scaling"
+    assert 0.05 <= calibration["temperature"] <= 20 and calibration["fitted_on"]["pixels"] > 1000
+    assert calibration["nll"]["after"] <= calibration["nll"]["before"]
+    assert set(calibration["ece"]) == {"before", "after"}

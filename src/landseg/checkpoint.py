@@ -49,6 +49,13 @@ class ModelCard:
     input_stats: dict | None = None
     """``io.pixel_stats.PixelStats.to_dict()`` of the training pixels: dtype, per-band ranges, resolution.
     Inputs are checked against it; cards older than it skip the check."""
+    calibration: dict | None = None
+    """The fitted temperature and how well it calibrates (``landseg.train.calibrate``); None: uncalibrated."""
+
+    @property
+    def temperature(self) -> float:
+        """The temperature the inference core divides log-probabilities by (1: uncalibrated)."""
+        return float((self.calibration or {}).get("temperature", 1.0))
 
     def class_schema(self) -> ClassSchema:
         return ClassSchema.from_dict(self.schema)

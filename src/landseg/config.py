@@ -261,6 +261,9 @@ class TrainConfig(Section):
     onnx_export: bool = True
     """At the end, export the best checkpoint to ONNX beside it (at the card's tile size), so
     that ``landseg predict`` runs them with ONNX Runtime at once (``predict.onnx.cached_export``)."""
+    calibrate: bool = True
+    """At the end, fit a temperature for each checkpoint on the validation images and store it on its card,
+    so that the probabilities every prediction writes are calibrated (``landseg.train.calibrate``)."""
 
     @model_validator(mode="after")
     def _known_strategy(self) -> TrainConfig:

@@ -4,7 +4,9 @@ Each image of the split goes through ``engine.predict_scene`` with the same opti
 test-time augmentation that ``landseg predict`` takes (and the same defaults), into ``OUT/maps/``; the
 class COG written there is read back and compared with the mask. So the score is the score of a map a
 user gets, minimum mapping unit included. ONE confusion matrix accumulates all labelled pixels and
-every score comes from it; ``metrics.json`` records the options, models and engines used.
+every score comes from it; ``metrics.json`` records the options, models and engines used. The
+probabilities written beside each map are read back too, and their calibration (ECE, classwise ECE,
+Brier score, reliability diagram; ``landseg.calibration``) measured over the same pixels.
 """
 
 from __future__ import annotations
@@ -16,18 +18,26 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
+from landseg.calibration import CalibrationTally
 from landseg.classes import IGNORE_INDEX, ClassSchema, get_schema
 from landseg.config import ExperimentConfig
 from landseg.data.catalog import build_catalog, load_pair
 from landseg.errors import DataError
 from landseg.io.georef import open_without_grid_warning
 from landseg.io.write import atomic_output
+from landseg.maps.cog import PROBABILITY_STEPS
 from landseg.maps.names import check_model_classes, map_stems
 from landseg.metrics import ConfusionMatrix, metrics_dict
 from landseg.predict.engine import gdal_environment, predict_scene
 from landseg.predict.ensemble import Ensemble
 from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
-from landseg.report import plot_confusion_matrix, plot_per_class, render_comparison, write_report
+from landseg.report import (
+    plot_confusion_matrix,
+    plot_per_class,
+    plot_reliability,
+    render_comparison,
+    write_report,
+)
 from landseg.report.display import display_rgb
 
 
@@ -38,6 +48,7 @@ class Evaluation:
     metrics_path: Path
     report_path: Path
     schema: ClassSchema
+    calibration: CalibrationTally
     quarantined: list[DataError] = field(default_factory=list)
     """Images or masks that could not be used; the metrics leave them out and list them."""
 
@@ -57,12 +68,14 @@ def evaluate(
     check_model_classes(schema.names, mask_schema.names, ensemble.members[0].path)
     if options.nodata is None and config.data.nodata is not None:
         options = replace(options, nodata=config.data.nodata)
-    options = options.class_map_only()
+    # The probabilities are written too: calibration is measured on them as users get them.
+    options = replace(options.class_map_only(), probabilities=True)
     options.check()
     samples = build_catalog(config.data).split(split)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     confusion = ConfusionMatrix(schema.num_classes, ignore_index=IGNORE_INDEX)
+    calibration = CalibrationTally(schema.num_classes)
     figures: list[tuple[str, Path]] = []
     quarantined: list[DataError] = []
     for sample, stem in track(
@@ -78,13 +91,15 @@ def evaluate(
                 unknown=config.data.unknown_labels,
                 nodata=config.data.nodata,
             )
-            predicted = predicted_map(sample.image, ensemble, out_dir / "maps", options, stem)
+            predicted, probabilities = predicted_maps(sample.image, ensemble, out_dir / "maps", options, stem)
         except DataError as exc:
             # One bad file must not cost the evaluation of all others; the metrics say what they lack.
             quarantined.append(exc)
             continue
         labelled = truth != IGNORE_INDEX
         confusion.update(predicted[labelled], truth[labelled])
+        mapped = labelled & (predicted != IGNORE_INDEX)
+        calibration.update(probabilities[:, mapped] / PROBABILITY_STEPS, predicted[mapped], truth[mapped])
         if len(figures) < overlays:
             card_bands = ensemble.members[0].card.bands
             rgb_bands = [b - 1 for b in card_bands[:3]] if len(card_bands) >= 3 else None
@@ -103,6 +118,11 @@ def evaluate(
         )
     metrics = metrics_dict(confusion, schema.names)
     metrics.update(
+        # The probabilities are the calibrated ones where a member's card has a temperature: which ones say so.
+        calibration={
+            **calibration.to_dict(schema.names),
+            "temperatures": [m.card.temperature for m in ensemble.members],
+        },
         split=split,
         images=len(samples) - len(quarantined),
         quarantined=[{"file": exc.path, "problem": exc.problem} for exc in quarantined],
@@ -119,6 +139,7 @@ def evaluate(
     return Evaluation(
         metrics=metrics,
         confusion=confusion,
+        calibration=calibration,
         metrics_path=metrics_path,
         report_path=report,
         schema=schema,
@@ -126,11 +147,18 @@ def evaluate(
     )
 
 
-def predicted_map(image: Path, ensemble: Ensemble, maps_dir: Path, options: PredictOptions, stem: str) -> np.ndarray:
-    """The class map ``landseg predict`` writes for ``image``, written to ``maps_dir`` and read back."""
+def predicted_maps(
+    image: Path, ensemble: Ensemble, maps_dir: Path, options: PredictOptions, stem: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The class map ``landseg predict`` writes for ``image`` and its ``(K, H, W)`` probabilities in the
+    written uint8 steps (``PROBABILITY_STEPS`` is 1), written to ``maps_dir`` and read back."""
     scene = predict_scene(image, ensemble, maps_dir, options, stem=stem)
-    with gdal_environment(options), open_without_grid_warning(scene.paths["classes"]) as written:
-        return written.read(1)
+    with gdal_environment(options):
+        with open_without_grid_warning(scene.paths["classes"]) as written:
+            classes = written.read(1)
+        with open_without_grid_warning(scene.paths["probabilities"]) as written:
+            probabilities = written.read()
+    return classes, probabilities
 
 
 def _write_evaluation_report(out_dir, split, metrics, confusion, schema, figures, quarantined) -> Path:
@@ -141,6 +169,12 @@ def _write_evaluation_report(out_dir, split, metrics, confusion, schema, figures
         ),
         ("Per-class scores", plot_per_class(metrics, schema, out_dir / "per_class.png")),
     ]
+    calibration = metrics["calibration"]
+    if calibration["pixels"]:
+        caption = f"Reliability: accuracy against the map's probability, {calibration['binning']}"
+        plots.append(
+            (f"{caption} (ECE {calibration['ece']:.3f})", plot_reliability(calibration, out_dir / "reliability.png"))
+        )
     engines = ", ".join(sorted(set(metrics["engines"])))
     sections = {
         "Models": "\n".join(metrics["models"])

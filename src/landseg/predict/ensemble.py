@@ -2,7 +2,8 @@
 
 Each member brings its own model card, so members may differ in architecture, band order,
 normalization and input scale, as long as they predict the same classes. The ensemble's answer is the
-mean of the members' softmax probabilities (each already averaged over its test-time augmentations).
+mean of the members' softmax probabilities (each already averaged over its test-time augmentations, and
+tempered by the temperature its card stores, ``tempered``).
 
 The networks themselves, and which engine runs them, are ``networks.py``'s.
 """
@@ -127,6 +128,8 @@ class Ensemble:
             probabilities = _softmax(member.network(batch), self.num_classes, batch.shape[-2:])
         else:
             probabilities = softmax_probabilities(member.network, batch, self.num_classes, self.transforms)
+        if member.card.temperature != 1.0:
+            probabilities = tempered(probabilities, member.card.temperature)
         if network_side != side:
             probabilities = F.interpolate(probabilities, size=(side, side), mode="bilinear", align_corners=False)
         return probabilities.float()
@@ -135,6 +138,14 @@ class Ensemble:
 def normalize_batch(raw: np.ndarray, normalization: AnyNormalization) -> torch.Tensor:
     """The card's normalization, of whichever kind, on a whole ``(B, C, h, w)`` batch at once."""
     return normalization.apply_torch(torch.from_numpy(np.ascontiguousarray(raw)))
+
+
+def tempered(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``softmax(log p / T)`` over the classes (dim 1): a member's probabilities under its card's fitted
+    temperature (``landseg.calibration.fit_temperature``). For one network without test-time augmentation it
+    is temperature scaling of its logits; the class of every pixel stays the same."""
+    smallest = torch.finfo(probabilities.dtype).tiny
+    return torch.softmax(torch.log(probabilities.clamp_min(smallest)) / temperature, dim=1)
 
 
 def _softmax(logits: torch.Tensor, num_classes: int, size: torch.Size) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Figures for evaluation and training: confusion matrix, per-class scores, training curves, class shares.
+"""Figures for evaluation and training: confusion matrix, per-class scores, reliability, training curves,
+class shares.
 
 Figures are built on ``matplotlib.figure.Figure`` directly (rendered by Agg), not through pyplot, so
 nothing depends on the global backend, no window can open and no figure lingers in pyplot's registry.
@@ -130,6 +131,47 @@ def plot_per_class(metrics: Mapping, schema: ClassSchema, path: PathLike, *, tit
         handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1, label=f"mIoU {metrics['miou']:.3f}"))
     fig.legend(handles=handles, ncols=len(handles), loc="outside lower center", frameon=False)
     ax.set_title(title or "Per-class scores", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_reliability(calibration: Mapping, path: PathLike, *, title: str | None = None) -> Path:
+    """Reliability diagram of ``landseg.calibration.CalibrationTally.to_dict()``: each bin's accuracy
+    against its mean top-label probability (on the diagonal when calibrated), its share of pixels below."""
+    rows = [row for row in calibration["reliability"] if row["pixels"]]
+    fig = Figure(figsize=(5.0, 6.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    width = rows[0]["upper"] - rows[0]["lower"] if rows else 1.0
+    centres = [(row["lower"] + row["upper"]) / 2 for row in rows]
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    top.bar(
+        centres,
+        [row["accuracy"] for row in rows],
+        width * 0.9,
+        color="#4C72B0",
+        edgecolor="black",
+        linewidth=0.5,
+        label="accuracy",
+    )
+    top.plot(
+        [row["mean_probability"] for row in rows],
+        [row["accuracy"] for row in rows],
+        "o",
+        color="#C44E52",
+        markersize=4,
+        label="mean probability",
+    )
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1.02)
+    top.set_ylabel("accuracy of the map's class")
+    top.legend(loc="upper left", frameon=False, fontsize=8)
+    top.set_title(
+        title or f"ECE {calibration['ece']:.3f}, Brier {calibration['brier']:.3f} ({calibration['pixels']:,} pixels)",
+        fontsize=10,
+    )
+    total = sum(row["pixels"] for row in rows) or 1
+    bottom.bar(centres, [row["pixels"] / total for row in rows], width * 0.9, color="#999999")
+    bottom.set_xlabel("probability of the map's class")
+    bottom.set_ylabel("share of pixels")
     return save_figure(fig, path)
 
 

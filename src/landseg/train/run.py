@@ -34,6 +34,7 @@ from landseg.io.write import atomic_output
 from landseg.losses import build_loss, resolve_class_weights
 from landseg.predict.networks import onnxruntime_available
 from landseg.predict.onnx import cached_export
+from landseg.train.calibrate import calibrate_checkpoints
 from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, RandomStateCheckpoint, TimeBudgetCosine
 from landseg.train.datamodule import SegmentationDataModule
 from landseg.train.module import SegmentationModule
@@ -61,6 +62,8 @@ class TrainResult:
     val_images: int = 0
     precision: PrecisionChoice | None = None
     onnx_exports: list[Path] = field(default_factory=list)
+    calibration: dict[Path, dict] = field(default_factory=dict)
+    """Each checkpoint's fitted temperature as its card stores it (``train.calibrate``); empty without validation."""
     """ONNX exports written beside the checkpoints for ``landseg predict`` (empty without ONNX packages)."""
 
     def validation_text(self) -> str:
@@ -202,6 +205,8 @@ def train(
         precision=choice,
     )
     if trainer.is_global_zero:
+        if tc.calibrate and data.val_items:
+            result.calibration = calibrate_checkpoints([best, last], data.val_items, tc)
         # best.ckpt is the one users predict with; one export keeps the end of short runs short.
         result.onnx_exports = export_for_prediction([best], card.tile_size) if tc.onnx_export else []
         summary = run_summary(result, card, final, swa)
@@ -338,6 +343,7 @@ def run_summary(result: TrainResult, card: ModelCard, final: float | None, swa: 
     if swa is not None:
         summary["swa_cycles_averaged"] = swa.n_averaged
     summary["onnx_exports"] = [str(path) for path in result.onnx_exports]
+    summary["calibration"] = result.calibration.get(result.best_checkpoint)
     return summary
 
 

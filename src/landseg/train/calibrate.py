@@ -1,0 +1,110 @@
+"""Temperature scaling at the end of training: each checkpoint's temperature, fitted on the validation
+images through the inference core, written on its model card.
+
+The validation images go through ``predict_array`` as validation scores them (tile ``val_tile``, overlap
+``val_overlap``, the card's scale and normalization), with the checkpoint's weights and no temperature;
+the logarithms of the probabilities it returns at labelled pixels (at most ``MAX_PIXELS``, the same share
+drawn at random from every image) are what ``calibration.fit_temperature`` fits. The card keeps the
+temperature and, on those pixels, the ECE, Brier score and negative log-likelihood before and after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from landseg.calibration import BINS, CalibrationTally, fit_temperature, tempered_probabilities
+from landseg.checkpoint import CARD_KEY, read_checkpoint
+from landseg.classes import IGNORE_INDEX
+from landseg.config import TrainConfig
+from landseg.data.dataset import LabelledImage
+from landseg.io.write import atomic_output
+from landseg.predict.core import predict_array
+from landseg.predict.ensemble import Ensemble, load_ensemble
+from landseg.predict.options import PredictOptions
+
+MAX_PIXELS = 1_000_000
+"""Labelled validation pixels the temperature is fitted on, at most: one number needs no more."""
+
+
+def calibrate_checkpoints(paths: Sequence[Path], items: list[LabelledImage], tc: TrainConfig) -> dict[Path, dict]:
+    """Fit and store the temperature of each checkpoint in ``paths``; checkpoints holding the same weights
+    (best and last of a run whose best is its end) are fitted once."""
+    fitted: dict[Path, dict] = {}
+    done: list[tuple[dict, dict]] = []
+    for path in dict.fromkeys(Path(p) for p in paths):
+        weights = read_checkpoint(path)["state_dict"]
+        calibration = next((c for w, c in done if _same_weights(w, weights)), None)
+        if calibration is None:
+            ensemble = load_ensemble([path], engine="torch")
+            ensemble.members[0].card.calibration = None  # fitted on the network's own probabilities
+            scores, truth = validation_scores(ensemble, items, tc)
+            if truth.size == 0:
+                continue  # no labelled validation pixel: nothing to fit on, the model stays uncalibrated
+            calibration = temperature_card(scores, truth, len(items))
+            done.append((weights, calibration))
+        write_calibration(path, calibration)
+        fitted[path] = calibration
+    return fitted
+
+
+def _same_weights(first: dict, second: dict) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def validation_scores(ensemble: Ensemble, items: list[LabelledImage], tc: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(K, N)`` log-probabilities and ``(N,)`` classes of labelled pixels of the validation images."""
+    rng = np.random.default_rng(0)
+    per_image = MAX_PIXELS // max(len(items), 1)
+    scores, truth = [], []
+    for item in items:
+        options = PredictOptions(
+            tile=tc.val_tile,
+            overlap=tc.val_overlap,
+            bands=tuple(range(1, len(item.image) + 1)),
+            allow_input_mismatch=True,
+        )
+        predicted = predict_array(item.image, ensemble, options)
+        usable = item.mask != IGNORE_INDEX
+        if predicted.valid is not None:
+            usable &= predicted.valid
+        rows, cols = np.nonzero(usable)
+        if rows.size > per_image:
+            chosen = rng.choice(rows.size, per_image, replace=False)
+            rows, cols = rows[chosen], cols[chosen]
+        tiny = np.finfo(np.float32).tiny
+        scores.append(np.log(np.maximum(predicted.probabilities[:, rows, cols], tiny)))
+        truth.append(item.mask[rows, cols].astype(np.int64))
+    return np.concatenate(scores, axis=1), np.concatenate(truth)
+
+
+def temperature_card(scores: np.ndarray, truth: np.ndarray, images: int) -> dict:
+    """The fitted temperature and what it does to the fitting pixels' calibration, as the card stores it."""
+    temperature = fit_temperature(scores, truth)
+    shown = scores.argmax(axis=0)
+    measured: dict[str, dict] = {"ece": {}, "brier": {}, "nll": {}}
+    for when, applied in (("before", 1.0), ("after", temperature)):
+        probabilities = tempered_probabilities(scores, applied)
+        tally = CalibrationTally(len(scores))
+        tally.update(probabilities, shown, truth)
+        measured["ece"][when], measured["brier"][when] = tally.ece(), tally.brier()
+        picked = probabilities[truth, np.arange(truth.size)]
+        measured["nll"][when] = float(-np.log(np.maximum(picked, 1e-300)).mean())
+    return {
+        "method": "temperature scaling",
+        "temperature": temperature,
+        "fitted_on": {"split": "val", "images": images, "pixels": int(truth.size)},
+        "binning": f"{BINS} equal-width bins of [0, 1]",
+        **measured,
+    }
+
+
+def write_calibration(path: Path, calibration: dict) -> None:
+    """Put ``calibration`` on the card of the checkpoint at ``path``, rewriting it atomically."""
+    raw = read_checkpoint(path)
+    raw["hyper_parameters"][CARD_KEY]["calibration"] = calibration
+    with atomic_output(path) as temporary:
+        torch.save(raw, temporary)
