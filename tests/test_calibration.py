@@ -90,7 +90,7 @@ def test_a_fitted_temperature_recovers_a_known_miscalibration(true_temperature):
 
 def test_the_inference_core_applies_the_cards_temperature_and_keeps_every_class(tmp_path):
     """A checkpoint whose card carries a temperature: the core's probabilities are softmax(log p / T) of the
-    uncalibrated ones (one tile, so no blending between them), and the class of every pixel is the same."""
+    uncalibrated ones, applied after blending, so the class of every pixel is the same."""
     from tests.helpers import save_tiny_checkpoint
 
     from landseg.calibration import tempered_probabilities
@@ -110,6 +110,11 @@ def test_the_inference_core_applies_the_cards_temperature_and_keeps_every_class(
     expected = tempered_probabilities(np.log(np.maximum(before, np.finfo(np.float32).tiny)), 3.0)
     np.testing.assert_allclose(after, expected, atol=1e-5)
     assert after.max() < before.max()  # T > 1 softens
+    # Overlapping tiles are blended first and tempered after: still not one pixel changes class.
+    blended = PredictOptions(tile=32, overlap=0.5)
+    before = predict_array(image, load_ensemble([plain], engine="torch"), blended).probabilities
+    after = predict_array(image, load_ensemble([calibrated], engine="torch"), blended).probabilities
+    np.testing.assert_array_equal(after.argmax(axis=0), before.argmax(axis=0))
 
 
 def test_fitting_needs_labelled_pixels():

@@ -2,8 +2,9 @@
 
 Each member brings its own model card, so members may differ in architecture, band order,
 normalization and input scale, as long as they predict the same classes. The ensemble's answer is the
-mean of the members' softmax probabilities (each already averaged over its test-time augmentations, and
-tempered by the temperature its card stores, ``tempered``).
+mean of the members' softmax probabilities (each already averaged over its test-time augmentations). A
+card's fitted temperature is applied after tiles are blended for a single model (``calibrate``), so that no
+pixel changes class, and to each member before averaging for an ensemble (``tempered``).
 
 The networks themselves, and which engine runs them, are ``networks.py``'s.
 """
@@ -63,6 +64,19 @@ class Ensemble:
     @property
     def num_classes(self) -> int:
         return self.schema.num_classes
+
+    def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
+        """Blended ``(K, h, w)`` probabilities under a single model's temperature, ``softmax(log p / T)``
+        per pixel: applied after blending, so that no pixel changes class. An ensemble's members are
+        tempered one by one before they are averaged (``_member_probabilities``) instead."""
+        temperature = self.members[0].card.temperature
+        if len(self.members) > 1 or temperature == 1.0:
+            return probabilities
+        logits = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny)) / np.float32(temperature)
+        logits -= logits.max(axis=0, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=0, keepdims=True)
+        return logits.astype(np.float32, copy=False)
 
     def source_tile(self, tile: int | None = None) -> int:
         """Tile side in input pixels: ``tile`` (default the first card's) at the first member's scale."""
@@ -128,7 +142,7 @@ class Ensemble:
             probabilities = _softmax(member.network(batch), self.num_classes, batch.shape[-2:])
         else:
             probabilities = softmax_probabilities(member.network, batch, self.num_classes, self.transforms)
-        if member.card.temperature != 1.0:
+        if len(self.members) > 1 and member.card.temperature != 1.0:
             probabilities = tempered(probabilities, member.card.temperature)
         if network_side != side:
             probabilities = F.interpolate(probabilities, size=(side, side), mode="bilinear", align_corners=False)

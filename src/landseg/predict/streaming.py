@@ -180,7 +180,7 @@ def _stream_block(dataset, ensemble, plan, grid, block, weights, batch_size, nod
                 continue
             queue.popleft()
             top = blend.top
-            finished = blend.release(item.until)
+            finished = ensemble.calibrate(blend.release(item.until))
             first, last = max(top, 0), min(item.until, grid.height)
             if first < last:
                 yield Chunk(
