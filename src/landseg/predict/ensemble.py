@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from landseg.calibration import tempered_probabilities
 from landseg.classes import ClassSchema
 from landseg.errors import CheckpointError, ConfigError
 from landseg.normalization import AnyNormalization
@@ -72,11 +73,8 @@ class Ensemble:
         temperature = self.members[0].card.temperature
         if len(self.members) > 1 or temperature == 1.0:
             return probabilities
-        logits = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny)) / np.float32(temperature)
-        logits -= logits.max(axis=0, keepdims=True)
-        np.exp(logits, out=logits)
-        logits /= logits.sum(axis=0, keepdims=True)
-        return logits.astype(np.float32, copy=False)
+        log_probabilities = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny))
+        return tempered_probabilities(log_probabilities, temperature).astype(np.float32)
 
     def source_tile(self, tile: int | None = None) -> int:
         """Tile side in input pixels: ``tile`` (default the first card's) at the first member's scale."""

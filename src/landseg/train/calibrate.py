@@ -36,7 +36,8 @@ def calibrate_checkpoints(paths: Sequence[Path], items: list[LabelledImage], tc:
     fitted: dict[Path, dict] = {}
     done: list[tuple[dict, dict]] = []
     for path in dict.fromkeys(Path(p) for p in paths):
-        weights = read_checkpoint(path)["state_dict"]
+        raw = read_checkpoint(path)
+        weights = raw["state_dict"]
         calibration = next((c for w, c in done if _same_weights(w, weights)), None)
         if calibration is None:
             ensemble = load_ensemble([path], engine="torch")
@@ -46,7 +47,7 @@ def calibrate_checkpoints(paths: Sequence[Path], items: list[LabelledImage], tc:
                 continue  # no labelled validation pixel: nothing to fit on, the model stays uncalibrated
             calibration = temperature_card(scores, truth, len(items))
             done.append((weights, calibration))
-        write_calibration(path, calibration)
+        write_calibration(path, calibration, raw)
         fitted[path] = calibration
     return fitted
 
@@ -102,9 +103,10 @@ def temperature_card(scores: np.ndarray, truth: np.ndarray, images: int) -> dict
     }
 
 
-def write_calibration(path: Path, calibration: dict) -> None:
-    """Put ``calibration`` on the card of the checkpoint at ``path``, rewriting it atomically."""
-    raw = read_checkpoint(path)
+def write_calibration(path: Path, calibration: dict, raw: dict | None = None) -> None:
+    """Put ``calibration`` on the card of the checkpoint at ``path`` (``raw``: its contents, when already
+    read), rewriting it atomically."""
+    raw = read_checkpoint(path) if raw is None else raw
     raw["hyper_parameters"][CARD_KEY]["calibration"] = calibration
     with atomic_output(path) as temporary:
         torch.save(raw, temporary)
