@@ -145,3 +145,37 @@ def test_training_stores_a_fitted_temperature_that_lowers_the_validation_loss(tr
     assert 0.05 <= calibration["temperature"] <= 20 and calibration["fitted_on"]["pixels"] > 1000
     assert calibration["nll"]["after"] <= calibration["nll"]["before"]
     assert set(calibration["ece"]) == {"before", "after"}
+
+
+def test_calibrate_refits_a_stripped_card_and_evaluate_reports_before_and_after(tmp_path, trained):
+    """`landseg calibrate` on a copy whose card lost its temperature fits the one training fitted (same
+    validation images, same core); evaluating the calibrated model reports, as ``before``, exactly the
+    calibration the uncalibrated copy's written maps have."""
+    import torch
+
+    from landseg.checkpoint import CARD_KEY, load_checkpoint, read_checkpoint
+
+    config, checkpoint = trained
+    raw = read_checkpoint(checkpoint)
+    raw["hyper_parameters"][CARD_KEY]["calibration"] = None
+    stripped = tmp_path / "stripped.ckpt"
+    torch.save(raw, stripped)
+    scored = {}
+    for name, model in (("calibrated", checkpoint), ("stripped", stripped)):
+        out = tmp_path / name
+        result = runner.invoke(app, ["evaluate", "-c", str(model), "--config", str(config), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        scored[name] = json.loads((out / "metrics.json").read_text())["calibration"]
+    assert scored["stripped"]["before"] is None and scored["stripped"]["temperatures"] == [1.0]
+    before = scored["calibrated"]["before"]
+    for key in ("pixels", "ece", "brier", "mean_classwise_ece"):
+        assert before[key] == pytest.approx(scored["stripped"][key], rel=1e-9, abs=1e-12), key
+    assert before["ece"] != pytest.approx(scored["calibrated"]["ece"], abs=1e-6)
+
+    fitted = runner.invoke(app, ["calibrate", str(stripped), "--config", str(config), "--split", "val"])
+    assert fitted.exit_code == 0, fitted.output
+    card = load_checkpoint(stripped).card
+    assert card.calibration["fitted_on"] == {**load_checkpoint(checkpoint).card.calibration["fitted_on"]}
+    assert card.temperature == pytest.approx(load_checkpoint(checkpoint).card.temperature, rel=1e-6)
+    refused = runner.invoke(app, ["calibrate", str(stripped), "--config", str(config), "--split", "test"])
+    assert refused.exit_code != 0 and "no 'test' images" in refused.output

@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ArrayResult": "landseg.api",
     "Model": "landseg.api",
+    "calibrate": "landseg.api",
     "load_model": "landseg.api",
     "predict_scene": "landseg.api",
     "sample": "landseg.api",

@@ -32,10 +32,11 @@ from landseg.predict.networks import Engine, Precision
 from landseg.predict.options import PredictOptions
 from landseg.predict.streaming import Chunk
 from landseg.predict.tta import TTAMode
+from landseg.train.calibrate import calibrate_on_split
 from landseg.train.run import TrainResult
 from landseg.train.run import train as run_training
 
-__all__ = ["ArrayResult", "Model", "assess", "evaluate", "load_model", "predict_scene", "sample", "train"]
+__all__ = ["ArrayResult", "Model", "assess", "calibrate", "evaluate", "load_model", "predict_scene", "sample", "train"]
 
 ModelReference = str | Path
 """A landseg checkpoint (``.ckpt``), an ONNX export (``.onnx``) or ``"zoo:NAME"`` (``landseg models``)."""
@@ -214,6 +215,20 @@ def evaluate(
     experiment = config if isinstance(config, ExperimentConfig) else load_config(config)
     loaded = model if isinstance(model, Model) else load_model(model, tile=options.tile)
     return evaluate_maps(loaded.ensemble, experiment, split, Path(out), options, progress=progress)
+
+
+def calibrate(
+    checkpoints: Sequence[str | Path] | str | Path,
+    config: ExperimentConfig | str | Path,
+    *,
+    split: str = "val",
+    progress: bool = True,
+) -> dict[Path, dict]:
+    """Fit trained checkpoints' temperatures on the config's labelled ``split`` and store them on their
+    cards, as ``landseg calibrate`` does; gives each checkpoint's calibration as its card holds it."""
+    paths = [Path(checkpoints)] if isinstance(checkpoints, str | Path) else [Path(p) for p in checkpoints]
+    experiment = config if isinstance(config, ExperimentConfig) else load_config(config)
+    return calibrate_on_split(paths, experiment, split, progress=progress)
 
 
 def sample(

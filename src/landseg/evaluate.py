@@ -6,7 +6,9 @@ class COG written there is read back and compared with the mask. So the score is
 user gets, minimum mapping unit included. ONE confusion matrix accumulates all labelled pixels and
 every score comes from it; ``metrics.json`` records the options, models and engines used. The
 probabilities written beside each map are read back too, and their calibration (ECE, classwise ECE,
-Brier score, reliability diagram; ``landseg.calibration``) measured over the same pixels.
+Brier score, reliability diagram; ``landseg.calibration``) measured over the same pixels. Where a model
+card carries a fitted temperature, the same images are also predicted without it (in memory, encoded to the
+same steps), so ``calibration.before`` reports what the temperature changed on this split.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from landseg.data.catalog import build_catalog, load_pair
 from landseg.errors import DataError
 from landseg.io.georef import open_without_grid_warning
 from landseg.io.write import atomic_output
-from landseg.maps.cog import PROBABILITY_STEPS
+from landseg.maps.cog import PROBABILITY_STEPS, encode_probabilities
 from landseg.maps.names import check_model_classes, map_stems
 from landseg.metrics import ConfusionMatrix, metrics_dict
+from landseg.predict.core import predict_array
 from landseg.predict.engine import gdal_environment, predict_scene
 from landseg.predict.ensemble import Ensemble
 from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
@@ -76,6 +79,8 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     confusion = ConfusionMatrix(schema.num_classes, ignore_index=IGNORE_INDEX)
     calibration = CalibrationTally(schema.num_classes)
+    uncalibrated = ensemble.uncalibrated() if ensemble.calibrated else None
+    before = CalibrationTally(schema.num_classes)
     figures: list[tuple[str, Path]] = []
     quarantined: list[DataError] = []
     for sample, stem in track(
@@ -100,6 +105,9 @@ def evaluate(
         confusion.update(predicted[labelled], truth[labelled])
         mapped = labelled & (predicted != IGNORE_INDEX)
         calibration.update(probabilities[:, mapped] / PROBABILITY_STEPS, predicted[mapped], truth[mapped])
+        if uncalibrated is not None:
+            raw = predict_array(image.data, uncalibrated, options, image.nodata).probabilities[:, mapped]
+            before.update(encode_probabilities(raw, None) / PROBABILITY_STEPS, raw.argmax(axis=0), truth[mapped])
         if len(figures) < overlays:
             card_bands = ensemble.members[0].card.bands
             rgb_bands = [b - 1 for b in card_bands[:3]] if len(card_bands) >= 3 else None
@@ -122,6 +130,7 @@ def evaluate(
         calibration={
             **calibration.to_dict(schema.names),
             "temperatures": [m.card.temperature for m in ensemble.members],
+            "before": before.to_dict(schema.names) if uncalibrated is not None else None,
         },
         split=split,
         images=len(samples) - len(quarantined),
@@ -172,9 +181,10 @@ def _write_evaluation_report(out_dir, split, metrics, confusion, schema, figures
     calibration = metrics["calibration"]
     if calibration["pixels"]:
         caption = f"Reliability: accuracy against the map's probability, {calibration['binning']}"
-        plots.append(
-            (f"{caption} (ECE {calibration['ece']:.3f})", plot_reliability(calibration, out_dir / "reliability.png"))
-        )
+        ece = f"ECE {calibration['ece']:.3f}"
+        if calibration["before"] is not None:
+            ece += f"; {calibration['before']['ece']:.3f} without the fitted temperature"
+        plots.append((f"{caption} ({ece})", plot_reliability(calibration, out_dir / "reliability.png")))
     engines = ", ".join(sorted(set(metrics["engines"])))
     sections = {
         "Models": "\n".join(metrics["models"])

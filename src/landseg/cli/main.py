@@ -14,6 +14,7 @@ import typer
 
 from landseg.cli.assess import assess_command
 from landseg.cli.audit import audit_command
+from landseg.cli.calibrate import calibrate_command
 from landseg.cli.change import change_command
 from landseg.cli.checkpoints import convert_checkpoint_command
 from landseg.cli.datasets import datasets_command
@@ -47,6 +48,7 @@ app.command(name="models")(friendly_errors(models_command))
 app.command(name="train")(friendly_errors(train_command))
 app.command(name="demo")(friendly_errors(demo_command))
 app.command(name="evaluate")(friendly_errors(evaluate_command))
+app.command(name="calibrate")(friendly_errors(calibrate_command))
 app.command(name="audit")(friendly_errors(audit_command))
 app.command(name="predict")(friendly_errors(predict_command))
 app.command(name="export")(friendly_errors(export_command))

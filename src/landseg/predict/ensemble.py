@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,16 @@ class Ensemble:
             return probabilities
         log_probabilities = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny))
         return tempered_probabilities(log_probabilities, temperature).astype(np.float32)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether any member's card carries a fitted temperature."""
+        return any(member.card.temperature != 1.0 for member in self.members)
+
+    def uncalibrated(self) -> Ensemble:
+        """The same networks without their cards' temperatures: the probabilities before calibration."""
+        members = [replace(m, card=replace(m.card, calibration=None)) for m in self.members]
+        return Ensemble(members, self.tta)
 
     def source_tile(self, tile: int | None = None) -> int:
         """Tile side in input pixels: ``tile`` (default the first card's) at the first member's scale."""

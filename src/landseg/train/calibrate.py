@@ -18,21 +18,54 @@ import torch
 
 from landseg.calibration import BINS, CalibrationTally, fit_temperature, tempered_probabilities
 from landseg.checkpoint import CARD_KEY, read_checkpoint
-from landseg.classes import IGNORE_INDEX
-from landseg.config import TrainConfig
-from landseg.data.dataset import LabelledImage
+from landseg.classes import IGNORE_INDEX, get_schema
+from landseg.config import ExperimentConfig, TrainConfig
+from landseg.data.catalog import build_catalog
+from landseg.data.dataset import LabelledImage, load_labelled_images
+from landseg.errors import ConfigError
 from landseg.io.write import atomic_output
+from landseg.maps.names import check_model_classes
 from landseg.predict.core import predict_array
 from landseg.predict.ensemble import Ensemble, load_ensemble
+from landseg.predict.models import read_card
 from landseg.predict.options import PredictOptions
 
 MAX_PIXELS = 1_000_000
 """Labelled validation pixels the temperature is fitted on, at most: one number needs no more."""
 
 
-def calibrate_checkpoints(paths: Sequence[Path], items: list[LabelledImage], tc: TrainConfig) -> dict[Path, dict]:
-    """Fit and store the temperature of each checkpoint in ``paths``; checkpoints holding the same weights
-    (best and last of a run whose best is its end) are fitted once."""
+def calibrate_on_split(
+    paths: Sequence[Path], config: ExperimentConfig, split: str, progress: bool = True
+) -> dict[Path, dict]:
+    """``landseg calibrate``: fit the temperature of trained checkpoints on a labelled ``split`` of
+    ``config`` (images the networks were not trained on, and not the ones they will be scored on), as
+    training does on its validation images, and store it on their cards."""
+    samples = build_catalog(config.data).splits.get(split, [])
+    if not samples:
+        raise ConfigError(f"data.split has no {split!r} images to fit the temperature on")
+    schema = get_schema(config.data.schema_)
+    card = read_card(paths[0])
+    check_model_classes(card.class_schema().names, schema.names, Path(paths[0]))
+    data = config.data
+    items = load_labelled_images(
+        samples,
+        schema,
+        list(card.bands),
+        tolerance=data.size_tolerance,
+        unknown=data.unknown_labels,
+        nodata=data.nodata,
+        progress=progress,
+        description=f"Reading {split} images",
+    )
+    return calibrate_checkpoints(paths, items, config.train, split)
+
+
+def calibrate_checkpoints(
+    paths: Sequence[Path], items: list[LabelledImage], tc: TrainConfig, split: str = "val"
+) -> dict[Path, dict]:
+    """Fit and store the temperature of each checkpoint in ``paths`` on ``items`` (the ``split``'s
+    images); checkpoints holding the same weights (best and last of a run whose best is its end) are
+    fitted once."""
     fitted: dict[Path, dict] = {}
     done: list[tuple[dict, dict]] = []
     for path in dict.fromkeys(Path(p) for p in paths):
@@ -45,7 +78,7 @@ def calibrate_checkpoints(paths: Sequence[Path], items: list[LabelledImage], tc:
             scores, truth = validation_scores(ensemble, items, tc)
             if truth.size == 0:
                 continue  # no labelled validation pixel: nothing to fit on, the model stays uncalibrated
-            calibration = temperature_card(scores, truth, len(items))
+            calibration = temperature_card(scores, truth, len(items), split)
             done.append((weights, calibration))
         write_calibration(path, calibration, raw)
         fitted[path] = calibration
@@ -82,7 +115,7 @@ def validation_scores(ensemble: Ensemble, items: list[LabelledImage], tc: TrainC
     return np.concatenate(scores, axis=1), np.concatenate(truth)
 
 
-def temperature_card(scores: np.ndarray, truth: np.ndarray, images: int) -> dict:
+def temperature_card(scores: np.ndarray, truth: np.ndarray, images: int, split: str = "val") -> dict:
     """The fitted temperature and what it does to the fitting pixels' calibration, as the card stores it."""
     temperature = fit_temperature(scores, truth)
     shown = scores.argmax(axis=0)
@@ -97,7 +130,7 @@ def temperature_card(scores: np.ndarray, truth: np.ndarray, images: int) -> dict
     return {
         "method": "temperature scaling",
         "temperature": temperature,
-        "fitted_on": {"split": "val", "images": images, "pixels": int(truth.size)},
+        "fitted_on": {"split": split, "images": images, "pixels": int(truth.size)},
         "binning": f"{BINS} equal-width bins of [0, 1]",
         **measured,
     }
