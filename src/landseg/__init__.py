@@ -29,7 +29,7 @@ _EXPORTS = {
     "predict_scene": "landseg.api",
     "sample": "landseg.api",
 }
-_CALLABLE_MODULES = ("train", "evaluate", "assess")
+_CALLABLE_MODULES = ("train", "evaluate", "assess", "suggest")
 """Submodules that are also API functions of the same name in ``landseg.api``."""
 __all__ = sorted([*_EXPORTS, *_CALLABLE_MODULES])
 

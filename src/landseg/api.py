@@ -32,11 +32,24 @@ from landseg.predict.networks import Engine, Precision
 from landseg.predict.options import PredictOptions
 from landseg.predict.streaming import Chunk
 from landseg.predict.tta import TTAMode
+from landseg.suggest.run import SuggestOptions, SuggestResult
+from landseg.suggest.run import suggest as suggest_windows
 from landseg.train.calibrate import calibrate_on_split
 from landseg.train.run import TrainResult
 from landseg.train.run import train as run_training
 
-__all__ = ["ArrayResult", "Model", "assess", "calibrate", "evaluate", "load_model", "predict_scene", "sample", "train"]
+__all__ = [
+    "ArrayResult",
+    "Model",
+    "assess",
+    "calibrate",
+    "evaluate",
+    "load_model",
+    "predict_scene",
+    "sample",
+    "suggest",
+    "train",
+]
 
 ModelReference = str | Path
 """A landseg checkpoint (``.ckpt``), an ONNX export (``.onnx``) or ``"zoo:NAME"`` (``landseg models``)."""
@@ -229,6 +242,24 @@ def calibrate(
     paths = [Path(checkpoints)] if isinstance(checkpoints, str | Path) else [Path(p) for p in checkpoints]
     experiment = config if isinstance(config, ExperimentConfig) else load_config(config)
     return calibrate_on_split(paths, experiment, split, progress=progress)
+
+
+def suggest(
+    model: Model | ModelReference,
+    scenes: Sequence[str | Path],
+    out: str | Path = "suggestions",
+    *,
+    options: SuggestOptions | None = None,
+    prediction: PredictOptions | None = None,
+    progress: bool = True,
+) -> SuggestResult:
+    """Windows of unlabelled ``scenes`` to label next, as ``landseg suggest`` does: the most uncertain
+    windows under a spacing rule (``options``: budget, window size, measure, spacing), written to ``out``
+    as a GeoPackage of boxes, a ranked CSV and an HTML gallery, with the uncertainty maps behind them."""
+    prediction = prediction or PredictOptions()
+    loaded = model if isinstance(model, Model) else load_model(model, tile=prediction.tile)
+    chosen = options or SuggestOptions()
+    return suggest_windows([Path(s) for s in scenes], loaded.ensemble, Path(out), chosen, prediction, progress)
 
 
 def sample(

@@ -21,8 +21,10 @@ from landseg.predict.run import run_predict
 pytestmark = pytest.mark.slow
 
 # Column blocks of 128 px: each 512 px wide scene becomes 4 block tasks.
-OPTIONS = PredictOptions(overlap=0.5, block_width=128, batch_size=4, probabilities=True, confidence=True, min_area=4)
-KINDS = ("classes", "probabilities", "confidence")
+OPTIONS = PredictOptions(
+    overlap=0.5, block_width=128, batch_size=4, probabilities=True, confidence=True, uncertainty="margin", min_area=4
+)
+KINDS = ("classes", "probabilities", "confidence", "uncertainty")
 
 
 @pytest.fixture(scope="module")

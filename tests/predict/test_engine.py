@@ -74,7 +74,9 @@ def predicted(scene, tmp_path_factory):
     path, data = scene
     ensemble, network = pointwise_ensemble()
     out = tmp_path_factory.mktemp("out")
-    options = PredictOptions(overlap=0.5, block_width=300, batch_size=6, probabilities=True, confidence=True)
+    options = PredictOptions(
+        overlap=0.5, block_width=300, batch_size=6, probabilities=True, confidence=True, uncertainty="entropy"
+    )
     return predict_scene(path, ensemble, out, options), expected_probabilities(network, data), data
 
 
@@ -108,6 +110,12 @@ def test_probability_and_confidence_bands_decode_to_probabilities(predicted):
     with rasterio.open(result.paths["confidence"]) as src:
         confidence = src.read(1) * src.scales[0]
     np.testing.assert_allclose(confidence[valid], probabilities.max(0)[valid], atol=0.5 / 254 + 1e-6)
+    with rasterio.open(result.paths["uncertainty"]) as src:
+        assert src.descriptions[0].startswith("uncertainty: entropy") and src.nodata == 255
+        stored = src.read(1)
+    entropy = -(probabilities * np.log(probabilities)).sum(axis=0) / np.log(K)
+    assert (stored[~valid] == 255).all()
+    np.testing.assert_allclose(stored[valid] / 254, entropy[valid], atol=0.5 / 254 + 1e-5)
 
 
 def test_areas_preview_and_record(predicted):

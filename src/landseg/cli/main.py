@@ -27,6 +27,7 @@ from landseg.cli.predict import predict_command
 from landseg.cli.prepare import prepare_app
 from landseg.cli.sample import sample_command
 from landseg.cli.serve import serve_command
+from landseg.cli.suggest import suggest_command
 from landseg.cli.sweep import sweep_command
 from landseg.cli.train import train_command
 
@@ -59,6 +60,7 @@ app.command(name="sweep")(friendly_errors(sweep_command))
 app.command(name="change")(friendly_errors(change_command))
 app.command(name="sample")(friendly_errors(sample_command))
 app.command(name="assess")(friendly_errors(assess_command))
+app.command(name="suggest")(friendly_errors(suggest_command))
 
 
 if __name__ == "__main__":  # pragma: no cover

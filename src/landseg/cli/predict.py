@@ -16,6 +16,11 @@ from landseg.predict.options import PredictOptions
 
 ProbabilitiesOption = typer.Option("--probabilities", help="Also write per-class probabilities (uint8 COG).")
 ConfidenceOption = typer.Option("--confidence", help="Also write the winning class's probability (uint8 COG).")
+UncertaintyOption = typer.Option(
+    "--uncertainty",
+    help="Also write an uncertainty COG: entropy (of the class probabilities, over log of the class count) "
+    "or margin (1 - the gap between the two likeliest classes); 0 certain, 1 undecided.",
+)
 DaskOption = typer.Option(
     "--dask",
     help="Run on the Dask scheduler at this address (tcp://host:8786); inputs and "
@@ -44,6 +49,7 @@ def predict_command(
     allow_input_mismatch: options.AllowInputMismatch = False,
     probabilities: Annotated[bool, ProbabilitiesOption] = False,
     confidence: Annotated[bool, ConfidenceOption] = False,
+    uncertainty: Annotated[str | None, UncertaintyOption] = None,
     polygons: Annotated[str | None, typer.Option(help="Also write polygons per class: gpkg or geojson.")] = None,
     simplify: Annotated[float, typer.Option(help="Polygon simplification tolerance in pixels.")] = 0.0,
     preview: Annotated[bool, typer.Option(help="Write a coloured PNG preview with legend.")] = True,
@@ -77,6 +83,7 @@ def predict_command(
         nodata=nodata,
         probabilities=probabilities,
         confidence=confidence,
+        uncertainty=uncertainty,
         preview=preview,
         areas=areas,
         polygons=polygons,

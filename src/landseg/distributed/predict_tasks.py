@@ -126,8 +126,8 @@ def plan_scene(
 
 
 def block_band_count(num_classes: int, options: PredictOptions) -> int:
-    """Bands of a block file: class index, then the class probabilities, then the confidence, as asked."""
-    return 1 + (num_classes if options.probabilities else 0) + (1 if options.confidence else 0)
+    """Bands of a block file: the scene's raster layers stacked (``PredictOptions.raster_layers``)."""
+    return sum(options.raster_layers(num_classes).values())
 
 
 def predict_block(plan: ScenePlan, index: int, models: EnsembleSource, options: PredictOptions) -> BlockResult:
@@ -227,7 +227,7 @@ def assemble_scene(
     with gdal_environment(options), open_raster(plan.source) as dataset, ExitStack() as cleanup:
         outputs = SceneOutputs(paths, dataset, ensemble, options, cleanup)
         mark = time.perf_counter()
-        _copy_blocks(plan, blocks, outputs.scratches, ensemble.schema.num_classes)
+        _copy_blocks(plan, blocks, outputs.scratches, options.raster_layers(ensemble.schema.num_classes))
         stages["assemble"] = time.perf_counter() - mark
         outputs.finish(plan.source, stages)
     tiles = sum(b.tiles for b in blocks)
@@ -253,15 +253,12 @@ def assemble_scene(
     return SceneResult(plan.source, paths, plan.grid.height, plan.grid.width, tiles, seconds, stages=stages)
 
 
-def _copy_blocks(plan: ScenePlan, blocks: Sequence[BlockResult], scratches: dict, num_classes: int) -> None:
+def _copy_blocks(plan: ScenePlan, blocks: Sequence[BlockResult], scratches: dict, layers: dict[str, int]) -> None:
     if sorted(b.index for b in blocks) != list(range(len(plan.blocks))):
         raise RuntimeError(f"{plan.stem}: expected blocks 0..{len(plan.blocks) - 1}, got {[b.index for b in blocks]}")
-    layout = {"classes": slice(0, 1)}
-    after = 1
-    if "probabilities" in scratches:
-        layout["probabilities"], after = slice(1, 1 + num_classes), 1 + num_classes
-    if "confidence" in scratches:
-        layout["confidence"] = slice(after, after + 1)
+    layout, after = {}, 0
+    for kind, count in layers.items():
+        layout[kind], after = slice(after, after + count), after + count
     for result in blocks:
         block = plan.blocks[result.index]
         with open_without_grid_warning(result.path) as source:

@@ -52,6 +52,8 @@ from landseg.predict.ensemble import Ensemble
 from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
 from landseg.predict.outputs import write_preview
 from landseg.predict.streaming import Chunk
+from landseg.uncertainty import DESCRIPTIONS as UNCERTAINTY_DESCRIPTIONS
+from landseg.uncertainty import uncertainty
 
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
 """Room for the preview, areas, polygons and run record beside the rasters."""
@@ -64,6 +66,8 @@ def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str,
         paths["probabilities"] = out_dir / f"{stem}_probabilities.tif"
     if options.confidence:
         paths["confidence"] = out_dir / f"{stem}_confidence.tif"
+    if options.uncertainty is not None:
+        paths["uncertainty"] = out_dir / f"{stem}_uncertainty.tif"
     if options.preview:
         paths["color"] = out_dir / f"{stem}_color.png"
     if options.areas:
@@ -131,6 +135,13 @@ class SceneOutputs:
             self.scratches["confidence"] = self._new_scratch(
                 "confidence", 1, descriptions=["confidence"], scale=1 / PROBABILITY_STEPS
             )
+        if options.uncertainty is not None:
+            self.scratches["uncertainty"] = self._new_scratch(
+                "uncertainty",
+                1,
+                descriptions=[UNCERTAINTY_DESCRIPTIONS[options.uncertainty]],
+                scale=1 / PROBABILITY_STEPS,
+            )
 
     def _new_scratch(self, kind: str, count: int, **kwargs) -> rasterio.io.DatasetWriter:
         path = scratch_path(self.paths[kind], "raw")
@@ -158,7 +169,7 @@ class SceneOutputs:
         areas = PixelAreas.of(self.georef)
         tally = tally_classes(final_classes, schema.num_classes, areas) if options.areas else None
         copy_to_cog(final_classes, paths["classes"], "MODE")
-        for kind in ("probabilities", "confidence"):
+        for kind in ("probabilities", "confidence", "uncertainty"):
             if kind in self.scratches:
                 copy_to_cog(Path(self.scratches[kind].name), paths[kind], "AVERAGE")
         stages["cog"] = time.perf_counter() - mark
@@ -268,7 +279,7 @@ def output_bytes(height: int, width: int, num_classes: int, options: PredictOpti
     class scratch for the minimum mapping unit) and its COG beside it, counted at the scratch's size
     (deflate and overviews, a third more, assumed to cancel at worst), plus a margin for the small files."""
     pixels = height * width
-    bands = 1 + (num_classes if options.probabilities else 0) + (1 if options.confidence else 0)
+    bands = sum(options.raster_layers(num_classes).values())
     scratch = pixels * (bands + (1 if options.min_area > 1 else 0))
     return scratch + pixels * bands + DISK_MARGIN_BYTES
 
@@ -298,7 +309,8 @@ def _bytes(count: int) -> str:
 
 def chunk_layers(chunk: Chunk, options: PredictOptions) -> dict[str, np.ndarray]:
     """A finished chunk as the uint8 ``(bands, h, w)`` layers of each raster output: class indices
-    (no-data ``IGNORE_INDEX``), and the per-class probabilities and the confidence when asked for."""
+    (no-data ``IGNORE_INDEX``), and the per-class probabilities, the confidence and the uncertainty when
+    asked for, in the order of ``options.raster_layers``."""
     index = chunk.probabilities.argmax(axis=0).astype(np.uint8)
     if chunk.valid is not None:
         index[~chunk.valid] = IGNORE_INDEX
@@ -307,6 +319,9 @@ def chunk_layers(chunk: Chunk, options: PredictOptions) -> dict[str, np.ndarray]
         layers["probabilities"] = encode_probabilities(chunk.probabilities, chunk.valid)
     if options.confidence:
         layers["confidence"] = encode_probabilities(chunk.probabilities.max(axis=0), chunk.valid)[None]
+    if options.uncertainty is not None:
+        unsure = uncertainty(chunk.probabilities, options.uncertainty)
+        layers["uncertainty"] = encode_probabilities(unsure, chunk.valid)[None]
     return layers
 
 

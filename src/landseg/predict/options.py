@@ -16,6 +16,7 @@ from landseg.errors import ConfigError
 from landseg.predict.blocks import DEFAULT_BLOCK_WIDTH
 from landseg.predict.choices import BLEND_KINDS, BlendKind
 from landseg.predict.tiling import tile_stride
+from landseg.uncertainty import check_measure
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class PredictOptions:
     """Input no-data value, overriding the file's."""
     probabilities: bool = False
     confidence: bool = False
+    uncertainty: str | None = None
+    """Also write an uncertainty raster by this measure, ``entropy`` or ``margin`` (``landseg.uncertainty``)."""
     preview: bool = True
     areas: bool = True
     polygons: str | None = None
@@ -51,9 +54,24 @@ class PredictOptions:
     """Predict even when the input's dtype or value range is not what the model was trained on."""
 
     def class_map_only(self) -> PredictOptions:
-        """These options without the outputs beside the class map (probabilities, confidence, preview, areas,
-        polygons), for ``evaluate`` and ``audit``, which read the map only; the map is the same either way."""
-        return replace(self, probabilities=False, confidence=False, preview=False, areas=False, polygons=None)
+        """These options without the outputs beside the class map (probabilities, confidence, uncertainty,
+        preview, areas, polygons), for ``evaluate`` and ``audit``, which read the map only; the map is the
+        same either way."""
+        return replace(
+            self, probabilities=False, confidence=False, uncertainty=None, preview=False, areas=False, polygons=None
+        )
+
+    def raster_layers(self, num_classes: int) -> dict[str, int]:
+        """The uint8 raster outputs these options ask for and their band counts, in the order every writer
+        of them (the scene's COGs, a Dask block file) stacks them."""
+        layers = {"classes": 1}
+        if self.probabilities:
+            layers["probabilities"] = num_classes
+        if self.confidence:
+            layers["confidence"] = 1
+        if self.uncertainty is not None:
+            layers["uncertainty"] = 1
+        return layers
 
     def check(self) -> None:
         """Refuse bad options before any scene is read."""
@@ -66,6 +84,8 @@ class PredictOptions:
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
         check_polygon_format(self.polygons)
+        if self.uncertainty is not None:
+            check_measure(self.uncertainty)
         if self.min_area < 0:
             raise ConfigError(f"--min-area must not be negative, got {self.min_area}")
         if self.simplify < 0:
