@@ -65,6 +65,30 @@ def test_deepness_run_of_the_export_equals_landseg_on_the_checkpoint(plain_expor
     assert (probabilities.argmax(1) == expected.argmax(1)).all()
 
 
+def test_a_calibrated_export_gives_qgis_the_tempered_probabilities_once(plain_export, tmp_path):
+    """The card's temperature goes into the graph (logits / T before the softmax), so Deepness shows the
+    probabilities landseg writes for a tile; read back by landseg, the file is not tempered a second time."""
+    from landseg.checkpoint import load_checkpoint
+    from landseg.interop.deepness import export_for_deepness
+    from landseg.train.calibrate import write_calibration
+
+    checkpoint = tmp_path / "calibrated.ckpt"
+    checkpoint.write_bytes(plain_export["checkpoint"].read_bytes())
+    write_calibration(checkpoint, {"method": "temperature scaling", "temperature": 2.5})
+    exported = export_for_deepness(load_checkpoint(checkpoint), tmp_path / "calibrated.onnx")
+    session, metadata = deepness_reads(exported)
+    tiles = np.random.default_rng(2).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    probabilities = deepness_run(session, metadata, tiles)
+    ensemble = load_ensemble([checkpoint], engine="torch")
+    raw = np.ascontiguousarray(np.transpose(tiles, (0, 3, 1, 2)))
+    plain = ensemble.predict(raw, ensemble.plan(3, (None,) * 3, "tiles"))
+    tempered = np.stack([ensemble.calibrate(tile) for tile in plain])
+    np.testing.assert_allclose(probabilities, tempered, atol=1e-5)
+    assert np.abs(probabilities - plain).max() > 0.01
+    read_back = load_ensemble([exported]).members[0].card
+    assert read_back.temperature == 1.0 and read_back.training["deepness"]["temperature_in_graph"] == 2.5
+
+
 def test_folded_graph_gives_the_classes_of_the_landseg_path(folded_export):
     session, metadata = deepness_reads(folded_export["onnx"])
     assert metadata["standardization_mean"] == [0.0] * 3 and metadata["standardization_std"] == [1.0] * 3

@@ -3,7 +3,8 @@
 Deepness feeds a segmentation model float32 NCHW tiles of raster values divided by 255, standardized
 by the metadata's ``standardization_mean`` and ``standardization_std``, and reads per-class
 probabilities back (``predict/deepness.py`` has the keys and the reading side). The exported graph is
-therefore the network with a softmax at its end, and:
+therefore the network with a softmax at its end (its logits divided by the card's fitted temperature first,
+so QGIS shows calibrated probabilities; landseg reading the file back does not apply it twice), and:
 
 - where the card's normalization is one mean and std per band and its input scale is 1, Deepness's
   standardization is the card's own (``mean / 255``, ``std / 255``), and the graph starts at the network;
@@ -47,6 +48,7 @@ class DeepnessGraph(torch.nn.Module):
         self.normalization = card.input_normalization() if fold else None
         self.side = side
         self.network_side = max(1, round(side * card.input_scale)) if fold else side
+        self.temperature = card.temperature
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.normalization is not None:
@@ -62,7 +64,7 @@ class DeepnessGraph(torch.nn.Module):
         logits = self.network(batch)
         if logits.shape[-2:] != batch.shape[-2:]:
             logits = F.interpolate(logits, size=batch.shape[-2:], mode="bilinear", align_corners=False)
-        probabilities = torch.softmax(logits.float(), dim=1)
+        probabilities = torch.softmax(logits.float() / self.temperature, dim=1)
         if self.network_side != self.side:
             probabilities = F.interpolate(
                 probabilities, size=(self.side, self.side), mode="bilinear", align_corners=False

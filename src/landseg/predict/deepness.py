@@ -124,6 +124,9 @@ def card_from_metadata(
         card.input_scale = 1.0
         card.tile_size = tile
         card.training = {**card.training, "deepness": deepness}
+        if card.calibration is not None:  # the graph divides its logits by the temperature itself
+            card.training["deepness"]["temperature_in_graph"] = card.temperature
+            card.calibration = None
         return card
     model_type = reader.required(MODEL_TYPE, str)
     if model_type.capitalize() != SEGMENTOR:
