@@ -290,3 +290,31 @@ def test_sample_and_assess_stream_under_the_bounded_block_cache(labelled, tmp_pa
         "out_dir",
     ]
     assert "strata_path" in inspect.signature(sample.draw_sample).parameters
+
+
+def test_an_uncertainty_raster_cut_at_breaks_stratifies_the_sample(truth_and_map, tmp_path):
+    """A probability-type COG (uint8 steps of 1/254, as predict --uncertainty writes it) cut at 0.3 and 0.6:
+    the strata raster written beside the points holds each pixel's bin, its legend names the bins, and
+    the design's strata count exactly those pixels (no-data left out)."""
+    _, map_path, classes, _ = truth_and_map
+    rng = np.random.default_rng(5)
+    stored = rng.integers(0, 255, size=classes.shape, dtype=np.uint8)
+    stored[classes == 255] = 255
+    uncertainty = write_raster(tmp_path / "uncertainty.tif", stored)
+    with rasterio.open(uncertainty, "r+") as dst:
+        dst.scales = (1 / 254,)
+    out = tmp_path / "points.gpkg"
+    _invoke(["sample", str(map_path), "--out", str(out), "--strata", str(uncertainty), "--strata-breaks", "0.3,0.6"])
+    with rasterio.open(tmp_path / "points.strata.tif") as written:
+        bins = written.read(1)
+    valid = stored != 255
+    expected = np.digitize(stored / 254, [0.3, 0.6])
+    np.testing.assert_array_equal(bins[valid], expected[valid])
+    assert (bins[~valid] == 255).all()
+    design = json.loads((tmp_path / "points.design.json").read_text())
+    assert [s["name"] for s in design["strata"]] == ["< 0.3", "0.3 to < 0.6", ">= 0.6"]
+    assert [s["pixels"] for s in design["strata"]] == np.bincount(expected[valid], minlength=3).tolist()
+    refused = _invoke(["sample", str(map_path), "--out", str(out), "--strata-breaks", "0.3"], ok=False)
+    assert "give --strata too" in refused.output
+    refused = _invoke(["sample", str(map_path), "--strata", str(uncertainty), "--strata-breaks", "0.6,0.3"], ok=False)
+    assert "must increase" in refused.output

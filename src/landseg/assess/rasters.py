@@ -3,7 +3,7 @@ pixels, and one streamed pass that counts each value's pixels and ground area.
 
 A raster's values get names from, in this order: landseg's class COG tag (``landseg_schema``: values
 are class indices), the legend of a ``landseg change`` map (``landseg_change_legend``: values are from-to
-codes), a schema given by the user (values are its codes; its ignore codes are no-data), or nothing
+codes) or of a binned raster (``landseg_legend``, ``maps.bins``), a schema given by the user (values are its codes; its ignore codes are no-data), or nothing
 (each value is its own name). No-data, masked pixels and ignored codes are outside the population: they
 are never counted and never drawn.
 
@@ -28,6 +28,7 @@ from landseg.classes import ClassSchema, get_schema
 from landseg.errors import ConfigError, DataError
 from landseg.io.raster import open_raster
 from landseg.maps.areas import area_method, grid_areas, pixel_areas
+from landseg.maps.bins import LEGEND_TAG
 
 SCHEMA_TAG = "landseg_schema"
 CHANGE_LEGEND_TAG = "landseg_change_legend"
@@ -152,11 +153,11 @@ def open_class_raster(path: str | Path, schema: str | Path | None = None, role: 
         except ValueError as exc:
             raise DataError(f"its {SCHEMA_TAG} tag is not a class schema ({exc})", path) from None
         names = dict(enumerate(found.names))
-    elif CHANGE_LEGEND_TAG in tags:
+    elif legend_tag := next((tag for tag in (CHANGE_LEGEND_TAG, LEGEND_TAG) if tag in tags), None):
         try:
-            names = {int(code): str(name) for code, name in json.loads(tags[CHANGE_LEGEND_TAG]).items()}
+            names = {int(code): str(name) for code, name in json.loads(tags[legend_tag]).items()}
         except (ValueError, AttributeError) as exc:
-            raise DataError(f"its {CHANGE_LEGEND_TAG} tag is not a legend ({exc})", path) from None
+            raise DataError(f"its {legend_tag} tag is not a legend ({exc})", path) from None
     return ClassRaster(path, names, ignored, found, **grid)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from landseg.cli.errors import console
+from landseg.errors import ConfigError
 
 MapSchema = Annotated[
     str | None,
@@ -17,8 +18,6 @@ MapSchema = Annotated[
 
 
 def _expected_users(items: list[str] | None) -> dict[str, float]:
-    from landseg.errors import ConfigError
-
     found = {}
     for item in items or []:
         name, _, value = item.rpartition("=")
@@ -31,6 +30,13 @@ def _expected_users(items: list[str] | None) -> dict[str, float]:
     return found
 
 
+def _breaks(text: str) -> list[float]:
+    try:
+        return [float(value) for value in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--strata-breaks takes numbers separated by commas (e.g. 0.2,0.5), got {text!r}") from None
+
+
 def sample_command(
     map_path: Annotated[Path, typer.Argument(metavar="MAP", help="Class map to sample (one band of integer classes).")],
     out: Annotated[
@@ -39,6 +45,13 @@ def sample_command(
     method: Annotated[str, typer.Option(help="stratified, simple (random) or systematic.")] = "stratified",
     strata: Annotated[
         Path | None, typer.Option(help="Stratify by this raster's values (same grid) instead of the map's classes.")
+    ] = None,
+    strata_breaks: Annotated[
+        str | None,
+        typer.Option(
+            help="Cut a continuous --strata raster (e.g. predict --uncertainty) into strata at these values, "
+            "e.g. 0.2,0.5; the strata raster is written beside OUT."
+        ),
     ] = None,
     size: Annotated[int | None, typer.Option(help="Total sample points (default 500, or from --target-se).")] = None,
     allocation: Annotated[
@@ -78,6 +91,13 @@ def sample_command(
         default_user=default_ua,
         seed=seed,
     )
+    if strata_breaks is not None:
+        from landseg.maps.bins import write_binned
+
+        if strata is None:
+            raise ConfigError("--strata-breaks cuts the --strata raster into strata: give --strata too")
+        breaks = _breaks(strata_breaks)
+        strata = write_binned(strata, breaks, out.with_name(f"{out.stem}.strata.tif"))
     result = draw_sample(map_path, out, options, strata_path=strata, schema=schema, image=image)
     strata_text = ", ".join(f"{s.name or s.value} {s.sample_size}" for s in result.design.strata)
     console.print(
