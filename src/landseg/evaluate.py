@@ -160,7 +160,7 @@ def predicted_maps(
     image: Path, ensemble: Ensemble, maps_dir: Path, options: PredictOptions, stem: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """The class map ``landseg predict`` writes for ``image`` and its ``(K, H, W)`` probabilities in the
-    written uint8 steps (``PROBABILITY_STEPS`` is 1), written to ``maps_dir`` and read back."""
+    written uint8 steps (divide by ``PROBABILITY_STEPS`` for probabilities), written to ``maps_dir`` and read back."""
     scene = predict_scene(image, ensemble, maps_dir, options, stem=stem)
     with gdal_environment(options):
         with open_without_grid_warning(scene.paths["classes"]) as written:
