@@ -23,11 +23,20 @@ Efficiency = raw time for the scene's tile grid (tiles / raw tiles/s) over the e
 raw tiles/s is measured just before and just after each scene (their spread says how steady the
 machine was).
 
+int8 (issue 35) runs beside fp32 in the same run (``--precisions fp32,int8``): the ``quantize`` stage makes
+the benchmark model's int8 version as ``landseg export --precision int8`` does, calibrated on tiles of the
+top half of the smallest scene and guarded (agreement only: no labels) on its bottom half, and every scene
+is then timed at each precision. The headline figures are those of the default engine, the precision
+``--precision auto`` picks for that model. The ``fidelity`` stage (``--int8-checkpoints``, trained Dubai
+models) measures int8 against fp32 where it matters: Dubai tile 4 (labelled, mIoU change) for each
+checkpoint, and Dynamic World on the real Sentinel-2 samples (each chip measured by an int8 model
+calibrated on the other chips).
+
 With ``--agreement CKPT`` (a trained checkpoint) it also predicts real images (default: Dubai tile 4)
 in fp32, bf16 and with ONNX Runtime and reports argmax agreement with fp32, and how often the streamed
 fp32 map differs from one forward pass over the whole image near tile borders and away from them.
 
-    nice -n 19 python benchmarks/predict_speed.py                 # 4096, 8192, 16384 px: about an hour on 2 cores
+    python benchmarks/predict_speed.py --int8-checkpoints A.ckpt B.ckpt  # 4096, 8192, 16384 px, fp32 and int8
     python benchmarks/predict_speed.py --small --results /tmp/p.json  # smoke run, a minute
 """
 
@@ -42,10 +51,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import REPO, package_version, peak_rss_mb
+from common import DATASETS, REPO, package_version, peak_rss_mb
 from common import environment as common_environment
 
 CLASSES = 5
+SENTINEL2_SAMPLES = ("samples/sen12ms/*_s2_*.tif", "samples/sen1floods11/*_S2Hand.tif")
+"""The real Sentinel-2 chips under ``../shared/datasets`` that Dynamic World's int8 fidelity is measured on."""
 MODEL = {"arch": "unet", "num_classes": CLASSES, "encoder": "tu-tf_efficientnet_lite0", "encoder_weights": "offline"}
 
 
@@ -177,7 +188,7 @@ def stage_raw(settings: dict) -> dict:
         "tiles_per_s": round(done / seconds, 3),
         "gflop_per_tile": round(counter.get_total_flops() / 1e9, 3),
         "engine": member.engine,
-        "precision": settings["precision"],
+        "precision": member.precision,
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
@@ -194,9 +205,10 @@ def stage_variants(settings: dict) -> dict:
     variants = {
         "fp32": lambda net: TorchNetwork(net, precision="fp32", channels_last=False),
         "fp32_channels_last": lambda net: TorchNetwork(net, precision="fp32", channels_last=True),
-        "bf16": lambda net: TorchNetwork(net, precision="bf16", channels_last=False),
-        "bf16_channels_last": lambda net: TorchNetwork(net, precision="bf16", channels_last=True),
     }
+    if settings["bf16"]:
+        variants["bf16"] = lambda net: TorchNetwork(net, precision="bf16", channels_last=False)
+        variants["bf16_channels_last"] = lambda net: TorchNetwork(net, precision="bf16", channels_last=True)
     if settings.get("compile"):
         variants["bf16_channels_last_compiled"] = lambda net: TorchNetwork(net, precision="bf16", compile=True)
     onnx_path = Path(settings["work"]) / f"unet_lite0_{tile}.onnx"
@@ -243,6 +255,7 @@ def stage_predict(settings: dict) -> dict:
     result = summary.done[0]
     record = json.loads(result.paths["record"].read_text())
     return {
+        "precision": record["precisions"][0],
         "wall_s": round(seconds, 2),
         "tiles_predicted": record["tiles_predicted"],
         "tiles_in_grid": record["tiles_in_grid"],
@@ -421,7 +434,64 @@ def _near_tile_borders(grid, height: int, width: int) -> np.ndarray:
     return near
 
 
+def stage_quantize(settings: dict) -> dict:
+    """The benchmark model's int8 version, beside its checkpoint: calibrated on the top half of the
+    scene, its guard (agreement with fp32; no labels) measured on the bottom half."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from landseg.classes import IGNORE_INDEX
+    from landseg.data.dataset import LabelledImage
+    from landseg.predict.int8 import guard_passes
+    from landseg.predict.quantize import quantize_checkpoint
+
+    with rasterio.open(settings["scene"]) as source:
+        half = source.height // 2
+        top = source.read(window=Window(0, 0, source.width, half))
+        bottom = source.read(window=Window(0, half, source.width, source.height - half))
+    unlabelled = np.full(bottom.shape[1:], IGNORE_INDEX, dtype=np.uint8)
+    started = time.perf_counter()
+    path, guard = quantize_checkpoint(
+        settings["checkpoint"], [top], [LabelledImage(bottom, unlabelled, "bottom half")], settings["tile"]
+    )
+    return {
+        "file": Path(path).name,
+        "seconds": round(time.perf_counter() - started, 1),
+        "auto_runs_it": guard_passes(guard),
+        **guard,
+    }
+
+
+def stage_fidelity(settings: dict) -> dict:
+    """int8 against fp32 for trained Dubai checkpoints (calibrated on the training tiles of
+    ``configs/dubai.yaml``, measured on tile 4) and for Dynamic World on the real Sentinel-2 samples."""
+    from landseg.config import load_config
+    from landseg.predict.int8 import guard_passes
+    from landseg.train.int8 import quantize_on_images, quantize_on_splits
+
+    os.environ["LANDSEG_CACHE"] = settings["cache"]  # Dynamic World's int8 models stay out of the user's cache
+    result: dict = {"dubai_default": [], "dynamic_world": []}
+    config = load_config(REPO / "configs" / "dubai.yaml")
+    for checkpoint in settings["checkpoints"]:
+        started = time.perf_counter()
+        _, guard = quantize_on_splits(checkpoint, config, "val", progress=False)
+        seconds = round(time.perf_counter() - started, 1)
+        result["dubai_default"].append(
+            {"checkpoint": checkpoint, "seconds": seconds, "auto_runs_it": guard_passes(guard), **guard}
+        )
+        print(f"int8 Dubai {checkpoint}: {result['dubai_default'][-1]}", file=sys.stderr)
+    chips = [Path(chip) for chip in settings["sentinel2"]]
+    for chip in chips:
+        others = [other for other in chips if other != chip]
+        _, guard = quantize_on_images("zoo:dynamic-world", others, [chip])
+        result["dynamic_world"].append({"chip": chip.name, "auto_runs_it": guard_passes(guard), **guard})
+        print(f"int8 Dynamic World {chip.name}: {guard['agreement']:.5f}", file=sys.stderr)
+    return result
+
+
 STAGES = {
+    "quantize": stage_quantize,
+    "fidelity": stage_fidelity,
     "peak": stage_peak,
     "raw": stage_raw,
     "predict": stage_predict,
@@ -452,20 +522,20 @@ def environment() -> dict:
 
 def table(rows: list[dict], naive: dict | None) -> str:
     lines = [
-        "| scene | tiles (grid / run) | raw forward s | predict s | efficiency | raw spread | "
+        "| scene | precision | tiles (grid / run) | raw forward s | predict s | efficiency | raw spread | "
         "model GFLOP/s | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['size']}² | {r['tiles_in_grid']} / {r['tiles_predicted']} | {r['raw_s']:.0f} | "
+            f"| {r['size']}² | {r['precision']} | {r['tiles_in_grid']} / {r['tiles_predicted']} | {r['raw_s']:.0f} | "
             f"{r['predict_s']:.0f} | {r['efficiency']:.3f} | {r['raw']['spread']:.0%} | "
             f"{r['gflops_end_to_end']:.0f} | {r['peak_rss_mb']:.0f} |"
         )
     if naive:
         lines.append(
-            f"| {naive['size']}² naive | {naive['tiles']} / {naive['tiles_run']} | - | "
-            f"{naive['wall_s']:.0f} | - | - | {naive['gflops']:.0f} | {naive['peak_rss_mb']:.0f} |"
+            f"| {naive['size']}² naive | fp32 (torch) | {naive['tiles']} / {naive['tiles_run']} | - | "
+            f"{naive['wall_s']:.0f} | - | - | - | {naive['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -478,7 +548,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=2, help="Tiles per forward pass (the engine's default).")
     parser.add_argument("--engine", default="auto", help="Engine: auto, torch or onnxruntime.")
-    parser.add_argument("--precision", default="fp32", help="Engine precision: fp32 or bf16 (torch).")
+    parser.add_argument("--precisions", default="fp32,int8", help="Precisions timed side by side: fp32, int8, bf16.")
+    parser.add_argument(
+        "--int8-checkpoints",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="Trained Dubai checkpoints: int8 fidelity on tile 4.",
+    )
+    parser.add_argument(
+        "--profile-sizes", default="", help="Also profile the pipeline at these sizes (comma-separated)."
+    )
     parser.add_argument("--raw-tiles", type=int, default=None, help="Tiles timed per raw measurement (default 64).")
     parser.add_argument("--compile", action="store_true", help="Also time torch.compile (slow to compile).")
     parser.add_argument("--naive-tiles", type=int, default=None, help="Limit the naive loop to this many tiles.")
@@ -501,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(STAGES[args.stage](json.loads(args.settings))))
         return 0
     sizes = [int(s) for s in (args.sizes or ("512,1024" if args.small else "4096,8192,16384")).split(",")]
+    precisions = args.precisions.split(",")
+    profile_sizes = {int(s) for s in args.profile_sizes.split(",") if s}
     tile = args.tile or (128 if args.small else 512)
     raw_tiles = args.raw_tiles or (8 if args.small else 64)
     results = args.results or REPO / "benchmarks" / "results" / (
@@ -529,7 +611,6 @@ def main(argv: list[str] | None = None) -> int:
         "tile": tile,
         "overlap": args.overlap,
         "batch_size": args.batch_size,
-        "precision": args.precision,
         "engine": args.engine,
         "raw_tiles": raw_tiles,
         # bf16 matmuls run at 0.3 GFLOP/s on some CPUs without native bf16 kernels: 2048² takes a minute each.
@@ -537,12 +618,42 @@ def main(argv: list[str] | None = None) -> int:
     }
     peak = run_stage("peak", base)
     print(f"matmul peak: {peak}", file=sys.stderr)
-    variants = run_stage("variants", {**base, "work": str(args.work), "compile": args.compile})
+    # Where bf16 matrix products run far below fp32 (no bf16 kernels reached: 0.3 GFLOP/s on this machine on
+    # 2026-12-04), bf16 cannot pay off and timing it at 512 px takes most of an hour: it is left out.
+    bf16 = peak["matmul_bf16_gflops"] >= peak["matmul_fp32_gflops"] / 2
+    variants = run_stage(
+        "variants", {**base, "precision": "fp32", "work": str(args.work), "compile": args.compile, "bf16": bf16}
+    )
     print(f"variants: {variants}", file=sys.stderr)
-    rows, naive, profile = [], None, None
+    quantized = None
+    if "int8" in precisions:
+        quantized = run_stage("quantize", {**base, "scene": str(write_scene(args.work, sizes[0]))})
+        print(f"int8: {quantized}", file=sys.stderr)
+    # The default engine is what ``--precision auto`` picks for this model: int8 where its guard passes.
+    default = "int8" if quantized and quantized["auto_runs_it"] else "fp32"
+    rows: list[dict] = []
+    naive, profiles, fidelity = None, [], None
+
+    def headline() -> dict:
+        """The figures the targets are judged on, for each precision: the worst scene for efficiency and
+        memory, and the speed-up over the naive loop on the smallest scene."""
+        figures = {}
+        for precision in precisions:
+            mine = [row for row in rows if row["precision"] == precision]
+            if not mine:
+                continue
+            figures[precision] = {
+                "efficiency": min(row["efficiency"] for row in mine),
+                "speedup_vs_naive": round(naive["wall_s"] / mine[0]["predict_s"], 2) if naive else None,
+                "peak_rss_mb": max(row["peak_rss_mb"] for row in mine),
+                "rss_growth_largest_over_smallest": round(mine[-1]["peak_rss_mb"] / mine[0]["peak_rss_mb"], 3),
+            }
+        return figures
 
     def save(complete: bool, agreement: dict | None = None) -> None:
         """The results so far, rewritten after every scene so an interrupted run keeps its numbers."""
+        figures = headline()
+        chosen = figures.get(default) or next(iter(figures.values()))
         payload = {
             "benchmark": "3. Whole-scene prediction speed and memory",
             "small": args.small,
@@ -553,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tile": tile,
                 "overlap": args.overlap,
                 "batch_size": args.batch_size,
-                "precision": args.precision,
+                "precisions": precisions,
                 "engine": args.engine,
                 "raw_tiles": raw_tiles,
                 "model": MODEL,
@@ -562,15 +673,20 @@ def main(argv: list[str] | None = None) -> int:
             "environment": {**env, "load_average_end": os.getloadavg()},
             "matmul_peak": peak,
             "variants": variants,
+            "int8_model": quantized,
+            "default_precision": default,
             "scenes": rows,
             "naive": naive,
-            "profile": profile,
+            "profile": profiles[0] if profiles else None,
+            "profiles": profiles,
             "agreement": agreement,
-            "rss_growth_largest_over_smallest": round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3),
-            # The headline figures the targets are judged on: the worst scene for efficiency and memory.
-            "efficiency": min(row["efficiency"] for row in rows),
-            "speedup_vs_naive": naive["speedup_of_predict"] if naive else None,
-            "peak_rss_mb": max(row["peak_rss_mb"] for row in rows),
+            "int8_fidelity": fidelity,
+            "by_precision": figures,
+            # Top level: the default engine's figures (``--precision auto`` for this model).
+            "rss_growth_largest_over_smallest": chosen["rss_growth_largest_over_smallest"],
+            "efficiency": chosen["efficiency"],
+            "speedup_vs_naive": chosen["speedup_vs_naive"],
+            "peak_rss_mb": chosen["peak_rss_mb"],
         }
         results.parent.mkdir(parents=True, exist_ok=True)
         temporary = results.with_name(f".{results.name}.partial")
@@ -579,76 +695,95 @@ def main(argv: list[str] | None = None) -> int:
 
     for size in sizes:
         scene = write_scene(args.work, size)
-        before = run_stage("raw", base)
-        run = run_stage("predict", {**base, "scene": str(scene), "out": str(args.work / f"out_{size}")})
-        after = run_stage("raw", base)
-        # Raw speed is measured just before and just after the scene, and averaged per tile, so that a
-        # change in the machine's load during the run shows up as spread instead of as efficiency.
-        seconds_per_tile = (1 / before["tiles_per_s"] + 1 / after["tiles_per_s"]) / 2
-        raw = {
-            **before,
-            "tiles_per_s": round(1 / seconds_per_tile, 3),
-            "before": before["tiles_per_s"],
-            "after": after["tiles_per_s"],
-            "spread": round(abs(before["tiles_per_s"] - after["tiles_per_s"]) * seconds_per_tile, 3),
-            "load_average": os.getloadavg(),
-        }
-        raw_s = run["tiles_in_grid"] / raw["tiles_per_s"]
-        rows.append(
-            {
-                "size": size,
-                "tiles_in_grid": run["tiles_in_grid"],
-                "tiles_predicted": run["tiles_predicted"],
-                "raw_tiles_per_s": raw["tiles_per_s"],
-                "raw_s": round(raw_s, 2),
-                "predict_s": run["wall_s"],
-                "efficiency": round(raw_s / run["wall_s"], 4),
-                "efficiency_per_tile_run": round(run["tiles_predicted"] / raw["tiles_per_s"] / run["wall_s"], 4),
-                "gflops_raw": round(raw["gflop_per_tile"] * raw["tiles_per_s"], 1),
-                "gflops_end_to_end": round(raw["gflop_per_tile"] * run["tiles_in_grid"] / run["wall_s"], 1),
-                "peak_rss_mb": run["peak_rss_mb"],
-                "stages_s": run["stages_s"],
-                "raw": raw,
-            }
-        )
-        print(f"{size}²: {rows[-1]}", file=sys.stderr)
+        for precision in precisions:
+            rows.append(time_scene(size, scene, {**base, "precision": precision}, args.work))
+            print(f"{size}² {precision}: {rows[-1]}", file=sys.stderr)
+            save(complete=False)
         if naive is None:
-            naive_run = run_stage(
+            naive = run_stage(
                 "naive",
                 {**base, "scene": str(scene), "out": str(args.work / f"naive_{size}"), "naive_tiles": args.naive_tiles},
             )
-            naive = {
-                "size": size,
-                **naive_run,
-                "gflops": round(raw["gflop_per_tile"] * naive_run["tiles"] / naive_run["wall_s"], 1),
-                "speedup_of_predict": round(naive_run["wall_s"] / run["wall_s"], 2),
-            }
+            naive = {"size": size, **naive}
             print(f"naive {size}²: {naive}", file=sys.stderr)
-            profile = run_stage("profile", {**base, "scene": str(scene), "out": str(args.work / f"profile_{size}")})
-            profile = {
-                "size": size,
-                **profile,
-                "model_time_share": round(raw_s / run["wall_s"], 4),
-                "pipeline_share": round(profile["wall_s"] / run["wall_s"], 4),
-            }
-            print(f"profile {size}²: {profile}", file=sys.stderr)
+        if not profiles or size in profile_sizes:
+            profiles.append(profile_scene(size, scene, {**base, "precision": default}, args.work, rows))
+            print(f"profile {size}²: {profiles[-1]}", file=sys.stderr)
         save(complete=False)
-    rss_growth = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
-    save(complete=True, agreement=agreement_check())  # the agreement check comes last: it times nothing
+    if args.int8_checkpoints:
+        fidelity = run_stage(
+            "fidelity",
+            {
+                "checkpoints": [str(path) for path in args.int8_checkpoints],
+                "sentinel2": sorted(str(path) for pattern in SENTINEL2_SAMPLES for path in DATASETS.glob(pattern)),
+                "cache": str(args.work / "cache"),
+            },
+        )
+    save(complete=True, agreement=agreement_check())  # the checks that time nothing come last
     print(table(rows, naive))
     print("\n| model run as | tiles/s | vs fp32 |\n|---|---:|---:|")
     for name, value in variants.items():
         ratio = value["tiles_per_s"] / variants["fp32"]["tiles_per_s"]
         print(f"| {name} | {value['tiles_per_s']:.2f} | {ratio:.2f}x |")
-    engine = f"{rows[0]['raw']['engine']} {rows[0]['raw']['precision']}"
+    print(f"\ndefault precision {default}; by precision: {json.dumps(headline())}")
     print(
-        f"\nengine {engine}; peak RSS largest over smallest scene {rss_growth:.2f}x; predict is "
-        f"{naive['speedup_of_predict']:.2f}x faster than the naive loop on {naive['size']}²; matmul peak "
-        f"{peak['matmul_fp32_gflops']:.0f} GFLOP/s fp32, {peak['matmul_bf16_gflops']:.0f} bf16. CPU: {env['cpu']} "
-        f"({env['cpu_count']} cores), torch {env['torch']}, commit {env['git_commit'][:10]}"
+        f"matmul peak {peak['matmul_fp32_gflops']:.0f} GFLOP/s fp32, {peak['matmul_bf16_gflops']:.0f} bf16. "
+        f"CPU: {env['cpu']} ({env['cpu_count']} cores), torch {env['torch']}, commit {env['git_commit'][:10]}"
         f"{' (dirty)' if env['git_dirty'] else ''}, load {env['load_average_start'][0]:.1f}."
     )
     return 0
+
+
+def time_scene(size: int, scene: Path, settings: dict, work: Path) -> dict:
+    """``predict`` on one scene at ``settings``' precision, between two raw measurements of the same network."""
+    before = run_stage("raw", settings)
+    run = run_stage("predict", {**settings, "scene": str(scene), "out": str(work / f"out_{size}")})
+    after = run_stage("raw", settings)
+    # Raw speed is measured just before and just after the scene, and averaged per tile, so that a
+    # change in the machine's load during the run shows up as spread instead of as efficiency.
+    seconds_per_tile = (1 / before["tiles_per_s"] + 1 / after["tiles_per_s"]) / 2
+    raw = {
+        **before,
+        "tiles_per_s": round(1 / seconds_per_tile, 3),
+        "before": before["tiles_per_s"],
+        "after": after["tiles_per_s"],
+        "spread": round(abs(before["tiles_per_s"] - after["tiles_per_s"]) * seconds_per_tile, 3),
+        "load_average": os.getloadavg(),
+    }
+    raw_s = run["tiles_in_grid"] / raw["tiles_per_s"]
+    return {
+        "size": size,
+        "precision": run["precision"],
+        "tiles_in_grid": run["tiles_in_grid"],
+        "tiles_predicted": run["tiles_predicted"],
+        "raw_tiles_per_s": raw["tiles_per_s"],
+        "raw_s": round(raw_s, 2),
+        "predict_s": run["wall_s"],
+        "efficiency": round(raw_s / run["wall_s"], 4),
+        "efficiency_per_tile_run": round(run["tiles_predicted"] / raw["tiles_per_s"] / run["wall_s"], 4),
+        "gflops_raw": round(raw["gflop_per_tile"] * raw["tiles_per_s"], 1),
+        "gflops_end_to_end": round(raw["gflop_per_tile"] * run["tiles_in_grid"] / run["wall_s"], 1),
+        "peak_rss_mb": run["peak_rss_mb"],
+        "stages_s": run["stages_s"],
+        "raw": raw,
+    }
+
+
+def profile_scene(size: int, scene: Path, settings: dict, work: Path, rows: list[dict]) -> dict:
+    """The pipeline's own work on a scene (``stage_profile``), against the forward time of the same
+    scene at that precision."""
+    profile = run_stage("profile", {**settings, "scene": str(scene), "out": str(work / f"profile_{size}")})
+    row = next(r for r in rows if r["size"] == size and r["precision"] == settings["precision"])
+    return {
+        "size": size,
+        "precision": settings["precision"],
+        **profile,
+        "pipeline_s_per_tile": round(profile["wall_s"] / profile["tiles_in_grid"], 4),
+        "forward_s_per_tile": round(1 / row["raw_tiles_per_s"], 4),
+        "pipeline_over_forward": round(profile["wall_s"] / row["raw_s"], 4),
+        "model_time_share": round(row["raw_s"] / row["predict_s"], 4),
+        "pipeline_share": round(profile["wall_s"] / row["predict_s"], 4),
+    }
 
 
 if __name__ == "__main__":

@@ -113,7 +113,14 @@ def experiment(
             "split": {"field": "id", "train": list(train_ids), "val": list(val_ids)},
         },
         "model": dict(base_model if base_model is not None else TINY_MODEL),
-        "train": {"crop_size": 32, "batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "val_tile": 64},
+        "train": {
+            "crop_size": 32,
+            "batch_size": 2,
+            "epochs": 1,
+            "steps_per_epoch": 1,
+            "val_tile": 64,
+            "int8_export": False,  # tests/predict/test_quantize.py trains with it
+        },
     }
     for section, values in sections.items():
         config[section].update(values)

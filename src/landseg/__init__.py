@@ -27,6 +27,7 @@ _EXPORTS = {
     "calibrate": "landseg.api",
     "load_model": "landseg.api",
     "predict_scene": "landseg.api",
+    "quantize": "landseg.api",
     "sample": "landseg.api",
 }
 _CALLABLE_MODULES = ("train", "evaluate", "assess", "suggest")

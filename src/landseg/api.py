@@ -35,6 +35,7 @@ from landseg.predict.tta import TTAMode
 from landseg.suggest.run import SuggestOptions, SuggestResult
 from landseg.suggest.run import suggest as suggest_windows
 from landseg.train.calibrate import calibrate_on_split
+from landseg.train.int8 import quantize_on_splits
 from landseg.train.run import TrainResult
 from landseg.train.run import train as run_training
 
@@ -46,6 +47,7 @@ __all__ = [
     "evaluate",
     "load_model",
     "predict_scene",
+    "quantize",
     "sample",
     "suggest",
     "train",
@@ -75,7 +77,7 @@ class Model:
         self.references = [str(r) for r in references]
 
     def __repr__(self) -> str:
-        members = ", ".join(f"{m.name} ({m.engine})" for m in self.ensemble.members)
+        members = ", ".join(f"{m.name} ({m.engine}, {m.precision})" for m in self.ensemble.members)
         return f"Model({members}; classes {self.classes})"
 
     @property
@@ -157,7 +159,7 @@ def load_model(
     *,
     engine: Engine = "auto",
     tta: TTAMode | None = None,
-    precision: Precision = "fp32",
+    precision: Precision = "auto",
     device: str = "cpu",
     tile: int | None = None,
 ) -> Model:
@@ -242,6 +244,23 @@ def calibrate(
     paths = [Path(checkpoints)] if isinstance(checkpoints, str | Path) else [Path(p) for p in checkpoints]
     experiment = config if isinstance(config, ExperimentConfig) else load_config(config)
     return calibrate_on_split(paths, experiment, split, progress=progress)
+
+
+def quantize(
+    model: ModelReference,
+    config: ExperimentConfig | str | Path,
+    *,
+    split: str = "val",
+    tile: int | None = None,
+    keep_fp32: str = "first-last",
+    progress: bool = True,
+) -> tuple[Path, dict]:
+    """The int8 model of a checkpoint or zoo model, as ``landseg export --precision int8`` makes it:
+    calibrated on the config's training images, its guard (agreement with fp32, mIoU change) measured on
+    its labelled ``split``, cached beside the checkpoint where ``precision="auto"`` finds it. Gives the
+    int8 file and its guard."""
+    experiment = config if isinstance(config, ExperimentConfig) else load_config(config)
+    return quantize_on_splits(model, experiment, split, tile, keep_fp32, progress)
 
 
 def suggest(

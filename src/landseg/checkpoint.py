@@ -51,6 +51,8 @@ class ModelCard:
     Inputs are checked against it; cards older than it skip the check."""
     calibration: dict | None = None
     """The fitted temperature and how well it calibrates (``landseg.train.calibrate``); None: uncalibrated."""
+    int8: dict | None = None
+    """On an int8 model: its guard, measured against fp32 on held-out images (``predict.quantize``)."""
 
     @property
     def temperature(self) -> float:

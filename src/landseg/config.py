@@ -261,6 +261,10 @@ class TrainConfig(Section):
     onnx_export: bool = True
     """At the end, export the best checkpoint to ONNX beside it (at the card's tile size), so
     that ``landseg predict`` runs them with ONNX Runtime at once (``predict.onnx.cached_export``)."""
+    int8_export: bool = True
+    """At the end, also make the best checkpoint's int8 model beside it (ONNX Runtime static quantization,
+    calibrated on training tiles) and measure its guard against fp32 on the validation images, so that
+    ``--precision auto`` runs it where the guard passes (``predict.quantize``). Needs validation images."""
     calibrate: bool = True
     """At the end, fit a temperature for each checkpoint on the validation images and store it on its card,
     so that the probabilities every prediction writes are calibrated (``landseg.train.calibrate``)."""

@@ -4,7 +4,7 @@ Each image of the split goes through ``engine.predict_scene`` with the same opti
 test-time augmentation that ``landseg predict`` takes (and the same defaults), into ``OUT/maps/``; the
 class COG written there is read back and compared with the mask. So the score is the score of a map a
 user gets, minimum mapping unit included. ONE confusion matrix accumulates all labelled pixels and
-every score comes from it; ``metrics.json`` records the options, models and engines used. The
+every score comes from it; ``metrics.json`` records the options, models, engines and precisions used. The
 probabilities written beside each map are read back too, and their calibration (ECE, classwise ECE,
 Brier score, reliability diagram; ``landseg.calibration``) measured over the same pixels. Where a model
 card carries a fitted temperature, the same images are also predicted without it (in memory, encoded to the
@@ -137,6 +137,7 @@ def evaluate(
         quarantined=[{"file": exc.path, "problem": exc.problem} for exc in quarantined],
         models=[str(m.path) for m in ensemble.members],
         engines=[m.engine for m in ensemble.members],
+        precisions=[m.precision for m in ensemble.members],
         tta=ensemble.tta,
         prediction_options=asdict(options),
         maps=str(out_dir / "maps"),
@@ -185,7 +186,7 @@ def _write_evaluation_report(out_dir, split, metrics, confusion, schema, figures
         if calibration["before"] is not None:
             ece += f"; {calibration['before']['ece']:.3f} without the fitted temperature"
         plots.append((f"{caption} ({ece})", plot_reliability(calibration, out_dir / "reliability.png")))
-    engines = ", ".join(sorted(set(metrics["engines"])))
+    engines = ", ".join(sorted({f"{e} {p}" for e, p in zip(metrics["engines"], metrics["precisions"], strict=True)}))
     sections = {
         "Models": "\n".join(metrics["models"])
         + f"\nengine: {engines}; test-time augmentation: {metrics['tta'] or 'none'}",

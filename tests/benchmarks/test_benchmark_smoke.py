@@ -235,13 +235,22 @@ def test_predict_speed_smoke_reports_the_targets_and_profiles_the_pipeline(tmp_p
     )
     data = json.loads(results.read_text())
     scenes = data["scenes"]
-    assert data["complete"] and [scene["size"] for scene in scenes] == [256, 384]
-    # The headline figures are the worst over the scene sizes, as the targets are judged.
-    assert data["efficiency"] == min(scene["efficiency"] for scene in scenes)
-    assert data["peak_rss_mb"] == max(scene["peak_rss_mb"] for scene in scenes)
-    assert data["speedup_vs_naive"] == data["naive"]["speedup_of_predict"] > 0
+    assert data["complete"] and [(s["size"], s["precision"]) for s in scenes] == [
+        (size, precision) for size in (256, 384) for precision in ("fp32", "int8")
+    ]
+    # int8 is the benchmark model's own, guarded; the default engine is what --precision auto picks.
+    int8 = data["int8_model"]
+    assert 0 <= int8["agreement"] <= 1 and int8["miou_change"] is None
+    assert data["default_precision"] == ("int8" if int8["auto_runs_it"] else "fp32")
+    # The headline figures are the default engine's, the worst over the scene sizes, as the targets are judged.
+    default = [scene for scene in scenes if scene["precision"] == data["default_precision"]]
+    assert data["efficiency"] == min(scene["efficiency"] for scene in default)
+    assert data["peak_rss_mb"] == max(scene["peak_rss_mb"] for scene in default)
+    assert data["speedup_vs_naive"] == round(data["naive"]["wall_s"] / default[0]["predict_s"], 2)
+    assert set(data["by_precision"]) == {"fp32", "int8"}
     profile = data["profile"]
     assert profile["size"] == 256 and profile["tiles_in_grid"] == scenes[0]["tiles_in_grid"]
+    assert profile["precision"] == data["default_precision"] and profile["pipeline_over_forward"] > 0
     assert profile["wall_s"] > 0 and set(profile["stages_s"]) == set(scenes[0]["stages_s"])
     own_times = [entry["tottime_s"] for entry in profile["main_thread_top_tottime"]]
     assert len(own_times) == 15 and own_times == sorted(own_times, reverse=True)

@@ -36,7 +36,11 @@ Engine = Annotated[
     choices.Engine, typer.Option(help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime.")
 ]
 Precision = Annotated[
-    choices.Precision, typer.Option(help="fp32, or bf16 autocast (torch engine; faster, less exact).")
+    choices.Precision,
+    typer.Option(
+        help="auto (int8 where the model's measured guard passes, else fp32), fp32, int8 (ONNX Runtime; "
+        "refused without a guard), or bf16 autocast (torch engine; faster, less exact)."
+    ),
 ]
 Device = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")]
 Bands = Annotated[str | None, typer.Option(help="Input bands in the model's order, e.g. 4,3,2.")]

@@ -40,7 +40,7 @@ def predict_command(
     batch_size: options.BatchSize = DEFAULTS.batch_size,
     tta: options.TTA = None,
     engine: options.Engine = "auto",
-    precision: options.Precision = "fp32",
+    precision: options.Precision = "auto",
     device: options.Device = "cpu",
     bands: options.Bands = None,
     nodata: options.Nodata = None,

@@ -72,7 +72,7 @@ class EnsembleSource:
     engine: Engine = "auto"
     tta: TTAMode | None = None
     device: str = "cpu"
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
     tile: int | None = None
     threads: int | None = None
     """Intra-op threads of PyTorch and ONNX Runtime on each worker; None keeps the worker's setting."""

@@ -95,7 +95,7 @@ def run_predict_distributed(
     options: PredictOptions | None = None,
     engine: Engine = "auto",
     tta: TTAMode | None = None,
-    precision: Precision = "fp32",
+    precision: Precision = "auto",
     device: str = "cpu",
     overwrite: bool = False,
     threads: int | None = None,

@@ -13,7 +13,10 @@ Engine = Literal["auto", "torch", "onnxruntime"]
 """``auto``: ONNX Runtime for fp32 on CPU where it is installed, PyTorch otherwise."""
 ENGINES: tuple[str, ...] = get_args(Engine)
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+"""``auto``: a model's int8 version where its measured guard passes (``predict.quantize``), fp32 otherwise;
+``int8`` runs an int8 version whatever its guard says, and refuses a model that has none; ``bf16`` is
+PyTorch's autocast."""
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 TTAMode = Literal["flips", "d4"]

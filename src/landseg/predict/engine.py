@@ -341,6 +341,8 @@ def write_run_record(
         "source": str(source),
         "models": [str(m.path) for m in ensemble.members],
         "engines": [m.engine for m in ensemble.members],
+        "precisions": [m.precision for m in ensemble.members],
+        "int8_guards": [m.card.int8 if m.precision == "int8" else None for m in ensemble.members],
         "tta": ensemble.tta,
         "options": asdict(options),
         **facts,

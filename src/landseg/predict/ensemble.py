@@ -25,6 +25,7 @@ from landseg.classes import ClassSchema
 from landseg.errors import CheckpointError, ConfigError
 from landseg.normalization import AnyNormalization
 from landseg.predict.bands import match_bands
+from landseg.predict.int8 import int8_member
 from landseg.predict.models import is_onnx_file, load_model, model_file, read_card
 from landseg.predict.networks import Engine, Member, Precision, TorchNetwork, check_precision, resolve_engine
 from landseg.predict.onnx import load_onnx_member, onnx_member_from_checkpoint
@@ -187,7 +188,7 @@ def load_ensemble(
     engine: Engine = "auto",
     tta: TTAMode | None = None,
     device: str | torch.device = "cpu",
-    precision: Precision = "fp32",
+    precision: Precision = "auto",
     channels_last: bool = True,
     compile: bool = False,
     threads: int | None = None,
@@ -198,6 +199,7 @@ def load_ensemble(
 
     Checkpoints and zoo models run by ONNX Runtime are exported for the network tile of ``tile``
     (default: the first card's tile size) at their own input scale, once, and cached (``onnx.cached_export``).
+    With ``precision`` ``auto`` or ``int8``, their int8 versions run where ``int8.int8_member`` takes them.
     """
     check_precision(precision)
     chosen = resolve_engine(engine, device, precision)
@@ -213,6 +215,12 @@ def load_ensemble(
             source_side = max(1, round((tile or card.tile_size) / card.input_scale)) if card.input_scale > 0 else 1
         if chosen == "onnxruntime":
             side = max(1, round(source_side * card.input_scale))
+            quantized = (
+                int8_member(reference, card, side, precision, threads) if precision in ("auto", "int8") else None
+            )
+            if quantized is not None:
+                members.append(quantized)
+                continue
             member = onnx_member_from_checkpoint(
                 model_file(reference),
                 card,
@@ -225,6 +233,7 @@ def load_ensemble(
                 members.append(member)
                 continue
         loaded = loaded or load_model(reference)
-        network = TorchNetwork(loaded.network, device, precision, channels_last, compile)
-        members.append(Member(loaded.card, network, loaded.path, network.device))
+        torch_precision: Precision = "bf16" if precision == "bf16" else "fp32"
+        network = TorchNetwork(loaded.network, device, torch_precision, channels_last, compile)
+        members.append(Member(loaded.card, network, loaded.path, network.device, precision=torch_precision))
     return Ensemble(members, tta)

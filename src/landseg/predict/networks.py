@@ -55,14 +55,17 @@ def onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx", "onnxscript"))
 
 
-def resolve_engine(engine: str, device: str | torch.device, precision: str = "fp32") -> str:
-    """``auto`` is ONNX Runtime for fp32 on CPU where it is installed, PyTorch otherwise."""
+def resolve_engine(engine: str, device: str | torch.device, precision: str = "auto") -> str:
+    """``auto`` is ONNX Runtime on CPU where it is installed (not for ``bf16``), PyTorch otherwise; ``int8``
+    needs ONNX Runtime."""
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    on_cpu = torch.device(device).type == "cpu"
+    if precision == "int8" and (engine == "torch" or not on_cpu or not onnxruntime_available()):
+        raise ConfigError("--precision int8 runs with ONNX Runtime on CPU: use --engine auto or onnxruntime on cpu")
     if engine != "auto":
         return engine
-    on_cpu = torch.device(device).type == "cpu"
-    return "onnxruntime" if on_cpu and precision == "fp32" and onnxruntime_available() else "torch"
+    return "onnxruntime" if on_cpu and precision != "bf16" and onnxruntime_available() else "torch"
 
 
 class TorchNetwork:
@@ -101,6 +104,8 @@ class Member:
     path: Path
     device: torch.device = CPU
     engine: str = "torch"
+    precision: str = "fp32"
+    """What the network computes in: ``fp32``, ``bf16`` (autocast) or ``int8`` (a quantized ONNX model)."""
 
     @property
     def fixed_side(self) -> int | None:

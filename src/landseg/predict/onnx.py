@@ -83,7 +83,7 @@ def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "landseg"
 
 
-def _content_key(path: Path) -> str:
+def content_key(path: Path) -> str:
     """12 hex digits of the file's content, the opset and torch's version: what an export depends on."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -93,7 +93,7 @@ def _content_key(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-EXPORT_SUFFIX = re.compile(r"\.(?P<key>[0-9a-f]{12})\.t(?P<side>[0-9]+)\.onnx")
+EXPORT_SUFFIX = re.compile(r"\.(?P<key>[0-9a-f]{12})\.t(?P<side>[0-9]+)(\.int8)?\.onnx")
 
 
 def export_beside(checkpoint: Path, key: str, side: int) -> Path:
@@ -114,7 +114,7 @@ def cached_export(
     older contents of the checkpoint beside it are removed.
     """
     checkpoint = Path(checkpoint)
-    key = _content_key(checkpoint)
+    key = content_key(checkpoint)
     beside = export_beside(checkpoint, key, side)
     in_cache = cache_folder() / "onnx" / beside.name
     build_zoo_model = load if checkpoint.suffix == ".safetensors" else None
@@ -233,7 +233,8 @@ def load_onnx_member(path: str | Path, threads: int | None = None) -> Member:
     card = parse_json_limited(card_json, JSON_SIDECAR_LIMIT, path, error=CheckpointError)
     if not isinstance(card, dict):
         raise CheckpointError("ONNX model's landseg card is not a JSON object", path)
-    return Member(ModelCard.from_dict(card), network, path, engine="onnxruntime")
+    model_card = ModelCard.from_dict(card)
+    return Member(model_card, network, path, engine="onnxruntime", precision="int8" if model_card.int8 else "fp32")
 
 
 def check_external_data(path: Path) -> None:

@@ -36,7 +36,7 @@ def run_predict(
     options: PredictOptions | None = None,
     engine: Engine = "auto",
     tta: TTAMode | None = None,
-    precision: Precision = "fp32",
+    precision: Precision = "auto",
     device: str = "cpu",
     overwrite: bool = False,
     console: Console | None = None,
@@ -44,6 +44,7 @@ def run_predict(
     """Predict every input into ``out_dir``; a single input's failure is raised, several are collected."""
     from landseg.predict.engine import PredictOptions, predict_scene
     from landseg.predict.ensemble import load_ensemble
+    from landseg.predict.int8 import describe_member
 
     options = options or PredictOptions()
     options.check()
@@ -53,7 +54,7 @@ def run_predict(
     if not todo:
         return summary
     ensemble = load_ensemble(checkpoints, engine=engine, tta=tta, device=device, precision=precision, tile=options.tile)
-    console.print("models: " + ", ".join(f"{m.name} ({m.engine})" for m in ensemble.members))
+    console.print("models: " + ", ".join(describe_member(m) for m in ensemble.members))
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def waiting(path: Path) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from landseg.calibration import BINS, CalibrationTally, fit_temperature, tempered_probabilities
-from landseg.checkpoint import CARD_KEY, read_checkpoint
+from landseg.checkpoint import CARD_KEY, ModelCard, read_checkpoint
 from landseg.classes import IGNORE_INDEX, get_schema
 from landseg.config import ExperimentConfig, TrainConfig
 from landseg.data.catalog import build_catalog
@@ -40,14 +40,31 @@ def calibrate_on_split(
     """``landseg calibrate``: fit the temperature of trained checkpoints on a labelled ``split`` of
     ``config`` (images the networks were not trained on, and not the ones they will be scored on), as
     training does on its validation images, and store it on their cards."""
+    items = read_split(config, split, read_card(paths[0]), Path(paths[0]), "fit the temperature on", progress)
+    return calibrate_checkpoints(paths, items, config.train, split)
+
+
+def read_split(
+    config: ExperimentConfig,
+    split: str,
+    card: ModelCard,
+    model: Path,
+    purpose: str,
+    progress: bool = True,
+    limit: int | None = None,
+) -> list[LabelledImage]:
+    """The labelled images of ``split`` (at most ``limit``, drawn at random) with the card's bands, at their
+    own resolution as prediction reads them; the model's classes must be the config's."""
     samples = build_catalog(config.data).splits.get(split, [])
     if not samples:
-        raise ConfigError(f"data.split has no {split!r} images to fit the temperature on")
+        raise ConfigError(f"data.split has no {split!r} images to {purpose}")
+    if limit is not None and len(samples) > limit:
+        chosen = np.random.default_rng(0).choice(len(samples), limit, replace=False)
+        samples = [samples[i] for i in sorted(chosen)]
     schema = get_schema(config.data.schema_)
-    card = read_card(paths[0])
-    check_model_classes(card.class_schema().names, schema.names, Path(paths[0]))
+    check_model_classes(card.class_schema().names, schema.names, model)
     data = config.data
-    items = load_labelled_images(
+    return load_labelled_images(
         samples,
         schema,
         list(card.bands),
@@ -57,7 +74,6 @@ def calibrate_on_split(
         progress=progress,
         description=f"Reading {split} images",
     )
-    return calibrate_checkpoints(paths, items, config.train, split)
 
 
 def calibrate_checkpoints(

@@ -37,6 +37,7 @@ from landseg.predict.onnx import cached_export
 from landseg.train.calibrate import calibrate_checkpoints
 from landseg.train.callbacks import AtomicCheckpointIO, HistoryCSV, RandomStateCheckpoint, TimeBudgetCosine
 from landseg.train.datamodule import SegmentationDataModule
+from landseg.train.int8 import quantize_for_prediction
 from landseg.train.module import SegmentationModule
 from landseg.train.precision import PrecisionChoice, resolve_precision
 from landseg.train.start import FreshStart, model_start
@@ -62,9 +63,11 @@ class TrainResult:
     val_images: int = 0
     precision: PrecisionChoice | None = None
     onnx_exports: list[Path] = field(default_factory=list)
+    """ONNX exports written beside the checkpoints for ``landseg predict`` (empty without ONNX packages)."""
     calibration: dict[Path, dict] = field(default_factory=dict)
     """Each checkpoint's fitted temperature as its card stores it (``train.calibrate``); empty without validation."""
-    """ONNX exports written beside the checkpoints for ``landseg predict`` (empty without ONNX packages)."""
+    int8: dict | None = None
+    """The best checkpoint's int8 model (``path``) and its measured guard (``train.int8_export``), or None."""
 
     def validation_text(self) -> str:
         """``best validation mIoU 0.4840``, or ``no validation images`` for a run without any."""
@@ -209,6 +212,8 @@ def train(
             result.calibration = calibrate_checkpoints([best, last], data.val_items, tc)
         # best.ckpt is the one users predict with; one export keeps the end of short runs short.
         result.onnx_exports = export_for_prediction([best], card.tile_size) if tc.onnx_export else []
+        if tc.int8_export and result.onnx_exports:
+            result.int8 = quantize_for_prediction(best, config, data.val_items, card.tile_size)
         summary = run_summary(result, card, final, swa)
         write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return result
@@ -344,6 +349,7 @@ def run_summary(result: TrainResult, card: ModelCard, final: float | None, swa: 
         summary["swa_cycles_averaged"] = swa.n_averaged
     summary["onnx_exports"] = [str(path) for path in result.onnx_exports]
     summary["calibration"] = result.calibration.get(result.best_checkpoint)
+    summary["int8"] = result.int8
     return summary
 
 

@@ -1,0 +1,191 @@
+"""int8 models: made at the end of training with a guard measured against fp32 on the validation images,
+run by ``--precision int8`` and ``auto`` through the inference core, refused without a guard, cached by
+checkpoint content, and made by ``landseg export --precision int8``."""
+
+import json
+import shutil
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import rasterio
+import yaml
+from tests.helpers import experiment, save_tiny_checkpoint
+from typer.testing import CliRunner
+
+from landseg.cli import app
+from landseg.config import parse_config
+from landseg.errors import ConfigError
+from landseg.predict.engine import PredictOptions
+from landseg.predict.ensemble import load_ensemble
+from landseg.predict.int8 import find_int8, guard_passes
+from landseg.predict.models import read_card
+from landseg.predict.onnx import cached_export, load_onnx_member
+from landseg.predict.quantize import stamp_card
+from landseg.predict.run import run_predict
+from landseg.train.calibrate import write_calibration
+from landseg.train.run import train
+
+PASSING = {"agreement": 0.999, "miou_change": -0.001, "measured_on": {"images": 1, "split": "val"}}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synthetic_dataset):
+    """A tiny U-Net trained for a few steps with ``train.int8_export`` on: its config (a dict) and result."""
+    config = experiment(synthetic_dataset, train={"int8_export": True, "steps_per_epoch": 6})
+    result = train(parse_config(config), tmp_path_factory.mktemp("int8") / "run", progress=False)
+    return config, result
+
+
+def copy_run(result, folder: Path) -> tuple[Path, Path]:
+    """best.ckpt and its int8 model copied into ``folder`` under their own names (keys follow content)."""
+    folder.mkdir()
+    int8 = Path(result.int8["path"])
+    shutil.copy(result.best_checkpoint, folder / "best.ckpt")
+    shutil.copy(int8, folder / int8.name)
+    return folder / "best.ckpt", folder / int8.name
+
+
+def class_map(out_dir: Path, image: Path, checkpoint: Path, precision: str) -> tuple[np.ndarray, dict]:
+    options = PredictOptions(preview=False, areas=False)
+    run_predict([image], [checkpoint], out_dir, options, precision=precision)
+    with rasterio.open(out_dir / f"{image.stem}_classes.tif") as source:
+        classes = source.read(1)
+    return classes, json.loads((out_dir / f"{image.stem}_prediction.json").read_text())
+
+
+def test_training_leaves_an_int8_model_and_its_guard_beside_the_best_checkpoint(trained):
+    _, result = trained
+    path = Path(result.int8["path"])
+    side = read_card(result.best_checkpoint).tile_size
+    assert path.parent == result.best_checkpoint.parent and path.name.endswith(f".t{side}.int8.onnx")
+    assert find_int8(result.best_checkpoint, side) == path
+    member = load_onnx_member(path)
+    guard = member.card.int8
+    assert member.precision == "int8" and guard == {
+        k: v for k, v in result.int8.items() if k not in ("path", "auto_runs_it")
+    }
+    assert 0.0 <= guard["agreement"] <= 1.0 and guard["measured_on"]["images"] == 1
+    assert guard["miou_change"] == pytest.approx(guard["miou_int8"] - guard["miou_fp32"])
+    assert guard["calibrated_on"]["tiles"] >= 2 and guard["tile"] == side
+    assert result.int8["auto_runs_it"] == guard_passes(guard)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["int8"] == result.int8
+    operators = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= operators
+
+
+def test_predict_int8_agrees_with_fp32_at_the_rate_its_guard_recorded(trained, synthetic_dataset, tmp_path):
+    """The guard is measured through the inference core on the validation image, so predicting that image
+    from its file with each precision reproduces the recorded agreement."""
+    _, result = trained
+    guard = result.int8
+    image = synthetic_dataset / "images" / "scene_002.tif"
+    fp32, fp32_record = class_map(tmp_path / "fp32", image, result.best_checkpoint, "fp32")
+    if guard_passes(guard):
+        int8, record = class_map(tmp_path / "int8", image, result.best_checkpoint, "int8")
+    else:
+        with pytest.warns(UserWarning, match="misses the bars"):
+            int8, record = class_map(tmp_path / "int8", image, result.best_checkpoint, "int8")
+    assert np.mean(int8 == fp32) == pytest.approx(guard["agreement"], abs=1e-9)
+    assert fp32_record["precisions"] == ["fp32"] and record["precisions"] == ["int8"]
+    assert record["int8_guards"][0]["agreement"] == guard["agreement"]
+
+
+def test_auto_runs_int8_only_where_its_guard_passes(trained, tmp_path):
+    _, result = trained
+    checkpoint, int8 = copy_run(result, tmp_path / "run")
+    card = load_onnx_member(int8).card
+    for guard, expected in [
+        (PASSING, "int8"),
+        ({**PASSING, "agreement": 0.99}, "fp32"),
+        ({**PASSING, "miou_change": -0.01}, "fp32"),
+        ({**PASSING, "miou_change": None}, "int8"),  # measured on unlabelled images: agreement decides
+    ]:
+        stamp_card(int8, replace(card, int8=guard), card.tile_size, int8)
+        (member,) = load_ensemble([checkpoint], precision="auto").members
+        assert member.precision == expected, guard
+        assert member.engine == "onnxruntime"
+    (member,) = load_ensemble([checkpoint], precision="fp32").members
+    assert member.precision == "fp32"
+
+
+def test_int8_is_refused_for_a_model_without_a_guard(tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "plain.ckpt")
+    with pytest.raises(ConfigError, match=r"no int8 model with a measured guard.*landseg export"):
+        load_ensemble([checkpoint], precision="int8")
+    (member,) = load_ensemble([checkpoint], precision="auto").members  # auto falls back to fp32
+    assert member.precision == "fp32"
+    with pytest.raises(ConfigError, match="ONNX Runtime"):
+        load_ensemble([checkpoint], engine="torch", precision="int8")
+
+
+def test_an_int8_file_whose_card_lost_its_guard_is_refused(trained, tmp_path):
+    _, result = trained
+    checkpoint, int8 = copy_run(result, tmp_path / "run")
+    card = load_onnx_member(int8).card
+    stamp_card(int8, replace(card, int8=None), card.tile_size, int8)
+    with pytest.raises(ConfigError, match="no int8 model with a measured guard"):
+        load_ensemble([checkpoint], precision="int8")
+
+
+def test_the_int8_model_follows_the_checkpoint_content(trained, tmp_path):
+    """A checkpoint rewritten (here by ``landseg calibrate``) has no int8 model until one is made again, and
+    the next export beside it removes the old content's int8 file."""
+    _, result = trained
+    checkpoint, int8 = copy_run(result, tmp_path / "run")
+    side = read_card(checkpoint).tile_size
+    assert find_int8(checkpoint, side) == int8
+    write_calibration(checkpoint, {"method": "temperature scaling", "temperature": 0.5})
+    assert find_int8(checkpoint, side) is None
+    cached_export(checkpoint, side)
+    assert not int8.exists()
+
+
+def test_export_precision_int8_writes_a_guarded_model(trained, tmp_path):
+    config, result = trained
+    checkpoint = tmp_path / "best.ckpt"
+    shutil.copy(result.best_checkpoint, checkpoint)
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "model_int8.onnx"
+    runner = CliRunner()
+    arguments = ["export", "-c", str(checkpoint), "--onnx", str(out), "--precision", "int8"]
+    refused = runner.invoke(app, arguments)
+    assert refused.exit_code != 0 and "--precision int8 needs --config" in refused.output
+    done = runner.invoke(app, [*arguments, "--config", str(tmp_path / "experiment.yaml")])
+    assert done.exit_code == 0, done.output
+    member = load_onnx_member(out)
+    assert member.precision == "int8" and member.card.int8["measured_on"]["split"] == "val"
+    cached = find_int8(checkpoint, member.card.tile_size)
+    assert cached is not None and cached.read_bytes() == out.read_bytes()
+    # Calibration and guard are deterministic: the same numbers as training's own int8 model.
+    assert member.card.int8["agreement"] == result.int8["agreement"]
+
+
+def test_export_int8_from_unlabelled_images_guards_on_agreement_alone(synthetic_dataset, tmp_path):
+    """A model without a labelled config (a zoo model's case): calibrated on some images, its guard
+    measured on others, agreement only; predict then finds it beside the checkpoint."""
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.ckpt")
+    images = [synthetic_dataset / "images" / f"scene_00{i}.tif" for i in range(3)]
+    out = tmp_path / "tiny_int8.onnx"
+    arguments = ["export", "-c", str(checkpoint), "--onnx", str(out), "--precision", "int8"]
+    given = [
+        "--calibration-image",
+        str(images[0]),
+        "--calibration-image",
+        str(images[1]),
+        "--guard-image",
+        str(images[2]),
+    ]
+    done = CliRunner().invoke(app, [*arguments, *given])
+    assert done.exit_code == 0, done.output
+    guard = load_onnx_member(out).card.int8
+    assert guard["miou_change"] is None and guard["measured_on"]["images"] == 1
+    assert guard["measured_on"]["pixels"] == 96 * 96 and guard["calibrated_on"]["tiles"] >= 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a random network's guard may miss the bars; int8 runs as asked
+        (member,) = load_ensemble([checkpoint], precision="int8").members
+    assert member.precision == "int8" and member.card.int8 == guard
