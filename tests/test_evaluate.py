@@ -163,7 +163,9 @@ def test_calibrate_refits_a_stripped_card_and_evaluate_reports_before_and_after(
     scored = {}
     for name, model in (("calibrated", checkpoint), ("stripped", stripped)):
         out = tmp_path / name
-        result = runner.invoke(app, ["evaluate", "-c", str(model), "--config", str(config), "--out", str(out)])
+        # fp32 for both: the copy has no int8 model beside it, which --precision auto could run for the original.
+        arguments = ["evaluate", "-c", str(model), "--config", str(config), "--out", str(out), "--precision", "fp32"]
+        result = runner.invoke(app, arguments)
         assert result.exit_code == 0, result.output
         scored[name] = json.loads((out / "metrics.json").read_text())["calibration"]
     assert scored["stripped"]["before"] is None and scored["stripped"]["temperatures"] == [1.0]
