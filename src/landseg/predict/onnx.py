@@ -13,6 +13,7 @@ them for its best and last checkpoints), or where that folder is not writable in
 from __future__ import annotations
 
 import copy
+import functools
 import glob
 import hashlib
 import json
@@ -84,7 +85,14 @@ def cache_folder() -> Path:
 
 
 def content_key(path: Path) -> str:
-    """12 hex digits of the file's content, the opset and torch's version: what an export depends on."""
+    """12 hex digits of the file's content, the opset and torch's version: what an export depends on.
+    Remembered per path, size and modification time: loading a model asks for its fp32 and int8 exports."""
+    status = Path(path).stat()
+    return _hashed_key(str(path), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _hashed_key(path: str, size: int, modified_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -85,7 +85,8 @@ def _options(image: np.ndarray) -> PredictOptions:
 
 
 def quantize_graph(fp32: Path, destination: Path, tiles: Sequence[np.ndarray], keep_fp32: str = "first-last") -> Path:
-    """Write the static int8 quantization of the ONNX model ``fp32`` to ``destination``."""
+    """Write the static int8 quantization of the ONNX model ``fp32`` to ``destination`` (a scratch file:
+    ``stamp_card`` writes the finished model atomically)."""
     onnx = require_package("onnx", "int8 quantization")
     quantization = require_package("onnxruntime.quantization", "int8 quantization").quantization
     if keep_fp32 not in KEEP_FP32:
@@ -98,7 +99,7 @@ def quantize_graph(fp32: Path, destination: Path, tiles: Sequence[np.ndarray], k
         reader = tile_reader(input_name, tiles, quantization.CalibrationDataReader)
         quantization.quantize_static(
             str(prepared),
-            str(Path(scratch) / "int8.onnx"),
+            str(destination),
             reader,
             quant_format=quantization.QuantFormat.QDQ,
             per_channel=True,
@@ -114,8 +115,6 @@ def quantize_graph(fp32: Path, destination: Path, tiles: Sequence[np.ndarray], k
             # instead in ONNX Runtime up to at least 1.32 (microsoft/onnxruntime#18893).
             extra_options={"CalibStridedMinMax": _stride(len(tiles))},
         )
-        with atomic_output(destination) as temporary:
-            Path(temporary).write_bytes((Path(scratch) / "int8.onnx").read_bytes())
     return destination
 
 
