@@ -141,8 +141,15 @@ def zip_safe(safe: Path) -> Path:
     return target
 
 
-def write_stac_item(chip: Path, folder: Path, level: str = "L1C", resolutions: dict[str, int] | None = None) -> Path:
-    """An item ``item.json`` with one GeoTIFF asset per band (relative hrefs, Earth Search style keys)."""
+def write_stac_item(
+    chip: Path,
+    folder: Path,
+    level: str = "L1C",
+    resolutions: dict[str, int] | None = None,
+    scl: np.ndarray | None = None,
+) -> Path:
+    """An item ``item.json`` with one GeoTIFF asset per band (relative hrefs, Earth Search style keys); ``scl``,
+    a uint8 scene classification on the 20 m grid, becomes its ``scl`` asset, as in L2A items."""
     bands, profile = chip_bands(chip)
     folder.mkdir(parents=True, exist_ok=True)
     assets = {}
@@ -163,6 +170,11 @@ def write_stac_item(chip: Path, folder: Path, level: str = "L1C", resolutions: d
             "eo:bands": [{"name": FILE_BAND[name]}],
             "roles": ["data"],
         }
+    if scl is not None:
+        scl_profile = {**_band_profile(profile, scl, "B11", "GTiff"), "dtype": "uint8"}  # on B11's 20 m grid
+        with rasterio.open(folder / "SCL.tif", "w", **scl_profile) as target:
+            target.write(scl, 1)
+        assets["scl"] = {"href": "./SCL.tif", "type": "image/tiff; application=geotiff", "roles": ["data"]}
     item: dict[str, Any] = {
         "type": "Feature",
         "stac_version": "1.0.0",

@@ -50,7 +50,9 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 def predict(*args: str) -> CliRunner:
-    result = CliRunner().invoke(app, ["predict", "--model", "dynamic-world", *args])
+    """``landseg predict --model dynamic-world`` without a cloud mask (unless ``args`` ask for one): these
+    tests compare the port's maps with the SavedModel's, pixel for pixel."""
+    result = CliRunner().invoke(app, ["predict", "--model", "dynamic-world", "--cloud-mask", "none", *args])
     return result
 
 
@@ -73,7 +75,7 @@ def flips_mean_classes(chip: Path) -> np.ndarray:
     ensemble = load_ensemble(model_references([], ["dynamic-world"]), engine="torch")
     with rasterio.open(chip) as source:
         pixels = source.read()
-    options = PredictOptions(tile=256, overlap=0, bands=tuple(get_zoo_model("dynamic-world").bands))
+    options = PredictOptions(tile=256, overlap=0, bands=tuple(get_zoo_model("dynamic-world").bands), cloud_mask="none")
     total = 0
     for axes in [(), (2,), (1,), (1, 2)]:
         flipped = np.ascontiguousarray(np.flip(pixels, axes)) if axes else pixels
@@ -242,10 +244,25 @@ def test_named_bands_in_another_order_and_bands_option(tmp_path):
 @needs_shared
 def test_dask_workers_load_zoo_members(tmp_path):
     result = predict(
-        str(CHIP), "--out", str(tmp_path), "--engine", "torch", *WHOLE_CHIP, "--workers", "1", "--threads", "1"
+        str(CHIP),
+        "--out",
+        str(tmp_path),
+        "--engine",
+        "torch",
+        *WHOLE_CHIP,
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+        "--cloud-mask",
+        "auto",
     )
     assert result.exit_code == 0, result.output
-    assert (class_map(tmp_path, CHIP.stem) == reference_classes()).all()
+    # The scene is assembled with its cloud mask as in one process: the unmasked pixels keep their classes.
+    classes = class_map(tmp_path, CHIP.stem)
+    mask = json.loads((tmp_path / f"{CHIP.stem}_prediction.json").read_text())["cloud_mask"]
+    assert mask["method"] == "model" and (classes == 255).sum() == mask["cloud_pixels"] + mask["shadow_pixels"]
+    assert (classes == reference_classes())[classes != 255].all()
 
 
 def test_export_writes_an_onnx_model_that_predicts(tmp_path):

@@ -61,6 +61,15 @@ AllowInputMismatch = Annotated[
     ),
 ]
 
+CloudMask = Annotated[
+    choices.CloudMask,
+    typer.Option(
+        "--cloud-mask",
+        help="Pixels under cloud or shadow become no-data: auto (an L2A product's SCL band, else the cloud "
+        "model for Sentinel-2 inputs, else none), model (ukis-csmask's network), scl, or none.",
+    ),
+]
+
 
 def parse_bands(text: str | None) -> tuple[int, ...] | None:
     if not text:

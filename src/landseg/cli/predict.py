@@ -27,6 +27,25 @@ DaskOption = typer.Option(
     "--out must be on a file system every worker sees.",
 )
 WorkersOption = typer.Option("--workers", help="Run on a local Dask cluster of N worker processes.")
+OutputsOption = typer.Option(
+    "--outputs",
+    help="Extra layers, comma-separated or repeated: cloud (the cloud and shadow mask), probabilities, confidence.",
+)
+OUTPUT_LAYERS = ("cloud", "probabilities", "confidence")
+CompositeOption = typer.Option(
+    "--composite",
+    help="Combine the inputs (one place, several dates) into one map over their clear pixels: mode (the "
+    "class seen most often) or mean-probability.",
+)
+GridOption = typer.Option("--grid", help="A raster whose grid (CRS, pixels, extent) the --composite takes.")
+
+
+def parse_outputs(values: list[str] | None) -> set[str]:
+    layers = {part.strip().lower() for value in values or [] for part in value.split(",") if part.strip()}
+    unknown = sorted(layers - set(OUTPUT_LAYERS))
+    if unknown:
+        raise ConfigError(f"--outputs: unknown layer {', '.join(unknown)}; choose from {', '.join(OUTPUT_LAYERS)}")
+    return layers
 
 
 def predict_command(
@@ -47,6 +66,10 @@ def predict_command(
     min_area: options.MinArea = DEFAULTS.min_area,
     input_scale_values: options.InputScaleValues = DEFAULTS.input_value_scale,
     allow_input_mismatch: options.AllowInputMismatch = False,
+    cloud_mask: options.CloudMask = DEFAULTS.cloud_mask,
+    outputs: Annotated[list[str] | None, OutputsOption] = None,
+    composite: Annotated[str | None, CompositeOption] = None,
+    grid: Annotated[Path | None, GridOption] = None,
     probabilities: Annotated[bool, ProbabilitiesOption] = False,
     confidence: Annotated[bool, ConfidenceOption] = False,
     uncertainty: Annotated[str | None, UncertaintyOption] = None,
@@ -73,6 +96,7 @@ def predict_command(
 
     With --dask or --workers, scenes and column blocks of scenes run as Dask tasks and each scene is assembled into the same files the single-process command writes (docs/DISTRIBUTED.md).
     """
+    layers = parse_outputs(outputs)
     chosen = PredictOptions(
         tile=tile,
         overlap=overlap,
@@ -81,8 +105,8 @@ def predict_command(
         block_width=block_width,
         bands=options.parse_bands(bands),
         nodata=nodata,
-        probabilities=probabilities,
-        confidence=confidence,
+        probabilities=probabilities or "probabilities" in layers,
+        confidence=confidence or "confidence" in layers,
         uncertainty=uncertainty,
         preview=preview,
         areas=areas,
@@ -91,12 +115,40 @@ def predict_command(
         min_area=min_area,
         input_value_scale=input_scale_values,
         allow_input_mismatch=allow_input_mismatch,
+        cloud_mask=cloud_mask,
+        cloud_output="cloud" in layers,
     )
     if stac:  # the model each MLM item describes joins the ensemble like a --checkpoint
         from landseg.interop.stac import model_from_item
 
         checkpoint = [*(checkpoint or []), *(model_from_item(item) for item in stac)]
     models = options.model_references(checkpoint, model)
+    if composite is not None:
+        if dask or workers:
+            raise ConfigError("--composite runs in one process: leave out --dask and --workers")
+        from landseg.predict.composite import run_composite
+
+        result = run_composite(
+            inputs,
+            models,
+            out,
+            composite,
+            options=chosen,
+            grid=grid,
+            engine=engine,
+            tta=tta,
+            precision=precision,
+            device=device,
+            overwrite=overwrite,
+        )
+        left_out = f", {len(result.skipped)} cloudy dates left out" if result.skipped else ""
+        Console(stderr=True).print(
+            f"[green]{composite} composite[/] of {len(result.dates)} dates{left_out}: "
+            f"{100 * result.clear_fraction:.1f} % of the grid seen clear -> {result.paths['classes']}"
+        )
+        return
+    elif grid is not None:
+        raise ConfigError("--grid sets the grid of a --composite; use it with --composite")
     if dask or workers:
         from landseg.distributed.predict import predict_on_cluster
 

@@ -566,3 +566,34 @@ Scene seeds for landseg.data.synthetic.generate_scene: {scene_seeds}
     with atomic_output(out_dir / "README.txt") as temporary:
         temporary.write_text(readme)
     return out_dir
+
+
+THICK_CLOUD_TOA = (4200, 4000, 3900, 3800, 3900, 4000, 4100, 4100, 4150, 1800, 150, 3200, 2300)
+"""A thick cloud's top-of-atmosphere reflectance x 10000 in Sentinel-2's B1 ... B8, B8A, B9 ... B12: bright and
+flat in the visible and near infrared, lower in the SWIR, dark in the water-vapour and cirrus bands."""
+
+
+def paint_cloud(
+    image: np.ndarray,
+    centre: tuple[int, int],
+    radius: int,
+    seed: int,
+    shadow_offset: tuple[int, int] = (60, 70),
+) -> np.ndarray:
+    """A 13-band Sentinel-2 L1C stack with a soft-edged, textured thick cloud painted at ``centre`` and its
+    shadow (the cloud's shape, darkening by up to 70 %) ``shadow_offset`` pixels away, as the sun casts it:
+    a cloudy date of a clear one, for tests and pictures of cloud masks and composites."""
+    bands, height, width = image.shape
+    if bands != len(THICK_CLOUD_TOA):
+        raise ConfigError(f"paint_cloud paints the 13-band Sentinel-2 stack, got {bands} bands")
+    rows, cols = np.mgrid[:height, :width]
+    texture = 1 + 0.15 * np.random.default_rng(seed).standard_normal((height, width))
+
+    def disc(cy: float, cx: float) -> np.ndarray:
+        return np.clip(1.5 - np.hypot(rows - cy, cols - cx) / radius, 0, 1)
+
+    cover = np.clip(disc(*centre) * np.clip(texture, 0, 1.2), 0, 1)
+    shade = 0.7 * disc(centre[0] + shadow_offset[0], centre[1] + shadow_offset[1])
+    cloud = np.asarray(THICK_CLOUD_TOA, dtype=np.float32)[:, None, None]
+    painted = image.astype(np.float32) * (1 - shade) * (1 - cover) + cloud * cover
+    return np.rint(painted).astype(image.dtype)

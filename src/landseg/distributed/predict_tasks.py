@@ -229,6 +229,7 @@ def assemble_scene(
         mark = time.perf_counter()
         _copy_blocks(plan, blocks, outputs.scratches, options.raster_layers(ensemble.schema.num_classes))
         stages["assemble"] = time.perf_counter() - mark
+        clouds = outputs.mask_clouds(dataset, ensemble, plan.source, stages)
         outputs.finish(plan.source, stages)
     tiles = sum(b.tiles for b in blocks)
     seconds = stages["predict"] + time.perf_counter() - started
@@ -246,11 +247,14 @@ def assemble_scene(
             "stages": {k: round(v, 3) for k, v in stages.items()},
             "distributed": {"blocks": len(plan.blocks), "reused_blocks": sum(b.reused for b in blocks)},
             "georeferencing": outputs.georef.describe(),
+            "cloud_mask": clouds,
         },
     )
     shutil.rmtree(plan.work, ignore_errors=True)
     remove_stale_temporaries(out_dir, plan.stem)
-    return SceneResult(plan.source, paths, plan.grid.height, plan.grid.width, tiles, seconds, stages=stages)
+    return SceneResult(
+        plan.source, paths, plan.grid.height, plan.grid.width, tiles, seconds, stages=stages, clouds=clouds
+    )
 
 
 def _copy_blocks(plan: ScenePlan, blocks: Sequence[BlockResult], scratches: dict, layers: dict[str, int]) -> None:

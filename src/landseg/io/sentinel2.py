@@ -44,6 +44,9 @@ NATIVE_RESOLUTION_M = {
     "B11": 20,
     "B12": 20,
 }
+SCL_BAND = "SCL"
+"""The scene classification layer of L2A products (20 m): where present it is the stack's last band,
+described ``SCL`` and resampled by nearest neighbour (``predict.clouds`` reads its cloud and shadow classes)."""
 LEVEL_TAG = "PROCESSING_LEVEL"
 NODATA_DN = 0
 """Digital number 0 marks pixels outside the swath in every Sentinel-2 product."""
@@ -138,7 +141,31 @@ def _safe_bands(path: Path) -> tuple[str | None, list[BandSource]]:
                     )
     # The driver lists every band the product format defines, whether or not its file is there.
     present = _band_files(path)
-    return level, [band for name, band in bands.items() if name in present]
+    found = [band for name, band in bands.items() if name in present]
+    scl = _safe_scl(path)
+    return level, found + ([scl] if scl is not None else [])
+
+
+def _safe_scl(path: Path) -> BandSource | None:
+    """The product's 20 m scene classification image (``R20m/..._SCL_20m.jp2``), or None (an L1C product)."""
+    if path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if re.search(r"/IMG_DATA/R20m/[^/]*_SCL_20m\.jp2$", n)]
+        files = [f"/vsizip/{path}/{name}" for name in names]
+    else:
+        files = [str(p) for p in sorted(path.glob("GRANULE/*/IMG_DATA/R20m/*_SCL_20m.jp2"))]
+    return _single_band(SCL_BAND, files[0], path) if files else None
+
+
+def _single_band(name: str, dataset: str, product: Path, label: str | None = None) -> BandSource:
+    try:
+        with rasterio.open(dataset) as source:
+            return BandSource(
+                name, dataset, 1, source.width, source.height, source.transform, source.crs, source.dtypes[0]
+            )
+    except rasterio.errors.RasterioIOError as exc:
+        problem = str(exc).splitlines()[0][:160]
+        raise DataError(f"{label or name + ' image'} is not a readable raster ({problem})", product) from None
 
 
 def _band_files(path: Path) -> set[str]:
@@ -176,11 +203,11 @@ def _stac_bands(path: Path) -> tuple[str | None, list[BandSource]]:
     level = _level_of_names(level_text) or ("L2A" if "SCL" in item["assets"] or "scl" in item["assets"] else None)
     bands: dict[str, BandSource] = {}
     for key, asset in item["assets"].items():
-        band = _asset_band(key, asset)
+        band = SCL_BAND if key.upper() == SCL_BAND else _asset_band(key, asset)
         if band is None or band in bands:
             continue
         bands[band] = _asset_source(band, key, asset, path)
-    if not bands:
+    if not set(bands) - {SCL_BAND}:
         raise DataError("STAC item has no Sentinel-2 band assets (B02, B03, ... or eo:bands names)", path)
     return level, list(bands.values())
 
@@ -204,41 +231,26 @@ def _asset_source(band: str, key: str, asset: dict, item_path: Path) -> BandSour
     local = local if local.is_absolute() else item_path.parent / local
     if not local.is_file():
         raise DataError(f"asset {key!r} ({band}) file does not exist: {local}", item_path)
-    try:
-        with rasterio.open(local) as source:
-            return BandSource(
-                band,
-                str(local.resolve()),
-                1,
-                source.width,
-                source.height,
-                source.transform,
-                source.crs,
-                source.dtypes[0],
-            )
-    except rasterio.errors.RasterioIOError as exc:
-        raise DataError(
-            f"asset {key!r} ({band}) is not a readable raster ({str(exc).splitlines()[0][:160]})", item_path
-        ) from None
+    return _single_band(band, str(local.resolve()), item_path, label=f"asset {key!r} ({band})")
 
 
 # -- one virtual raster on the 10 m grid -----------------------------------------------------------------
 def _check_resolutions(bands: list[BandSource], path: Path) -> None:
     for band in bands:
-        native = NATIVE_RESOLUTION_M[band.name]
+        native = NATIVE_RESOLUTION_M.get(band.name, 20)  # SCL: 20 m
         if band.crs is not None and band.crs.is_projected and abs(band.resolution_m - native) > 0.01 * native:
             raise DataError(
                 f"band {band.name} has {band.resolution_m:g} m pixels, but Sentinel-2 delivers "
                 f"{band.name} at {native} m: pass the product's original band files",
                 path,
             )
-    if not any(NATIVE_RESOLUTION_M[b.name] == 10 for b in bands):
+    if not any(NATIVE_RESOLUTION_M.get(b.name) == 10 for b in bands):
         raise DataError("has none of the 10 m bands (B2, B3, B4, B8) that set the output grid", path)
 
 
 def _vrt_xml(bands: list[BandSource], level: str | None) -> str:
-    grid = next(b for b in sorted(bands, key=lambda b: b.resolution_m) if NATIVE_RESOLUTION_M[b.name] == 10)
-    ordered = sorted(bands, key=lambda b: BAND_ORDER.index(b.name))
+    grid = next(b for b in sorted(bands, key=lambda b: b.resolution_m) if NATIVE_RESOLUTION_M.get(b.name) == 10)
+    ordered = sorted(bands, key=lambda b: (*BAND_ORDER, SCL_BAND).index(b.name))
     t = grid.transform
     crs = f"<SRS>{escape(grid.crs.to_wkt())}</SRS>" if grid.crs is not None else ""
     level_tag = f'<Metadata><MDI key="{LEVEL_TAG}">{level}</MDI></Metadata>' if level else ""
@@ -254,7 +266,7 @@ def _vrt_xml(bands: list[BandSource], level: str | None) -> str:
         parts.append(
             f'<VRTRasterBand dataType="{_vrt_type(band.dtype)}" band="{number}">'
             f"<Description>{band.name}</Description><NoDataValue>{NODATA_DN}</NoDataValue>"
-            f'<ComplexSource resampling="bilinear"><SourceFilename relativeToVRT="0">{escape(band.dataset)}'
+            f'<ComplexSource resampling="{"nearest" if band.name == SCL_BAND else "bilinear"}"><SourceFilename relativeToVRT="0">{escape(band.dataset)}'
             f"</SourceFilename><SourceBand>{band.index}</SourceBand>"
             f'<SrcRect xOff="{x_off!r}" yOff="{y_off!r}" xSize="{width!r}" ySize="{height!r}"/>'
             f'<DstRect xOff="0" yOff="0" xSize="{grid.width}" ySize="{grid.height}"/>'

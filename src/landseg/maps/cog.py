@@ -73,7 +73,8 @@ def open_scratch(
     }
     if colormap is not None:
         profile["photometric"] = "palette"
-    dataset = open_without_grid_warning(path, "w", **profile)
+    # Update mode ("w+"): the cloud mask reads back what was written (``predict.clouds.mask_layers``).
+    dataset = open_without_grid_warning(path, "w+", **profile)
     if colormap is not None:
         dataset.write_colormap(1, colormap)
     for band, description in enumerate(descriptions or (), start=1):

@@ -26,3 +26,8 @@ TTA_MODES: tuple[str, ...] = get_args(TTAMode)
 BlendKind = Literal["uniform", "hann", "gaussian"]
 """Weights of overlapping tiles where their predictions are averaged."""
 BLEND_KINDS: tuple[str, ...] = get_args(BlendKind)
+
+CloudMask = Literal["auto", "model", "scl", "none"]
+"""Where a scene's cloud and shadow mask comes from (``predict.clouds``): ``auto`` takes a Sentinel-2 L2A
+product's SCL band, else the cloud model for Sentinel-2 inputs, else nothing."""
+CLOUD_MASKS: tuple[str, ...] = get_args(CloudMask)

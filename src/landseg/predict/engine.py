@@ -47,6 +47,7 @@ from landseg.maps.cog import (
     write_window,
 )
 from landseg.maps.polygons import VECTOR_FORMATS, write_polygons
+from landseg.predict.clouds import CloudTally, choose_cloud_source, cloud_colormap, mask_layers, stream_cloud_classes
 from landseg.predict.core import lay_out, stream
 from landseg.predict.ensemble import Ensemble
 from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
@@ -68,6 +69,8 @@ def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str,
         paths["confidence"] = out_dir / f"{stem}_confidence.tif"
     if options.uncertainty is not None:
         paths["uncertainty"] = out_dir / f"{stem}_uncertainty.tif"
+    if options.cloud_output:
+        paths["cloud"] = out_dir / f"{stem}_cloud.tif"
     if options.preview:
         paths["color"] = out_dir / f"{stem}_color.png"
     if options.areas:
@@ -93,6 +96,8 @@ class SceneResult:
     seconds: float
     skipped: bool = False
     stages: dict[str, float] = field(default_factory=dict)
+    clouds: dict | None = None
+    """The cloud mask's counts and fractions (``predict.clouds.CloudTally``), or None without a mask."""
 
 
 @contextmanager
@@ -126,39 +131,72 @@ class SceneOutputs:
             "landseg_schema": json.dumps(self.schema.to_dict()),
         }  # values are class indices
         colormap = self.schema.colormap()
-        self.scratches = {"classes": self._new_scratch("classes", 1, descriptions=["class"], colormap=colormap)}
+        self.cloud_mask: rasterio.io.DatasetWriter | None = None
+        self.scratches = {"classes": self.new_scratch("classes", 1, descriptions=["class"], colormap=colormap)}
         if options.probabilities:
-            self.scratches["probabilities"] = self._new_scratch(
+            self.scratches["probabilities"] = self.new_scratch(
                 "probabilities", self.schema.num_classes, descriptions=self.schema.names, scale=1 / PROBABILITY_STEPS
             )
         if options.confidence:
-            self.scratches["confidence"] = self._new_scratch(
+            self.scratches["confidence"] = self.new_scratch(
                 "confidence", 1, descriptions=["confidence"], scale=1 / PROBABILITY_STEPS
             )
         if options.uncertainty is not None:
-            self.scratches["uncertainty"] = self._new_scratch(
+            self.scratches["uncertainty"] = self.new_scratch(
                 "uncertainty",
                 1,
                 descriptions=[UNCERTAINTY_DESCRIPTIONS[options.uncertainty]],
                 scale=1 / PROBABILITY_STEPS,
             )
 
-    def _new_scratch(self, kind: str, count: int, **kwargs) -> rasterio.io.DatasetWriter:
-        path = scratch_path(self.paths[kind], "raw")
+    def new_scratch(self, kind: str, count: int, **kwargs) -> rasterio.io.DatasetWriter:
+        path = scratch_path(self.paths.get(kind, self.paths["classes"]), "raw" if kind in self.paths else kind)
         self.cleanup.callback(path.unlink, missing_ok=True)
         created = open_scratch(path, self.height, self.width, count, self.georef, tags=self.tags, **kwargs)
         self.cleanup.callback(created.close)
         return created
+
+    def mask_clouds(self, dataset, ensemble: Ensemble, source: Path, stages: dict[str, float]) -> dict | None:
+        """The scene's cloud and shadow mask (``predict.clouds``) streamed into a scratch raster, and every
+        pixel under it made no-data in the scratch outputs; its counts for the run record, or None."""
+        cloud = choose_cloud_source(dataset, ensemble, self.options.cloud_mask, source)
+        if cloud is None:
+            if self.options.cloud_output:
+                raise DataError(
+                    "gets no cloud mask (it is no Sentinel-2 product, has no bands named B2 ... B12 and no "
+                    "Sentinel-2 model reads it): choose --cloud-mask model or scl, or leave out --outputs cloud",
+                    source,
+                )
+            return None
+        mark = time.perf_counter()
+        self.cloud_mask = self.new_scratch("cloud", 1, descriptions=["cloud mask"], colormap=cloud_colormap())
+        tally = CloudTally()
+        for rows, cols, classes in stream_cloud_classes(dataset, cloud, self.options, source):
+            write_window(self.cloud_mask, classes, rows, cols)
+            tally += CloudTally.of(classes)
+        if tally.valid and not tally.clear:
+            raise DataError(
+                f"every pixel is under cloud or shadow ({cloud.describe()}): there is nothing to map; choose "
+                "another date, or map it anyway with --cloud-mask none",
+                source,
+            )
+        mask_layers(self.cloud_mask, list(self.scratches.values()))
+        stages["cloud_mask"] = time.perf_counter() - mark
+        return tally.to_dict(cloud)
 
     def finish(self, source: Path, stages: dict[str, float]) -> None:
         """Minimum mapping unit, COGs, areas, preview and polygons; their times go into ``stages``."""
         schema, options, paths = self.schema, self.options, self.paths
         for written in self.scratches.values():
             written.close()
+        if self.cloud_mask is not None:
+            self.cloud_mask.close()
+            if "cloud" in paths:
+                copy_to_cog(Path(self.cloud_mask.name), paths["cloud"], "MODE")
         final_classes = Path(self.scratches["classes"].name)
         if options.min_area > 1:
             mark = time.perf_counter()
-            other = self._new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())
+            other = self.new_scratch("classes", 1, descriptions=["class"], colormap=schema.colormap())
             other.close()
             final_classes = remove_small_regions_raster(
                 final_classes, Path(other.name), schema.num_classes, options.min_area
@@ -252,6 +290,7 @@ def _write_scene(
                 f"cannot read pixels, file is truncated or corrupt ({read_error_message(exc)})", source
             ) from None
         stages["predict"] = time.perf_counter() - started
+        clouds = outputs.mask_clouds(dataset, ensemble, source, stages)
         outputs.finish(source, stages)
         shape = (dataset.height, dataset.width)
     seconds = time.perf_counter() - started
@@ -268,10 +307,11 @@ def _write_scene(
             "seconds": round(seconds, 3),
             "stages": {k: round(v, 3) for k, v in stages.items()},
             "georeferencing": outputs.georef.describe(),
+            "cloud_mask": clouds,
         },
     )
     remove_stale_temporaries(out_dir, stem)
-    return SceneResult(source, paths, shape[0], shape[1], tiles, seconds, stages=stages)
+    return SceneResult(source, paths, shape[0], shape[1], tiles, seconds, stages=stages, clouds=clouds)
 
 
 def output_bytes(height: int, width: int, num_classes: int, options: PredictOptions) -> int:
@@ -280,8 +320,9 @@ def output_bytes(height: int, width: int, num_classes: int, options: PredictOpti
     (deflate and overviews, a third more, assumed to cancel at worst), plus a margin for the small files."""
     pixels = height * width
     bands = sum(options.raster_layers(num_classes).values())
+    mask = 0 if options.cloud_mask == "none" else 1 + int(options.cloud_output)
     scratch = pixels * (bands + (1 if options.min_area > 1 else 0))
-    return scratch + pixels * bands + DISK_MARGIN_BYTES
+    return scratch + pixels * (bands + mask) + DISK_MARGIN_BYTES
 
 
 def check_free_disk(folder: Path, needed: int) -> None:

@@ -26,9 +26,9 @@ from landseg.errors import CheckpointError, ConfigError
 from landseg.normalization import AnyNormalization
 from landseg.predict.bands import match_bands
 from landseg.predict.int8 import int8_member
-from landseg.predict.models import is_onnx_file, load_model, model_file, read_card
+from landseg.predict.models import is_onnx_file, is_onnx_zoo_model, load_model, model_file, read_card
 from landseg.predict.networks import Engine, Member, Precision, TorchNetwork, check_precision, resolve_engine
-from landseg.predict.onnx import load_onnx_member, onnx_member_from_checkpoint
+from landseg.predict.onnx import load_onnx_member, load_zoo_onnx_member, onnx_member_from_checkpoint
 from landseg.predict.tta import TTAMode, softmax_probabilities, tta_transforms
 
 
@@ -208,6 +208,9 @@ def load_ensemble(
     for reference in models:
         if is_onnx_file(reference):
             members.append(load_onnx_member(Path(reference), threads=threads))
+            continue
+        if is_onnx_zoo_model(reference):
+            members.append(load_zoo_onnx_member(str(reference), chosen, threads))
             continue
         loaded = None
         card = read_card(reference) if chosen == "onnxruntime" else (loaded := load_model(reference)).card

@@ -33,6 +33,12 @@ def is_onnx_file(reference: str | Path) -> bool:
     return zoo_name(reference) is None and Path(reference).suffix.lower() == ".onnx"
 
 
+def is_onnx_zoo_model(reference: str | Path) -> bool:
+    """A zoo model that ships as an ONNX graph (the cloud models), run by ONNX Runtime as it is."""
+    name = zoo_name(reference)
+    return name is not None and get_zoo_model(name).runtime == "onnxruntime"
+
+
 def model_file(reference: str | Path) -> Path:
     """The file whose bytes are the model: the checkpoint, or the zoo model's weights."""
     name = zoo_name(reference)

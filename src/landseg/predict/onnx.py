@@ -245,6 +245,24 @@ def load_onnx_member(path: str | Path, threads: int | None = None) -> Member:
     return Member(model_card, network, path, engine="onnxruntime", precision="int8" if model_card.int8 else "fp32")
 
 
+def load_zoo_onnx_member(reference: str, engine: str, threads: int | None = None) -> Member:
+    """A zoo model shipped as an ONNX graph (``zoo:cloud-shadow``), run by ONNX Runtime with its zoo card."""
+    from landseg.predict.models import zoo_name
+    from landseg.zoo import get_zoo_model
+
+    entry = get_zoo_model(str(zoo_name(reference)))
+    if engine != "onnxruntime":
+        raise ConfigError(
+            f"zoo model {entry.name} is an ONNX network and runs with ONNX Runtime only: use --engine auto"
+        )
+    path = entry.weights_path
+    try:
+        network = OnnxNetwork(path, threads)
+    except Exception as exc:
+        raise CheckpointError(f"not a readable ONNX model ({str(exc).splitlines()[0][:160]})", path) from None
+    return Member(entry.card(), network, path, engine="onnxruntime")
+
+
 def check_external_data(path: Path) -> None:
     """Refuse an ONNX model whose tensors read external data from outside its own folder.
 

