@@ -5,6 +5,7 @@ Mounted on the main app (``cli/main.py``) as ``landseg prepare``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -232,7 +233,18 @@ def _cut(name: str, stage, config: Path, overrides, overwrite: bool, address: st
 
     prepared = load_prepare_config(config, overrides or [])
     with _executor(name, address, workers) as executor, _progress(prepared) as progress:
-        return prepared, stage(prepared, overwrite=overwrite, progress=progress, executor=executor)
+        return prepared, stage(
+            prepared, overwrite=overwrite, progress=progress, executor=executor, cloud_masker=_model_cloud_masks
+        )
+
+
+def _model_cloud_masks(images: Sequence[Path], out_dir: Path) -> dict[Path, Path]:
+    """The cloud model's masks, for ``filters.max_cloud_fraction.source: model`` (``tile`` calls this only
+    then, so other preparations never load PyTorch and the model)."""
+    from landseg.predict.clouds import write_cloud_masks
+
+    console.print(f"[dim]cloud masks of {len(images)} images by the cloud model, into {out_dir}[/]")
+    return write_cloud_masks(images, out_dir)
 
 
 @contextmanager

@@ -9,9 +9,10 @@ Files must be visible to every worker under the same paths (a shared file system
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
+from pathlib import Path
 
 from distributed import Client
 from landseg.data.prepare.config import PrepareConfig
@@ -33,5 +34,14 @@ def dask_executor(address: str | None = None, workers: int | None = None) -> Ite
 
 
 def prepare_all_on_cluster(config: PrepareConfig, client: Client, **options) -> dict:
-    """``run.prepare_all`` (same options) with the client's workers running the tasks."""
+    """``run.prepare_all`` (same options) with the client's workers running the tasks; the cloud model's
+    masks (``filters.max_cloud_fraction.source: model``) are written here first, where the workers read them."""
+    options.setdefault("cloud_masker", model_cloud_masks)
     return prepare_all(config, executor=cluster_executor(client), **options)
+
+
+def model_cloud_masks(images: Sequence[Path], out_dir: Path) -> dict[Path, Path]:
+    """``predict.clouds.write_cloud_masks``, imported only when a preparation asks for the cloud model."""
+    from landseg.predict.clouds import write_cloud_masks
+
+    return write_cloud_masks(images, out_dir)

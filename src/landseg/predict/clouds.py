@@ -32,8 +32,10 @@ from rasterio.windows import Window
 
 from landseg.classes import ClassSchema
 from landseg.errors import ConfigError, DataError
+from landseg.io.georef import Georeference
+from landseg.io.raster import open_raster
 from landseg.io.sentinel2 import LEVEL_TAG, SCL_BAND, canonical_band
-from landseg.maps.cog import NODATA_BYTE
+from landseg.maps.cog import NODATA_BYTE, copy_to_cog, open_scratch, scratch_path, write_window
 from landseg.predict.choices import CLOUD_MASKS
 from landseg.predict.ensemble import Ensemble, load_ensemble
 from landseg.predict.options import PredictOptions
@@ -246,6 +248,33 @@ def mask_layers(mask, layers: Sequence) -> None:
             pixels = layer.read(window=window)
             pixels[:, covered] = NODATA_BYTE
             layer.write(pixels, window=window)
+
+
+def write_cloud_masks(images: Sequence[Path], out_dir: Path, choice: str = "model") -> dict[Path, Path]:
+    """Each image's mask (0 clear, 1 cloud, 2 shadow, 255 no-data) as a COG ``out_dir/<stem>_cloud.tif`` on the
+    image's grid; returns image -> mask. ``landseg prepare`` drops cloudy training chips with them
+    (``filters.max_cloud_fraction.source: model``); ``choice`` as ``--cloud-mask`` (``scl``, ``auto``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    masks: dict[Path, Path] = {}
+    for image in dict.fromkeys(Path(i) for i in images):
+        name = f"{image.stem}_cloud.tif"  # images of one stem in two folders: the second gets its number
+        target = out_dir / (name if out_dir / name not in masks.values() else f"{image.stem}_{len(masks)}_cloud.tif")
+        with open_raster(image) as dataset:
+            # The cloud model's own ensemble stands in for the land-cover one that ``auto`` would consult.
+            cloud = choose_cloud_source(dataset, cloud_ensemble("cloud-shadow"), choice, image)
+            if cloud is None:
+                raise DataError("gets no cloud mask: it is no Sentinel-2 image (bands B2 ... B12)", image)
+            scratch = scratch_path(target, "cloud")
+            try:
+                georef = Georeference.of(dataset)
+                shape = (dataset.height, dataset.width)
+                with open_scratch(scratch, *shape, 1, georef, ["cloud mask"], cloud_colormap()) as mask:
+                    for rows, cols, classes in stream_cloud_classes(dataset, cloud, PredictOptions(), image):
+                        write_window(mask, classes, rows, cols)
+                masks[image] = copy_to_cog(scratch, target, "MODE")
+            finally:
+                scratch.unlink(missing_ok=True)
+    return masks
 
 
 def cloud_colormap() -> dict[int, tuple[int, int, int, int]]:

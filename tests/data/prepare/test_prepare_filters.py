@@ -72,6 +72,7 @@ def test_every_rule_drops_its_chips_and_is_reported(tmp_path, raster_writer):
     assert counts == {
         "no_label": 1,
         "blank_image": 1,
+        "cloudy": 0,
         "low_valid_fraction": 1,
         "dominant_class": 1,
         "top_k_dominant": 4,

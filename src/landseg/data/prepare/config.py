@@ -26,6 +26,9 @@ class SceneConfig(Section):
     label: Path
     name: str | None = None
     """Prefix of this scene's chip names; default the image file's stem."""
+    cloud_mask: Path | None = None
+    """This scene's cloud (and shadow) mask raster, for ``filters.max_cloud_fraction``: on the image's grid,
+    or georeferenced and then read onto that grid by nearest neighbour."""
 
 
 class InputConfig(Section):
@@ -37,6 +40,9 @@ class InputConfig(Section):
     """Template of image paths under root, e.g. ``images/{date}_patchN_{id}.tif``."""
     labels: str | None = None
     """Template of label paths, filled with the fields captured from each image path."""
+    cloud_masks: str | None = None
+    """Template of cloud mask paths under root, filled like ``labels`` (seed 003's Ghana images each ship
+    one), for ``filters.max_cloud_fraction``."""
     bands: list[BandRef] | None = None
     """Bands to keep, in output order; default all."""
     nodata: float | None = None
@@ -55,6 +61,8 @@ class InputConfig(Section):
             raise ValueError("input.root, input.images and input.labels go together")
         if not self.scenes and not all(templated):
             raise ValueError("give input.scenes, or input.root with input.images and input.labels templates")
+        if self.cloud_masks is not None and not all(templated):
+            raise ValueError("input.cloud_masks is a template like input.labels: it needs input.root and input.images")
         return self
 
 
@@ -142,6 +150,17 @@ class TopKRule(Section):
     max_fraction: float = Field(gt=0, le=1)
 
 
+class CloudRule(Section):
+    fraction: float = Field(ge=0, le=1)
+    """Drop a chip where cloud or shadow covers more than this share of its valid pixels."""
+    values: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
+    """Mask values that count as cloud or shadow: ``[1, 2]`` for the cloud model's masks (0 clear, 1 cloud,
+    2 shadow, 255 no-data); ``[1]`` for binary cloud masks such as seed 003's Ghana masks."""
+    source: Literal["mask", "model"] = "mask"
+    """``mask``: each scene's ``cloud_mask`` (or the ``input.cloud_masks`` template); ``model``: masks the
+    zoo's cloud model writes into ``out/cloud_masks`` before cutting (Sentinel-2 L1C or L2A images)."""
+
+
 class FilterConfig(Section):
     drop_unlabelled: bool = True
     """Drop chips without a single labelled pixel."""
@@ -151,6 +170,8 @@ class FilterConfig(Section):
     """Drop chips whose image is constant in every band (all black, say) while their label is not."""
     max_class_fraction: DominanceRule | None = None
     top_k: TopKRule | None = None
+    max_cloud_fraction: CloudRule | None = None
+    """Drop chips under cloud or shadow, read from a mask raster per scene or made by the cloud model."""
 
 
 class OversampleConfig(Section):
@@ -248,6 +269,8 @@ def _resolve_paths(config: PrepareConfig, base: Path) -> None:
         config.input.root = resolve(config.input.root)
     for scene in config.input.scenes:
         scene.image, scene.label = resolve(scene.image), resolve(scene.label)
+        if scene.cloud_mask is not None:
+            scene.cloud_mask = resolve(scene.cloud_mask)
     schema: Any = config.schema_
     if isinstance(schema, str) and schema.endswith((".yaml", ".yml")):
         config.schema_ = str(resolve(Path(schema)))

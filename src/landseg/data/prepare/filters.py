@@ -4,6 +4,8 @@ Rules, checked in this order (a chip is reported under the first rule it breaks)
 
 - ``no_label``: not a single labelled pixel (after image no-data became ignore);
 - ``blank_image``: the image is constant in every band (all black, say) while the label is not;
+- ``cloudy``: cloud or shadow (the ``values`` of the scene's cloud mask) covers more than ``fraction`` of
+  the chip's valid pixels;
 - ``low_valid_fraction``: labelled, valid-image pixels are fewer than ``min_valid_fraction`` of the chip;
 - ``dominant_class``: one class (of ``classes``, default any) covers more than ``max_fraction`` of the
   chip's labelled pixels, e.g. the water-only chips of a coastal scene;
@@ -26,7 +28,7 @@ from landseg.data.prepare.config import FilterConfig
 from landseg.errors import ConfigError
 from landseg.io.write import atomic_output
 
-RULES = ("no_label", "blank_image", "low_valid_fraction", "dominant_class", "top_k_dominant")
+RULES = ("no_label", "blank_image", "cloudy", "low_valid_fraction", "dominant_class", "top_k_dominant")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class ChipFilter:
     top_k_fraction: float | None = None
     frequent_classes: tuple[int, ...] = ()
     """The ``top_k`` most frequent classes, set by ``with_class_totals`` once all chips are counted."""
+    max_cloud_fraction: float | None = None
+    cloud_values: tuple[int, ...] = ()
+    """Cloud mask values that count as cloud or shadow."""
 
     def __post_init__(self) -> None:
         if (self.top_k is None) != (self.top_k_fraction is None):
@@ -47,7 +52,7 @@ class ChipFilter:
 
     @classmethod
     def from_config(cls, config: FilterConfig, schema: ClassSchema) -> ChipFilter:
-        dominant = config.max_class_fraction
+        dominant, clouds = config.max_class_fraction, config.max_cloud_fraction
         classes: tuple[int, ...] = tuple(range(schema.num_classes))
         if dominant is not None and dominant.classes is not None:
             unknown = [c for c in dominant.classes if c not in schema.names]
@@ -62,11 +67,17 @@ class ChipFilter:
             dominant_classes=classes,
             top_k=None if config.top_k is None else config.top_k.k,
             top_k_fraction=None if config.top_k is None else config.top_k.max_fraction,
+            max_cloud_fraction=None if clouds is None else clouds.fraction,
+            cloud_values=() if clouds is None else tuple(clouds.values),
         )
 
     @property
     def needs_class_totals(self) -> bool:
         return self.top_k is not None
+
+    @property
+    def needs_cloud_masks(self) -> bool:
+        return self.max_cloud_fraction is not None
 
     def with_class_totals(self, totals: np.ndarray) -> ChipFilter:
         """Fix the k most frequent classes from pixel totals over all candidate chips (ties: lower index)."""
@@ -75,13 +86,17 @@ class ChipFilter:
         order = np.argsort(-np.asarray(totals), kind="stable")[: self.top_k]
         return ChipFilter(**{**self.__dict__, "frequent_classes": tuple(int(i) for i in sorted(order))})
 
-    def rejection(self, counts: np.ndarray, valid_fraction: float, blank_image: bool) -> str | None:
-        """The first rule a chip breaks, or None to keep it."""
+    def rejection(
+        self, counts: np.ndarray, valid_fraction: float, blank_image: bool, cloudy_fraction: float = 0.0
+    ) -> str | None:
+        """The first rule a chip breaks, or None to keep it; ``cloudy_fraction`` from ``cloud_share``."""
         labelled = int(counts.sum())
         if labelled == 0:
             return "no_label" if self.drop_unlabelled else None
         if blank_image and self.drop_blank_images:
             return "blank_image"
+        if self.max_cloud_fraction is not None and cloudy_fraction > self.max_cloud_fraction:
+            return "cloudy"
         if valid_fraction < self.min_valid_fraction:
             return "low_valid_fraction"
         shares = counts / labelled
@@ -101,6 +116,23 @@ def is_blank(data: np.ndarray, valid: np.ndarray) -> bool:
     if values.shape[1] == 0:
         return False
     return bool((values.min(axis=1) == values.max(axis=1)).all())
+
+
+def cloud_share(mask: np.ndarray, valid: np.ndarray, values: tuple[int, ...], nodata: float | None) -> float:
+    """Share of a chip's valid pixels that its cloud mask window marks with one of ``values``; pixels that
+    are no-data in the image or in the mask count neither way."""
+    counted = valid if nodata is None else valid & (mask != nodata)
+    total = int(counted.sum())
+    return float(np.isin(mask[counted], values).sum() / total) if total else 0.0
+
+
+def missing_cloud_masks(scenes: list[str]) -> ConfigError:
+    """The one-line error for scenes without a cloud mask while ``filters.max_cloud_fraction`` reads masks."""
+    named = ", ".join(repr(s) for s in scenes[:3]) + (f" and {len(scenes) - 3} more" if len(scenes) > 3 else "")
+    return ConfigError(
+        f"filters.max_cloud_fraction needs a cloud mask for every scene; none for {named}: give "
+        "input.scenes[].cloud_mask or input.cloud_masks, or filters.max_cloud_fraction.source: model"
+    )
 
 
 @dataclass

@@ -5,7 +5,8 @@ Stages, each rerunnable on its own from the output folder:
 1. align: a label not on its image's grid is resampled onto it (or the image onto the label's grid)
    into ``aligned/``; a label already on the grid is decoded on the fly;
 2. tile: chips into ``images/`` and ``masks/`` (masks hold class indices, 255 = ignore; their schema
-   is ``schema.yaml``), every candidate in ``chips.csv``, ``filters.json``;
+   is ``schema.yaml``), every candidate in ``chips.csv``, ``filters.json``; with
+   ``filters.max_cloud_fraction.source: model``, the cloud model's masks into ``cloud_masks/`` first;
 3. split: ``splits/<name>.txt`` and ``splits/splits.json``;
 4. stats: ``stats.json`` (band mean/std in the form of ``data.normalization``, class frequencies before
    and after filtering and oversampling) and ``class_frequencies.png``.
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from landseg.data.prepare.execution import (
     bounded_gdal,
     map_in_order,
 )
-from landseg.data.prepare.filters import ChipFilter, FilterReport
+from landseg.data.prepare.filters import ChipFilter, FilterReport, missing_cloud_masks
 from landseg.data.prepare.index import ChipRecord, find_index, index_path, read_index, write_index
 from landseg.data.prepare.rasters import Scaling, Unreadable, Unusable, open_readable, resolve_bands
 from landseg.data.prepare.split import SplitResult, read_split_lists, split_chips, write_splits
@@ -69,8 +70,11 @@ CHIPS_PER_TASK = 256
 """Chips whose band moments one executor task computes for ``stats``: enough to outweigh a task's overhead."""
 CHIP_SCHEMA_NAME = "schema.yaml"
 """Schema of the chip masks (class indices), for the training config's ``data.schema``."""
+CLOUD_MASKS_FOLDER = "cloud_masks"
+"""Where ``filters.max_cloud_fraction.source: model`` has the cloud model write each image's mask."""
 OWNED_OUTPUTS = (
     "aligned",
+    CLOUD_MASKS_FOLDER,
     "images",
     "masks",
     "splits",
@@ -83,6 +87,10 @@ OWNED_OUTPUTS = (
 )
 """What a run writes in its output folder (besides ``prepare.yaml``), and what ``--overwrite`` replaces."""
 Progress = Callable[[str, int], None]
+CloudMasker = Callable[[Sequence[Path], Path], dict[Path, Path]]
+"""Writes each image's cloud mask into a folder and returns image -> mask:
+``landseg.predict.clouds.write_cloud_masks``, handed in by the layers above (``data`` may not import
+``predict``, and a preparation without the cloud rule must not load PyTorch)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class RawScene:
     name: str
     image: Path
     label: Path
+    cloud_mask: Path | None = None
 
 
 @dataclass
@@ -101,12 +110,17 @@ class TileResult:
 
 
 def raw_scenes(config: PrepareConfig) -> list[RawScene]:
-    scenes = [RawScene(s.name or s.image.stem, s.image, s.label) for s in config.input.scenes]
+    scenes = [RawScene(s.name or s.image.stem, s.image, s.label, s.cloud_mask) for s in config.input.scenes]
     templates = config.input
     if templates.root is not None and templates.images is not None and templates.labels is not None:
         pairs = find_pairs(templates.root, templates.images, templates.labels)
+        clouds = templates.cloud_masks
         # With a labels template, every pair found has its label.
-        scenes += [RawScene(p.image.stem, p.image, p.mask) for p in pairs if p.mask is not None]
+        scenes += [
+            RawScene(p.image.stem, p.image, p.mask, _templated_cloud_mask(templates.root, clouds, p.fields))
+            for p in pairs
+            if p.mask is not None
+        ]
     names = [s.name for s in scenes]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -116,8 +130,61 @@ def raw_scenes(config: PrepareConfig) -> list[RawScene]:
     return scenes
 
 
+def _templated_cloud_mask(root: Path, template: str | None, fields: dict[str, str]) -> Path | None:
+    """The ``input.cloud_masks`` path of an image's captured fields; a missing file is quarantined when read."""
+    if template is None:
+        return None
+    try:
+        return root / template.format(**fields)
+    except KeyError as exc:
+        raise ConfigError(
+            f"input.cloud_masks template {template!r} uses {exc} which the image template does not capture"
+        ) from None
+
+
+def check_cloud_masks(scenes: list[RawScene], config: PrepareConfig, cloud_masker: CloudMasker | None) -> None:
+    """Before anything is written: ``filters.max_cloud_fraction`` needs every scene's mask, or the model."""
+    rule = config.filters.max_cloud_fraction
+    if rule is None:
+        return
+    if rule.source == "model" and cloud_masker is None:
+        raise ConfigError(
+            "filters.max_cloud_fraction.source: model needs the cloud model, which `landseg prepare` supplies; "
+            "from Python pass cloud_masker=landseg.predict.clouds.write_cloud_masks"
+        )
+    missing = [s.name for s in scenes if s.cloud_mask is None]
+    if rule.source == "mask" and missing:
+        raise missing_cloud_masks(missing)
+
+
+def with_model_cloud_masks(
+    scenes: list[RawScene], config: PrepareConfig, cloud_masker: CloudMasker | None
+) -> list[RawScene]:
+    """With ``source: model``, the scenes with the masks the cloud model wrote into ``out/cloud_masks``.
+    Images that cannot be opened are left to the alignment, which quarantines them, so that a corrupt
+    file does not stop the run here either."""
+    rule = config.filters.max_cloud_fraction
+    if rule is None or rule.source != "model" or cloud_masker is None:
+        return scenes
+    masks = cloud_masker([s.image for s in scenes if _opens(s.image)], config.out / CLOUD_MASKS_FOLDER)
+    return [replace(s, cloud_mask=masks.get(s.image)) for s in scenes]
+
+
+def _opens(path: Path) -> bool:
+    try:
+        open_readable(path).close()
+    except Unreadable:
+        return False
+    return True
+
+
 def align_scene(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> SceneSource:
-    """The scene with image and label on one grid; resamples into ``out/aligned`` only when needed."""
+    """The scene with image and label on one grid (resampled into ``out/aligned`` only when needed), and
+    its cloud mask, which is read onto the image's grid as chips are cut."""
+    return replace(_on_one_grid(scene, config, schema), cloud_mask=scene.cloud_mask)
+
+
+def _on_one_grid(scene: RawScene, config: PrepareConfig, schema: ClassSchema) -> SceneSource:
     if is_vector_file(scene.label):
         return rasterize_scene(scene, config, schema)
     with open_readable(scene.image) as image, open_readable(scene.label) as label:
@@ -199,15 +266,23 @@ def chip_scaling(config: PrepareConfig, scenes: list[SceneSource], executor: Exe
 
 
 def tile(
-    config: PrepareConfig, overwrite: bool = False, progress: Progress | None = None, executor: Executor | None = None
+    config: PrepareConfig,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+    cloud_masker: CloudMasker | None = None,
 ) -> TileResult:
-    """Align where needed, cut, filter and write chips; write the chip index and the filter report."""
+    """Align where needed, cut, filter and write chips; write the chip index and the filter report.
+    ``cloud_masker`` (run here, before the scenes' tasks) writes the masks of ``max_cloud_fraction.source: model``."""
     schema = get_schema(config.schema_)
+    raws = raw_scenes(config)
+    check_cloud_masks(raws, config, cloud_masker)
     _claim_output(config.out, overwrite)
     save_prepare_config(config, config.out)
     report = FilterReport()
     with bounded_gdal():
-        scenes = _align_scenes(config, schema, report, executor, progress)
+        raws = with_model_cloud_masks(raws, config, cloud_masker)
+        scenes = _align_scenes(config, raws, schema, report, executor, progress)
         chip_filter = _chip_filter(config, schema, scenes, report, executor)
         _check_png(config, scenes[0])
         writer = chip_writer(config, schema, chip_scaling(config, scenes, executor))
@@ -217,13 +292,13 @@ def tile(
 
 def _align_scenes(
     config: PrepareConfig,
+    raws: list[RawScene],
     schema: ClassSchema,
     report: FilterReport,
     executor: Executor | None,
     progress: Progress | None,
 ) -> list[SceneSource]:
     """The scenes on one grid each; those that cannot be read or paired are quarantined."""
-    raws = raw_scenes(config)
     aligned = map_in_order(
         executor,
         partial(_align_task, config=config, schema=schema),
@@ -447,9 +522,10 @@ def prepare_all(
     progress: Progress | None = None,
     executor: Executor | None = None,
     chips_per_task: int = CHIPS_PER_TASK,
+    cloud_masker: CloudMasker | None = None,
 ) -> dict:
     """Every stage (split, being cheap, always here); returns a summary (also printed by the CLI)."""
-    tiled = tile(config, overwrite=overwrite, progress=progress, executor=executor)
+    tiled = tile(config, overwrite=overwrite, progress=progress, executor=executor, cloud_masker=cloud_masker)
     splits = split(config)
     summary = stats(config, executor, chips_per_task)
     return {"tile": tiled, "split": splits, "stats": summary}

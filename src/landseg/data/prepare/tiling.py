@@ -5,24 +5,29 @@ scene's edge (the same layout as sliding-window prediction), so chips cover the 
 chip reads past it. A scene smaller than a chip gives one chip of the whole scene. Each chip is read
 from the open scene (image and label on one grid), its label decoded to class indices with image
 no-data made ignore, then counted, filtered and, if kept, written as a georeferenced GeoTIFF (or PNG).
+Where ``filters.max_cloud_fraction`` is on, the chip's window of the scene's cloud mask is read beside it.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, LandClass
-from landseg.data.prepare.filters import ChipFilter, FilterReport, is_blank
+from landseg.data.prepare.align import Grid
+from landseg.data.prepare.filters import ChipFilter, FilterReport, cloud_share, is_blank, missing_cloud_masks
 from landseg.data.prepare.index import ChipRecord
 from landseg.data.prepare.rasters import (
     UINT8_NODATA,
@@ -73,6 +78,39 @@ class SceneSource:
     decode: LabelDecode
     source_image: Path
     source_label: Path
+    cloud_mask: Path | None = None
+    """The scene's cloud mask raster (``filters.max_cloud_fraction``), on the source image's grid or georeferenced."""
+
+
+CLOUD_MASK_OUTSIDE = 255
+"""No-data of a warped cloud mask whose file declares none: the cloud model's no-data value."""
+
+
+@contextmanager
+def cloud_mask_on_grid(mask: rasterio.DatasetReader, image: rasterio.DatasetReader) -> Iterator:
+    """``mask`` as a raster on ``image``'s grid, for window reads: itself where it is on that grid, else
+    warped onto it by nearest neighbour (a 20 m mask of a 10 m image, or an image resampled onto its
+    label's grid); pixels outside the mask's extent are no-data and count neither way."""
+    if Grid.of(mask).matches(Grid.of(image)):
+        yield mask
+        return
+    if not (Grid.of(mask).georeferenced and Grid.of(image).georeferenced):
+        raise DataError(
+            f"cloud mask is {mask.width}x{mask.height} and not on its image's {image.width}x{image.height} grid; "
+            "without georeferencing it cannot be put there: write it on the image's grid",
+            mask.name,
+        )
+    nodata = mask.nodata if mask.nodata is not None else CLOUD_MASK_OUTSIDE
+    with WarpedVRT(
+        mask,
+        crs=image.crs,
+        transform=image.transform,
+        width=image.width,
+        height=image.height,
+        resampling=Resampling.nearest,
+        nodata=nodata,
+    ) as warped:
+        yield warped
 
 
 @dataclass(frozen=True)
@@ -181,25 +219,31 @@ def cut_scene(
     on_chip: Callable[[], None] | None = None,
 ) -> list[ChipRecord]:
     """Every chip of ``scene``, filtered, kept ones written; a file that cannot be opened is quarantined."""
-    try:
-        image, label = open_readable(scene.image), open_readable(scene.label)
-    except Unreadable as exc:
-        report.quarantine(exc.path or scene.image, exc.problem)
-        return []
-    records = []
-    with image, label:
+    if chip_filter.needs_cloud_masks and scene.cloud_mask is None:
+        raise missing_cloud_masks([scene.name])
+    records: list[ChipRecord] = []
+    with ExitStack() as files:
+        try:
+            image = files.enter_context(open_readable(scene.image))
+            label = files.enter_context(open_readable(scene.label))
+            clouds = files.enter_context(open_readable(scene.cloud_mask)) if chip_filter.needs_cloud_masks else None
+        except Unreadable as exc:
+            report.quarantine(exc.path or scene.image, exc.problem)
+            return []
         if (image.width, image.height) != (label.width, label.height):
             raise DataError(
                 f"label is {label.width}x{label.height}, image {image.width}x{image.height}: align them first",
                 scene.label,
             )
+        if clouds is not None:
+            clouds = files.enter_context(cloud_mask_on_grid(clouds, image))
         chosen = resolve_bands(image, bands)
         no_value = scene_nodata(image, nodata)
         descriptions = [image.descriptions[b - 1] or f"band {b}" for b in chosen]
         crs = image.crs if not image.transform.is_identity else None
         for window in chip_windows(image.width, image.height, size, stride):
             record = _cut_chip(
-                scene, image, label, window, chosen, no_value, crs, descriptions, chip_filter, writer, report
+                scene, image, label, clouds, window, chosen, no_value, crs, descriptions, chip_filter, writer, report
             )
             records.append(record)
             if on_chip is not None:
@@ -211,6 +255,7 @@ def _cut_chip(
     scene: SceneSource,
     image,
     label,
+    clouds,
     window: Window,
     bands: list[int],
     nodata,
@@ -245,8 +290,12 @@ def _cut_chip(
         raw = read_window(label, [1], window, None)[0][0]
         mask = scene.decode(raw)  # unknown codes raise: a schema problem, not a corrupt file
         data = valid = None
+        cloudy = 0.0
         if (mask != IGNORE_INDEX).any() or not chip_filter.drop_unlabelled:
             data, valid = read_window(image, bands, window, nodata)
+            if clouds is not None:
+                cloud_pixels = read_window(clouds, [1], window, None)[0][0]
+                cloudy = cloud_share(cloud_pixels, valid, chip_filter.cloud_values, clouds.nodata)
     except UnreadableWindow as exc:
         record.status, record.reason = "quarantined", exc.problem
         report.quarantine(exc.path or scene.image, exc.problem, chip=name, window=window_text(window))
@@ -258,7 +307,7 @@ def _cut_chip(
     record.valid_fraction = float(labelled.mean())
     record.ignored = int(mask.size - labelled.sum())
     blank = data is not None and valid is not None and is_blank(data, valid)
-    rule = chip_filter.rejection(record.counts, record.valid_fraction, blank)
+    rule = chip_filter.rejection(record.counts, record.valid_fraction, blank, cloudy)
     if rule is not None:
         record.status, record.reason = "dropped", rule
         report.drop(name, rule)
