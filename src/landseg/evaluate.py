@@ -83,6 +83,7 @@ def evaluate(
     before = CalibrationTally(schema.num_classes)
     figures: list[tuple[str, Path]] = []
     quarantined: list[DataError] = []
+    unmapped = 0
     for sample, stem in track(
         list(zip(samples, map_stems([sample.image for sample in samples], config.data.root), strict=True)),
         description=f"Evaluating {split}",
@@ -102,8 +103,11 @@ def evaluate(
             quarantined.append(exc)
             continue
         labelled = truth != IGNORE_INDEX
-        confusion.update(predicted[labelled], truth[labelled])
+        # Labelled pixels the map leaves as no-data (clouds and shadows masked, input no-data) are not scored:
+        # the metrics are those of the pixels a user gets classes for, and how many were left out is reported.
         mapped = labelled & (predicted != IGNORE_INDEX)
+        unmapped += int(labelled.sum() - mapped.sum())
+        confusion.update(predicted[mapped], truth[mapped])
         calibration.update(probabilities[:, mapped] / PROBABILITY_STEPS, predicted[mapped], truth[mapped])
         if uncalibrated is not None:
             raw = predict_array(image.data, uncalibrated, options, image.nodata).probabilities[:, mapped]
@@ -133,6 +137,7 @@ def evaluate(
             "before": before.to_dict(schema.names) if uncalibrated is not None else None,
         },
         split=split,
+        labelled_pixels_not_mapped=unmapped,
         images=len(samples) - len(quarantined),
         quarantined=[{"file": exc.path, "problem": exc.problem} for exc in quarantined],
         models=[str(m.path) for m in ensemble.members],

@@ -30,6 +30,8 @@ from landseg.predict.ensemble import load_ensemble
 from landseg.predict.options import PredictOptions
 
 FLOODS = "sen1floods11/Spain_7370579_S2Hand.tif"
+
+
 @pytest.fixture(scope="module")
 def cloudy_dates(shared_datasets, tmp_path_factory) -> tuple[Path, list[Path]]:
     folder = tmp_path_factory.mktemp("dates")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -46,6 +47,7 @@ def change_command(
     pictures: Annotated[bool, typer.Option(help="Draw the figures and report.html.")] = True,
     engine: options.Engine = "auto",
     device: options.Device = "cpu",
+    cloud_mask: options.CloudMask = "auto",
     dask: Annotated[
         str | None,
         typer.Option(
@@ -63,9 +65,10 @@ def change_command(
     Writes change.tif (from-to codes COG on BEFORE's grid), transitions_{pixels,ha}.csv,
     class_changes.csv, change.json, change polygons, pictures and report.html (docs/CHANGE.md).
     """
-    from landseg.change.run import ChangeOptions, compare_maps, predict_pair
+    from landseg.change.run import PREDICTION, ChangeOptions, compare_maps, predict_pair
 
     chosen = ChangeOptions(
+        prediction=replace(PREDICTION, cloud_mask=cloud_mask),
         block=block,
         min_confidence=min_confidence,
         polygons=None if polygons.lower() == "none" else polygons.lower(),

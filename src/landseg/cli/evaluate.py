@@ -36,6 +36,7 @@ def evaluate_command(
     min_area: options.MinArea = DEFAULTS.min_area,
     input_scale_values: options.InputScaleValues = DEFAULTS.input_value_scale,
     allow_input_mismatch: options.AllowInputMismatch = False,
+    cloud_mask: options.CloudMask = DEFAULTS.cloud_mask,
 ):
     """Per-class IoU, F1, precision and recall of the maps `landseg predict` writes with the same options.
 
@@ -56,6 +57,7 @@ def evaluate_command(
         min_area=min_area,
         input_value_scale=input_scale_values,
         allow_input_mismatch=allow_input_mismatch,
+        cloud_mask=cloud_mask,
     )
     chosen.check()
     experiment = load_config(config)

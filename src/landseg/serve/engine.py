@@ -22,7 +22,7 @@ from landseg.errors import ConfigError
 from landseg.io.georef import Georeference, open_without_grid_warning
 from landseg.io.write import write_index_png
 from landseg.maps.polygons import write_polygons
-from landseg.predict.choices import Engine, TTAMode
+from landseg.predict.choices import CloudMask, Engine, TTAMode
 from landseg.predict.engine import gdal_environment, predict_scene
 from landseg.predict.ensemble import Ensemble, Member, TorchNetwork, load_ensemble
 from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
@@ -41,7 +41,8 @@ MAX_MIN_AREA = 1_000_000
 
 
 class JobOptions(BaseModel):
-    """What a user may choose per upload: ``landseg predict``'s ``--tta``, ``--overlap`` and ``--min-area``.
+    """What a user may choose per upload: ``landseg predict``'s ``--tta``, ``--overlap``, ``--min-area`` and
+    ``--cloud-mask``.
 
     Their defaults and checks are ``PredictOptions``' (an upload is refused exactly where the command
     would refuse the flag, the field named); the server only adds upper bounds that keep the work of one
@@ -64,6 +65,12 @@ class JobOptions(BaseModel):
         "(0 keeps every pixel's own prediction).",
     )
 
+    cloud_mask: CloudMask = Field(
+        DEFAULT_OPTIONS.cloud_mask,
+        description="Clouds and shadows become no-data: auto (an L2A product's SCL band, else the cloud model "
+        "for Sentinel-2), model, scl or none.",
+    )
+
     @field_validator("overlap")
     @classmethod
     def _overlap_as_predict_checks_it(cls, overlap: float) -> float:
@@ -76,7 +83,7 @@ class JobOptions(BaseModel):
 
     def predict_options(self) -> PredictOptions:
         """The streaming engine's options for this upload: COG, preview and areas, no extra rasters."""
-        return replace(DEFAULT_OPTIONS, overlap=self.overlap, min_area=self.min_area)
+        return replace(DEFAULT_OPTIONS, overlap=self.overlap, min_area=self.min_area, cloud_mask=self.cloud_mask)
 
     def ensemble_tta(self) -> TTAMode | None:
         return None if self.tta == "none" else self.tta

@@ -239,6 +239,7 @@
     form.append("tta", $("opt-tta").value);
     form.append("overlap", $("opt-overlap").value);
     form.append("min_area", $("opt-min-area").value || "0");
+    form.append("cloud_mask", $("opt-cloud-mask").value);
     state.started = performance.now();
     document.body.dataset.state = "working";
     setProgress(0, `Uploading ${file.name}…`);
