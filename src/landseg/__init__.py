@@ -25,6 +25,7 @@ _EXPORTS = {
     "ArrayResult": "landseg.api",
     "Model": "landseg.api",
     "calibrate": "landseg.api",
+    "composite": "landseg.api",
     "load_model": "landseg.api",
     "predict_scene": "landseg.api",
     "quantize": "landseg.api",

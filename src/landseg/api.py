@@ -24,6 +24,7 @@ from landseg.config import ExperimentConfig, load_config
 from landseg.errors import ConfigError
 from landseg.evaluate import Evaluation
 from landseg.evaluate import evaluate as evaluate_maps
+from landseg.predict.composite import CompositeResult, run_composite
 from landseg.predict.core import predict_array
 from landseg.predict.engine import SceneResult, chunk_layers
 from landseg.predict.engine import predict_scene as predict_scene_files
@@ -184,6 +185,19 @@ def predict_scene(
     with ``load_model``'s defaults; load it once with ``load_model`` to predict many scenes."""
     loaded = model if isinstance(model, Model) else load_model(model)
     return predict_scene_files(source, loaded.ensemble, out, options or PredictOptions(), stem=stem)
+
+
+def composite(
+    dates: Sequence[str | Path],
+    model: str | Path,
+    out: str | Path,
+    method: str = "mode",
+    options: PredictOptions | None = None,
+    grid: str | Path | None = None,
+) -> CompositeResult:
+    """Several dates of one place as one map over their clear pixels (``mode`` or ``mean-probability``), each
+    date's clouds masked as ``options.cloud_mask`` says; ``model`` is a reference (``"zoo:dynamic-world"``)."""
+    return run_composite(dates, [str(model)], out, method, options=options, grid=grid)
 
 
 def train(
