@@ -208,10 +208,12 @@ def train(
     resume: bool = False,
     max_minutes: float | None = None,
     progress: bool = True,
+    adapt_to: Sequence[str | Path] = (),
 ) -> TrainResult:
     """Train as ``landseg train`` does: ``config`` is an experiment YAML (``overrides`` are its ``--set``
-    assignments, ``"train.epochs=3"``) or an ``ExperimentConfig``, which is left unchanged. Writes
-    ``out/checkpoints/{best,last}.ckpt``, ``history.csv`` and ``training_curves.png``."""
+    assignments, ``"train.epochs=3"``) or an ``ExperimentConfig``, which is left unchanged. ``adapt_to``:
+    unlabelled images of the place to be mapped (files, folders, patterns), added to ``data.unlabeled``.
+    Writes ``out/checkpoints/{best,last}.ckpt``, ``history.csv`` and ``training_curves.png``."""
     from landseg.report import plot_training_curves
 
     if isinstance(config, ExperimentConfig):
@@ -220,6 +222,8 @@ def train(
         experiment = config.model_copy(deep=True)
     else:
         experiment = load_config(config, list(overrides))
+    # Given here, they are relative to the working directory, like every other path argument.
+    experiment.data.unlabeled += [str(Path(item).expanduser().absolute()) for item in adapt_to]
     out = Path(out)
     result = run_training(experiment, out, resume=resume, max_minutes=max_minutes, progress=progress)
     if result.global_rank == 0 and result.history.exists():

@@ -107,6 +107,9 @@ class DataConfig(Section):
     config file); their pixels become ignore pixels in the training images (``landseg.data.exclude``)."""
     vector_labels: VectorLabelsConfig | None = None
     """Labels from vector files instead of masks (``masks`` is then not used)."""
+    unlabeled: list[str] = Field(default_factory=list)
+    """Images of the place to be mapped, without labels: files, folders or glob patterns (relative to the
+    config file), any size; training learns from them as ``train.adapt`` says (``landseg.train.adapt``)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -191,6 +194,36 @@ class SamplingConfig(Section):
         return self
 
 
+class AdaptConfig(Section):
+    """Learning from unlabelled images of the place to be mapped (``data.unlabeled``, ``train --adapt-to``):
+    a mean teacher (the exponential moving average of the network) labels weakly augmented crops of them;
+    where it is confident, or among the most confident pixels of the class it predicts, the network learns
+    those labels on strongly augmented views of the same crops (colour jitter, CutMix between crops), as in
+    FixMatch and UniMatch with class-balanced thresholds (CBST). ``landseg.train.adapt`` does it."""
+
+    weight: float = Field(1.0, ge=0)
+    """Weight of the unlabelled loss beside the labelled one (0 turns adaptation off)."""
+    threshold: float = Field(0.9, gt=0, le=1)
+    """Teacher probability above which a pixel's pseudo-label is learnt."""
+    class_share: float = Field(0.2, ge=0, le=1)
+    """Whatever the threshold, this share of each predicted class's pixels (its most confident) is learnt,
+    so that classes the teacher is unsure of in the new place still get labels; 0: the threshold alone."""
+    ema: float = Field(0.99, gt=0, lt=1)
+    """Teacher weights: ``ema * teacher + (1 - ema) * network`` after every step."""
+    ramp_steps: int = Field(100, ge=0)
+    """The unlabelled weight grows linearly from 0 over these first steps, while the teacher is poor."""
+    brightness: float = Field(0.4, ge=0, lt=1)
+    color: float = Field(0.3, ge=0, lt=1)
+    gamma: float = Field(0.3, ge=0, lt=1)
+    """The strong view's photometric jitter (as ``train.augment``'s), drawn per crop."""
+    cutmix: float = Field(0.5, ge=0, le=1)
+    """Probability that a crop's strong view gets a box of another unlabelled crop (and its labels)."""
+    match_histograms: float = Field(0.5, ge=0, le=1)
+    """Probability that a labelled crop is given the unlabelled images' value distribution, band by band
+    (histogram matching of the two domains as wholes): the network learns the labels in the new place's
+    colours. 0 turns it off."""
+
+
 class SWAConfig(Section):
     """Stochastic weight averaging with a cyclical learning rate (seed 002, after Izmailov et al.):
     from ``start_epoch`` on, each cycle of ``cycle_epochs`` decreases the learning rate linearly from
@@ -233,6 +266,8 @@ class TrainConfig(Section):
     sampling: SamplingConfig = SamplingConfig(name="equibatch")
     """Default from the Dubai ablation: equibatch beat random crops and rare-class oversampling."""
     swa: SWAConfig | None = None
+    adapt: AdaptConfig = AdaptConfig()
+    """How ``data.unlabeled`` images are learnt from (nothing happens without them)."""
     early_stopping: EarlyStoppingConfig | None = None
     gradient_clip: float | None = Field(None, gt=0)
     """Clip gradients to this norm (or value, see ``gradient_clip_algorithm``) before each step."""
@@ -372,6 +407,7 @@ def load_config(
         config.data.normalization.stats_file = _relative_to(path, stats_file)
     if config.data.exclude is not None:
         config.data.exclude = _relative_to(path, config.data.exclude)
+    config.data.unlabeled = [str(_relative_to(path, Path(item))) for item in config.data.unlabeled]
     schema = config.data.schema_
     if isinstance(schema, str) and schema.lower().endswith((".yaml", ".yml")):
         config.data.schema_ = str(_relative_to(path, Path(schema)))

@@ -15,7 +15,7 @@ in any number of workers and after a resume.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -221,7 +221,10 @@ class SampledCropDataset(Dataset):
         augmentation: Augmentation,
         seed: int = 0,
         min_labelled: float = 0.05,
+        transfer: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     ):
+        """``transfer``: a change of the augmented crop's raw values before normalization (the histogram
+        transfer to unlabelled images, ``data.unlabeled.HistogramTransfer``)."""
         if any(item.labelled_pixels == 0 for item in items):
             raise ValueError("drop training images without labelled pixels before building the strategy")
         self.items = items
@@ -232,6 +235,7 @@ class SampledCropDataset(Dataset):
         self.augmentation = augmentation
         self.seed = seed
         self.min_labelled = min_labelled
+        self.transfer = transfer
 
     def __len__(self) -> int:
         return self.length
@@ -245,6 +249,8 @@ class SampledCropDataset(Dataset):
             if (mask != IGNORE_INDEX).mean() >= self.min_labelled and self.strategy.accept(mask, rng):
                 break
         image, mask = self.augmentation(image, mask, self.crop_size, rng)
+        if self.transfer is not None:
+            image = self.transfer(image, rng)
         image = self.normalization.apply(image)
         return torch.from_numpy(image), torch.from_numpy(mask.astype(np.int64))
 

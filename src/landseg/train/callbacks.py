@@ -114,6 +114,9 @@ class HistoryCSV(L.Callback):
             "train_loss": round(loss_sum / loss_count, 6) if loss_count else "",
             "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else "",
         }
+        epoch_adaptation = getattr(pl_module, "epoch_adaptation", None)
+        adaptation = epoch_adaptation() if callable(epoch_adaptation) else {}
+        row.update({k: round(v, 6) for k, v in adaptation.items()})
         row.update({k: round(v, 6) for k, v in getattr(pl_module, "last_val_metrics", {}).items()})
         rows: list[dict[str, float | str]] = []
         if self.path.exists():

@@ -16,7 +16,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from landseg.classes import ClassSchema, get_schema
+from landseg.classes import IGNORE_INDEX, ClassSchema, get_schema
 from landseg.config import ExperimentConfig
 from landseg.data.augment import Augmentation
 from landseg.data.catalog import Sample, build_catalog
@@ -27,6 +27,13 @@ from landseg.data.sampling import (
     SampledCropDataset,
     crop_strategy,
     labelled_items,
+)
+from landseg.data.unlabeled import (
+    AdaptingCrops,
+    HistogramTransfer,
+    UnlabeledCrops,
+    find_unlabeled,
+    pixel_sample,
 )
 from landseg.errors import ConfigError, DataError
 from landseg.io.pixel_stats import ground_resolution, pixel_stats
@@ -83,6 +90,7 @@ class SegmentationDataModule(L.LightningDataModule):
             if warning:
                 log.warning(warning)
         self.augmentation = Augmentation.from_config(tc.augment, data_max_value(self.config, self.info.dtype))
+        self.unlabeled = find_unlabeled(data.unlabeled, self.bands, self.info.dtype) if data.unlabeled else []
         self._ready = True
 
     def _read(
@@ -120,17 +128,60 @@ class SegmentationDataModule(L.LightningDataModule):
         # steps_per_epoch counts optimizer steps: under DDP each of the world_size ranks draws its own batch
         # of crops per step (Lightning shards the epoch's samples), so an epoch holds world_size times more.
         world_size = self.trainer.world_size if self.trainer is not None else 1
+        length = tc.steps_per_epoch * tc.batch_size * world_size
+        unlabelled = self.unlabeled_crops(length) if self.adapts else None
         crops = SampledCropDataset(
             self.crop_items,
             tc.crop_size,
             self.normalization,  # type: ignore[arg-type]  # any card normalization applies to a crop alike
-            length=tc.steps_per_epoch * tc.batch_size * world_size,
+            length=length,
             strategy=self.crops,
             augmentation=self.augmentation,
             seed=tc.seed,
+            transfer=self.histogram_transfer(unlabelled) if unlabelled is not None else None,
         )
+        dataset = AdaptingCrops(crops, unlabelled) if unlabelled is not None else crops
         return DataLoader(
-            crops, batch_size=tc.batch_size, sampler=EpochSampler(len(crops)), drop_last=True, **self._loader_options()
+            dataset,
+            batch_size=tc.batch_size,
+            sampler=EpochSampler(len(crops)),
+            drop_last=True,
+            **self._loader_options(),
+        )
+
+    @property
+    def adapts(self) -> bool:
+        """Whether training learns from unlabelled images: ``data.unlabeled``, and pseudo-labels
+        (``train.adapt.weight``) or histogram matching (``train.adapt.match_histograms``) on."""
+        adapt = self.config.train.adapt
+        return bool(self.unlabeled) and (adapt.weight > 0 or adapt.match_histograms > 0)
+
+    def histogram_transfer(self, unlabelled: UnlabeledCrops) -> HistogramTransfer | None:
+        """The labelled images' band distributions mapped onto the unlabelled ones' (``adapt.match_histograms``)."""
+        probability = self.config.train.adapt.match_histograms
+        if probability == 0:
+            return None
+        rng = np.random.default_rng([self.config.train.seed, 3])
+        count = max(1, 32 * 4096 // len(self.train_items))
+        source = [pixel_sample(item.image, item.mask != IGNORE_INDEX, count, rng) for item in self.train_items]
+        return HistogramTransfer.between(source, unlabelled.pixel_samples(), probability)
+
+    def unlabeled_crops(self, length: int) -> UnlabeledCrops:
+        tc, adapt = self.config.train, self.config.train.adapt
+        max_value = data_max_value(self.config, self.info.dtype)
+        strong = Augmentation(brightness=adapt.brightness, color=adapt.color, gamma=adapt.gamma, max_value=max_value)
+        if not max_value:  # float data without data.normalization.max_value: the strong view is CutMix alone
+            strong = Augmentation()
+        return UnlabeledCrops(
+            self.unlabeled,
+            self.bands,
+            tc.crop_size,
+            self.config.data.input_scale,
+            self.normalization,
+            strong,
+            nodata=self.config.data.nodata,
+            seed=tc.seed,
+            length=length,
         )
 
     def val_dataloader(self) -> DataLoader | list:

@@ -26,7 +26,11 @@ from landseg.predict.core import predict_array
 from landseg.predict.ensemble import Ensemble
 from landseg.predict.networks import Member, TorchNetwork
 from landseg.predict.options import PredictOptions
+from landseg.train.adapt import MeanTeacher
 from landseg.train.precision import resolve_precision
+
+TEACHER_KEY = "adapt_teacher"
+"""Where a checkpoint of a run with unlabelled images keeps the mean teacher's weights, for --resume."""
 
 
 class SegmentationModule(L.LightningModule):
@@ -57,31 +61,66 @@ class SegmentationModule(L.LightningModule):
         self.last_val_metrics: dict = {}
         self.validated_at_step = -1
         self.epoch_loss = [0.0, 0]  # sum and count of training losses this epoch, for the history CSV
+        self.adapt_epoch = [0.0, 0.0]  # sums of unlabelled losses and learnt shares this epoch
+        self.teacher: MeanTeacher | None = None
+        self.teacher_state: dict | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
     def training_step(self, batch, batch_idx):
-        images, masks = batch
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        logits = self.model(images)
+        images, masks, *unlabelled = batch
+        logits = self.model(self._layout(images))
         # Losses in float32 even under mixed precision: sums over many pixels lose too much in 16 bits.
         loss = self.criterion(logits.float(), masks)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
+        if unlabelled and self.train_config.adapt.weight > 0:
+            weak, strong, valid = unlabelled
+            step = self.mean_teacher().step(
+                self.model, self._layout(weak), self._layout(strong), valid, self.global_step
+            )
+            self.log("adapt_loss", step.loss, on_step=True, on_epoch=True, batch_size=weak.shape[0])
+            self.log("adapt_learnt_share", step.learnt_share, on_step=True, on_epoch=True, batch_size=weak.shape[0])
+            loss = loss + step.loss
         self.epoch_loss[0] += float(loss.detach())
         self.epoch_loss[1] += 1
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
         return loss
+
+    def _layout(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def mean_teacher(self) -> MeanTeacher:
+        """The teacher of unlabelled crops (``train.adapt``), made from the network at its first use."""
+        if self.teacher is None:
+            self.teacher = MeanTeacher(self.model, self.train_config.adapt)
+            if self.teacher_state is not None:  # resumed: the teacher as it was, not a copy of the student
+                self.teacher.teacher.load_state_dict(self.teacher_state)
+        return self.teacher
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.teacher is not None:
+            self.teacher.update(self.model)
 
     def on_train_epoch_start(self) -> None:
         self.epoch_loss = [0.0, 0]
+        self.adapt_epoch = [0.0, 0.0]
+
+    def epoch_adaptation(self) -> dict[str, float]:
+        """This epoch's mean unlabelled loss and share of pixels learnt, for the history; empty without."""
+        steps = self.epoch_loss[1]
+        if not steps or self.teacher is None:
+            return {}
+        return {"adapt_loss": self.adapt_epoch[0] / steps, "adapt_learnt_share": self.adapt_epoch[1] / steps}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # After --resume, train() must still know whether the final weights were validated already.
         checkpoint["validated_at_step"] = self.validated_at_step
+        if self.teacher is not None:
+            checkpoint[TEACHER_KEY] = self.teacher.teacher.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.validated_at_step = checkpoint.get("validated_at_step", -1)
+        self.teacher_state = checkpoint.get(TEACHER_KEY)
 
     # -- validation on whole images ---------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
