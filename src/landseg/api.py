@@ -45,6 +45,7 @@ __all__ = [
     "Model",
     "assess",
     "calibrate",
+    "composite",
     "evaluate",
     "load_model",
     "predict_scene",
