@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from landseg.errors import DataError
+from landseg.io.georef import warped_onto
 
 
 @dataclass(frozen=True)
@@ -104,18 +103,9 @@ def on_before_grid(after, before, overlap: Overlap):
     if not overlap.resampled:
         yield after
         return
-    grid = dict(
-        crs=before.crs,
-        transform=before.transform,
-        width=before.width,
-        height=before.height,
-        resampling=Resampling.nearest,
-    )
-    if after.nodata is not None:
-        grid.update(src_nodata=after.nodata, nodata=after.nodata)
-    else:
-        grid.update(add_alpha=True)  # the alpha band tells AFTER's footprint
-    with WarpedVRT(after, **grid) as vrt:
+    # Without no-data, an alpha band tells AFTER's footprint.
+    footprint = dict(src_nodata=after.nodata, nodata=after.nodata) if after.nodata is not None else dict(add_alpha=True)
+    with warped_onto(after, before, **footprint) as vrt:
         yield vrt
 
 

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_gcps
+from rasterio.vrt import WarpedVRT
 
 GEOTRANSFORM, GCPS, RPCS, NONE = "geotransform", "gcps", "rpcs", "none"
 
@@ -126,6 +128,21 @@ class Georeference:
         if note is not None:
             facts["note"] = note
         return facts
+
+
+def warped_onto(source, grid, **options) -> WarpedVRT:
+    """``source`` (an open raster) read on ``grid``'s pixels (its CRS, transform and size) by nearest
+    neighbour, window by window: class maps and masks are moved, never blended. ``options`` are
+    ``WarpedVRT``'s (``nodata``, ``src_nodata``, ``add_alpha``)."""
+    return WarpedVRT(
+        source,
+        crs=grid.crs,
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=Resampling.nearest,
+        **options,
+    )
 
 
 def open_without_grid_warning(path, mode: str = "r", **profile):

@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from rich.console import Console
 
 from landseg.errors import ConfigError, DataError
+from landseg.io.georef import warped_onto
 from landseg.io.raster import open_raster
 from landseg.io.sentinel2 import LEVEL_TAG
 from landseg.maps.cog import NODATA_BYTE, PROBABILITY_STEPS, copy_to_cog, write_window
@@ -165,7 +164,10 @@ def combine(
         grid = stack.enter_context(open_raster(reference))
         outputs = SceneOutputs(paths, grid, ensemble, layers, stack)
         count_scratch = outputs.new_scratch("count", 1, descriptions=["clear observations"])
-        sources = [stack.enter_context(_warped(path, grid)) for path in probabilities]
+        sources = [
+            stack.enter_context(warped_onto(stack.enter_context(rasterio.open(path)), grid, nodata=NODATA_BYTE))
+            for path in probabilities
+        ]
         seen = 0
         for top in range(0, grid.height, STRIP_ROWS):
             rows = (top, min(top + STRIP_ROWS, grid.height))
@@ -206,19 +208,6 @@ def combine(
     if seen == 0:
         raise DataError("no pixel of the grid is clear on any date: the composite is empty", reference)
     return CompositeResult(paths, list(dates), list(skipped), clear_fraction)
-
-
-def _warped(path: Path, grid) -> WarpedVRT:
-    source = rasterio.open(path)
-    return WarpedVRT(
-        source,
-        crs=grid.crs,
-        transform=grid.transform,
-        width=grid.width,
-        height=grid.height,
-        resampling=Resampling.nearest,
-        nodata=NODATA_BYTE,
-    )
 
 
 def combine_window(encoded: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,9 +19,7 @@ from typing import Literal
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
@@ -41,6 +39,7 @@ from landseg.data.prepare.rasters import (
     window_text,
 )
 from landseg.errors import ConfigError, DataError
+from landseg.io.georef import warped_onto
 from landseg.io.write import atomic_output, write_index_geotiff, write_index_png, write_rgb_png
 
 LabelDecode = Callable[[np.ndarray], np.ndarray]
@@ -101,15 +100,7 @@ def cloud_mask_on_grid(mask: rasterio.DatasetReader, image: rasterio.DatasetRead
             mask.name,
         )
     nodata = mask.nodata if mask.nodata is not None else CLOUD_MASK_OUTSIDE
-    with WarpedVRT(
-        mask,
-        crs=image.crs,
-        transform=image.transform,
-        width=image.width,
-        height=image.height,
-        resampling=Resampling.nearest,
-        nodata=nodata,
-    ) as warped:
+    with warped_onto(mask, image, nodata=nodata) as warped:
         yield warped
 
 
