@@ -140,7 +140,9 @@ class SegmentationDataModule(L.LightningDataModule):
             seed=tc.seed,
             transfer=self.histogram_transfer(unlabelled) if unlabelled is not None else None,
         )
-        dataset = AdaptingCrops(crops, unlabelled) if unlabelled is not None else crops
+        # Pseudo-labels need unlabelled crops at every step; histogram transfer alone needs none after its start.
+        teaches = unlabelled is not None and tc.adapt.weight > 0
+        dataset = AdaptingCrops(crops, unlabelled) if teaches and unlabelled is not None else crops
         return DataLoader(
             dataset,
             batch_size=tc.batch_size,
