@@ -141,8 +141,7 @@ class SegmentationDataModule(L.LightningDataModule):
             transfer=self.histogram_transfer(unlabelled) if unlabelled is not None else None,
         )
         # Pseudo-labels need unlabelled crops at every step; histogram transfer alone needs none after its start.
-        teaches = unlabelled is not None and tc.adapt.weight > 0
-        dataset = AdaptingCrops(crops, unlabelled) if teaches and unlabelled is not None else crops
+        dataset = AdaptingCrops(crops, unlabelled) if unlabelled is not None and tc.adapt.weight > 0 else crops
         return DataLoader(
             dataset,
             batch_size=tc.batch_size,
