@@ -163,6 +163,13 @@ def prepared_data_missing(recipe: Path) -> str | None:
     return ", ".join(absent) or None
 
 
+def scored_images(config) -> list[Path]:
+    """The images of the ``val`` split, which the run scores."""
+    from landseg.data.catalog import build_catalog
+
+    return [sample.image for sample in build_catalog(config.data).split("val")]
+
+
 # -- runs ------------------------------------------------------------------------------------------------
 def run_variants(
     split_name: str, recipe: Path, base_overrides: list[str], variants: dict, args, out: Path, results: dict, save
@@ -170,6 +177,8 @@ def run_variants(
     """Train and score every variant into ``results``, saving after each so a cut-off run keeps what it measured."""
     for name, change in variants.items():
         config = load_recipe(recipe, base_overrides + assignments(change))
+        if args.adapt_to_val:
+            config.data.unlabeled = [str(path) for path in scored_images(config)]
         print(f"[{datetime.datetime.now():%H:%M:%S}] {split_name}/{name}: training", file=sys.stderr)
         result = train_and_score(
             config,
@@ -222,6 +231,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results", type=Path, default=None, help="JSON output (default benchmarks/results/s2_korea.json)."
     )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="A config override for every run, e.g. train.adapt.weight=0 (repeatable); recorded in the results.",
+    )
+    parser.add_argument(
+        "--adapt-to-val",
+        action="store_true",
+        help="Give each run its scored (val) images without labels as data.unlabeled, as `landseg train "
+        "--adapt-to` would: adaptation to the place that is scored (issue 34).",
+    )
     args = parser.parse_args(argv)
     recipe_config = load_recipe(args.recipe)
     if args.write_split:
@@ -240,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         check_split(split_folder, split_lists(recipe_config))
     budget = [f"train.seed={args.seed}", "train.max_minutes=null"]
     budget += SMOKE if args.smoke else [f"train.epochs={BUDGET_EPOCHS}"]
+    budget += args.settings
     files = {"train": str(split_folder / "train.txt"), "val": str(split_folder / "val.txt")}
     variants = yaml.safe_load(args.variants_file.read_text())["variants"]
     if args.variants:
@@ -255,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/s2_korea_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "budget_minutes": None if args.smoke else args.minutes,
         "seed": args.seed,
+        "settings": args.settings,
+        "adapt_to_val": args.adapt_to_val,
         "environment": environment(("torch", "lightning", "segmentation-models-pytorch", "timm")),
         "scoring": "final weights after the budget, landseg evaluate on the val split, whole chips, native resolution",
         "chip_split": {

@@ -205,6 +205,10 @@ class AdaptConfig(Section):
     """Weight of the unlabelled loss beside the labelled one (0 turns adaptation off)."""
     threshold: float = Field(0.9, gt=0, le=1)
     """Teacher probability above which a pixel's pseudo-label is learnt."""
+    teacher_temperature: float = Field(1.0, gt=0, le=1)
+    """The teacher's logits are divided by this before ``threshold`` applies (sharpening, as in MixMatch).
+    The default focal loss leaves probabilities under-confident (fitted temperatures 0.51-0.55 on Dubai and
+    Korea, BENCHMARKS.md "Calibration"), so that few pixels reach a threshold set for cross-entropy."""
     class_share: float = Field(0.2, ge=0, le=1)
     """Whatever the threshold, this share of each predicted class's pixels (its most confident) is learnt,
     so that classes the teacher is unsure of in the new place still get labels; 0: the threshold alone."""

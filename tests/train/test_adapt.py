@@ -3,6 +3,7 @@ shift, and a model trained with and without the shifted domain's images given un
 
 from __future__ import annotations
 
+import csv
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from landseg.classes import IGNORE_INDEX
 from landseg.config import AdaptConfig, load_config
 from landseg.data.synthetic import generate_scene, write_scene
 from landseg.errors import DataError
-from landseg.train.adapt import cutmix, pseudo_labels
+from landseg.train.adapt import MeanTeacher, cutmix, pseudo_labels
 from landseg.train.module import TEACHER_KEY
 
 SHIFT_GAIN = np.array([0.55, 0.8, 1.45])[:, None, None]
@@ -82,8 +83,11 @@ def test_the_adapted_model_beats_the_unadapted_one_on_the_shifted_domain(two_dom
         result = train(path, folder / "run", adapt_to=shifted_images, progress=False)
         config = load_config(path)
         scores[adapted] = validation_confusion(result.last_checkpoint, config, "test").miou
-        history = (folder / "run" / "history.csv").read_text()
-        assert ("adapt_loss" in history) == adapted
+        rows = list(csv.DictReader((folder / "run" / "history.csv").open()))
+        assert ("adapt_learnt_share" in rows[-1]) == adapted
+        if adapted:  # the epoch's mean share of unlabelled pixels given a pseudo-label: at least the class quota
+            assert 0.15 < float(rows[-1]["adapt_learnt_share"]) <= 1
+            assert float(rows[-1]["adapt_loss"]) > 0
         # A resumed run continues with the teacher it had, not a fresh copy of the network.
         assert (TEACHER_KEY in read_checkpoint(result.last_checkpoint)) == adapted
     # Histogram transfer alone (no pseudo-labels): no unlabelled crops are read during training.
@@ -114,6 +118,21 @@ def test_pseudo_labels_keep_the_confident_and_each_classs_most_confident_pixels(
     assert (alone[0, :, 2:] == IGNORE_INDEX).all()
     balanced = pseudo_labels(probabilities, valid, threshold=0.9, class_share=0.5)
     assert (balanced[0, :, 3] == 1).all() and (balanced[0, :, 2] == IGNORE_INDEX).all()
+
+
+def test_a_sharpened_teacher_labels_pixels_a_focal_loss_left_under_confident():
+    # Logits 1.5 apart between two classes: probability 0.82 as they come, 0.95 at temperature 0.5.
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x[:, :1] * 0 + 1.5, x[:, :1] * 0], dim=1)
+
+    weak = torch.zeros(2, 1, 8, 8)
+    valid = torch.ones(2, 8, 8, dtype=torch.bool)
+    shares = {}
+    for temperature in (1.0, 0.5):
+        config = AdaptConfig(class_share=0, cutmix=0, ramp_steps=0, teacher_temperature=temperature)
+        shares[temperature] = MeanTeacher(Fixed(), config).step(Fixed(), weak, weak, valid, 0).learnt_share
+    assert shares == {1.0: 0.0, 0.5: 1.0}
 
 
 def test_cutmix_moves_pixels_and_labels_together():

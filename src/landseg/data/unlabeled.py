@@ -10,7 +10,6 @@ jitter) that the network learns those labels on (``landseg.train.adapt``). Crop 
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,9 @@ from torch.utils.data import Dataset
 from landseg.data.augment import Augmentation
 from landseg.data.transforms import random_d4
 from landseg.errors import ConfigError, DataError
+from landseg.io.paths import image_paths
 from landseg.io.raster import open_raster
 from landseg.normalization import AnyNormalization
-
-IMAGE_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt", ".img"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,10 @@ def find_unlabeled(entries: Sequence[str | Path], bands: Sequence[int], dtype: s
     """The images that ``entries`` (files, folders, glob patterns) name, checked to hold ``bands`` in the
     training images' ``dtype``: a mismatch would teach the network pixels in other units."""
     images = []
-    for path in _paths(entries):
+    paths = image_paths(entries, context="data.unlabeled")
+    if not paths:
+        raise ConfigError("data.unlabeled names no images")
+    for path in paths:
         with open_raster(path) as dataset:
             if dataset.count < max(bands):
                 raise DataError(
@@ -60,27 +61,6 @@ def find_unlabeled(entries: Sequence[str | Path], bands: Sequence[int], dtype: s
                 )
             images.append(UnlabeledImage(path, dataset.height, dataset.width, dataset.nodata))
     return images
-
-
-def _paths(entries: Sequence[str | Path]) -> list[Path]:
-    found: list[Path] = []
-    for entry in entries:
-        path = Path(entry)
-        if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not inside:
-                raise DataError("data.unlabeled: folder holds no images", path)
-            found += inside
-        elif path.is_file():
-            found.append(path)
-        else:
-            matches = sorted(Path(p) for p in glob.glob(str(entry), recursive=True) if Path(p).is_file())
-            if not matches:
-                raise DataError("data.unlabeled: no such file, and no file matches it as a pattern", entry)
-            found += matches
-    if not found:
-        raise ConfigError("data.unlabeled names no images")
-    return list(dict.fromkeys(found))
 
 
 class UnlabeledCrops(Dataset):

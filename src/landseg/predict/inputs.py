@@ -6,7 +6,6 @@ both find the same scenes and skip the same finished ones.
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +13,11 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from landseg.errors import ConfigError, DataError, LandsegError
+from landseg.errors import ConfigError, LandsegError
+from landseg.io.paths import image_paths
 
 if TYPE_CHECKING:
     from landseg.predict.engine import PredictOptions, SceneResult
-
-IMAGE_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt", ".img"}
 
 
 def find_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) -> list[Path]:
@@ -35,26 +33,7 @@ def find_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) -> li
             return False
         return out_dir is None or out_dir not in path.resolve().parents
 
-    paths: list[Path] = []
-    for item in inputs:
-        candidate = Path(item)
-        if candidate.is_dir() and candidate.suffix.lower() == ".safe":  # a Sentinel-2 product is one scene
-            paths.append(candidate)
-        elif candidate.is_dir():
-            found = _images_in(candidate)
-            found = [p for p in found if wanted(p)]
-            if not found:
-                raise DataError("folder holds no images (.tif, .jpg, .png, ...)", candidate)
-            paths += found
-        elif candidate.exists():
-            paths.append(candidate)
-        else:
-            matches = [Path(p) for p in sorted(glob.glob(str(item), recursive=True))]
-            matches = [p for p in matches if p.is_file() and wanted(p)]
-            if not matches:
-                raise DataError("no such file, and no file matches it as a pattern", item)
-            paths += matches
-    unique = list(dict.fromkeys(paths))
+    unique = image_paths(inputs, keep=wanted)
     by_stem: dict[str, Path] = {}
     for path in unique:
         if path.stem in by_stem:
@@ -64,17 +43,6 @@ def find_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) -> li
             )
         by_stem[path.stem] = path
     return unique
-
-
-def _images_in(folder: Path) -> list[Path]:
-    """Image files under ``folder``; a Sentinel-2 ``.SAFE`` folder counts as one image, its band files as none."""
-    products = sorted(p for p in folder.rglob("*.SAFE") if p.is_dir())
-    found = [
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(product in p.parents for product in products)
-    ]
-    return sorted(found + products)
 
 
 @dataclass

@@ -4,10 +4,10 @@ Every training step also takes a batch of unlabelled crops (``data.unlabeled``, 
 geometry: ``landseg.data.unlabeled``). The teacher, an exponential moving average of the network
 (Tarvainen and Valpola 2017), labels the weak views; the network learns those labels on the strong views
 (colour jitter, and with probability ``cutmix`` a box of another crop pasted in with its labels, as in
-FixMatch, UniMatch and DACS). A pixel's label is learnt where the teacher's probability reaches
-``threshold``, or where it is among the ``class_share`` most confident pixels of the class the teacher
-predicts there (class-balanced self-training, Zou et al. 2018), so that classes which look different in
-the new place still get labels. The unlabelled loss is the cross-entropy over the learnt pixels divided
+FixMatch, UniMatch and DACS). A pixel's label is learnt where the teacher's probability (sharpened by
+``teacher_temperature``) reaches ``threshold``, or where it is among the ``class_share`` most confident
+pixels of the class the teacher predicts there (class-balanced self-training, Zou et al. 2018), so that
+classes which look different in the new place still get labels. The unlabelled loss is the cross-entropy over the learnt pixels divided
 by all valid pixels, weighted by ``weight`` and ramped in over ``ramp_steps``.
 
 Nothing here reads a label of the unlabelled images: checkpoints are chosen, as ever, on the validation
@@ -62,7 +62,7 @@ class MeanTeacher:
     ) -> UnlabelledStep:
         """The weighted unlabelled loss of one batch of crops (``(B, C, S, S)`` views, ``(B, S, S)`` valid)."""
         with torch.no_grad():
-            probabilities = torch.softmax(self.teacher(weak).float(), dim=1)
+            probabilities = torch.softmax(self.teacher(weak).float() / self.config.teacher_temperature, dim=1)
         labels = pseudo_labels(probabilities, valid, self.config.threshold, self.config.class_share)
         strong, labels = cutmix(strong, labels, self.config.cutmix, generator)
         logits = student(strong).float()

@@ -81,6 +81,8 @@ class SegmentationModule(L.LightningModule):
             )
             self.log("adapt_loss", step.loss, on_step=True, on_epoch=True, batch_size=weak.shape[0])
             self.log("adapt_learnt_share", step.learnt_share, on_step=True, on_epoch=True, batch_size=weak.shape[0])
+            self.adapt_epoch[0] += float(step.loss.detach())
+            self.adapt_epoch[1] += step.learnt_share
             loss = loss + step.loss
         self.epoch_loss[0] += float(loss.detach())
         self.epoch_loss[1] += 1
