@@ -78,7 +78,7 @@ def test_the_adapted_model_beats_the_unadapted_one_on_the_shifted_domain(two_dom
     scores = {}
     for adapted in (False, True):
         folder = tmp_path / ("adapted" if adapted else "plain")
-        path = config_file(two_domains, folder)
+        path = config_file(two_domains, folder, weight=1)
         shifted_images = [str(two_domains / "images" / "scene_1*.tif")] if adapted else []
         result = train(path, folder / "run", adapt_to=shifted_images, progress=False)
         config = load_config(path)
@@ -92,7 +92,7 @@ def test_the_adapted_model_beats_the_unadapted_one_on_the_shifted_domain(two_dom
         assert (TEACHER_KEY in read_checkpoint(result.last_checkpoint)) == adapted
     # Histogram transfer alone (no pseudo-labels): no unlabelled crops are read during training.
     folder = tmp_path / "transfer"
-    path = config_file(two_domains, folder, weight=0)
+    path = config_file(two_domains, folder)  # the default: histogram transfer alone
     result = train(path, folder / "run", adapt_to=[str(two_domains / "images" / "scene_1*.tif")], progress=False)
     scores["transfer"] = validation_confusion(result.last_checkpoint, load_config(path), "test").miou
     assert TEACHER_KEY not in read_checkpoint(result.last_checkpoint)
