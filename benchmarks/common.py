@@ -143,6 +143,18 @@ def assignments(mapping: dict) -> list[str]:
     return [f"{key}={json.dumps(value)}" for key, value in recipe_updates(mapping).items()]
 
 
+def add_settings_option(parser, example: str) -> None:
+    """``--set KEY=VALUE`` (repeatable): config overrides applied to every run, kept in ``args.settings``."""
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"A config override for every run, e.g. {example} (repeatable); recorded in the results.",
+    )
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()):
     """An ``ExperimentConfig`` from a recipe: ``base`` (a config file, relative to the recipe) with the
     recipe's other keys and then ``overrides`` applied; a recipe without ``base`` is a whole config.

@@ -35,6 +35,7 @@ import yaml
 from common import (
     REPO,
     RESULTS,
+    add_settings_option,
     assignments,
     environment,
     load_recipe,
@@ -151,15 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results", type=Path, default=None, help="JSON output (default benchmarks/results/dubai.json)."
     )
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="A config override for every run, e.g. data.exclude=runs/dubai_audit/regions.csv "
-        "(repeatable); recorded in the results.",
-    )
+    add_settings_option(parser, "data.exclude=runs/dubai_audit/regions.csv")
     args = parser.parse_args(argv)
     args.variants = args.variants.split(",") if args.variants else None
     if args.smoke and args.out is None:

@@ -39,6 +39,7 @@ from common import (
     CONFIGS,
     REPO,
     RESULTS,
+    add_settings_option,
     assignments,
     environment,
     format_number,
@@ -231,14 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results", type=Path, default=None, help="JSON output (default benchmarks/results/s2_korea.json)."
     )
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="A config override for every run, e.g. train.adapt.weight=0 (repeatable); recorded in the results.",
-    )
+    add_settings_option(parser, "train.adapt.weight=1")
     parser.add_argument(
         "--adapt-to-val",
         action="store_true",
