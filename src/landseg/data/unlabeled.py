@@ -42,10 +42,7 @@ def find_unlabeled(entries: Sequence[str | Path], bands: Sequence[int], dtype: s
     """The images that ``entries`` (files, folders, glob patterns) name, checked to hold ``bands`` in the
     training images' ``dtype``: a mismatch would teach the network pixels in other units."""
     images = []
-    paths = image_paths(entries, context="data.unlabeled")
-    if not paths:
-        raise ConfigError("data.unlabeled names no images")
-    for path in paths:
+    for path in image_paths(entries, context="data.unlabeled"):
         with open_raster(path) as dataset:
             if dataset.count < max(bands):
                 raise DataError(
