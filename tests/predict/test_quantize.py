@@ -24,7 +24,7 @@ from landseg.predict.ensemble import load_ensemble
 from landseg.predict.int8 import find_int8, guard_passes
 from landseg.predict.models import read_card
 from landseg.predict.onnx import cached_export, load_onnx_member
-from landseg.predict.quantize import stamp_card
+from landseg.predict.quantize import quantize_graph, stamp_card
 from landseg.predict.run import run_predict
 from landseg.train.calibrate import write_calibration
 from landseg.train.run import train
@@ -189,3 +189,21 @@ def test_export_int8_from_unlabelled_images_guards_on_agreement_alone(synthetic_
         warnings.simplefilter("ignore")  # a random network's guard may miss the bars; int8 runs as asked
         (member,) = load_ensemble([checkpoint], precision="int8").members
     assert member.precision == "int8" and member.card.int8 == guard
+
+
+def test_nodes_named_to_stay_fp32_keep_float_weights(trained, tmp_path):
+    """``quantize_graph(exclude=...)``, what ``benchmarks/int8_sensitivity.py`` measures with: the named
+    convolution reads its weight as float; the others read it through DequantizeLinear."""
+    _, result = trained
+    side = read_card(result.best_checkpoint).tile_size
+    fp32 = cached_export(result.best_checkpoint, side)
+    convolutions = [node.name for node in onnx.load(str(fp32)).graph.node if node.op_type == "Conv"]
+    kept = convolutions[len(convolutions) // 2]
+    tiles = [np.random.default_rng(i).normal(size=(3, side, side)).astype(np.float32) for i in range(2)]
+    quantized = onnx.load(str(quantize_graph(fp32, tmp_path / "int8.onnx", tiles, exclude=[kept])))
+    dequantized = {out for node in quantized.graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    weight_quantized = {
+        node.name: node.input[1] in dequantized for node in quantized.graph.node if node.op_type == "Conv"
+    }
+    assert weight_quantized[kept] is False
+    assert sum(weight_quantized.values()) == len(convolutions) - 3  # all but first, last and the kept one

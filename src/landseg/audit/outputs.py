@@ -9,7 +9,6 @@ first georeferenced image; images without georeferencing are only in the CSV).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from landseg.audit.regions import Region
 from landseg.classes import ClassSchema
 from landseg.data.exclude import IMAGE_COLUMN, LAYER, PIXEL_GEOMETRY_COLUMN
-from landseg.io.write import atomic_output
+from landseg.io.vector import Feature, first_crs, write_polygon_layer
 from landseg.metrics import ConfusionMatrix
 from landseg.report.plots import plot_confusion_matrix
 
@@ -51,14 +50,6 @@ REGION_COLUMNS = (
     PIXEL_GEOMETRY_COLUMN,
 )
 CLASS_COLUMNS = ("class", "labelled_pixels", "flagged_pixels", "flagged_share", "regions", "most_often_likely")
-
-
-def write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> Path:
-    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def _rounded(value: float | None, digits: int = 6) -> float | str:
@@ -97,50 +88,19 @@ def write_regions_geopackage(path: Path, rows: Sequence[dict], regions_by_key: d
 
     ``regions_by_key`` maps ``(image, region)`` to its ``Region``; ``grids`` maps an image to its
     ``(transform, crs)``."""
-    import pyogrio.raw
-    import rasterio.warp
-    import shapely
     import shapely.affinity
-    import shapely.geometry
 
-    target = next((crs for _, crs in grids.values() if crs is not None), None)
+    target = first_crs(crs for _, crs in grids.values())
     if target is None:
         return None
-    geometries, kept = [], []
+    features = []
     for row in rows:
-        transform, crs = grids[row[IMAGE_COLUMN]]
-        if crs is None:
-            continue
+        t, crs = grids[row[IMAGE_COLUMN]]
         polygon = regions_by_key[(row[IMAGE_COLUMN], row["region"])].polygon
-        t = transform
         mapped = shapely.affinity.affine_transform(polygon, [t.a, t.b, t.d, t.e, t.c, t.f])
-        if crs != target:
-            mapped = shapely.geometry.shape(rasterio.warp.transform_geom(crs, target, shapely.geometry.mapping(mapped)))
-        geometries.append(mapped)
-        kept.append(row)
+        features.append(Feature(mapped, crs, row))
     fields = [c for c in REGION_COLUMNS if c != PIXEL_GEOMETRY_COLUMN]
-
-    def column(name: str) -> np.ndarray:
-        values = [row[name] for row in kept]
-        if name in (IMAGE_COLUMN, "given_class", "likely_class"):
-            return np.array(values, dtype=object)
-        return np.array(
-            [np.nan if v == "" else v for v in values],
-            dtype=np.float64 if name in ("area_m2", "given_confidence", "likely_confidence", "severity") else np.int64,
-        )
-
-    with atomic_output(path) as temporary:
-        pyogrio.raw.write(
-            temporary,
-            shapely.to_wkb(np.array(geometries, dtype=object)) if geometries else np.array([], dtype=object),
-            [column(f) for f in fields],
-            fields,
-            layer=LAYER,
-            driver="GPKG",
-            geometry_type="Polygon",
-            crs=target.to_wkt(),
-        )
-    return path
+    return write_polygon_layer(path, features, fields, LAYER, target)
 
 
 def class_rows(

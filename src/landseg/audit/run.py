@@ -29,7 +29,6 @@ from landseg.audit.outputs import (
     class_rows,
     plot_given_vs_likely,
     region_rows,
-    write_csv,
     write_regions_geopackage,
 )
 from landseg.audit.probabilities import AuditImage, cache_probabilities, training_overlap
@@ -39,7 +38,7 @@ from landseg.config import ExperimentConfig
 from landseg.data.catalog import build_catalog
 from landseg.errors import ConfigError, DataError
 from landseg.io.raster import read_image
-from landseg.io.write import atomic_output
+from landseg.io.write import atomic_output, write_rows_csv
 from landseg.maps.names import check_model_classes, map_stems
 from landseg.metrics import ConfusionMatrix
 from landseg.predict.choices import Engine
@@ -226,14 +225,14 @@ def _find_and_write(
     rows.sort(key=lambda r: (r["_quality"], -r["flagged_pixels"]))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
-    images_csv = write_csv(out_dir / "images.csv", IMAGE_COLUMNS, rows)
+    images_csv = write_rows_csv(out_dir / "images.csv", rows, IMAGE_COLUMNS)
     ranked_regions = region_rows(regions, schema)
-    regions_csv = write_csv(out_dir / "regions.csv", REGION_COLUMNS, ranked_regions)
+    regions_csv = write_rows_csv(out_dir / "regions.csv", ranked_regions, REGION_COLUMNS)
     by_key = {(r.image, r.region): r for r in regions}
     grids = {image.key: (image.transform, image.crs) for image in images}
     regions_gpkg = write_regions_geopackage(out_dir / "regions.gpkg", ranked_regions, by_key, grids)
     classes = class_rows(labelled, given_vs_likely, regions, schema)
-    classes_csv = write_csv(out_dir / "classes.csv", CLASS_COLUMNS, classes)
+    classes_csv = write_rows_csv(out_dir / "classes.csv", classes, CLASS_COLUMNS)
     confusion_plot = plot_given_vs_likely(given_vs_likely, schema, out_dir / "given_vs_likely.png")
     gallery_path = _write_gallery(images, rows[:gallery], finder, schema, out_dir, split, min_region, regions)
     total_labelled = int(labelled.sum())

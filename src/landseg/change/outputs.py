@@ -19,7 +19,7 @@ import numpy as np
 
 from landseg.classes import IGNORE_INDEX, ClassSchema, color_hex
 from landseg.io.georef import Georeference
-from landseg.io.write import atomic_output
+from landseg.io.write import atomic_output, write_rows_csv
 from landseg.maps.cog import open_scratch
 from landseg.maps.polygons import write_polygons
 
@@ -100,12 +100,8 @@ def write_tables(out_dir: Path, summary: dict, facts: dict) -> dict[str, Path]:
             out_dir / "transitions_ha.csv", names, np.array(summary["hectares"]), "ha", lambda v: f"{v:.4f}"
         )
     paths["classes_csv"] = out_dir / "class_changes.csv"
-    columns = list(summary["per_class"][0])
-    with atomic_output(paths["classes_csv"]) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in summary["per_class"]:
-            writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
+    rows = [{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()} for row in summary["per_class"]]
+    write_rows_csv(paths["classes_csv"], rows, list(summary["per_class"][0]))
     paths["json"] = out_dir / "change.json"
     with atomic_output(paths["json"]) as temporary:
         temporary.write_text(json.dumps({**facts, **summary}, indent=2, ensure_ascii=False), encoding="utf-8")

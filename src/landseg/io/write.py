@@ -1,4 +1,4 @@
-"""Writing class maps and images: GeoTIFF with a colour table, paletted PNG, RGB PNG.
+"""Writing class maps, images and tables: GeoTIFF with a colour table, paletted PNG, RGB PNG, CSV rows.
 
 Every file is written under a temporary name in its destination folder and renamed into place only
 once complete, so an interrupted run never leaves a truncated output that looks finished.
@@ -6,9 +6,10 @@ once complete, so an interrupted run never leaves a truncated output that looks 
 
 from __future__ import annotations
 
+import csv
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,6 +50,16 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_rows_csv(path: str | Path, rows: Sequence[dict], columns: Sequence[str]) -> Path:
+    """``rows`` as a CSV with a header of ``columns`` (keys outside them are left out), written atomically."""
+    path = Path(path)
+    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def fsync_file(path: str | Path) -> None:

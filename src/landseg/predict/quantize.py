@@ -84,9 +84,15 @@ def _options(image: np.ndarray) -> PredictOptions:
     return PredictOptions(bands=tuple(range(1, len(image) + 1)), allow_input_mismatch=True)
 
 
-def quantize_graph(fp32: Path, destination: Path, tiles: Sequence[np.ndarray], keep_fp32: str = "first-last") -> Path:
+def quantize_graph(
+    fp32: Path,
+    destination: Path,
+    tiles: Sequence[np.ndarray],
+    keep_fp32: str = "first-last",
+    exclude: Sequence[str] = (),
+) -> Path:
     """Write the static int8 quantization of the ONNX model ``fp32`` to ``destination`` (a scratch file:
-    ``stamp_card`` writes the finished model atomically)."""
+    ``stamp_card`` writes the finished model atomically); the nodes named in ``exclude`` also stay fp32."""
     onnx = require_package("onnx", "int8 quantization")
     quantization = require_package("onnxruntime.quantization", "int8 quantization").quantization
     if keep_fp32 not in KEEP_FP32:
@@ -109,7 +115,7 @@ def quantize_graph(fp32: Path, destination: Path, tiles: Sequence[np.ndarray], k
             reduce_range=True,
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
-            nodes_to_exclude=_first_and_last_convolutions(model) if keep_fp32 == "first-last" else [],
+            nodes_to_exclude=[*(_first_and_last_convolutions(model) if keep_fp32 == "first-last" else []), *exclude],
             # Ranges are reduced every few tiles: otherwise every activation of every tile is held in memory
             # (hundreds of MB per 512 px tile). CalibMaxIntermediateOutputs, meant for this, drops the data
             # instead in ONNX Runtime up to at least 1.32 (microsoft/onnxruntime#18893).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from rasterio.windows import Window as RasterWindow
 from landseg.classes import ClassSchema
 from landseg.io.figures import save_figure
 from landseg.io.georef import open_without_grid_warning
-from landseg.io.write import atomic_output
+from landseg.io.vector import Feature, first_crs, write_polygon_layer
 from landseg.maps.cog import NODATA_BYTE, PROBABILITY_STEPS
 from landseg.report import write_report
 from landseg.report.display import display_rgb
@@ -55,55 +54,20 @@ def suggestion_rows(chosen: Sequence[Candidate], schema: ClassSchema, grids: dic
     return rows
 
 
-def write_csv(path: Path, rows: Sequence[dict]) -> Path:
-    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["rank"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def write_boxes(path: Path, rows: Sequence[dict], grids: dict) -> Path | None:
     """The windows as polygons in the first georeferenced scene's CRS (others reprojected); None when no
     scene has a CRS (plain photos: the CSV's pixel offsets say where)."""
-    import pyogrio.raw
-    import rasterio.warp
     import shapely
-    import shapely.geometry
 
-    target = next((crs for _, crs in grids.values() if crs is not None), None)
+    target = first_crs(crs for _, crs in grids.values())
     if target is None:
         return None
-    geometries, kept = [], []
-    for row in rows:
-        _, crs = grids[Path(row["scene"])]
-        if crs is None:
-            continue
-        box = shapely.box(row["left"], row["bottom"], row["right"], row["top"])
-        if crs != target:
-            box = shapely.geometry.shape(rasterio.warp.transform_geom(crs, target, shapely.geometry.mapping(box)))
-        geometries.append(box)
-        kept.append(row)
+    features = [
+        Feature(shapely.box(row["left"], row["bottom"], row["right"], row["top"]), grids[Path(row["scene"])][1], row)
+        for row in rows
+    ]
     fields = [f for f in rows[0] if f not in ("left", "bottom", "right", "top", "crs")] if rows else []
-
-    def column(name: str) -> np.ndarray:
-        values = [row[name] for row in kept]
-        if isinstance(values[0], str):
-            return np.array(values, dtype=object)
-        return np.array(values, dtype=np.float64 if isinstance(values[0], float) else np.int64)
-
-    with atomic_output(path) as temporary:
-        pyogrio.raw.write(
-            temporary,
-            shapely.to_wkb(np.array(geometries, dtype=object)),
-            [column(f) for f in fields] if kept else [],
-            fields if kept else [],
-            layer=LAYER,
-            driver="GPKG",
-            geometry_type="Polygon",
-            crs=target.to_wkt(),
-        )
-    return path
+    return write_polygon_layer(path, features, fields, LAYER, target)
 
 
 def window_figure(

@@ -13,12 +13,12 @@ from rich.progress import track
 
 from landseg.errors import ConfigError
 from landseg.io.georef import open_without_grid_warning
-from landseg.io.write import atomic_output
+from landseg.io.write import atomic_output, write_rows_csv
 from landseg.maps.names import map_stems
 from landseg.predict.engine import predict_scene
 from landseg.predict.ensemble import Ensemble
 from landseg.predict.options import DEFAULT_OPTIONS, PredictOptions
-from landseg.suggest.outputs import suggestion_rows, window_figure, write_boxes, write_csv, write_gallery
+from landseg.suggest.outputs import suggestion_rows, window_figure, write_boxes, write_gallery
 from landseg.suggest.windows import Candidate, choose_diverse, score_windows
 from landseg.uncertainty import check_measure
 
@@ -88,7 +88,7 @@ def suggest(
         candidates += score_windows(scene, uncertainty, classes_path, options.size, num_classes, options.min_valid)
     chosen = choose_diverse(candidates, options.budget, options.spacing)
     rows = suggestion_rows(chosen, ensemble.schema, grids)
-    csv_path = write_csv(out / "suggestions.csv", rows)
+    csv_path = write_rows_csv(out / "suggestions.csv", rows, list(rows[0]) if rows else ["rank"])
     boxes = write_boxes(out / "suggestions.gpkg", rows, grids)
     figures = []
     card_bands = list(ensemble.members[0].card.bands)
