@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from landseg.predict.models import load_model, model_file, read_card
     from landseg.predict.networks import Member, OnnxNetwork
     from landseg.predict.onnx import cached_export
-    from landseg.predict.quantize import calibration_tiles, measure_guard, quantize_graph
+    from landseg.predict.quantize import calibration_tiles, first_and_last_convolutions, measure_guard, quantize_graph
     from landseg.train.calibrate import read_split
 
     config = load_config(args.config)
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         prepared = scratch / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
+        first_and_last = first_and_last_convolutions(model)
 
         def measure(label: str, excluded: list[str], **row) -> None:
             path = quantize_graph(fp32_path, scratch / f"{len(results['rows'])}.onnx", tiles, exclude=excluded)
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {
                 "setting": label,
                 **row,
-                "nodes_in_fp32": len(excluded) + 2,
+                "nodes_in_fp32": len(set(excluded) | set(first_and_last)),
                 "agreement": round(guard["agreement"], 5),
                 "miou_change": round(guard["miou_change"], 4),
                 "int8_tiles_per_s": round(raw_tiles_per_second(path, tiles), 2),

@@ -40,13 +40,12 @@ def write_polygon_layer(path: Path, features: Sequence[Feature], fields: Sequenc
     import shapely
     import shapely.geometry
 
-    target = crs
     kept = [feature for feature in features if feature.crs is not None]
     geometries = [
         feature.geometry
-        if feature.crs == target
+        if feature.crs == crs
         else shapely.geometry.shape(
-            rasterio.warp.transform_geom(feature.crs, target, shapely.geometry.mapping(feature.geometry))
+            rasterio.warp.transform_geom(feature.crs, crs, shapely.geometry.mapping(feature.geometry))
         )
         for feature in kept
     ]
@@ -59,7 +58,7 @@ def write_polygon_layer(path: Path, features: Sequence[Feature], fields: Sequenc
             layer=layer,
             driver="GPKG",
             geometry_type="Polygon",
-            crs=target.to_wkt(),
+            crs=crs.to_wkt(),
         )
     return path
 

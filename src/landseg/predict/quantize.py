@@ -115,7 +115,7 @@ def quantize_graph(
             reduce_range=True,
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
-            nodes_to_exclude=[*(_first_and_last_convolutions(model) if keep_fp32 == "first-last" else []), *exclude],
+            nodes_to_exclude=[*(first_and_last_convolutions(model) if keep_fp32 == "first-last" else []), *exclude],
             # Ranges are reduced every few tiles: otherwise every activation of every tile is held in memory
             # (hundreds of MB per 512 px tile). CalibMaxIntermediateOutputs, meant for this, drops the data
             # instead in ONNX Runtime up to at least 1.32 (microsoft/onnxruntime#18893).
@@ -150,7 +150,7 @@ def tile_reader(input_name: str, tiles: Sequence[np.ndarray], base: type):
     return TileReader()
 
 
-def _first_and_last_convolutions(model) -> list[str]:
+def first_and_last_convolutions(model) -> list[str]:
     convolutions = [node.name for node in model.graph.node if node.op_type == "Conv"]
     return [convolutions[0], convolutions[-1]] if convolutions else []
 
