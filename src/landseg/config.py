@@ -370,6 +370,16 @@ def set_dotted(data: dict, key: str, value: Any) -> None:
     node[parts[-1]] = copy.deepcopy(value)
 
 
+def get_dotted(data: dict, key: str) -> Any:
+    """``data[a][b][c]`` for ``key`` ``a.b.c``; ``None`` where a section on the way is missing or null."""
+    node: Any = data
+    for part in key.strip().split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
 def parse_assignment(assignment: str) -> tuple[str, Any]:
     """``a.b.c=value`` (as ``--set`` takes it) as the key and the value read as YAML."""
     if "=" not in assignment:

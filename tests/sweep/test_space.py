@@ -191,3 +191,40 @@ def test_any_loss_option_is_a_key_and_the_values_say_which_loss_takes_it(tmp_pat
     if base["train"]["loss"]["name"] != "ce":
         with pytest.raises(ConfigError, match="does not take 'label_smoothing'"):
             load_space(space_file(tmp_path, ce_only), base)
+
+
+def test_the_configs_own_values_are_found_among_the_choices_and_ranges():
+    configs = Path(__file__).parents[2] / "configs"
+    base = load_config(configs / "dubai.yaml", ["data.input_scale=0.5"]).to_yaml_dict()
+    space = load_space(configs / "benchmark" / "dubai_recipe_space.yaml", base)
+    assert space.params_of_config(base) == {
+        "train.optimizer.lr": 0.001,
+        "data.input_scale": 0.5,
+        "train.crop_size": 256,
+        "train.batch_size": 8,
+        "model.encoder": "tu-tf_efficientnet_lite0",
+        "train.augment.scale": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train.optimizer.lr: {choice: [0.01, 0.02]}", "train.optimizer.lr: the config's own value is none of"),
+        (
+            "train.optimizer.lr: {log_uniform: [0.01, 0.1]}",
+            "train.optimizer.lr: the config's own value 0.001 is outside",
+        ),
+    ],
+)
+def test_a_config_outside_its_space_cannot_go_first(tmp_path, base, text, message):
+    space = load_space(space_file(tmp_path, text), base)
+    with pytest.raises(ConfigError, match=message):
+        space.params_of_config(base)
+
+
+def test_named_section_choices_match_the_config_they_leave_unchanged(tmp_path, base):
+    space = load_space(
+        space_file(tmp_path, "train.loss: {choice: {focal: {name: focal, gamma: 2.0}, ce: {name: ce}}}"), base
+    )
+    assert space.params_of_config(base) == {"train.loss": "focal"}  # the default loss, focal with gamma 2

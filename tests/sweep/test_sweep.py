@@ -197,3 +197,19 @@ def test_two_processes_share_one_journal_study(tmp_path, tiny_config, lr_space):
     folders = sorted(p.name for p in (out / "trials").iterdir())
     assert folders == sorted(f"{t.number:04d}" for t in complete)
     assert storage_url(plan).startswith("journal:")
+
+
+def test_config_first_runs_the_configs_own_values_as_trial_0(tmp_path, tiny_config):
+    space = tmp_path / "space.yaml"
+    space.write_text("train.optimizer.lr: {log_uniform: [1e-4, 0.05]}\n")
+    out = tmp_path / "first"
+    command = ["sweep", str(tiny_config), "--space", str(space), "--trials", "2", "--out", str(out)]
+    result = runner.invoke(app, [*command, "--seed", "3", "--config-first", "--no-pruning"])
+    assert result.exit_code == 0, result.output
+    assert "trial 0 runs the config's own values: lr=0.001" in result.output
+    with open(out / "trials.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["train.optimizer.lr"]) == 0.001 for r in rows] == [True, False]
+    assert rows[0]["note"] == "the config's own values" and rows[0]["state"] == "COMPLETE"
+    trained = load_config(out / "trials" / "0000" / "config.yaml")
+    assert trained.train.optimizer.lr == load_config(tiny_config).train.optimizer.lr

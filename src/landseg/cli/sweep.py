@@ -61,6 +61,13 @@ def sweep_command(
     startup_trials: Annotated[
         int, typer.Option("--startup-trials", help="Trials that finish before pruning starts.")
     ] = 2,
+    config_first: Annotated[
+        bool,
+        typer.Option(
+            "--config-first",
+            help="A new study's first trial runs the config's own values of the searched keys (never pruned).",
+        ),
+    ] = False,
 ):
     """Search config values for the best validation mIoU; each trial is an ordinary `landseg train` run.
 
@@ -86,6 +93,7 @@ def sweep_command(
         sampler=sampler,
         pruning=pruning,
         startup_trials=startup_trials,
+        config_first=config_first,
     )
     result = run_sweep(plan, workers=workers, dask=dask, resume=resume, console=console)
     counts = ", ".join(f"{n} {state}" for state, n in result.counts.items() if n)

@@ -29,6 +29,8 @@ from landseg.sweep.space import SearchSpace, apply_values, load_space
 WORKER_ATTR = "worker"
 """User attribute of a trial: ``host:pid:start`` of the process running it (dead-trial recovery)."""
 SURPLUS_ATTR = "surplus"
+CONFIG_FIRST_ATTR = "config_first"
+"""User attribute of the trial that runs the config's own values (``--config-first``)."""
 
 
 class InvalidCombination(Exception):
@@ -59,6 +61,9 @@ class SweepPlan:
     """Trials that must finish before the pruner compares a trial with them."""
     max_retries: int = 2
     """How often the configuration of a trial killed with its process is tried again."""
+    config_first: bool = False
+    """A new study's first trial runs the config's own values of the searched keys, so that the pruner and
+    the ranking measure every other trial against the recipe the sweep sets out to improve."""
 
     def load(self) -> tuple[ExperimentConfig, dict, SearchSpace]:
         """The base config (``--set`` applied), its mapping, and the checked search space."""

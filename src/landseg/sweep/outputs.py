@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from landseg.config import parse_config
 from landseg.io.write import atomic_output
 from landseg.report import write_report
-from landseg.sweep.objective import SURPLUS_ATTR, SweepPlan
+from landseg.sweep.objective import CONFIG_FIRST_ATTR, SURPLUS_ATTR, SweepPlan
 from landseg.sweep.space import SearchSpace, apply_values
 
 TRIALS_CSV = "trials.csv"
@@ -73,6 +73,7 @@ def trials_rows(trials: list[FrozenTrial], space: SearchSpace) -> tuple[list[str
             t.user_attrs.get("error")
             or ("killed with its process" if t.user_attrs.get("killed") else None)
             or ("interrupted" if t.user_attrs.get("interrupted") else None)
+            or ("the config's own values" if t.user_attrs.get(CONFIG_FIRST_ATTR) else None)
         )
         rows.append(
             [

@@ -13,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from landseg.data.catalog import build_catalog
 from landseg.errors import ConfigError
-from landseg.sweep.objective import SweepPlan, target_trials
+from landseg.sweep.objective import CONFIG_FIRST_ATTR, SweepPlan, target_trials
 from landseg.sweep.outputs import SweepOutputs, write_outputs
+from landseg.sweep.space import SearchSpace
 from landseg.sweep.study import (
     finished_trials,
     open_study,
@@ -81,6 +82,15 @@ class SweepProgress:
         self.progress.update(self.task, completed=finished_trials(self.study))
 
 
+def enqueue_config(study: optuna.Study, space: SearchSpace, base: dict, console: Console) -> None:
+    """Queue the config's own values as the first trial of a new study (checked on every run)."""
+    params = space.params_of_config(base)
+    if study.get_trials(deepcopy=False):
+        return
+    study.enqueue_trial(params, user_attrs={CONFIG_FIRST_ATTR: True})
+    console.print(f"trial 0 runs the config's own values: {escape(describe_values(params))}", highlight=False)
+
+
 def run_sweep(
     plan: SweepPlan,
     workers: int | None = None,
@@ -114,6 +124,8 @@ def run_sweep(
             f"trials {', '.join(map(str, recovered))} were left running by a process that is gone: "
             "marked failed and queued again"
         )
+    if plan.config_first:
+        enqueue_config(study, space, base, console)
     done = finished_trials(study)
     if done:
         console.print(f"study {plan.study_name!r}: {done} of {total} trials already finished")

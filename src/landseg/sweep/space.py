@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from landseg.config import ExperimentConfig, parse_config, read_yaml_config, set_dotted
+from landseg.config import ExperimentConfig, get_dotted, parse_config, read_yaml_config, set_dotted
 from landseg.errors import ConfigError
 
 KINDS = ("uniform", "log_uniform", "int", "choice")
@@ -116,6 +116,32 @@ class SearchSpace:
         by_key = {p.key: p for p in self.parameters}
         return {key: by_key[key].value_of(stored) for key, stored in params.items() if key in by_key}
 
+    def params_of_config(self, base: dict) -> dict[str, Any]:
+        """What Optuna would store for a trial of the config ``base`` itself (``--config-first``): for a
+        choice, the label of the choice that leaves ``base`` as it is; for a range, the config's number."""
+        config = parse_config(base).to_yaml_dict()
+        params: dict[str, Any] = {}
+        for p in self.parameters:
+            if p.kind == "choice":
+                labels = [label for label, value in p.choices if _leaves_unchanged(base, p.key, value, config)]
+                if not labels:
+                    raise ConfigError(
+                        f"{p.key}: the config's own value is none of the choices; add it to try the config first",
+                        self.source,
+                    )
+                params[p.key] = labels[0]
+                continue
+            value = get_dotted(config, p.key)
+            low, high = p.bounds
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ConfigError(
+                    f"{p.key}: the config's own value {value!r} is outside [{low:g}, {high:g}]; "
+                    "widen the range to try the config first",
+                    self.source,
+                )
+            params[p.key] = int(value) if p.kind == "int" else float(value)
+        return params
+
     def fingerprint(self) -> str:
         return json.dumps([p.to_dict() for p in self.parameters], sort_keys=True, default=str)
 
@@ -143,6 +169,13 @@ def apply_values(base: dict, values: dict[str, Any]) -> dict:
     for key, value in values.items():
         set_dotted(data, key, value)
     return data
+
+
+def _leaves_unchanged(base: dict, key: str, value: Any, config: dict) -> bool:
+    try:
+        return parse_config(apply_values(base, {key: value})).to_yaml_dict() == config
+    except ConfigError:
+        return False
 
 
 def _number(value: Any, key: str, source: Path) -> float:
