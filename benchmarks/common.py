@@ -15,7 +15,6 @@ import resource
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -124,22 +123,10 @@ def recipe_path(name: str | Path) -> Path:
     return path if path.suffix in (".yaml", ".yml") else CONFIGS / f"{name}.yaml"
 
 
-def recipe_updates(mapping: dict, prefix: str = "") -> dict[str, Any]:
-    """A recipe's keys as dotted keys and values for ``landseg.config.set_dotted``. Nested mappings merge
-    key by key; a top-level dotted key (``train.loss``) replaces that section whole."""
-    result: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if prefix and "." in str(key):
-            raise ValueError(f"dotted key {key!r} inside {prefix.rstrip('.')!r}: dotted keys go at the top level")
-        if isinstance(value, dict) and value and "." not in str(key):
-            result |= recipe_updates(value, f"{prefix}{key}.")
-        else:
-            result[f"{prefix}{key}"] = value
-    return result
-
-
 def assignments(mapping: dict) -> list[str]:
     """A recipe's keys as ``--set`` overrides (``a.b=value``), as results record a variant's changes."""
+    from landseg.config import recipe_updates
+
     return [f"{key}={json.dumps(value)}" for key, value in recipe_updates(mapping).items()]
 
 
@@ -156,26 +143,11 @@ def add_settings_option(parser, example: str) -> None:
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()):
-    """An ``ExperimentConfig`` from a recipe: ``base`` (a config file, relative to the recipe) with the
-    recipe's other keys and then ``overrides`` applied; a recipe without ``base`` is a whole config.
-    Relative paths inside the merged config are relative to the base file."""
-    import yaml
-
+    """An ``ExperimentConfig`` from a recipe (``base`` and the keys merged over it, see
+    ``landseg.config.load_config``) or a whole config file, with ``overrides`` applied."""
     from landseg.config import load_config
-    from landseg.errors import ConfigError
 
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read recipe ({exc})", path) from None
-    if not isinstance(raw, dict) or "base" not in raw:
-        return load_config(path, list(overrides))
-    base = path.parent / raw.pop("base")
-    try:
-        return load_config(base, list(overrides), updates=recipe_updates(raw))
-    except ConfigError as exc:
-        raise ConfigError(f"{exc.problem} (recipe merged over {base})", path) from None
+    return load_config(Path(path), list(overrides))
 
 
 def without_validation(config):

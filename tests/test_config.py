@@ -60,6 +60,25 @@ def test_dubai_config_parses():
     assert config.data.root.name == "dubai"
 
 
+def test_the_new_region_recipe_is_the_one_measured():
+    """configs/dubai_new_region.yaml trains what benchmark 1 scored as the sweep's winner: the config its
+    result records, but for the budget, the images adapted to and the names."""
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).parents[1]
+    users = load_config(repo / "configs" / "dubai_new_region.yaml").to_yaml_dict()
+    result = json.loads((repo / "benchmarks" / "results" / "dubai_adapt_sweep_best_seed0.json").read_text())
+    measured = result["ablation"]["variants"]["defaults_focal_equibatch"]["config"]
+    for config in (users, measured):
+        for section, key in [(None, "name"), (None, "description"), ("data", "root"), ("data", "unlabeled")]:
+            (config[section] if section else config).pop(key)
+        for key in ("epochs", "max_minutes", "onnx_export"):
+            config["train"].pop(key)
+    assert users == measured
+    assert users["train"]["adapt"]["weight"] == 1.0 and users["data"]["input_scale"] == 0.75
+
+
 def test_schema_and_stats_files_are_relative_to_the_config(tmp_path):
     folder = tmp_path / "configs"
     folder.mkdir()
@@ -134,3 +153,49 @@ def test_dotted_overrides_make_sections_and_refuse_values_where_sections_go(tmp_
     path.write_text("data: {root: d}\ntrain: {loss: {name: focal, gamma: 3}}\n")
     config = load_config(path, ["train.loss.gamma=1.5"], updates={"train.loss": {"name": "focal", "gamma": 1}})
     assert config.train.loss.gamma == 1.5  # updates first, then --set
+
+
+def write_base(folder):
+    (folder / "base").mkdir()
+    base = folder / "base" / "exp.yaml"
+    base.write_text(
+        "name: base\ndata:\n  root: images\n  schema: dubai\n"
+        "train:\n  batch_size: 4\n  loss: {name: focal, gamma: 2.0}\n  optimizer: {lr: 0.001}\n"
+    )
+    return base
+
+
+def test_a_recipe_merges_its_keys_over_its_base(tmp_path):
+    write_base(tmp_path)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "base: base/exp.yaml\nname: recipe\ntrain:\n  optimizer: {lr: 0.0005}\n"
+        "train.loss: {name: ce}\ndata.input_scale: 0.75\n"
+    )
+    config = load_config(recipe, ["train.batch_size=2"])
+    assert (config.name, config.data.input_scale, config.train.batch_size) == ("recipe", 0.75, 2)
+    assert config.train.optimizer.lr == 0.0005  # a nested key merges into its section
+    assert config.train.loss.name == "ce"  # a dotted section replaces it whole
+    assert not hasattr(config.train.loss, "gamma")
+    assert config.data.root == (tmp_path / "base" / "images").resolve()  # paths: relative to the base
+
+
+@pytest.mark.parametrize(
+    "recipe, expected",
+    [
+        ("base: missing.yaml\n", "cannot read config"),
+        ("base: base/exp.yaml\ntrain:\n  batch_sise: 3\n", "did you mean 'batch_size'? (recipe merged over"),
+        ("base: base/exp.yaml\ntrain:\n  optimizer.lr: 0.1\n", "dotted keys go at the top level"),
+        ("base: [a, b]\n", "base must name a config file"),
+        ("base: other.yaml\n", "a recipe's base must be a whole config"),
+    ],
+)
+def test_recipe_mistakes_name_the_recipe(tmp_path, recipe, expected):
+    write_base(tmp_path)
+    (tmp_path / "other.yaml").write_text("base: base/exp.yaml\n")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(str(path))
+    assert expected in str(info.value)

@@ -411,12 +411,32 @@ def read_yaml_config(
     return data
 
 
+def recipe_updates(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A recipe's keys as dotted keys and values for ``set_dotted``. Nested mappings merge key by key; a
+    top-level dotted key (``train.loss``) replaces that section whole."""
+    result: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if prefix and "." in str(key):
+            raise ValueError(f"dotted key {key!r} inside {prefix.rstrip('.')!r}: dotted keys go at the top level")
+        if isinstance(value, dict) and value and "." not in str(key):
+            result |= recipe_updates(value, f"{prefix}{key}.")
+        else:
+            result[f"{prefix}{key}"] = value
+    return result
+
+
 def load_config(
     path: str | Path, overrides: list[str] | None = None, updates: Mapping[str, Any] | None = None
 ) -> ExperimentConfig:
     """The experiment ``path`` describes, with ``updates`` (``{"train.loss": {...}}``) and then ``--set``
-    style ``overrides`` applied; relative paths resolved against the file's folder."""
+    style ``overrides`` applied; relative paths resolved against the file's folder.
+
+    A file with a ``base`` key is a recipe: the config file it names (relative to the recipe), with the
+    recipe's other keys merged over it (``recipe_updates``); paths inside are relative to the base file."""
     path = Path(path)
+    data = read_yaml_config(path)
+    if "base" in data:
+        return load_recipe(path, data, overrides, updates)
     data = read_yaml_config(path, overrides, updates=updates)
     config = parse_config(data, source=path)
     config.data.root = _relative_to(path, config.data.root)
@@ -430,6 +450,28 @@ def load_config(
     if isinstance(schema, str) and schema.lower().endswith((".yaml", ".yml")):
         config.data.schema_ = str(_relative_to(path, Path(schema)))
     return config
+
+
+def load_recipe(
+    path: Path, recipe: dict, overrides: list[str] | None, updates: Mapping[str, Any] | None
+) -> ExperimentConfig:
+    """``load_config`` of a recipe file: its base with its keys, then ``updates`` and ``overrides``."""
+    base = recipe.pop("base")
+    if not isinstance(base, str):
+        raise ConfigError("base must name a config file", path)
+    base_path = path.parent / base
+    try:
+        merged = recipe_updates(recipe)
+    except ValueError as exc:
+        raise ConfigError(str(exc), path) from None
+    try:
+        if "base" in read_yaml_config(base_path):
+            raise ConfigError("a recipe's base must be a whole config, not another recipe", path)
+        return load_config(base_path, overrides, updates=merged | dict(updates or {}))
+    except ConfigError as exc:
+        if exc.path == str(path):
+            raise
+        raise ConfigError(f"{exc.problem} (recipe merged over {base_path})", path) from None
 
 
 def _relative_to(config_path: Path, value: Path) -> Path:
