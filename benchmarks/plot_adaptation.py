@@ -30,7 +30,7 @@ PANELS: dict[str, dict[str, list[str]]] = {
     "Tile 4's even images, 30 min": {
         "transfer": ["dubai_half_tile4#transfer_seed0", "dubai_half_tile4#transfer_seed1"],
         "sweep winner": ["dubai_half_tile4#winner_seed0", "dubai_half_tile4#winner_seed1"],
-        "labels of its odd images": ["dubai_oracle_half_tile4_seed0"],
+        "labels of its odd images": ["dubai_oracle_half_tile4_seed0", "dubai_oracle_half_tile4_seed1"],
     },
     "Dubai tile 5 (not adapted to), 15 min": {
         "default recipe": ["dubai_tile5_default_seed0", "dubai_tile5_default_seed1"],

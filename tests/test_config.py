@@ -199,3 +199,12 @@ def test_recipe_mistakes_name_the_recipe(tmp_path, recipe, expected):
         load_config(path)
     assert str(info.value).startswith(str(path))
     assert expected in str(info.value)
+
+
+def test_updates_given_to_a_recipe_come_after_its_keys(tmp_path):
+    write_base(tmp_path)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("base: base/exp.yaml\ntrain.loss: {name: focal}\ntrain.loss.gamma: 3.0\n")
+    assert load_config(recipe).train.loss.gamma == 3.0
+    replaced = load_config(recipe, updates={"train.loss": {"name": "ce"}}).train.loss
+    assert replaced.name == "ce" and not hasattr(replaced, "gamma")

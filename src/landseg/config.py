@@ -467,7 +467,9 @@ def load_recipe(
     try:
         if "base" in read_yaml_config(base_path):
             raise ConfigError("a recipe's base must be a whole config, not another recipe", path)
-        return load_config(base_path, overrides, updates=merged | dict(updates or {}))
+        later = dict(updates or {})  # after the recipe's keys, so that a section they replace stays replaced
+        ordered = {key: value for key, value in merged.items() if key not in later} | later
+        return load_config(base_path, overrides, updates=ordered)
     except ConfigError as exc:
         if exc.path == str(path):
             raise
