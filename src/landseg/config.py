@@ -396,6 +396,11 @@ def read_yaml_config(
 ) -> dict:
     """A YAML mapping from ``path`` with ``updates`` (dotted keys and values) and then ``key.sub=value``
     overrides applied; one-line errors otherwise."""
+    return apply_changes(read_yaml_mapping(path, kind), overrides, updates)
+
+
+def read_yaml_mapping(path: Path, kind: str = "config") -> dict:
+    """The YAML mapping in ``path``, or a one-line ``ConfigError`` naming the file."""
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -404,6 +409,11 @@ def read_yaml_config(
         raise ConfigError(f"not valid YAML ({str(exc).splitlines()[0]})", path) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{kind} must be a YAML mapping", path)
+    return data
+
+
+def apply_changes(data: dict, overrides: list[str] | None = None, updates: Mapping[str, Any] | None = None) -> dict:
+    """``data`` with ``updates`` (dotted keys and values) and then ``key.sub=value`` overrides set in place."""
     for key, value in (updates or {}).items():
         set_dotted(data, key, value)
     for assignment in overrides or []:
@@ -434,10 +444,14 @@ def load_config(
     A file with a ``base`` key is a recipe: the config file it names (relative to the recipe), with the
     recipe's other keys merged over it (``recipe_updates``); paths inside are relative to the base file."""
     path = Path(path)
-    data = read_yaml_config(path)
+    data = read_yaml_mapping(path)
     if "base" in data:
         return load_recipe(path, data, overrides, updates)
-    data = read_yaml_config(path, overrides, updates=updates)
+    return _config_from_mapping(path, apply_changes(data, overrides, updates))
+
+
+def _config_from_mapping(path: Path, data: dict) -> ExperimentConfig:
+    """The experiment in ``data`` (read from ``path``), its paths resolved against the file's folder."""
     config = parse_config(data, source=path)
     config.data.root = _relative_to(path, config.data.root)
     stats_file = config.data.normalization.stats_file
@@ -465,11 +479,12 @@ def load_recipe(
     except ValueError as exc:
         raise ConfigError(str(exc), path) from None
     try:
-        if "base" in read_yaml_config(base_path):
+        base_data = read_yaml_mapping(base_path)
+        if "base" in base_data:
             raise ConfigError("a recipe's base must be a whole config, not another recipe", path)
         later = dict(updates or {})  # after the recipe's keys, so that a section they replace stays replaced
         ordered = {key: value for key, value in merged.items() if key not in later} | later
-        return load_config(base_path, overrides, updates=ordered)
+        return _config_from_mapping(base_path, apply_changes(base_data, overrides, ordered))
     except ConfigError as exc:
         if exc.path == str(path):
             raise
