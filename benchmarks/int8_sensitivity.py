@@ -11,7 +11,9 @@ held-out tile-4 images) and timed (raw tiles/s). One JSON row per setting, writt
   2, 4, ... noisiest stay in fp32;
 - ``--stage blocks``: each encoder stage and decoder block alone in fp32, the whole encoder, the whole
   decoder, the skip connections' Concat and Resize nodes;
-- ``--stage combined``: unions of those (``combined_settings``).
+- ``--stage combined``: unions of those (``combined_settings``);
+- ``--stage margins``: the recipe alone, and where its classes differ from fp32's: agreement by how far
+  fp32's most likely class leads its second (``margin_rows``), on every held-out image asked for.
 
     python benchmarks/int8_sensitivity.py CHECKPOINT --stage blocks --results benchmarks/results/int8_blocks.json
 """
@@ -19,6 +21,7 @@ held-out tile-4 images) and timed (raw tiles/s). One JSON row per setting, writt
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
@@ -90,6 +93,50 @@ def combined_settings(model) -> dict[str, list[str]]:
     }
 
 
+MARGIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, 1.0)
+"""Bins of fp32's lead of its most likely class over the second (probabilities)."""
+
+
+def margin_rows(fp32: np.ndarray, int8: np.ndarray) -> list[dict]:
+    """Agreement of int8's classes with fp32's by fp32's margin (top-1 minus top-2 probability), from
+    ``(K, pixels)`` probabilities: per bin, and over every pixel at or above each bin's lower edge."""
+    ordered = np.sort(fp32, axis=0)
+    margin = ordered[-1] - ordered[-2]
+    same = fp32.argmax(axis=0) == int8.argmax(axis=0)
+    rows = []
+    for low, high in itertools.pairwise(MARGIN_EDGES):
+        inside = (margin >= low) & ((margin < high) if high < 1.0 else (margin <= high))
+        above = margin >= low
+        rows.append(
+            {
+                "margin": f"{low:g}-{high:g}",
+                "pixel_share": round(float(inside.mean()), 5),
+                "agreement": round(float(same[inside].mean()), 5) if inside.any() else None,
+                "share_of_disagreements": round(float((~same & inside).sum() / max(1, (~same).sum())), 5),
+                f"agreement_at_margin_{low:g}_or_more": round(float(same[above].mean()), 5),
+            }
+        )
+    return rows
+
+
+def margins_stage(fp32, int8, held_out) -> dict:
+    """``margin_rows`` over every valid pixel of ``held_out``, each image predicted as the guard does."""
+    from landseg.predict.core import predict_array
+    from landseg.predict.ensemble import Ensemble
+    from landseg.predict.quantize import guard_options
+
+    pairs: dict[str, list[np.ndarray]] = {"fp32": [], "int8": []}
+    for item in held_out:
+        for name, member in (("fp32", fp32), ("int8", int8)):
+            predicted = predict_array(item.image, Ensemble([member]), guard_options(item.image))
+            valid = predicted.valid if predicted.valid is not None else np.ones(item.mask.shape, dtype=bool)
+            pairs[name].append(predicted.probabilities[:, valid])
+    return {
+        "pixels": int(sum(p.shape[1] for p in pairs["fp32"])),
+        "rows": margin_rows(np.concatenate(pairs["fp32"], axis=1), np.concatenate(pairs["int8"], axis=1)),
+    }
+
+
 def raw_tiles_per_second(path: Path, tiles: list[np.ndarray], repeats: int = 3) -> float:
     import onnxruntime as ort
 
@@ -113,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise-tiles", type=int, default=2, help="Tiles the per-activation noise is measured on.")
     parser.add_argument("--guard-images", type=int, default=3, help="Held-out images the agreement is measured on.")
     parser.add_argument("--steps", default="0,2,4,8,16,32", help="How many of the noisiest activations stay in fp32.")
-    parser.add_argument("--stage", choices=("noise", "blocks", "combined"), default="noise")
+    parser.add_argument("--stage", choices=("noise", "blocks", "combined", "margins"), default="noise")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "int8_sensitivity.json")
     args = parser.parse_args(argv)
 
@@ -172,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
             results["noisiest"] = [{"tensor": name, "sqnr_db": round(noise[name], 2)} for name in ranked[:40]]
             for keep in [int(step) for step in args.steps.split(",")]:
                 measure(f"{keep} noisiest in fp32", nodes_touching(model, ranked[:keep]), noisiest_in_fp32=keep)
+        elif args.stage == "margins":
+            path = quantize_graph(fp32_path, scratch / "int8.onnx", tiles)
+            int8 = Member(card, OnnxNetwork(path), weights, engine="onnxruntime", precision="int8")
+            results["margins"] = margins_stage(fp32, int8, held_out)
+            print(results["margins"], file=sys.stderr)
+            write_json(args.results, results)
         else:
             settings = block_settings(model) if args.stage == "blocks" else combined_settings(model)
             for label, excluded in settings.items():

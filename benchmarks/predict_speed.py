@@ -29,8 +29,8 @@ top half of the smallest scene and guarded (agreement only: no labels) on its bo
 is then timed at each precision. The headline figures are those of the default engine, the precision
 ``--precision auto`` picks for that model. The ``fidelity`` stage (``--int8-checkpoints``, trained Dubai
 models) measures int8 against fp32 where it matters: Dubai tile 4 (labelled, mIoU change) for each
-checkpoint, and Dynamic World on the real Sentinel-2 samples (each chip measured by an int8 model
-calibrated on the other chips).
+checkpoint, and Dynamic World and the L1C cloud and shadow model on the real Sentinel-2 samples (each
+chip measured by an int8 model calibrated on the other chips).
 
 With ``--agreement CKPT`` (a trained checkpoint) it also predicts real images (default: Dubai tile 4)
 in fp32, bf16 and with ONNX Runtime and reports argmax agreement with fp32, and how often the streamed
@@ -56,7 +56,9 @@ from common import environment as common_environment
 
 CLASSES = 5
 SENTINEL2_SAMPLES = ("samples/sen12ms/*_s2_*.tif", "samples/sen1floods11/*_S2Hand.tif")
-"""The real Sentinel-2 chips under ``../shared/datasets`` that Dynamic World's int8 fidelity is measured on."""
+"""The real Sentinel-2 chips under ``../shared/datasets`` that the zoo models' int8 fidelity is measured on."""
+ZOO_FIDELITY = {"dynamic_world": "dynamic-world", "cloud_shadow": "cloud-shadow"}
+"""Zoo models whose int8 fidelity is measured on the Sentinel-2 chips: the JSON key and the zoo name."""
 MODEL = {"arch": "unet", "num_classes": CLASSES, "encoder": "tu-tf_efficientnet_lite0", "encoder_weights": "offline"}
 
 
@@ -464,13 +466,14 @@ def stage_quantize(settings: dict) -> dict:
 
 def stage_fidelity(settings: dict) -> dict:
     """int8 against fp32 for trained Dubai checkpoints (calibrated on the training tiles of
-    ``configs/dubai.yaml``, measured on tile 4) and for Dynamic World on the real Sentinel-2 samples."""
+    ``configs/dubai.yaml``, measured on tile 4) and for the zoo models of ``ZOO_FIDELITY`` on the real Sentinel-2 samples."""
     from landseg.config import load_config
+    from landseg.errors import ConfigError
     from landseg.predict.int8 import guard_passes
     from landseg.train.int8 import quantize_on_images, quantize_on_splits
 
-    os.environ["LANDSEG_CACHE"] = settings["cache"]  # Dynamic World's int8 models stay out of the user's cache
-    result: dict = {"dubai_default": [], "dynamic_world": []}
+    os.environ["LANDSEG_CACHE"] = settings["cache"]  # the zoo models' int8 files stay out of the user's cache
+    result: dict = {"dubai_default": []}
     config = load_config(REPO / "configs" / "dubai.yaml")
     for checkpoint in settings["checkpoints"]:
         started = time.perf_counter()
@@ -481,11 +484,18 @@ def stage_fidelity(settings: dict) -> dict:
         )
         print(f"int8 Dubai {checkpoint}: {result['dubai_default'][-1]}", file=sys.stderr)
     chips = [Path(chip) for chip in settings["sentinel2"]]
-    for chip in chips:
-        others = [other for other in chips if other != chip]
-        _, guard = quantize_on_images("zoo:dynamic-world", others, [chip])
-        result["dynamic_world"].append({"chip": chip.name, "auto_runs_it": guard_passes(guard), **guard})
-        print(f"int8 Dynamic World {chip.name}: {guard['agreement']:.5f}", file=sys.stderr)
+    for key, zoo_name in ZOO_FIDELITY.items():
+        result[key] = []
+        for chip in chips:
+            others = [other for other in chips if other != chip]
+            try:
+                _, guard = quantize_on_images(f"zoo:{zoo_name}", others, [chip])
+            except ConfigError as exc:  # the cloud models ship as float16 networks, which it cannot quantize
+                result[key] = {"refused": str(exc)}
+                print(f"int8 {zoo_name}: refused: {exc}", file=sys.stderr)
+                break
+            result[key].append({"chip": chip.name, "auto_runs_it": guard_passes(guard), **guard})
+            print(f"int8 {zoo_name} {chip.name}: {guard['agreement']:.5f}", file=sys.stderr)
     return result
 
 

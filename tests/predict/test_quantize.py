@@ -207,3 +207,26 @@ def test_nodes_named_to_stay_fp32_keep_float_weights(trained, tmp_path):
     }
     assert weight_quantized[kept] is False
     assert sum(weight_quantized.values()) == len(convolutions) - 3  # all but first, last and the kept one
+
+
+def test_a_float16_network_is_refused_by_name(tmp_path):
+    """The cloud models ship as float16 ONNX networks, which ONNX Runtime's static quantization cannot take."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((2, 3, 3, 3), dtype=np.float16), "weight")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["input"], ["half"], to=TensorProto.FLOAT16),
+            helper.make_node("Conv", ["half", "weight"], ["convolved"], pads=[1, 1, 1, 1]),
+            helper.make_node("Cast", ["convolved"], ["output"], to=TensorProto.FLOAT),
+        ],
+        "half",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2, 8, 8])],
+        initializer=[weight],
+    )
+    path = tmp_path / "half.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(ConfigError, match="float16 network") as raised:
+        quantize_graph(path, tmp_path / "int8.onnx", [np.zeros((3, 8, 8), dtype=np.float32)])
+    assert str(path) in str(raised.value)

@@ -14,7 +14,7 @@ from landseg.classes import get_schema
 from landseg.normalization import Normalization
 from landseg.predict.blocks import column_blocks, read_reflected, reflect_indices, scene_grid
 from landseg.predict.ensemble import Ensemble, Member, TorchNetwork
-from landseg.predict.streaming import RollingBlend, stream_probabilities
+from landseg.predict.streaming import Chunk, RollingBlend, most_likely_class, stream_probabilities
 from landseg.predict.tiling import blend_weights
 
 SCHEMA = get_schema("synthetic")
@@ -272,3 +272,21 @@ def test_streamed_prediction_matches_one_pass_and_has_no_seams(tmp_path):
     assert seam_rate > interior_rate + 0.01
     seam_rate, interior_rate, _, _ = seam_and_interior_rates(0.5, "uniform")
     assert seam_rate > interior_rate + 0.01
+
+
+def test_most_likely_class_is_argmax_with_ties_to_the_lower_class():
+    rng = np.random.default_rng(3)
+    # Probabilities on a coarse grid, so many pixels tie between two or more classes.
+    probabilities = rng.integers(0, 4, size=(6, 40, 50)).astype(np.float32) / 4
+    index = most_likely_class(probabilities)
+    assert index.dtype == np.uint8
+    np.testing.assert_array_equal(index, probabilities.argmax(axis=0))
+    assert (probabilities.max(axis=0) == np.sort(probabilities, axis=0)[-2]).any()  # ties were there
+
+
+def test_chunk_classes_mark_no_data():
+    probabilities = np.zeros((3, 2, 2), dtype=np.float32)
+    probabilities[2] = 1.0
+    valid = np.array([[True, False], [True, True]])
+    chunk = Chunk((0, 2), (0, 2), probabilities, valid)
+    np.testing.assert_array_equal(chunk.classes(255), [[2, 255], [2, 2]])

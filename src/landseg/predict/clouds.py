@@ -213,10 +213,7 @@ def stream_cloud_classes(
     chosen = cloud_options(options)
     layout = lay_out(dataset, ensemble, chosen, source)
     for chunk in stream(dataset, ensemble, layout, chosen):
-        classes = chunk.probabilities.argmax(axis=0).astype(np.uint8)
-        if chunk.valid is not None:
-            classes[~chunk.valid] = NODATA_BYTE
-        yield chunk.rows, chunk.cols, classes
+        yield chunk.rows, chunk.cols, chunk.classes(NODATA_BYTE)
 
 
 def _scl_classes(dataset, band: int) -> Iterator[tuple[tuple[int, int], tuple[int, int], np.ndarray]]:

@@ -352,10 +352,7 @@ def chunk_layers(chunk: Chunk, options: PredictOptions) -> dict[str, np.ndarray]
     """A finished chunk as the uint8 ``(bands, h, w)`` layers of each raster output: class indices
     (no-data ``IGNORE_INDEX``), and the per-class probabilities, the confidence and the uncertainty when
     asked for, in the order of ``options.raster_layers``."""
-    index = chunk.probabilities.argmax(axis=0).astype(np.uint8)
-    if chunk.valid is not None:
-        index[~chunk.valid] = IGNORE_INDEX
-    layers = {"classes": index[None]}
+    layers = {"classes": chunk.classes(IGNORE_INDEX)[None]}
     if options.probabilities:
         layers["probabilities"] = encode_probabilities(chunk.probabilities, chunk.valid)
     if options.confidence:

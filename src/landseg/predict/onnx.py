@@ -116,12 +116,15 @@ def cached_export(
 
     It lives beside the checkpoint (``export_beside``), so the next run with it starts at once; where that
     folder is not writable, and for weights that are no landseg checkpoint (a zoo model's ``.safetensors``
-    inside the installed package, built by ``load``), it goes to the user cache (``cache_folder()/onnx``).
+    inside the installed package, built by ``load``), it goes to the user cache (``cache_folder()/onnx``);
+    weights shipped as an ONNX network are returned as they are.
     With ``isolate``, a checkpoint is exported in a child process, so the exporter's memory is returned
     before prediction starts (default: isolated unless ``$LANDSEG_EXPORT_IN_PROCESS`` is set). Exports of
     older contents of the checkpoint beside it are removed.
     """
     checkpoint = Path(checkpoint)
+    if checkpoint.suffix == ".onnx":  # a zoo model shipped as an ONNX network is its own export
+        return checkpoint
     key = content_key(checkpoint)
     beside = export_beside(checkpoint, key, side)
     in_cache = cache_folder() / "onnx" / beside.name

@@ -33,10 +33,11 @@ from landseg.metrics import ConfusionMatrix
 from landseg.predict.core import predict_array
 from landseg.predict.ensemble import Ensemble
 from landseg.predict.int8 import int8_beside
-from landseg.predict.models import load_model, model_file, read_card
+from landseg.predict.models import load_model, model_file, read_card, zoo_name
 from landseg.predict.networks import Member, OnnxNetwork, require_package
-from landseg.predict.onnx import CARD_METADATA, TILE_METADATA, cached_export, content_key
+from landseg.predict.onnx import CARD_METADATA, TILE_METADATA, cache_folder, cached_export, content_key
 from landseg.predict.options import PredictOptions
+from landseg.predict.streaming import most_likely_class
 
 CALIBRATION_TILES = 64
 """Network tiles the activation ranges are calibrated on, at most (drawn at random from all tiles)."""
@@ -74,13 +75,14 @@ def calibration_tiles(card: ModelCard, images: Sequence[np.ndarray], side: int, 
     recorder = RecordingNetwork(side, card.class_schema().num_classes, limit)
     ensemble = Ensemble([Member(card, recorder, Path("<calibration>"))])
     for image in images:
-        predict_array(image, ensemble, _options(image))
+        predict_array(image, ensemble, guard_options(image))
     if not recorder.tiles:
         raise ConfigError("no training image gave a tile to calibrate int8 activations on")
     return recorder.tiles
 
 
-def _options(image: np.ndarray) -> PredictOptions:
+def guard_options(image: np.ndarray) -> PredictOptions:
+    """How calibration and the guard predict an in-memory image: every band in order, any value range."""
     return PredictOptions(bands=tuple(range(1, len(image) + 1)), allow_input_mismatch=True)
 
 
@@ -101,6 +103,10 @@ def quantize_graph(
         prepared = Path(scratch) / "prepared.onnx"
         quantization.shape_inference.quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
+        if any(weight.data_type == onnx.TensorProto.FLOAT16 for weight in model.graph.initializer):
+            raise ConfigError(
+                "is a float16 network: ONNX Runtime's static int8 quantization takes float32 networks only", fp32
+            )
         input_name = model.graph.input[0].name
         reader = tile_reader(input_name, tiles, quantization.CalibrationDataReader)
         quantization.quantize_static(
@@ -163,8 +169,8 @@ def measure_guard(fp32: Member, int8: Member, items: Sequence[LabelledImage]) ->
     for item in items:
         classes = {}
         for name, member in (("fp32", fp32), ("int8", int8)):
-            predicted = predict_array(item.image, Ensemble([member]), _options(item.image))
-            classes[name] = predicted.probabilities.argmax(axis=0)
+            predicted = predict_array(item.image, Ensemble([member]), guard_options(item.image))
+            classes[name] = most_likely_class(predicted.probabilities)
         valid = predicted.valid if predicted.valid is not None else np.ones(item.mask.shape, dtype=bool)
         for name, confusion in confusions.items():
             confusion.update(classes[name][valid], item.mask[valid])
@@ -201,8 +207,8 @@ def quantize_checkpoint(
     fp32_path = cached_export(model_file(reference), side, load=partial(load_model, reference))
     weights = model_file(reference)
     destination = int8_beside(weights, content_key(weights), side)
-    if fp32_path.parent != destination.parent:  # the fp32 export went to the cache: so does int8
-        destination = fp32_path.parent / destination.name
+    if zoo_name(reference) or fp32_path.parent != destination.parent:  # never into an installed package
+        destination = cache_folder() / "onnx" / destination.name
     recorded = calibration_tiles(card, calibration_images, side, tiles)
     with tempfile.TemporaryDirectory() as scratch:
         quantized = quantize_graph(fp32_path, Path(scratch) / "int8.onnx", recorded, keep_fp32)

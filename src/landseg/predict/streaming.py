@@ -36,6 +36,30 @@ class Chunk:
     valid: np.ndarray | None
     """``(h, w)`` bool, False where the input is no-data; None when every pixel is valid."""
 
+    def classes(self, nodata: int) -> np.ndarray:
+        """``(h, w)`` uint8 class indices, ``nodata`` where the input is no-data."""
+        index = most_likely_class(self.probabilities)
+        if self.valid is not None:
+            index[~self.valid] = nodata
+        return index
+
+
+def most_likely_class(probabilities: np.ndarray) -> np.ndarray:
+    """``probabilities.argmax(axis=0)`` as uint8 (ties to the lower class, as argmax), for up to 255 classes.
+
+    A class at a time: numpy's argmax over the first axis of a ``(K, h, w)`` array strides across memory
+    and took 5 s of the main thread at 16384² (``benchmarks/predict_speed.py``'s profile)."""
+    if probabilities.shape[0] > 255:
+        return probabilities.argmax(axis=0)
+    best = probabilities[0].copy()
+    index = np.zeros(best.shape, dtype=np.uint8)
+    better = np.empty(best.shape, dtype=bool)
+    for k in range(1, probabilities.shape[0]):
+        np.greater(probabilities[k], best, out=better)
+        np.copyto(index, k, where=better)
+        np.maximum(best, probabilities[k], out=best)
+    return index
+
 
 class RollingBlend:
     """Weighted probability sums over ``tile`` rows of a block, rolling down as rows finish."""
