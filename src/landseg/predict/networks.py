@@ -128,6 +128,10 @@ class OnnxNetwork:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # Idle intra-op threads sleep instead of spinning: the streaming loop's own work (reading, blending,
+        # writing) shares the cores with them. On 2 cores `landseg predict` took 26.5 s instead of 27.3 s on
+        # the 4096² benchmark scene (two runs each, 2026-12-05; BENCHMARKS.md §3).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model_input = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(model_input, options, providers=["CPUExecutionProvider"])
         first = self.session.get_inputs()[0]
