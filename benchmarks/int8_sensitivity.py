@@ -100,8 +100,9 @@ MARGIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, 1.0)
 def margin_rows(fp32: np.ndarray, int8: np.ndarray) -> list[dict]:
     """Agreement of int8's classes with fp32's by fp32's margin (top-1 minus top-2 probability), from
     ``(K, pixels)`` probabilities: per bin, and over every pixel at or above each bin's lower edge."""
-    ordered = np.sort(fp32, axis=0)
-    margin = ordered[-1] - ordered[-2]
+    from landseg.predict.quantize import top_margin
+
+    margin = top_margin(fp32)
     same = fp32.argmax(axis=0) == int8.argmax(axis=0)
     rows = []
     for low, high in itertools.pairwise(MARGIN_EDGES):

@@ -16,15 +16,19 @@ import yaml
 from tests.helpers import experiment, save_tiny_checkpoint
 from typer.testing import CliRunner
 
+from landseg.classes import IGNORE_INDEX
 from landseg.cli import app
 from landseg.config import parse_config
+from landseg.data.dataset import LabelledImage
 from landseg.errors import ConfigError
+from landseg.predict import quantize
+from landseg.predict.core import predict_array
 from landseg.predict.engine import PredictOptions
-from landseg.predict.ensemble import load_ensemble
-from landseg.predict.int8 import find_int8, guard_passes
+from landseg.predict.ensemble import Ensemble, load_ensemble
+from landseg.predict.int8 import describe_guard, find_int8, guard_passes
 from landseg.predict.models import read_card
 from landseg.predict.onnx import cached_export, load_onnx_member
-from landseg.predict.quantize import quantize_graph, stamp_card
+from landseg.predict.quantize import guard_options, quantize_graph, stamp_card, top_margin
 from landseg.predict.run import run_predict
 from landseg.train.calibrate import write_calibration
 from landseg.train.run import train
@@ -93,6 +97,36 @@ def test_predict_int8_agrees_with_fp32_at_the_rate_its_guard_recorded(trained, s
     assert np.mean(int8 == fp32) == pytest.approx(guard["agreement"], abs=1e-9)
     assert fp32_record["precisions"] == ["fp32"] and record["precisions"] == ["int8"]
     assert record["int8_guards"][0]["agreement"] == guard["agreement"]
+
+
+def test_the_guard_also_reports_agreement_where_fp32_is_sure(trained, synthetic_dataset, monkeypatch):
+    """Beside the bar's agreement, the guard says how much of it holds where fp32's top class leads by a
+    margin: recomputed here from both precisions' probabilities on the validation image. The tiny model is
+    nowhere 0.2 sure, so the margin is set to its median lead, leaving pixels on both sides."""
+    _, result = trained
+    with rasterio.open(synthetic_dataset / "images" / "scene_002.tif") as source:
+        pixels = source.read()
+    members, predicted = {}, {}
+    for precision in ("fp32", "int8"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # int8 asked for below the bars warns
+            members[precision] = load_ensemble([result.best_checkpoint], precision=precision).members[0]
+        predicted[precision] = predict_array(pixels, Ensemble([members[precision]]), guard_options(pixels))
+    margin = top_margin(predicted["fp32"].probabilities)
+    monkeypatch.setattr(quantize, "CONFIDENT_MARGIN", float(np.median(margin)))
+    unlabelled = np.full(pixels.shape[1:], IGNORE_INDEX, dtype=np.uint8)
+    guard = quantize.measure_guard(members["fp32"], members["int8"], [LabelledImage(pixels, unlabelled, "val")])
+    sure = margin >= guard["confident_margin"]
+    kept = predicted["fp32"].probabilities.argmax(axis=0) == predicted["int8"].probabilities.argmax(axis=0)
+    assert 0.3 < guard["confident_share"] < 0.7 and guard["confident_share"] == pytest.approx(sure.mean())
+    assert guard["agreement_where_confident"] == pytest.approx(kept[sure].mean(), abs=1e-9)
+    assert guard["agreement"] == pytest.approx(kept.mean(), abs=1e-9)
+    assert f"where fp32 leads by {guard['confident_margin']:g}" in describe_guard(guard)
+
+
+def test_top_margin_is_the_lead_of_the_most_likely_class():
+    probabilities = np.array([[[0.5, 0.2]], [[0.3, 0.2]], [[0.2, 0.6]]], dtype=np.float32)
+    np.testing.assert_allclose(top_margin(probabilities), [[0.2, 0.4]], atol=1e-7)
 
 
 def test_auto_runs_int8_only_where_its_guard_passes(trained, tmp_path):

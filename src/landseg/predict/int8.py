@@ -48,10 +48,13 @@ def guard_passes(guard: dict | None) -> bool:
 
 
 def describe_guard(guard: dict) -> str:
-    """One line for messages: ``agreement 99.71 %, mIoU change -0.0012 on 7 val images``."""
+    """One line for messages: ``agreement 99.71 % (99.95 % where fp32 leads by 0.2), mIoU change -0.0012 on
+    7 val images``."""
     change = guard.get("miou_change")
     measured = guard.get("measured_on", {})
     text = f"agreement {100 * guard['agreement']:.2f} %"
+    if guard.get("agreement_where_confident") is not None:
+        text += f" ({100 * guard['agreement_where_confident']:.2f} % where fp32 leads by {guard['confident_margin']:g})"
     text += f", mIoU change {change:+.4f}" if change is not None else ", no labels for an mIoU"
     return f"{text} on {measured.get('images', '?')} {measured.get('split', 'held-out')} images"
 
