@@ -30,7 +30,8 @@ is then timed at each precision. The headline figures are those of the default e
 ``--precision auto`` picks for that model. The ``fidelity`` stage (``--int8-checkpoints``, trained Dubai
 models) measures int8 against fp32 where it matters: Dubai tile 4 (labelled, mIoU change) for each
 checkpoint, and Dynamic World and the L1C cloud and shadow model on the real Sentinel-2 samples (each
-chip measured by an int8 model calibrated on the other chips).
+chip measured by an int8 model calibrated on the other chips; a model that cannot be quantized is
+recorded as refused, with the reason).
 
 With ``--agreement CKPT`` (a trained checkpoint) it also predicts real images (default: Dubai tile 4)
 in fp32, bf16 and with ONNX Runtime and reports argmax agreement with fp32, and how often the streamed

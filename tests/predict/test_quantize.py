@@ -264,3 +264,13 @@ def test_a_float16_network_is_refused_by_name(tmp_path):
     with pytest.raises(ConfigError, match="float16 network") as raised:
         quantize_graph(path, tmp_path / "int8.onnx", [np.zeros((3, 8, 8), dtype=np.float32)])
     assert str(path) in str(raised.value)
+
+
+def test_a_float16_zoo_model_is_refused_before_any_calibration(monkeypatch, tmp_path):
+    """ukis-csmask's cloud model is float16: refused at once, not after running it over the calibration
+    images (none are given here, which calibration itself would refuse with another message)."""
+    pytest.importorskip("ukis_csmask")
+    monkeypatch.setenv("LANDSEG_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError, match="float16 network"):
+        quantize.quantize_checkpoint("zoo:cloud-shadow", [], [])
+    assert not list((tmp_path / "cache").rglob("*.int8.onnx"))

@@ -44,11 +44,11 @@ CALIBRATION_TILES = 64
 CALIBRATION_STRIDE = 4
 """Tiles whose activations are held at once while calibrating, at most."""
 KEEP_FP32 = ("none", "first-last")
+"""Which convolutions stay in fp32: none, or the first (raw bands in) and the last (class logits out)."""
 CONFIDENT_MARGIN = 0.2
 """The guard also reports agreement where fp32's top class leads its second by this much: on the Dubai
 models 84-92 % of the pixels int8 changed were near-ties (lead < 0.1), and where fp32 led by 0.2 int8 kept
 99.8-99.9 % (BENCHMARKS.md §3). Reported, not a bar: ``int8.guard_passes`` does not read it."""
-"""Which convolutions stay in fp32: none, or the first (raw bands in) and the last (class logits out)."""
 
 
 class RecordingNetwork:
@@ -107,10 +107,7 @@ def quantize_graph(
         prepared = Path(scratch) / "prepared.onnx"
         quantization.shape_inference.quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
-        if any(weight.data_type == onnx.TensorProto.FLOAT16 for weight in model.graph.initializer):
-            raise ConfigError(
-                "is a float16 network: ONNX Runtime's static int8 quantization takes float32 networks only", fp32
-            )
+        refuse_float16(model, fp32)
         input_name = model.graph.input[0].name
         reader = tile_reader(input_name, tiles, quantization.CalibrationDataReader)
         quantization.quantize_static(
@@ -132,6 +129,16 @@ def quantize_graph(
             extra_options={"CalibStridedMinMax": _stride(len(tiles))},
         )
     return destination
+
+
+def refuse_float16(model, path: Path) -> None:
+    """A ``ConfigError`` naming ``path`` where the ONNX ``model`` holds float16 weights (ukis-csmask's cloud
+    models): ONNX Runtime's static quantization takes float32 networks only."""
+    onnx = require_package("onnx", "int8 quantization")
+    if any(weight.data_type == onnx.TensorProto.FLOAT16 for weight in model.graph.initializer):
+        raise ConfigError(
+            "is a float16 network: ONNX Runtime's static int8 quantization takes float32 networks only", path
+        )
 
 
 def _stride(count: int, most: int = CALIBRATION_STRIDE) -> int:
@@ -229,6 +236,8 @@ def quantize_checkpoint(
     destination = int8_beside(weights, content_key(weights), side)
     if zoo_name(reference) or fp32_path.parent != destination.parent:  # never into an installed package
         destination = cache_folder() / "onnx" / destination.name
+    # Before calibrating: calibration runs the network over every image, only for quantize_graph to refuse it.
+    refuse_float16(require_package("onnx", "int8 quantization").load(str(fp32_path)), fp32_path)
     recorded = calibration_tiles(card, calibration_images, side, tiles)
     with tempfile.TemporaryDirectory() as scratch:
         quantized = quantize_graph(fp32_path, Path(scratch) / "int8.onnx", recorded, keep_fp32)
